@@ -1,0 +1,135 @@
+/* config.h — verge's configuration: one JSON file (comments allowed), read
+ * with yajl, validated against one table of keys (conf/schema.c), turned into
+ * an immutable, refcounted generation.
+ *
+ * Lifetime: config_load returns a generation with refcount 1. Threads that
+ * serve requests take a reference per request (config_ref) so a request
+ * finishes on the generation it started with; config_unref frees the last.
+ * A generation is never modified after config_load returns, so it is read
+ * without locks.
+ */
+#ifndef VERGE_CONFIG_H
+#define VERGE_CONFIG_H
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "../proxy/base.h"
+
+#define CONFIG_MAGIC 0x636f6e66u
+
+struct config_address {
+    char *text; /* as written, e.g. "127.0.0.1:8080" or "[::1]:8080" */
+    struct sockaddr_storage sockaddr;
+    socklen_t sockaddr_len;
+    bool is_loopback;
+};
+
+enum origin_kind { ORIGIN_KIND_HTTP, ORIGIN_KIND_STATIC };
+
+struct config_origin {
+    char *name;
+    enum origin_kind kind;
+    /* ORIGIN_KIND_HTTP */
+    char *url;  /* as written */
+    char *host; /* host part of the URL (for Host: and connect) */
+    uint16_t port;
+    char *host_header;                /* "host" or "host:port" when the port is not the default */
+    char *path_prefix;                /* path part of the URL without a trailing '/', "" when none */
+    struct sockaddr_storage sockaddr; /* resolved at load time */
+    socklen_t sockaddr_len;
+    int connect_timeout_ms;
+    int read_timeout_ms;
+    int max_idle; /* idle keep-alive connections kept per thread */
+    /* ORIGIN_KIND_STATIC */
+    char *static_root; /* absolute, canonical path (realpath) of the directory */
+};
+
+struct config_behavior {
+    char *path_pattern;  /* as written */
+    size_t origin_index; /* into config.origins */
+};
+
+struct config {
+    unsigned magic;
+    atomic_int refcount;
+    struct arena arena;  /* owns every string and array below; freed by the last config_unref */
+    unsigned generation; /* 1 for the first load, +1 for each successful reload (set by the caller) */
+    char *source_path;
+
+    struct config_address *listen;
+    size_t listen_count;
+    int threads;
+
+    struct config_origin *origins;
+    size_t origin_count;
+    struct config_behavior *behaviors;
+    size_t behavior_count;
+
+    struct {
+        char *path;   /* "-" is stdout; NULL when access logging is off ("access_log": false) */
+        char *format; /* "json" */
+    } access_log;
+
+    struct {
+        bool enabled;
+        struct config_address address;
+        char *token_file; /* NULL when not set */
+        char *token;      /* contents of token_file, trimmed; NULL when not set */
+    } admin;
+
+    struct {
+        int header_read_ms; /* whole request head must arrive within this (slowloris) */
+        int idle_ms;        /* keep-alive idle, and inactivity while reading a request body */
+        int send_ms;        /* inactivity while writing to a viewer */
+        int drain_ms;       /* SIGTERM: how long in-flight requests may take */
+    } timeouts;
+};
+
+/* Collected validation messages. Each message names the key by its JSON
+ * path and says what was expected, e.g.
+ *   behaviors[1].origin: unknown origin "ap" (known: app, site) */
+struct config_errors {
+    char **messages;
+    size_t count;
+};
+
+void config_errors_free(struct config_errors *errors);
+
+/* Reads, parses and validates the file at `path`. Returns a new generation
+ * (refcount 1), or NULL with at least one message in `errors`. Relative
+ * paths in the file (static roots, token files, log paths) are resolved
+ * against the directory holding the file. Origin hosts are resolved here. */
+struct config *config_load(const char *path, struct config_errors *errors);
+
+/* Whether origin hosts are resolved with DNS at load (default true). When
+ * false, only numeric hosts are accepted (a name is an error), so loading
+ * never blocks on the network: the fuzzer sets it. Set it before loading,
+ * from one thread; it is not synchronised. */
+extern bool config_resolve_hosts;
+
+/* The same, from a buffer; `base_dir` resolves relative paths. */
+struct config *config_load_buffer(const char *text, size_t len, const char *base_dir, struct config_errors *errors);
+
+void config_ref(struct config *config);
+void config_unref(struct config *config);
+
+/* Returns the first behavior whose pattern matches `path` (the URL path, no
+ * query). Never NULL for a valid config, whose last behavior is "*". */
+const struct config_behavior *config_match_behavior(const struct config *config, slice_t path);
+
+/* CloudFront path-pattern match: '*' any run of characters (including '/'),
+ * '?' exactly one character, case-sensitive, leading '/' optional on either
+ * side. Pure. */
+bool config_path_pattern_match(slice_t pattern, slice_t path);
+
+/* Writes the config reference (Markdown table generated from the key table:
+ * key, type, default, range, description) to `out`. */
+void config_write_reference(struct bytebuf *out);
+
+/* True when `document` (e.g. README.md) contains the table exactly as
+ * config_write_reference writes it, so a test can check the docs are current. */
+bool config_reference_embedded_in(slice_t document);
+
+#endif

@@ -1,0 +1,697 @@
+/* schema.c — every config key, declared once in config_schema: its JSON
+ * path, type, range, default, one-line doc and where its value lands in
+ * struct config; plus the setters for keys that need more than a type check
+ * (addresses, URLs, directories, token files), the finishers that check rules
+ * spanning several keys, and the Markdown reference generated from the table.
+ *
+ * The walk that applies the table is in config.c. Table order is the order of
+ * the reference and of the walk: origins come before behaviors (a behavior
+ * names an origin) and listen before admin (they must not collide).
+ * Everything here runs inside one config_load call; no shared state besides
+ * reading config_resolve_hosts.
+ */
+#include "schema.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TOKEN_MAX_BYTES 4096
+#define PATH_PATTERN_MAX 255
+#define PATH_PATTERN_CHARS "A-Z a-z 0-9 _ - . * $ / ~ \" ' @ : + & ?"
+
+static int default_thread_count(void);
+static void set_address(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_origin_url(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_static_root(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_path_pattern(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_behavior_origin(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_file_path(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_token_file(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void finish_listen(struct loader *, const char *, const struct json_value *, char *);
+static void finish_origin(struct loader *, const char *, const struct json_value *, char *);
+static void finish_behaviors(struct loader *, const char *, const struct json_value *, char *);
+static void finish_admin(struct loader *, const char *, const struct json_value *, char *);
+
+static const char *const access_log_formats[] = {"json", NULL};
+
+#define ADDRESS_EXPECTED "\"IPv4:port\" or \"[IPv6]:port\""
+
+/* Every key, once. Order matters twice: it is the order of the reference
+ * and of the walk (origins before behaviors, listen before admin). */
+const struct schema_key config_schema[] = {
+    {.pattern = "", .type = SCHEMA_OBJECT, .doc = "the whole file"},
+
+    {.pattern = "listen",
+     .type = SCHEMA_ARRAY,
+     .flags = KEY_REQUIRED,
+     .min = 1,
+     .max = 64,
+     .offset = offsetof(struct config, listen),
+     .count_offset = offsetof(struct config, listen_count),
+     .element_size = sizeof(struct config_address),
+     .finish = finish_listen,
+     .doc = "Addresses the viewer listener binds (plain HTTP; every thread binds each one with SO_REUSEPORT)."},
+    {.pattern = "listen[]", .type = SCHEMA_OBJECT, .doc = "One listen address."},
+    {.pattern = "listen[].address",
+     .type = SCHEMA_STRING,
+     .flags = KEY_REQUIRED,
+     .expected = ADDRESS_EXPECTED,
+     .offset = 0,
+     .set = set_address,
+     .doc = "Numeric address and port to bind, e.g. `0.0.0.0:8080` or `[::]:8080`."},
+
+    {.pattern = "threads",
+     .type = SCHEMA_INTEGER,
+     .min = 1,
+     .max = 256,
+     .default_function = default_thread_count,
+     .default_doc = "number of online CPUs",
+     .offset = offsetof(struct config, threads),
+     .doc = "Event-loop threads; each owns its connections."},
+
+    {.pattern = "origins",
+     .type = SCHEMA_MAP,
+     .flags = KEY_REQUIRED,
+     .min = 1,
+     .max = 1024,
+     .offset = offsetof(struct config, origins),
+     .count_offset = offsetof(struct config, origin_count),
+     .element_size = sizeof(struct config_origin),
+     .name_offset = offsetof(struct config_origin, name),
+     .doc = "Origins by name (letters, digits, `_`, `-`); behaviors refer to them by that name."},
+    {.pattern = "origins.*",
+     .type = SCHEMA_OBJECT,
+     .finish = finish_origin,
+     .doc = "One origin: exactly one of `url` (an HTTP server) or `static` (a directory)."},
+    {.pattern = "origins.*.url",
+     .type = SCHEMA_STRING,
+     .expected = "\"http://host[:port][/prefix]\"",
+     .set = set_origin_url,
+     .doc = "HTTP origin; the host is resolved once, at load. The prefix is prepended to request paths."},
+    {.pattern = "origins.*.static",
+     .type = SCHEMA_STRING,
+     .expected = "a directory path",
+     .set = set_static_root,
+     .offset = offsetof(struct config_origin, static_root),
+     .doc = "Serve files from this directory (relative to the config file's directory)."},
+    {.pattern = "origins.*.connect_timeout_ms",
+     .type = SCHEMA_INTEGER,
+     .min = 1,
+     .max = 600000,
+     .default_value = "1000",
+     .offset = offsetof(struct config_origin, connect_timeout_ms),
+     .doc = "Time allowed to connect to a `url` origin."},
+    {.pattern = "origins.*.read_timeout_ms",
+     .type = SCHEMA_INTEGER,
+     .min = 1,
+     .max = 3600000,
+     .default_value = "30000",
+     .offset = offsetof(struct config_origin, read_timeout_ms),
+     .doc = "Longest wait for the next bytes of a `url` origin's response."},
+    {.pattern = "origins.*.max_idle",
+     .type = SCHEMA_INTEGER,
+     .min = 0,
+     .max = 10000,
+     .default_value = "32",
+     .offset = offsetof(struct config_origin, max_idle),
+     .doc = "Idle keep-alive connections to a `url` origin kept per thread."},
+
+    {.pattern = "behaviors",
+     .type = SCHEMA_ARRAY,
+     .flags = KEY_REQUIRED,
+     .min = 1,
+     .max = 1024,
+     .offset = offsetof(struct config, behaviors),
+     .count_offset = offsetof(struct config, behavior_count),
+     .element_size = sizeof(struct config_behavior),
+     .finish = finish_behaviors,
+     .doc = "Cache behaviors in order; a request takes the first whose path matches. The last path must be `*`."},
+    {.pattern = "behaviors[]", .type = SCHEMA_OBJECT, .doc = "One cache behavior."},
+    {.pattern = "behaviors[].path",
+     .type = SCHEMA_STRING,
+     .flags = KEY_REQUIRED,
+     .expected = "a path pattern",
+     .offset = offsetof(struct config_behavior, path_pattern),
+     .set = set_path_pattern,
+     .doc = "CloudFront path pattern: `*` any run of characters, `?` one character, case-sensitive; at most "
+            "255 characters from `" PATH_PATTERN_CHARS "`."},
+    {.pattern = "behaviors[].origin",
+     .type = SCHEMA_STRING,
+     .flags = KEY_REQUIRED,
+     .expected = "an origin name",
+     .offset = offsetof(struct config_behavior, origin_index),
+     .set = set_behavior_origin,
+     .doc = "Name of the origin (a key of `origins`) that serves matching requests."},
+
+    {.pattern = "access_log",
+     .type = SCHEMA_OBJECT,
+     .flags = KEY_FALSE_DISABLES,
+     .default_doc = "`{\"path\": \"-\", \"format\": \"json\"}`",
+     .doc = "Access log; `false` turns it off."},
+    {.pattern = "access_log.path",
+     .type = SCHEMA_STRING,
+     .default_value = "-",
+     .expected = "a file path or \"-\"",
+     .offset = offsetof(struct config, access_log.path),
+     .set = set_file_path,
+     .doc = "File to append to (relative to the config file's directory); `-` is standard output."},
+    {.pattern = "access_log.format",
+     .type = SCHEMA_ENUM,
+     .values = access_log_formats,
+     .default_value = "json",
+     .offset = offsetof(struct config, access_log.format),
+     .doc = "Line format: one JSON object per request."},
+
+    {.pattern = "admin",
+     .type = SCHEMA_OBJECT,
+     .finish = finish_admin,
+     .default_doc = "none (no admin listener)",
+     .doc = "Admin listener (metrics, reload). Absent: no admin listener."},
+    {.pattern = "admin.address",
+     .type = SCHEMA_STRING,
+     .flags = KEY_REQUIRED,
+     .expected = ADDRESS_EXPECTED,
+     .offset = offsetof(struct config, admin.address),
+     .set = set_address,
+     .doc = "Address to bind; must be loopback (127.0.0.0/8, ::1) unless `token_file` is set."},
+    {.pattern = "admin.token_file",
+     .type = SCHEMA_STRING,
+     .expected = "a file path",
+     .set = set_token_file,
+     .offset = offsetof(struct config, admin.token_file),
+     .doc = "File holding the bearer token admin requests must carry (trimmed; visible ASCII, at most 4096 bytes)."},
+
+    {.pattern = "timeouts",
+     .type = SCHEMA_OBJECT,
+     .default_doc = "the defaults of its keys",
+     .doc = "Viewer-side timeouts and the shutdown drain."},
+    {.pattern = "timeouts.header_read_ms",
+     .type = SCHEMA_INTEGER,
+     .min = 1,
+     .max = 600000,
+     .default_value = "10000",
+     .offset = offsetof(struct config, timeouts.header_read_ms),
+     .doc = "The whole request head must arrive within this (slowloris defence)."},
+    {.pattern = "timeouts.idle_ms",
+     .type = SCHEMA_INTEGER,
+     .min = 1,
+     .max = 3600000,
+     .default_value = "60000",
+     .offset = offsetof(struct config, timeouts.idle_ms),
+     .doc = "Keep-alive idle time, and inactivity allowed while reading a request body."},
+    {.pattern = "timeouts.send_ms",
+     .type = SCHEMA_INTEGER,
+     .min = 1,
+     .max = 3600000,
+     .default_value = "60000",
+     .offset = offsetof(struct config, timeouts.send_ms),
+     .doc = "Inactivity allowed while writing to a viewer."},
+    {.pattern = "timeouts.drain_ms",
+     .type = SCHEMA_INTEGER,
+     .min = 0,
+     .max = 3600000,
+     .default_value = "10000",
+     .offset = offsetof(struct config, timeouts.drain_ms),
+     .doc = "On SIGTERM, how long in-flight requests may take before the process exits."},
+};
+
+const size_t config_schema_count = VERGE_ARRAY_SIZE(config_schema);
+
+/* ---- setters: keys whose value needs more than a type check ------------------------ */
+
+static int default_thread_count(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus > 256 ? 256 : (int)cpus;
+}
+
+static bool parse_port(const char *s, size_t len, uint16_t *port)
+{
+    if (len == 0 || len > 5)
+        return false;
+    unsigned value = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        value = value * 10 + (unsigned)(s[i] - '0');
+    }
+    if (value < 1 || value > 65535)
+        return false;
+    *port = (uint16_t)value;
+    return true;
+}
+
+/* "a.b.c.d:port" or "[v6]:port", numeric only: listeners bind what is written. */
+static bool parse_address(const char *text, struct config_address *out)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *port_text, *host_start = text;
+    size_t host_len;
+    bool is_ipv6 = text[0] == '[';
+    if (is_ipv6) {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':')
+            return false;
+        host_start = text + 1;
+        host_len = (size_t)(close - host_start);
+        port_text = close + 2;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (colon == NULL)
+            return false;
+        host_len = (size_t)(colon - text);
+        port_text = colon + 1;
+    }
+    if (host_len == 0 || host_len >= sizeof host)
+        return false;
+    memcpy(host, host_start, host_len);
+    host[host_len] = '\0';
+    uint16_t port;
+    if (!parse_port(port_text, strlen(port_text), &port))
+        return false;
+
+    memset(&out->sockaddr, 0, sizeof out->sockaddr);
+    if (is_ipv6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->sockaddr;
+        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+            return false;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        out->sockaddr_len = sizeof *sin6;
+        out->is_loopback = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
+                           (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && sin6->sin6_addr.s6_addr[12] == 127);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out->sockaddr;
+        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+            return false;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        out->sockaddr_len = sizeof *sin;
+        out->is_loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+    }
+    return true;
+}
+
+static void set_address(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v, char *target)
+{
+    struct config_address *address = FIELD(struct config_address, target, key);
+    if (!parse_address(v->text.ptr, address)) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    address->text = arena_strndup(&L->config->arena, v->text.ptr, v->text.len);
+}
+
+static bool same_address(const struct config_address *a, const struct config_address *b)
+{
+    return a->text != NULL && b->text != NULL && a->sockaddr_len == b->sockaddr_len &&
+           memcmp(&a->sockaddr, &b->sockaddr, a->sockaddr_len) == 0;
+}
+
+/* Resolves the host of a URL origin. Names with both families prefer IPv4:
+ * "localhost" often lists ::1 first while local origins listen on 127.0.0.1. */
+static void resolve_origin(struct loader *L, const char *path, struct config_origin *origin)
+{
+    char port[8];
+    snprintf(port, sizeof port, "%u", origin->port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | (config_resolve_hosts ? 0 : AI_NUMERICHOST)};
+    struct addrinfo *results = NULL;
+    int rc = getaddrinfo(origin->host, port, &hints, &results);
+    if (rc != 0) {
+        const char *reason = rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
+        if (!config_resolve_hosts && rc == EAI_NONAME)
+            reason = "host name resolution is disabled (config_resolve_hosts is false); use a numeric address";
+        config_load_error(L, "%s: cannot resolve %s: %s", path, config_quote_text(L, slice_from_cstr(origin->host)), reason);
+        return;
+    }
+    const struct addrinfo *chosen = results;
+    for (const struct addrinfo *ai = results; ai != NULL; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET) {
+            chosen = ai;
+            break;
+        }
+    memcpy(&origin->sockaddr, chosen->ai_addr, chosen->ai_addrlen);
+    origin->sockaddr_len = chosen->ai_addrlen;
+    freeaddrinfo(results);
+}
+
+static bool is_host_char(unsigned char c)
+{
+    return (config_is_name_char(c) && c != '_') || c == '.';
+}
+
+/* http://host[:port][/prefix]: host is a name, an IPv4 address or [IPv6]. */
+static bool parse_origin_url(struct loader *L, const char *url, struct config_origin *origin)
+{
+    for (const char *c = url; *c != '\0'; c++)
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f || strchr("?#@\\", *c) != NULL)
+            return false; /* no query, fragment, userinfo, spaces or raw non-ASCII */
+    if (strncasecmp(url, "http://", 7) != 0)
+        return false;
+    const char *authority = url + 7;
+    size_t authority_len = strcspn(authority, "/");
+    const char *authority_end = authority + authority_len;
+    const char *host = authority, *port_text = NULL;
+    size_t host_len;
+    bool is_ipv6 = authority[0] == '[';
+    if (is_ipv6) {
+        const char *close = memchr(authority, ']', authority_len);
+        if (close == NULL)
+            return false;
+        host = authority + 1;
+        host_len = (size_t)(close - host);
+        if (close + 1 < authority_end) {
+            if (close[1] != ':')
+                return false;
+            port_text = close + 2;
+        }
+        char literal[INET6_ADDRSTRLEN + 1];
+        struct in6_addr scratch;
+        if (host_len == 0 || host_len >= sizeof literal)
+            return false;
+        memcpy(literal, host, host_len);
+        literal[host_len] = '\0';
+        if (inet_pton(AF_INET6, literal, &scratch) != 1)
+            return false;
+    } else {
+        const char *colon = memchr(authority, ':', authority_len);
+        host_len = colon != NULL ? (size_t)(colon - authority) : authority_len;
+        if (colon != NULL)
+            port_text = colon + 1;
+        if (host_len == 0 || host_len > 253)
+            return false;
+        for (size_t i = 0; i < host_len; i++)
+            if (!is_host_char((unsigned char)host[i]))
+                return false;
+    }
+    origin->port = 80;
+    if (port_text != NULL && !parse_port(port_text, (size_t)(authority_end - port_text), &origin->port))
+        return false;
+
+    size_t prefix_len = strlen(authority_end);
+    while (prefix_len > 0 && authority_end[prefix_len - 1] == '/')
+        prefix_len--;
+    struct arena *arena = &L->config->arena;
+    origin->host = arena_strndup(arena, host, host_len);
+    origin->path_prefix = arena_strndup(arena, authority_end, prefix_len);
+    const char *open = is_ipv6 ? "[" : "", *close = is_ipv6 ? "]" : "";
+    origin->host_header = origin->port == 80 ? arena_printf(arena, "%s%s%s", open, origin->host, close)
+                                             : arena_printf(arena, "%s%s%s:%u", open, origin->host, close, origin->port);
+    origin->url = arena_strndup(arena, url, strlen(url));
+    return true;
+}
+
+static void set_origin_url(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                           char *target)
+{
+    struct config_origin *origin = (struct config_origin *)target;
+    if (strncasecmp(v->text.ptr, "https://", 8) == 0) {
+        config_load_error(L, "%s: https origins are not supported yet", path);
+        return;
+    }
+    if (!parse_origin_url(L, v->text.ptr, origin)) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    resolve_origin(L, path, origin);
+}
+
+/* Relative paths in the file are relative to the file's directory. */
+static char *resolve_relative(struct loader *L, const char *file_path)
+{
+    if (file_path[0] == '/')
+        return arena_strndup(&L->scratch, file_path, strlen(file_path));
+    return arena_printf(&L->scratch, "%s%s%s", L->base_dir, strcmp(L->base_dir, "/") == 0 ? "" : "/", file_path);
+}
+
+static void set_static_root(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                            char *target)
+{
+    if (v->text.len == 0) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    const char *joined = resolve_relative(L, v->text.ptr);
+    char *real = realpath(joined, NULL);
+    if (real == NULL) {
+        config_load_error(L, "%s: expected an existing directory, got %s (%s)", path, config_quote_text(L, slice_from_cstr(joined)),
+                          strerror(errno));
+        return;
+    }
+    struct stat st;
+    if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
+        config_load_error(L, "%s: expected a directory, got %s (not a directory)", path,
+                          config_quote_text(L, slice_from_cstr(joined)));
+    else
+        *FIELD(char *, target, key) = arena_strndup(&L->config->arena, real, strlen(real));
+    free(real);
+}
+
+static void set_file_path(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                          char *target)
+{
+    if (v->text.len == 0) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    const char *resolved = strcmp(v->text.ptr, "-") == 0 ? "-" : resolve_relative(L, v->text.ptr);
+    *FIELD(char *, target, key) = arena_strndup(&L->config->arena, resolved, strlen(resolved));
+}
+
+static void set_path_pattern(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                             char *target)
+{
+    static const char allowed[] = "_-.*$/~\"'@:+&?";
+    if (v->text.len == 0 || v->text.len > PATH_PATTERN_MAX) {
+        config_load_error(L, "%s: expected a path pattern of 1 to %d characters, got %zu characters", path, PATH_PATTERN_MAX,
+                          v->text.len);
+        return;
+    }
+    for (size_t i = 0; i < v->text.len; i++) {
+        unsigned char c = (unsigned char)v->text.ptr[i];
+        if (!config_is_name_char(c) && strchr(allowed, c) == NULL) {
+            config_load_error(L, "%s: expected a path pattern of " PATH_PATTERN_CHARS ", got %s (%s is not allowed)", path,
+                              config_describe_value(L, v), config_quote_text(L, slice_make((const char *)&v->text.ptr[i], 1)));
+            return;
+        }
+    }
+    *FIELD(char *, target, key) = arena_strndup(&L->config->arena, v->text.ptr, v->text.len);
+}
+
+static void set_behavior_origin(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                                char *target)
+{
+    const struct config *config = L->config;
+    if (config->origin_count == 0)
+        return; /* origins is missing or invalid, which is already reported */
+    for (size_t i = 0; i < config->origin_count; i++)
+        if (strcmp(config->origins[i].name, v->text.ptr) == 0) {
+            *FIELD(size_t, target, key) = i;
+            return;
+        }
+    struct bytebuf known = {0};
+    for (size_t i = 0; i < config->origin_count; i++)
+        bytebuf_appendf(&known, "%s%s", i > 0 ? ", " : "", config->origins[i].name);
+    config_load_error(L, "%s: unknown origin %s (known: %.*s)", path, config_describe_value(L, v), (int)known.len,
+                      known.data ? known.data : "");
+    bytebuf_free(&known);
+}
+
+/* The token is read now, so a reload with an unreadable token file fails
+ * instead of silently locking the admin API. */
+static void set_token_file(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                           char *target)
+{
+    if (v->text.len == 0) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    const char *file = resolve_relative(L, v->text.ptr);
+    const char *shown = config_quote_text(L, slice_from_cstr(file));
+    /* O_NONBLOCK: a FIFO must not hang the loader; it is refused below anyway. */
+    int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        config_load_error(L, "%s: cannot read %s: %s", path, shown, strerror(errno));
+        return;
+    }
+    char buf[TOKEN_MAX_BYTES + 1];
+    size_t len = 0;
+    struct stat st;
+    bool is_regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    int read_errno = 0;
+    while (is_regular && len < sizeof buf) {
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            read_errno = errno;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (!is_regular) {
+        config_load_error(L, "%s: expected a regular file, got %s", path, shown);
+        return;
+    }
+    if (read_errno != 0) {
+        config_load_error(L, "%s: cannot read %s: %s", path, shown, strerror(read_errno));
+        return;
+    }
+    if (len > TOKEN_MAX_BYTES) {
+        config_load_error(L, "%s: expected a token file of at most %d bytes, got a larger file %s", path, TOKEN_MAX_BYTES, shown);
+        return;
+    }
+    size_t start = 0;
+    while (start < len && strchr(" \t\r\n", buf[start]) != NULL && buf[start] != '\0')
+        start++;
+    while (len > start && strchr(" \t\r\n", buf[len - 1]) != NULL && buf[len - 1] != '\0')
+        len--;
+    if (len == start) {
+        config_load_error(L, "%s: expected a file holding a token, got an empty file %s", path, shown);
+        return;
+    }
+    for (size_t i = start; i < len; i++)
+        if ((unsigned char)buf[i] <= 0x20 || (unsigned char)buf[i] >= 0x7f) {
+            config_load_error(L, "%s: expected a token of visible ASCII characters, got other bytes in %s", path, shown);
+            return;
+        }
+    L->config->admin.token_file = arena_strndup(&L->config->arena, file, strlen(file));
+    L->config->admin.token = arena_strndup(&L->config->arena, buf + start, len - start);
+    explicit_bzero(buf, sizeof buf);
+}
+
+/* ---- finishers: rules across keys ------------------------------------------------------ */
+
+static void finish_listen(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    const struct config *config = L->config;
+    for (size_t i = 1; i < config->listen_count; i++)
+        for (size_t j = 0; j < i; j++)
+            if (same_address(&config->listen[i], &config->listen[j])) {
+                config_load_error(L, "%s[%zu].address: %s is already listed at %s[%zu].address", path, i,
+                                  config_quote_text(L, slice_from_cstr(config->listen[i].text)), path, j);
+                break;
+            }
+}
+
+static void finish_origin(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    struct config_origin *origin = (struct config_origin *)target;
+    bool has_url = config_json_member(v, "url") != NULL, has_static = config_json_member(v, "static") != NULL;
+    if (has_url == has_static) {
+        config_load_error(L, "%s: expected exactly one of url or static, got %s", path, has_url ? "both" : "neither");
+        return;
+    }
+    origin->kind = has_url ? ORIGIN_KIND_HTTP : ORIGIN_KIND_STATIC;
+    if (has_url)
+        return;
+    static const char *const url_only[] = {"connect_timeout_ms", "read_timeout_ms", "max_idle"};
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(url_only); i++)
+        if (config_json_member(v, url_only[i]) != NULL)
+            config_load_error(L, "%s.%s: only meaningful with url; this origin is static", path, url_only[i]);
+}
+
+static void finish_behaviors(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    const struct config *config = L->config;
+    const struct config_behavior *last = &config->behaviors[config->behavior_count - 1];
+    if (last->path_pattern != NULL && strcmp(last->path_pattern, "*") != 0)
+        config_load_error(L, "%s[%zu].path: expected \"*\" for the last behavior (the default), got %s", path,
+                          config->behavior_count - 1, config_quote_text(L, slice_from_cstr(last->path_pattern)));
+}
+
+static void finish_admin(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    struct config *config = L->config;
+    config->admin.enabled = true;
+    const struct config_address *address = &config->admin.address;
+    if (address->text == NULL)
+        return; /* invalid, already reported */
+    if (!address->is_loopback && config_json_member(v, "token_file") == NULL)
+        config_load_error(L, "%s.address: %s is not a loopback address; set %s.token_file to expose the admin listener", path,
+                          config_quote_text(L, slice_from_cstr(address->text)), path);
+    for (size_t i = 0; i < config->listen_count; i++)
+        if (same_address(address, &config->listen[i]))
+            config_load_error(L, "%s.address: %s is also listen[%zu].address", path,
+                              config_quote_text(L, slice_from_cstr(address->text)), i);
+}
+
+/* ---- reference --------------------------------------------------------------------------------- */
+
+static void append_cell(struct bytebuf *out, const char *text)
+{
+    bytebuf_append(out, " ", 1);
+    for (const char *c = text; *c != '\0'; c++) {
+        if (*c == '|')
+            bytebuf_append(out, "\\", 1);
+        bytebuf_append(out, c, 1);
+    }
+    bytebuf_append(out, " |", 2);
+}
+
+void config_write_reference(struct bytebuf *out)
+{
+    static const char *const type_names[] = {
+        [SCHEMA_OBJECT] = "object",    [SCHEMA_ARRAY] = "array of objects", [SCHEMA_MAP] = "object of objects",
+        [SCHEMA_STRING] = "string",    [SCHEMA_INTEGER] = "integer",        [SCHEMA_BOOLEAN] = "boolean",
+        [SCHEMA_ENUM] = "string enum",
+    };
+    bytebuf_appendf(out, "| key | type | default | range / values | description |\n");
+    bytebuf_appendf(out, "| --- | --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < config_schema_count; i++) {
+        const struct schema_key *key = &config_schema[i];
+        if (key->pattern[0] == '\0')
+            continue;
+        char cell[512];
+        bytebuf_append(out, "|", 1);
+        snprintf(cell, sizeof cell, "`%s`", key->pattern);
+        append_cell(out, cell);
+        append_cell(out,
+                    key->type == SCHEMA_OBJECT && (key->flags & KEY_FALSE_DISABLES) ? "object or `false`" : type_names[key->type]);
+        if (key->flags & KEY_REQUIRED)
+            snprintf(cell, sizeof cell, "required");
+        else if (key->default_doc != NULL)
+            snprintf(cell, sizeof cell, "%s", key->default_doc);
+        else if (key->default_value != NULL && key->type == SCHEMA_INTEGER)
+            snprintf(cell, sizeof cell, "%s", key->default_value);
+        else if (key->default_value != NULL)
+            snprintf(cell, sizeof cell, "`\"%s\"`", key->default_value);
+        else if (key->type == SCHEMA_OBJECT)
+            cell[0] = '\0'; /* an array element or map entry: nothing to default */
+        else
+            snprintf(cell, sizeof cell, "none");
+        append_cell(out, cell);
+        cell[0] = '\0';
+        if (key->type == SCHEMA_INTEGER) {
+            snprintf(cell, sizeof cell, "%lld to %lld", key->min, key->max);
+        } else if (key->type == SCHEMA_ARRAY || key->type == SCHEMA_MAP) {
+            snprintf(cell, sizeof cell, "%lld to %lld entries", key->min, key->max);
+        } else if (key->type == SCHEMA_ENUM) {
+            size_t used = 0;
+            for (size_t v = 0; key->values[v] != NULL && used < sizeof cell; v++)
+                used += (size_t)snprintf(cell + used, sizeof cell - used, "%s`\"%s\"`", v > 0 ? ", " : "", key->values[v]);
+        } else if (key->expected != NULL) {
+            snprintf(cell, sizeof cell, "%s", key->expected);
+        }
+        append_cell(out, cell);
+        append_cell(out, key->doc);
+        bytebuf_append(out, "\n", 1);
+    }
+}
+
+bool config_reference_embedded_in(slice_t document)
+{
+    struct bytebuf reference = {0};
+    config_write_reference(&reference);
+    bool found = memmem(document.ptr, document.len, reference.data, reference.len) != NULL;
+    bytebuf_free(&reference);
+    return found;
+}

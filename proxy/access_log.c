@@ -1,0 +1,475 @@
+/* access_log.c — the JSON access log: event-loop threads format one line per
+ * request and queue it; one writer thread writes the queue out.
+ *
+ * Data flow: access_log_write formats into a private buffer, then appends it
+ * to `pending` under `lock` (a memcpy). The writer swaps `pending` with its
+ * own `writing` buffer under the lock and writes outside it, so producers
+ * never wait for the disk. It writes when 100 ms have passed since the first
+ * queued line, or earlier when 64 KiB are queued, on a destination change or
+ * at shutdown.
+ *
+ * Invariants:
+ *  - `pending` never exceeds ACCESS_LOG_MAX_PENDING; lines that do not fit are
+ *    dropped and counted (metrics.access_log_dropped), and the writer logs a
+ *    warning at most once per second while that happens.
+ *  - Lines queued before access_log_configure switches files go to the old
+ *    file, lines queued after go to the new one: configure records the
+ *    pending offset at which the switch happens, and the writer applies the
+ *    queued switches in order.
+ *  - writer_fd is touched only by the writer thread, and by shutdown after
+ *    joining it. stdout (fd 1) is never closed.
+ *  - configure and shutdown are called from one thread (the main thread).
+ *
+ * Locking: `lock` guards everything in `shared`; the writer waits on `wake`
+ * (CLOCK_MONOTONIC) and producers signal it only when the queue becomes
+ * non-empty or crosses the flush size, so a busy server signals rarely.
+ */
+#include "access_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "metrics.h"
+
+#define ACCESS_LOG_MAX_PENDING (8u * 1024 * 1024)
+#define ACCESS_LOG_FLUSH_BYTES (64u * 1024)
+#define ACCESS_LOG_FLUSH_INTERVAL_MS 100
+#define ACCESS_LOG_WARN_INTERVAL_MS 1000
+#define ACCESS_LOG_MAX_SWITCHES 8
+/* A burst leaves big buffers behind; the writer gives back anything above this. */
+#define ACCESS_LOG_KEEP_CAPACITY (256u * 1024)
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+static pthread_cond_t wake;
+
+static struct {
+    atomic_bool enabled; /* producers queue lines only when a destination is set */
+    bool stopping;       /* shutdown asked the writer to finish */
+    struct bytebuf pending;
+    uint64_t pending_since_ms; /* monotonic time the queue became non-empty */
+    /* Destination switches not yet applied by the writer, in order: the bytes
+     * of pending before switches[i].offset go to the destination in force
+     * before switch i. */
+    struct destination_switch {
+        size_t offset;
+        int fd; /* -1: off */
+    } switches[ACCESS_LOG_MAX_SWITCHES];
+    size_t switch_count;
+    uint64_t dropped_unreported;
+} shared;
+
+/* Main-thread state. */
+static bool writer_running;
+static pthread_t writer_thread;
+static char *current_path;
+static bool configured;
+
+/* Writer-thread state. */
+static int writer_fd = -1;
+
+static void wake_init(void)
+{
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&wake, &attributes);
+    pthread_condattr_destroy(&attributes);
+}
+
+static void close_destination(int fd)
+{
+    if (fd > STDERR_FILENO)
+        close(fd);
+}
+
+/* ---- formatting ---------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence starting at s[0] (a byte >= 0x80), or 0
+ * when it is not one (RFC 3629: no overlong forms, no surrogates, <= U+10FFFF). */
+static size_t utf8_sequence_length(const unsigned char *s, size_t available)
+{
+    unsigned char lead = s[0];
+    size_t length;
+    unsigned char second_min = 0x80, second_max = 0xBF;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+        length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+        length = 3;
+        if (lead == 0xE0)
+            second_min = 0xA0;
+        else if (lead == 0xED)
+            second_max = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+        length = 4;
+        if (lead == 0xF0)
+            second_min = 0x90;
+        else if (lead == 0xF4)
+            second_max = 0x8F;
+    } else {
+        return 0;
+    }
+    if (available < length || s[1] < second_min || s[1] > second_max)
+        return 0;
+    for (size_t i = 2; i < length; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return length;
+}
+
+void access_log_append_json_string(struct bytebuf *out, slice_t s)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s.ptr;
+    bytebuf_reserve(out, s.len + 2);
+    bytebuf_append(out, "\"", 1);
+    size_t i = 0;
+    while (i < s.len) {
+        /* Copy the longest run that needs no escaping in one go. */
+        size_t run = i;
+        while (run < s.len && p[run] >= 0x20 && p[run] < 0x7F && p[run] != '"' && p[run] != '\\')
+            run++;
+        bytebuf_append(out, p + i, run - i);
+        i = run;
+        if (i == s.len)
+            break;
+        unsigned char c = p[i];
+        const char *escape = NULL;
+        switch (c) {
+        case '"':
+            escape = "\\\"";
+            break;
+        case '\\':
+            escape = "\\\\";
+            break;
+        case '\n':
+            escape = "\\n";
+            break;
+        case '\r':
+            escape = "\\r";
+            break;
+        case '\t':
+            escape = "\\t";
+            break;
+        case '\b':
+            escape = "\\b";
+            break;
+        case '\f':
+            escape = "\\f";
+            break;
+        default:
+            break;
+        }
+        if (escape != NULL) {
+            bytebuf_append(out, escape, 2);
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t length = utf8_sequence_length(p + i, s.len - i);
+            if (length > 0) {
+                bytebuf_append(out, p + i, length);
+                i += length;
+                continue;
+            }
+        }
+        /* Other control characters, DEL, and bytes that are not valid UTF-8. */
+        char unicode_escape[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
+        bytebuf_append(out, unicode_escape, sizeof unicode_escape);
+        i++;
+    }
+    bytebuf_append(out, "\"", 1);
+}
+
+static void append_json_cstring_or_null(struct bytebuf *out, const char *s)
+{
+    if (s == NULL)
+        bytebuf_append(out, "null", 4);
+    else
+        access_log_append_json_string(out, slice_from_cstr(s));
+}
+
+static void append_iso8601_time(struct bytebuf *out, double time)
+{
+    if (!isfinite(time) || time < 0 || time > 1e13)
+        time = 0;
+    /* Rounded to the millisecond: 1795831200.123 is 1795831200.12299990654 as
+     * a double and must still print .123. */
+    int64_t total_ms = (int64_t)floor(time * 1000.0 + 0.5);
+    time_t seconds = (time_t)(total_ms / 1000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    bytebuf_appendf(out, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                    tm.tm_min, tm.tm_sec, (int)(total_ms % 1000));
+}
+
+static void format_entry(struct bytebuf *line, const struct access_log_entry *entry)
+{
+    bytebuf_append(line, "{\"time\":", 8);
+    append_iso8601_time(line, entry->time);
+    bytebuf_append(line, ",\"request_id\":", 14);
+    access_log_append_json_string(line, entry->request_id);
+    bytebuf_append(line, ",\"client_ip\":", 13);
+    append_json_cstring_or_null(line, entry->client_ip);
+    bytebuf_append(line, ",\"method\":", 10);
+    access_log_append_json_string(line, entry->method);
+    bytebuf_append(line, ",\"uri\":", 7);
+    access_log_append_json_string(line, entry->uri);
+    double duration_ms = isfinite(entry->duration_ms) && entry->duration_ms > 0 ? entry->duration_ms : 0;
+    bytebuf_appendf(line, ",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f", entry->status, (unsigned long long)entry->bytes,
+                    duration_ms);
+    bytebuf_append(line, ",\"behavior\":", 12);
+    append_json_cstring_or_null(line, entry->behavior);
+    bytebuf_append(line, ",\"origin\":", 10);
+    append_json_cstring_or_null(line, entry->origin);
+    if (entry->origin_status >= 0)
+        bytebuf_appendf(line, ",\"origin_status\":%d", entry->origin_status);
+    else
+        bytebuf_append(line, ",\"origin_status\":null", 21);
+    if (entry->origin_ms >= 0 && isfinite(entry->origin_ms))
+        bytebuf_appendf(line, ",\"origin_ms\":%.3f}\n", entry->origin_ms);
+    else
+        bytebuf_append(line, ",\"origin_ms\":null}\n", 19);
+}
+
+void access_log_write(const struct access_log_entry *entry)
+{
+    /* A racy early exit keeps the common "logging off" case free of work; the
+     * authoritative check is repeated under the lock. */
+    if (!atomic_load_explicit(&shared.enabled, memory_order_relaxed))
+        return;
+    struct bytebuf line = {0};
+    bytebuf_reserve(&line, 512);
+    format_entry(&line, entry);
+
+    bool signal = false;
+    pthread_mutex_lock(&lock);
+    if (!atomic_load_explicit(&shared.enabled, memory_order_relaxed)) {
+        /* Switched off meanwhile: nothing to do. */
+    } else if (shared.pending.len + line.len > ACCESS_LOG_MAX_PENDING) {
+        shared.dropped_unreported++;
+        atomic_fetch_add_explicit(&metrics.access_log_dropped, 1, memory_order_relaxed);
+        signal = true; /* the writer reports drops */
+    } else {
+        size_t before = shared.pending.len;
+        if (before == 0)
+            shared.pending_since_ms = time_now_monotonic_ms();
+        bytebuf_append(&shared.pending, line.data, line.len);
+        signal = before == 0 || (before < ACCESS_LOG_FLUSH_BYTES && shared.pending.len >= ACCESS_LOG_FLUSH_BYTES);
+    }
+    if (signal)
+        pthread_cond_signal(&wake);
+    pthread_mutex_unlock(&lock);
+    bytebuf_free(&line);
+}
+
+/* ---- writer thread ------------------------------------------------------- */
+
+static uint64_t last_warning_ms; /* writer thread only */
+
+static bool warning_allowed(uint64_t now_ms)
+{
+    if (last_warning_ms != 0 && now_ms < last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS)
+        return false;
+    last_warning_ms = now_ms;
+    return true;
+}
+
+/* Writes all of data to fd; on error the rest is lost (and said so, at most
+ * once per second). A non-blocking stdout is waited for rather than dropped. */
+static void write_all(int fd, const char *data, size_t len)
+{
+    if (fd < 0 || len == 0)
+        return;
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd poll_fd = {.fd = fd, .events = POLLOUT};
+            if (poll(&poll_fd, 1, 1000) <= 0) {
+                if (warning_allowed(time_now_monotonic_ms()))
+                    log_warn("access log: destination not writable for 1 s; %zu bytes lost", len);
+                return;
+            }
+        } else {
+            if (warning_allowed(time_now_monotonic_ms()))
+                log_error("access log: write failed: %s; %zu bytes lost", n < 0 ? strerror(errno) : "wrote nothing", len);
+            return;
+        }
+    }
+}
+
+static void wait_until(uint64_t deadline_ms)
+{
+    struct timespec deadline = {.tv_sec = (time_t)(deadline_ms / 1000), .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+    pthread_cond_timedwait(&wake, &lock, &deadline);
+}
+
+static void *writer_main(void *unused)
+{
+    struct bytebuf writing = {0};
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        /* Wait until there is something due: a flush, a switch, a stop, or a
+         * drop report. */
+        for (;;) {
+            uint64_t now = time_now_monotonic_ms();
+            bool report_due = shared.dropped_unreported > 0 && now >= last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS;
+            bool flush_due = shared.stopping || shared.switch_count > 0 || shared.pending.len >= ACCESS_LOG_FLUSH_BYTES ||
+                             (shared.pending.len > 0 && now >= shared.pending_since_ms + ACCESS_LOG_FLUSH_INTERVAL_MS);
+            if (flush_due || report_due)
+                break;
+            uint64_t deadline = UINT64_MAX;
+            if (shared.pending.len > 0)
+                deadline = shared.pending_since_ms + ACCESS_LOG_FLUSH_INTERVAL_MS;
+            if (shared.dropped_unreported > 0 && last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS < deadline)
+                deadline = last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS;
+            if (deadline == UINT64_MAX)
+                pthread_cond_wait(&wake, &lock);
+            else
+                wait_until(deadline);
+        }
+
+        struct bytebuf swap = writing;
+        writing = shared.pending;
+        shared.pending = swap;
+        struct destination_switch switches[ACCESS_LOG_MAX_SWITCHES];
+        size_t switch_count = shared.switch_count;
+        memcpy(switches, shared.switches, switch_count * sizeof switches[0]);
+        shared.switch_count = 0;
+        uint64_t now = time_now_monotonic_ms();
+        uint64_t dropped = 0;
+        if (shared.dropped_unreported > 0 && (shared.stopping || now >= last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS)) {
+            dropped = shared.dropped_unreported;
+            shared.dropped_unreported = 0;
+        }
+        pthread_mutex_unlock(&lock);
+
+        size_t written = 0;
+        for (size_t i = 0; i < switch_count; i++) {
+            VERGE_ASSERT(switches[i].offset >= written && switches[i].offset <= writing.len);
+            write_all(writer_fd, writing.data + written, switches[i].offset - written);
+            written = switches[i].offset;
+            close_destination(writer_fd);
+            writer_fd = switches[i].fd;
+        }
+        write_all(writer_fd, writing.data + written, writing.len - written);
+        writing.len = 0;
+        if (writing.cap > ACCESS_LOG_KEEP_CAPACITY)
+            bytebuf_free(&writing);
+        if (dropped > 0) {
+            last_warning_ms = now;
+            log_warn("access log: dropped %llu lines (the writer cannot keep up)", (unsigned long long)dropped);
+        }
+
+        pthread_mutex_lock(&lock);
+        if (shared.stopping && shared.pending.len == 0 && shared.switch_count == 0 && shared.dropped_unreported == 0)
+            break;
+    }
+    pthread_mutex_unlock(&lock);
+    bytebuf_free(&writing);
+    return NULL;
+}
+
+/* ---- configuration and lifetime ------------------------------------------ */
+
+static bool same_path(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+int access_log_configure(const char *path, char *error, size_t error_size)
+{
+    if (configured && same_path(path, current_path))
+        return 0;
+    pthread_once(&wake_once, wake_init);
+
+    int fd = -1;
+    if (path != NULL && strcmp(path, "-") == 0) {
+        fd = STDOUT_FILENO;
+    } else if (path != NULL) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            snprintf(error, error_size, "access_log.path: cannot open \"%s\": %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    char *path_copy = NULL;
+    if (path != NULL && (path_copy = strdup(path)) == NULL) {
+        close_destination(fd);
+        snprintf(error, error_size, "access_log.path: out of memory");
+        return -1;
+    }
+
+    if (!writer_running && path != NULL) {
+        int rc = pthread_create(&writer_thread, NULL, writer_main, NULL);
+        if (rc != 0) {
+            close_destination(fd);
+            free(path_copy);
+            snprintf(error, error_size, "access_log: cannot start the writer thread: %s", strerror(rc));
+            return -1;
+        }
+        writer_running = true;
+    }
+
+    pthread_mutex_lock(&lock);
+    size_t count = shared.switch_count;
+    if (count == ACCESS_LOG_MAX_SWITCHES) {
+        /* The writer is stuck (e.g. on a blocked stdout pipe) through many
+         * reloads: the newest switch replaces the last queued one, whose
+         * lines then go to the new destination. */
+        count--;
+        close_destination(shared.switches[count].fd);
+    } else {
+        shared.switches[count].offset = shared.pending.len;
+    }
+    shared.switches[count].fd = fd;
+    shared.switch_count = count + 1;
+    atomic_store_explicit(&shared.enabled, path != NULL, memory_order_relaxed);
+    pthread_cond_signal(&wake);
+    pthread_mutex_unlock(&lock);
+
+    free(current_path);
+    current_path = path_copy;
+    configured = true;
+    return 0;
+}
+
+void access_log_shutdown(void)
+{
+    if (writer_running) {
+        pthread_mutex_lock(&lock);
+        shared.stopping = true;
+        atomic_store_explicit(&shared.enabled, false, memory_order_relaxed);
+        pthread_cond_signal(&wake);
+        pthread_mutex_unlock(&lock);
+        pthread_join(writer_thread, NULL);
+        writer_running = false;
+    }
+    /* The writer applied every switch before exiting; without a writer the
+     * only possible switch is to "off" (-1). */
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < shared.switch_count; i++)
+        close_destination(shared.switches[i].fd);
+    bytebuf_free(&shared.pending);
+    memset(&shared, 0, sizeof shared);
+    pthread_mutex_unlock(&lock);
+    close_destination(writer_fd);
+    writer_fd = -1;
+    last_warning_ms = 0;
+    free(current_path);
+    current_path = NULL;
+    configured = false;
+}

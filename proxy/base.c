@@ -1,0 +1,389 @@
+/* base.c — slices, the request arena, byte buffers, logging and HTTP dates.
+ *
+ * The arena is a list of chunks (4 KiB by default, bigger when one request
+ * asks for more); the first chunk survives arena_reset so a keep-alive
+ * connection reuses it for its next request without touching malloc.
+ * Logging writes one whole line per write(2) so lines from several threads
+ * never interleave.
+ */
+
+#include "base.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+void verge_assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "verge: assertion failed: %s at %s:%d\n", expr, file, line);
+    abort();
+}
+
+/* ---- slices -------------------------------------------------------------- */
+
+static inline unsigned char ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+bool slice_equal_nocase(slice_t a, slice_t b)
+{
+    if (a.len != b.len)
+        return false;
+    for (size_t i = 0; i < a.len; i++)
+        if (ascii_lower((unsigned char)a.ptr[i]) != ascii_lower((unsigned char)b.ptr[i]))
+            return false;
+    return true;
+}
+
+bool slice_starts_with(slice_t s, slice_t prefix)
+{
+    return s.len >= prefix.len && memcmp(s.ptr, prefix.ptr, prefix.len) == 0;
+}
+
+slice_t slice_trim_ows(slice_t s)
+{
+    while (s.len > 0 && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
+        s.ptr++;
+        s.len--;
+    }
+    while (s.len > 0 && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
+        s.len--;
+    return s;
+}
+
+bool slice_parse_u64(slice_t s, uint64_t *out)
+{
+    if (s.len == 0)
+        return false;
+    uint64_t value = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (c < '0' || c > '9')
+            return false;
+        if (value > (UINT64_MAX - (c - '0')) / 10)
+            return false;
+        value = value * 10 + (c - '0');
+    }
+    *out = value;
+    return true;
+}
+
+/* ---- arena --------------------------------------------------------------- */
+
+#define ARENA_CHUNK_SIZE 4096
+#define ARENA_ALIGN 16
+
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size; /* usable bytes in data */
+    size_t used;
+    _Alignas(ARENA_ALIGN) unsigned char data[];
+};
+
+struct arena_cleanup {
+    struct arena_cleanup *next;
+    void (*fn)(void *data);
+    void *data;
+};
+
+void arena_init(struct arena *arena)
+{
+    memset(arena, 0, sizeof *arena);
+}
+
+static struct arena_chunk *arena_new_chunk(size_t size)
+{
+    struct arena_chunk *chunk = malloc(sizeof *chunk + size);
+    if (chunk == NULL) {
+        fprintf(stderr, "verge: out of memory allocating %zu bytes\n", size);
+        abort();
+    }
+    chunk->next = NULL;
+    chunk->size = size;
+    chunk->used = 0;
+    return chunk;
+}
+
+void *arena_alloc(struct arena *arena, size_t size)
+{
+    size_t rounded = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (rounded == 0)
+        rounded = ARENA_ALIGN;
+    struct arena_chunk *chunk = arena->chunks;
+    if (chunk == NULL || chunk->size - chunk->used < rounded) {
+        if (rounded > ARENA_CHUNK_SIZE / 4) {
+            /* A large block gets a chunk of its own, linked behind the current
+             * one so the current chunk's free space stays usable. */
+            struct arena_chunk *big = arena_new_chunk(rounded);
+            big->used = rounded;
+            if (chunk != NULL) {
+                big->next = chunk->next;
+                chunk->next = big;
+            } else {
+                arena->chunks = big;
+            }
+            arena->bytes_allocated += rounded;
+            memset(big->data, 0, rounded);
+            return big->data;
+        }
+        chunk = arena_new_chunk(ARENA_CHUNK_SIZE);
+        chunk->next = arena->chunks;
+        arena->chunks = chunk;
+    }
+    void *p = chunk->data + chunk->used;
+    chunk->used += rounded;
+    arena->bytes_allocated += rounded;
+    memset(p, 0, rounded);
+    return p;
+}
+
+char *arena_strndup(struct arena *arena, const char *s, size_t n)
+{
+    char *p = arena_alloc(arena, n + 1);
+    if (n > 0)
+        memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+slice_t arena_slice_copy(struct arena *arena, slice_t s)
+{
+    return (slice_t){arena_strndup(arena, s.ptr, s.len), s.len};
+}
+
+char *arena_printf(struct arena *arena, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    char *p = arena_alloc(arena, (size_t)n + 1);
+    if ((size_t)n < sizeof small) {
+        memcpy(p, small, (size_t)n + 1);
+        return p;
+    }
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+void arena_add_cleanup(struct arena *arena, void (*fn)(void *data), void *data)
+{
+    struct arena_cleanup *cleanup = arena_alloc(arena, sizeof *cleanup);
+    cleanup->fn = fn;
+    cleanup->data = data;
+    cleanup->next = arena->cleanups;
+    arena->cleanups = cleanup;
+}
+
+static void arena_run_cleanups(struct arena *arena)
+{
+    /* A cleanup may register another cleanup; loop until none are left. */
+    while (arena->cleanups != NULL) {
+        struct arena_cleanup *cleanup = arena->cleanups;
+        arena->cleanups = cleanup->next;
+        cleanup->fn(cleanup->data);
+    }
+}
+
+void arena_reset(struct arena *arena)
+{
+    arena_run_cleanups(arena);
+    struct arena_chunk *keep = NULL;
+    struct arena_chunk *chunk = arena->chunks;
+    while (chunk != NULL) {
+        struct arena_chunk *next = chunk->next;
+        if (keep == NULL && chunk->size == ARENA_CHUNK_SIZE) {
+            keep = chunk;
+            keep->next = NULL;
+            keep->used = 0;
+        } else {
+            free(chunk);
+        }
+        chunk = next;
+    }
+    arena->chunks = keep;
+    arena->bytes_allocated = 0;
+}
+
+void arena_destroy(struct arena *arena)
+{
+    arena_reset(arena);
+    free(arena->chunks);
+    arena->chunks = NULL;
+}
+
+/* ---- bytebuf ------------------------------------------------------------- */
+
+void bytebuf_reserve(struct bytebuf *buf, size_t extra)
+{
+    if (buf->cap - buf->len >= extra)
+        return;
+    size_t cap = buf->cap ? buf->cap : 256;
+    while (cap - buf->len < extra)
+        cap *= 2;
+    char *data = realloc(buf->data, cap);
+    if (data == NULL) {
+        fprintf(stderr, "verge: out of memory growing a buffer to %zu bytes\n", cap);
+        abort();
+    }
+    buf->data = data;
+    buf->cap = cap;
+}
+
+void bytebuf_append(struct bytebuf *buf, const void *data, size_t n)
+{
+    if (n == 0)
+        return;
+    bytebuf_reserve(buf, n);
+    memcpy(buf->data + buf->len, data, n);
+    buf->len += n;
+}
+
+void bytebuf_append_slice(struct bytebuf *buf, slice_t s)
+{
+    bytebuf_append(buf, s.ptr, s.len);
+}
+
+void bytebuf_appendf(struct bytebuf *buf, const char *fmt, ...)
+{
+    bytebuf_reserve(buf, 128);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf->data + buf->len, buf->cap - buf->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= buf->cap - buf->len) {
+        bytebuf_reserve(buf, (size_t)n + 1);
+        va_start(ap, fmt);
+        vsnprintf(buf->data + buf->len, buf->cap - buf->len, fmt, ap);
+        va_end(ap);
+    }
+    buf->len += (size_t)n;
+}
+
+void bytebuf_consume(struct bytebuf *buf, size_t n)
+{
+    VERGE_ASSERT(n <= buf->len);
+    memmove(buf->data, buf->data + n, buf->len - n);
+    buf->len -= n;
+}
+
+void bytebuf_free(struct bytebuf *buf)
+{
+    free(buf->data);
+    memset(buf, 0, sizeof *buf);
+}
+
+/* ---- logging ------------------------------------------------------------- */
+
+enum log_level log_threshold = LOG_INFO;
+
+void log_message(enum log_level level, const char *fmt, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    if (level < log_threshold)
+        return;
+    char line[2048];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ verge %s: ", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, names[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    ssize_t ignored = write(STDERR_FILENO, line, len);
+    (void)ignored;
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+double time_now_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+uint64_t time_now_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t time_now_monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static const char *const weekday_names[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char *const month_names[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+void time_format_http_date(int64_t t, char out[30])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    snprintf(out, 30, "%s, %02d %s %04d %02d:%02d:%02d GMT", weekday_names[tm.tm_wday], tm.tm_mday, month_names[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static int month_index(const char *p)
+{
+    for (int i = 0; i < 12; i++)
+        if (memcmp(p, month_names[i], 3) == 0)
+            return i;
+    return -1;
+}
+
+bool time_parse_http_date(slice_t s, int64_t *out)
+{
+    char text[64];
+    if (s.len == 0 || s.len >= sizeof text)
+        return false;
+    memcpy(text, s.ptr, s.len);
+    text[s.len] = '\0';
+    int day = 0, year = 0, hour = 0, minute = 0, second = 0;
+    char weekday[16], month[4];
+    int consumed = 0;
+    /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+    if (sscanf(text, "%3s, %2d %3s %4d %2d:%2d:%2d GMT%n", weekday, &day, month, &year, &hour, &minute, &second, &consumed) == 7 &&
+        (size_t)consumed == s.len) {
+    } else if (sscanf(text, "%15[A-Za-z], %2d-%3s-%2d %2d:%2d:%2d GMT%n", weekday, &day, month, &year, &hour, &minute, &second,
+                      &consumed) == 7 &&
+               (size_t)consumed == s.len) {
+        /* RFC 850: two-digit year; RFC 9110 says interpret a year more than 50
+         * years in the future as the past century. */
+        year += (year < 70) ? 2000 : 1900;
+    } else if (sscanf(text, "%3s %3s %2d %2d:%2d:%2d %4d%n", weekday, month, &day, &hour, &minute, &second, &year, &consumed) ==
+                   7 &&
+               (size_t)consumed == s.len) {
+        /* asctime */
+    } else {
+        return false;
+    }
+    int mon = month_index(month);
+    if (mon < 0 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60 || year < 1970)
+        return false;
+    struct tm tm = {.tm_year = year - 1900, .tm_mon = mon, .tm_mday = day, .tm_hour = hour, .tm_min = minute, .tm_sec = second};
+    *out = (int64_t)timegm(&tm);
+    return true;
+}

@@ -1,0 +1,202 @@
+/* metrics.c — process-wide counters and the per-origin registry, rendered as
+ * Prometheus text (exposition format 0.0.4) for GET /metrics.
+ *
+ * Invariants:
+ *  - Every counter is a relaxed atomic; writers never lock. A scrape sees each
+ *    value at worst a few increments behind, and series may be momentarily
+ *    inconsistent with each other (a request counted before its latency).
+ *  - The origin registry is a fixed array that only grows: a slot, once
+ *    published, is never moved or freed, so struct origin_metrics pointers are
+ *    valid for the life of the process.
+ *  - Histogram buckets are stored non-cumulatively (one increment per
+ *    observation); rendering sums them and clamps the +Inf bucket to at least
+ *    the last finite one so a racing scrape still looks monotonic.
+ *
+ * Locking: registry_lock serialises registration (lookup + append). A slot is
+ * filled completely before registry_count is bumped with release order, and
+ * rendering reads registry_count with acquire order, so a renderer never sees
+ * a half-initialised slot and needs no lock.
+ */
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stdio.h>
+
+#define METRICS_MAX_ORIGINS 1024
+
+struct metrics metrics;
+
+const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+static const char *const origin_error_kind_names[ORIGIN_ERROR__COUNT] = {
+    [ORIGIN_ERROR_REFUSED] = "refused",
+    [ORIGIN_ERROR_RESET] = "reset",
+    [ORIGIN_ERROR_TIMEOUT] = "timeout",
+    [ORIGIN_ERROR_MALFORMED] = "malformed",
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct origin_metrics registry[METRICS_MAX_ORIGINS];
+static atomic_size_t registry_count;
+/* Shared by every origin registered after the registry filled up, so callers
+ * always get a usable pointer; its series are rendered under this name. */
+static struct origin_metrics registry_overflow = {.name = "_overflow"};
+static atomic_bool registry_overflow_used;
+
+void metrics_count_request(int status)
+{
+    int status_class = status / 100;
+    if (status_class < 1 || status_class > 5)
+        return;
+    atomic_fetch_add_explicit(&metrics.requests_by_class[status_class], 1, memory_order_relaxed);
+}
+
+struct origin_metrics *metrics_origin(const char *name)
+{
+    struct origin_metrics *found = NULL;
+    pthread_mutex_lock(&registry_lock);
+    size_t count = atomic_load_explicit(&registry_count, memory_order_relaxed);
+    for (size_t i = 0; i < count; i++) {
+        /* Names longer than the slot are compared truncated, as they are stored. */
+        if (strncmp(registry[i].name, name, sizeof registry[i].name - 1) == 0) {
+            found = &registry[i];
+            break;
+        }
+    }
+    if (found == NULL && count < METRICS_MAX_ORIGINS) {
+        found = &registry[count];
+        snprintf(found->name, sizeof found->name, "%s", name);
+        atomic_store_explicit(&registry_count, count + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (found == NULL) {
+        if (!atomic_exchange(&registry_overflow_used, true))
+            log_warn("metrics: more than %d origins; the rest are counted as \"_overflow\"", METRICS_MAX_ORIGINS);
+        found = &registry_overflow;
+    }
+    return found;
+}
+
+void metrics_observe_origin_latency(struct origin_metrics *origin, double seconds)
+{
+    if (!(seconds >= 0)) /* also catches NaN */
+        seconds = 0;
+    for (size_t i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+        if (seconds <= metrics_latency_bounds[i]) {
+            atomic_fetch_add_explicit(&origin->latency_buckets[i], 1, memory_order_relaxed);
+            break;
+        }
+    }
+    /* Observations above the last bound only show in _count (the +Inf bucket). */
+    double micros = seconds * 1e6 + 0.5;
+    unsigned long long micros_rounded = micros < 1.8e19 ? (unsigned long long)micros : 0;
+    atomic_fetch_add_explicit(&origin->latency_sum_us, micros_rounded, memory_order_relaxed);
+    atomic_fetch_add_explicit(&origin->latency_count, 1, memory_order_relaxed);
+}
+
+/* ---- rendering ----------------------------------------------------------- */
+
+static unsigned long long load(const atomic_ullong *value)
+{
+    return atomic_load_explicit(value, memory_order_relaxed);
+}
+
+/* Label values escape backslash, double quote and newline (exposition format
+ * 0.0.4); everything else, including UTF-8, is written as is. */
+static void append_label_value(struct bytebuf *out, const char *value)
+{
+    for (const char *p = value; *p != '\0'; p++) {
+        switch (*p) {
+        case '\\':
+            bytebuf_append(out, "\\\\", 2);
+            break;
+        case '"':
+            bytebuf_append(out, "\\\"", 2);
+            break;
+        case '\n':
+            bytebuf_append(out, "\\n", 2);
+            break;
+        default:
+            bytebuf_append(out, p, 1);
+        }
+    }
+}
+
+static void append_header(struct bytebuf *out, const char *name, const char *type, const char *help)
+{
+    bytebuf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void append_origin_sample(struct bytebuf *out, const char *metric, const struct origin_metrics *origin)
+{
+    bytebuf_appendf(out, "%s{origin=\"", metric);
+    append_label_value(out, origin->name);
+    bytebuf_append(out, "\"", 1);
+}
+
+static void render_origins(struct bytebuf *out, const struct origin_metrics *const *origins, size_t count)
+{
+    append_header(out, "verge_origin_requests_total", "counter", "Requests sent to each origin.");
+    for (size_t i = 0; i < count; i++) {
+        append_origin_sample(out, "verge_origin_requests_total", origins[i]);
+        bytebuf_appendf(out, "} %llu\n", load(&origins[i]->requests));
+    }
+
+    append_header(out, "verge_origin_errors_total", "counter", "Failed origin fetches, by kind of failure.");
+    for (size_t i = 0; i < count; i++) {
+        for (int kind = 0; kind < ORIGIN_ERROR__COUNT; kind++) {
+            append_origin_sample(out, "verge_origin_errors_total", origins[i]);
+            bytebuf_appendf(out, ",kind=\"%s\"} %llu\n", origin_error_kind_names[kind], load(&origins[i]->errors[kind]));
+        }
+    }
+
+    append_header(out, "verge_origin_duration_seconds", "histogram",
+                  "Time from sending a request to an origin until its response head arrived.");
+    for (size_t i = 0; i < count; i++) {
+        const struct origin_metrics *origin = origins[i];
+        unsigned long long cumulative = 0;
+        for (size_t b = 0; b < METRICS_LATENCY_BUCKETS; b++) {
+            cumulative += load(&origin->latency_buckets[b]);
+            append_origin_sample(out, "verge_origin_duration_seconds_bucket", origin);
+            bytebuf_appendf(out, ",le=\"%g\"} %llu\n", metrics_latency_bounds[b], cumulative);
+        }
+        unsigned long long count_value = load(&origin->latency_count);
+        if (count_value < cumulative)
+            count_value = cumulative;
+        append_origin_sample(out, "verge_origin_duration_seconds_bucket", origin);
+        bytebuf_appendf(out, ",le=\"+Inf\"} %llu\n", count_value);
+        append_origin_sample(out, "verge_origin_duration_seconds_sum", origin);
+        bytebuf_appendf(out, "} %.6f\n", (double)load(&origin->latency_sum_us) / 1e6);
+        append_origin_sample(out, "verge_origin_duration_seconds_count", origin);
+        bytebuf_appendf(out, "} %llu\n", count_value);
+    }
+}
+
+void metrics_render(struct bytebuf *out)
+{
+    append_header(out, "verge_requests_total", "counter", "Viewer requests answered, by status class.");
+    for (int status_class = 1; status_class <= 5; status_class++)
+        bytebuf_appendf(out, "verge_requests_total{status_class=\"%dxx\"} %llu\n", status_class,
+                        load(&metrics.requests_by_class[status_class]));
+
+    size_t count = atomic_load_explicit(&registry_count, memory_order_acquire);
+    const struct origin_metrics *origins[METRICS_MAX_ORIGINS + 1];
+    for (size_t i = 0; i < count; i++)
+        origins[i] = &registry[i];
+    if (atomic_load(&registry_overflow_used))
+        origins[count++] = &registry_overflow;
+    render_origins(out, origins, count);
+
+    append_header(out, "verge_connections_open", "gauge", "Viewer connections currently open.");
+    bytebuf_appendf(out, "verge_connections_open %lld\n", atomic_load_explicit(&metrics.connections_open, memory_order_relaxed));
+    append_header(out, "verge_connections_total", "counter", "Viewer connections accepted.");
+    bytebuf_appendf(out, "verge_connections_total %llu\n", load(&metrics.connections_total));
+    append_header(out, "verge_config_generation", "gauge", "Number of the config generation being served.");
+    bytebuf_appendf(out, "verge_config_generation %u\n", atomic_load_explicit(&metrics.config_generation, memory_order_relaxed));
+    append_header(out, "verge_config_reloads_total", "counter", "Config reloads (SIGHUP or POST /reload), by result.");
+    bytebuf_appendf(out, "verge_config_reloads_total{result=\"ok\"} %llu\n", load(&metrics.reloads_ok));
+    bytebuf_appendf(out, "verge_config_reloads_total{result=\"error\"} %llu\n", load(&metrics.reloads_failed));
+    append_header(out, "verge_access_log_dropped_total", "counter",
+                  "Access log lines dropped because the writer could not keep up.");
+    bytebuf_appendf(out, "verge_access_log_dropped_total %llu\n", load(&metrics.access_log_dropped));
+}

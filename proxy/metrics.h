@@ -1,0 +1,62 @@
+/* metrics.h — process-wide counters and histograms, rendered as Prometheus
+ * text by the admin listener.
+ *
+ * Counters are relaxed atomics: any thread may bump them without locks, and a
+ * scrape reads a value that is at worst a few increments behind. Per-origin
+ * metrics are registered by name and live for the whole process (origins may
+ * come and go with reloads; their series stay), so a pointer returned by
+ * metrics_origin is valid forever and is cached per config generation.
+ */
+#ifndef VERGE_METRICS_H
+#define VERGE_METRICS_H
+
+#include <stdatomic.h>
+
+#include "base.h"
+
+#define METRICS_LATENCY_BUCKETS 12
+
+enum origin_error_kind {
+    ORIGIN_ERROR_REFUSED,
+    ORIGIN_ERROR_RESET,
+    ORIGIN_ERROR_TIMEOUT,
+    ORIGIN_ERROR_MALFORMED,
+    ORIGIN_ERROR__COUNT
+};
+
+struct origin_metrics {
+    char name[64];
+    atomic_ullong requests;
+    atomic_ullong errors[ORIGIN_ERROR__COUNT];
+    atomic_ullong latency_buckets[METRICS_LATENCY_BUCKETS]; /* cumulative rendering is done at scrape time */
+    atomic_ullong latency_count;
+    atomic_ullong latency_sum_us;
+};
+
+struct metrics {
+    atomic_ullong requests_by_class[6]; /* index 1..5 = 1xx..5xx */
+    atomic_llong connections_open;
+    atomic_ullong connections_total;
+    atomic_uint config_generation;
+    atomic_ullong reloads_ok;
+    atomic_ullong reloads_failed;
+    atomic_ullong access_log_dropped; /* lines the access log writer could not keep up with */
+};
+
+extern struct metrics metrics;
+
+/* Upper bounds (seconds) of the latency histogram buckets, ascending; the
+ * implicit last bucket is +Inf. */
+extern const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS];
+
+/* Counts one answered viewer request by status class. */
+void metrics_count_request(int status);
+/* Returns the metrics of the origin called `name`, registering it on first
+ * use (takes a lock: call it when a generation is built, not per request). */
+struct origin_metrics *metrics_origin(const char *name);
+/* Records one origin response time. */
+void metrics_observe_origin_latency(struct origin_metrics *origin, double seconds);
+/* Appends the Prometheus text exposition of everything to `out`. */
+void metrics_render(struct bytebuf *out);
+
+#endif

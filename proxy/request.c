@@ -1,0 +1,871 @@
+/* request.c — the request state machine: the whole life of one request, from
+ * a parsed head to the last byte queued for the viewer, as DESIGN.md draws it.
+ *
+ *   RECV → VIEWER_REQUEST → LOOKUP → ORIGIN_REQUEST → FETCH ⇢ ORIGIN_RESPONSE
+ *        → STORE → VIEWER_RESPONSE → DELIVER ⇢ DONE          (⇢ = may suspend)
+ *   SYNTH (verge's own error answers) → DELIVER
+ *
+ * Each step is one small function returning RUN_NEXT (run the step it set),
+ * RUN_SUSPEND (a callback will set the next step and call request_run) or
+ * RUN_STOP. The trigger, cache and store steps pass through for now; later
+ * work fills them without changing the driver.
+ *
+ * Invariants:
+ *  - A request holds one ref on the generation it started with, so a reload
+ *    never changes a request in flight.
+ *  - Everything the request points to lives in its arena or is released by
+ *    request_finish, which runs exactly once per request (magic cleared).
+ *  - The response head is written to the viewer exactly once (DELIVER); an
+ *    origin failure after that can only cut the response short.
+ * Locking: none; a request belongs to its connection's loop thread.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "access_log.h"
+#include "request.h"
+#include "static_origin.h"
+
+enum step_result { RUN_NEXT, RUN_SUSPEND, RUN_STOP };
+
+static const char *const step_names[] = {
+#define REQUEST_STEP_NAME(name) #name,
+    REQUEST_STEPS(REQUEST_STEP_NAME)
+#undef REQUEST_STEP_NAME
+};
+
+static void request_run(struct request *request);
+static void pump_request_body(struct request *request);
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+static uint64_t random_next(struct loop_thread *thread)
+{
+    /* xorshift128+: request ids need to be unique, not secret. */
+    uint64_t s1 = thread->random_state[0];
+    const uint64_t s0 = thread->random_state[1];
+    thread->random_state[0] = s0;
+    s1 ^= s1 << 23;
+    thread->random_state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return thread->random_state[1] + s0;
+}
+
+static void make_request_id(struct loop_thread *thread, char out[REQUEST_ID_LEN + 1])
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (thread->random_state[0] == 0 && thread->random_state[1] == 0) {
+        if (getrandom(thread->random_state, sizeof thread->random_state, 0) != sizeof thread->random_state)
+            thread->random_state[0] = time_now_monotonic_ms() ^ ((uint64_t)thread->index << 32);
+        thread->random_state[1] |= 1;
+    }
+    /* 24 characters of 6 bits: 144 bits from three draws (10 + 10 + 4). */
+    uint64_t words[3] = {random_next(thread), random_next(thread), random_next(thread) ^ (++thread->request_counter)};
+    for (int i = 0; i < REQUEST_ID_LEN; i++) {
+        uint64_t *word = &words[i / 10];
+        out[i] = alphabet[*word & 63];
+        *word >>= 6;
+    }
+    out[REQUEST_ID_LEN] = '\0';
+}
+
+/* True when a Connection header of `headers` lists `name`: such a header is
+ * hop-by-hop for this message (RFC 9110 §7.6.1). */
+static bool connection_lists(const struct http_header *headers, size_t count, slice_t name)
+{
+    for (size_t i = 0; i < count; i++)
+        if (headers[i].token == HTTP_TOKEN_CONNECTION && http_list_contains(headers[i].value, name))
+            return true;
+    return false;
+}
+
+static bool is_hop_by_hop(const struct http_header *headers, size_t count, const struct http_header *header)
+{
+    if (http_token_flags(header->token) & HTTP_TOKEN_FLAG_HOP_BY_HOP)
+        return true;
+    return header->token == HTTP_TOKEN_OTHER && connection_lists(headers, count, header->name);
+}
+
+static void append_header(struct bytebuf *out, slice_t name, slice_t value)
+{
+    bytebuf_reserve(out, name.len + value.len + 4);
+    bytebuf_append_slice(out, name);
+    bytebuf_append(out, ": ", 2);
+    bytebuf_append_slice(out, value);
+    bytebuf_append(out, "\r\n", 2);
+}
+
+/* Appends "Name: v1, v2, ..., last" joining every header with `token`, or
+ * just "Name: last" when there is none. */
+static void append_list_header(struct bytebuf *out, const char *name, const struct http_header *headers, size_t count,
+                               enum http_token token, slice_t last)
+{
+    bytebuf_append(out, name, strlen(name));
+    bytebuf_append(out, ": ", 2);
+    for (size_t i = 0; i < count; i++)
+        if (headers[i].token == token && headers[i].value.len > 0) {
+            bytebuf_append_slice(out, headers[i].value);
+            bytebuf_append(out, ", ", 2);
+        }
+    bytebuf_append_slice(out, last);
+    bytebuf_append(out, "\r\n", 2);
+}
+
+static void response_add_header(struct request *request, const char *name, const char *value)
+{
+    struct http_header *headers = arena_alloc(&request->arena, sizeof *headers * (request->response_header_count + 1));
+    if (request->response_header_count > 0)
+        memcpy(headers, request->response_headers, sizeof *headers * request->response_header_count);
+    slice_t name_slice = slice_from_cstr(name);
+    headers[request->response_header_count] =
+        (struct http_header){name_slice, arena_slice_copy(&request->arena, slice_from_cstr(value)), http_token_lookup(name_slice)};
+    request->response_headers = headers;
+    request->response_header_count++;
+}
+
+static slice_t find_header(const struct http_header *headers, size_t count, enum http_token token)
+{
+    for (size_t i = 0; i < count; i++)
+        if (headers[i].token == token)
+            return headers[i].value;
+    return (slice_t){NULL, 0};
+}
+
+/* Copies a parsed head's bytes into the arena and rebases the slices that
+ * point into them, so the input buffer can be reused. */
+static slice_t rebase(slice_t s, const char *from, size_t len, const char *to)
+{
+    if (s.ptr >= from && s.ptr <= from + len)
+        s.ptr = to + (s.ptr - from);
+    return s;
+}
+
+static struct http_header *copy_headers(struct arena *arena, const struct http_header *headers, size_t count, const char *from,
+                                        size_t len, const char *to)
+{
+    struct http_header *copy = arena_alloc(arena, sizeof *copy * (count ? count : 1));
+    for (size_t i = 0; i < count; i++) {
+        copy[i] = headers[i];
+        copy[i].name = rebase(headers[i].name, from, len, to);
+        copy[i].value = rebase(headers[i].value, from, len, to);
+    }
+    return copy;
+}
+
+/* ---- request lifecycle --------------------------------------------------- */
+
+static void request_init(struct request *request, struct viewer_connection *viewer)
+{
+    struct arena arena = request->arena;
+    memset(request, 0, sizeof *request);
+    request->arena = arena;
+    request->magic = REQUEST_MAGIC;
+    request->viewer = viewer;
+    request->generation = viewer->thread->generation;
+    generation_ref(request->generation);
+    request->file_fd = -1;
+    request->origin_status = -1;
+    request->origin_ms = -1;
+    request->started_wall = time_now_wall();
+    request->started_us = time_now_monotonic_us();
+    make_request_id(viewer->thread, request->id);
+}
+
+void request_start(struct viewer_connection *viewer, const struct http1_request *head)
+{
+    struct request *request = &viewer->request;
+    request_init(request, viewer);
+    const char *from = viewer->input;
+    size_t len = head->head_bytes;
+    char *to = arena_alloc(&request->arena, len);
+    memcpy(to, from, len);
+    request->method = rebase(head->method, from, len, to);
+    request->target = rebase(head->target, from, len, to);
+    request->path = rebase(head->path, from, len, to);
+    request->query = rebase(head->query, from, len, to);
+    request->version_minor = head->version_minor;
+    request->headers = copy_headers(&request->arena, head->headers, head->header_count, from, len, to);
+    request->header_count = head->header_count;
+    request->body_kind = head->body_kind;
+    request->body_remaining = head->content_length;
+    if (request->body_kind == HTTP1_BODY_LENGTH && request->body_remaining == 0)
+        request->body_kind = HTTP1_BODY_NONE;
+    if (request->body_kind == HTTP1_BODY_CHUNKED)
+        http1_chunked_decoder_init(&request->body_decoder);
+    request->body_done = request->body_kind == HTTP1_BODY_NONE;
+    request->expect_continue = head->expect_continue;
+    request->is_head = slice_equal(request->method, SLICE_LITERAL("HEAD"));
+    if (!head->keep_alive)
+        viewer->close_after_response = true;
+    viewer_consume_input(viewer, len);
+    request->step = STEP_RECV;
+    request_run(request);
+}
+
+void request_start_error(struct viewer_connection *viewer, int status, const char *reason)
+{
+    struct request *request = &viewer->request;
+    request_init(request, viewer);
+    request->method = SLICE_LITERAL("-");
+    request->target = SLICE_LITERAL("-");
+    request->body_kind = HTTP1_BODY_NONE;
+    request->body_done = true;
+    request->status = status;
+    request->error_reason = reason;
+    viewer->close_after_response = true;
+    request->step = STEP_SYNTH;
+    request_run(request);
+}
+
+void request_finish(struct request *request)
+{
+    if (request->magic != REQUEST_MAGIC)
+        return;
+    request->magic = 0;
+    if (request->fetch != NULL) {
+        origin_fetch_abort(request->fetch);
+        request->fetch = NULL;
+    }
+    if (request->file_fd >= 0) {
+        close(request->file_fd);
+        request->file_fd = -1;
+    }
+    if (request->status > 0)
+        metrics_count_request(request->status);
+    struct access_log_entry entry = {
+        .time = request->started_wall,
+        .request_id = slice_from_cstr(request->id),
+        .client_ip = request->viewer->client_ip,
+        .method = request->method,
+        .uri = request->target,
+        .status = request->status,
+        .bytes = request->body_bytes_sent,
+        .duration_ms = (double)(time_now_monotonic_us() - request->started_us) / 1000.0,
+        .behavior = request->behavior ? request->behavior->path_pattern : NULL,
+        .origin = request->origin ? request->origin->name : NULL,
+        .origin_status = request->origin_status,
+        .origin_ms = request->origin_ms,
+    };
+    access_log_write(&entry);
+    generation_unref(request->generation);
+    request->generation = NULL;
+    arena_reset(&request->arena);
+}
+
+/* ---- the steps ----------------------------------------------------------- */
+
+static enum step_result step_recv(struct request *request)
+{
+    const struct config *config = request->generation->config;
+    request->behavior = config_match_behavior(config, request->path);
+    VERGE_ASSERT(request->behavior != NULL);
+    request->origin_index = request->behavior->origin_index;
+    request->origin = &config->origins[request->origin_index];
+    request->step = STEP_VIEWER_REQUEST;
+    return RUN_NEXT;
+}
+
+static enum step_result step_viewer_request(struct request *request)
+{
+    /* The viewer-request trigger runs here (edge functions issue). */
+    request->step = STEP_LOOKUP;
+    return RUN_NEXT;
+}
+
+static enum step_result step_lookup(struct request *request)
+{
+    /* The cache lookup runs here (cache issue); everything is a miss now. */
+    request->step = STEP_ORIGIN_REQUEST;
+    return RUN_NEXT;
+}
+
+static enum step_result step_origin_request(struct request *request)
+{
+    /* The origin-request trigger runs here (edge functions issue). */
+    request->step = STEP_FETCH;
+    return RUN_NEXT;
+}
+
+static void fetch_static(struct request *request)
+{
+    struct static_request query = {
+        .method = request->method,
+        .path = request->path,
+        .if_none_match = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_NONE_MATCH),
+        .if_modified_since = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_MODIFIED_SINCE),
+        .range = find_header(request->headers, request->header_count, HTTP_TOKEN_RANGE),
+        .if_range = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_RANGE),
+    };
+    struct static_response response;
+    uint64_t started = time_now_monotonic_us();
+    static_origin_respond(request->origin->static_root, &query, (int64_t)time(NULL), &response);
+    request->status = response.status;
+    request->origin_status = response.status;
+    request->origin_ms = (double)(time_now_monotonic_us() - started) / 1000.0;
+    char date[30];
+    time_format_http_date((int64_t)time(NULL), date);
+    response_add_header(request, "Date", date);
+    response_add_header(request, "Server", "verge");
+    if (response.status >= 400) {
+        request->body_source = RESPONSE_BODY_MEMORY;
+        request->memory_body = slice_from_cstr(arena_printf(&request->arena, "verge: %s\n", response.reason));
+        response_add_header(request, "Content-Type", "text/plain; charset=utf-8");
+        if (response.allow_header)
+            response_add_header(request, "Allow", "GET, HEAD");
+        if (response.content_range[0] != '\0')
+            response_add_header(request, "Content-Range", response.content_range);
+        return;
+    }
+    response_add_header(request, "Content-Type", response.content_type);
+    response_add_header(request, "Last-Modified", response.last_modified);
+    response_add_header(request, "ETag", response.etag);
+    response_add_header(request, "Accept-Ranges", "bytes");
+    if (response.content_range[0] != '\0')
+        response_add_header(request, "Content-Range", response.content_range);
+    if (response.status == 304)
+        return;
+    if (response.body_fd >= 0) {
+        request->body_source = RESPONSE_BODY_FILE;
+        request->file_fd = response.body_fd;
+        request->file_offset = response.body_offset;
+        request->file_remaining = response.body_length;
+    } else {
+        /* HEAD: the length GET would send. */
+        response_add_header(request, "Content-Length",
+                            arena_printf(&request->arena, "%llu", (unsigned long long)response.body_length));
+    }
+}
+
+static void on_origin_ready_for_body(void *context);
+static void on_origin_head(void *context, const struct http1_response *head, slice_t raw_head);
+static void on_origin_body(void *context, const char *data, size_t len);
+static void on_origin_end(void *context);
+static void on_origin_error(void *context, enum origin_error_kind kind, const char *reason, bool head_received);
+static void on_origin_output_drained(void *context);
+
+static const struct origin_fetch_callbacks origin_callbacks = {
+    .on_ready_for_body = on_origin_ready_for_body,
+    .on_head = on_origin_head,
+    .on_body = on_origin_body,
+    .on_end = on_origin_end,
+    .on_error = on_origin_error,
+};
+
+static bool method_is_idempotent(slice_t method)
+{
+    static const slice_t idempotent[] = {SLICE_LITERAL("GET"),   SLICE_LITERAL("HEAD"), SLICE_LITERAL("OPTIONS"),
+                                         SLICE_LITERAL("TRACE"), SLICE_LITERAL("PUT"),  SLICE_LITERAL("DELETE")};
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(idempotent); i++)
+        if (slice_equal(method, idempotent[i]))
+            return true;
+    return false;
+}
+
+/* The request as the origin sees it: origin Host, hop-by-hop headers gone,
+ * Via / X-Forwarded-For / X-Amz-Cf-Id added, body framing of our own. */
+static void build_origin_request_head(struct request *request, struct bytebuf *out)
+{
+    const struct config_origin *origin = request->origin;
+    bytebuf_append_slice(out, request->method);
+    bytebuf_append(out, " ", 1);
+    bytebuf_append(out, origin->path_prefix, strlen(origin->path_prefix));
+    bytebuf_append_slice(out, request->path);
+    if (request->query.len > 0) {
+        bytebuf_append(out, "?", 1);
+        bytebuf_append_slice(out, request->query);
+    }
+    bytebuf_append(out, " HTTP/1.1\r\nHost: ", 17);
+    bytebuf_append(out, origin->host_header, strlen(origin->host_header));
+    bytebuf_append(out, "\r\n", 2);
+    for (size_t i = 0; i < request->header_count; i++) {
+        const struct http_header *header = &request->headers[i];
+        switch (header->token) {
+        case HTTP_TOKEN_HOST:
+        case HTTP_TOKEN_EXPECT:
+        case HTTP_TOKEN_CONTENT_LENGTH:
+        case HTTP_TOKEN_VIA:
+        case HTTP_TOKEN_X_FORWARDED_FOR:
+        case HTTP_TOKEN_X_AMZ_CF_ID:
+            continue;
+        default:
+            if (is_hop_by_hop(request->headers, request->header_count, header))
+                continue;
+            append_header(out, header->name, header->value);
+        }
+    }
+    append_list_header(out, "Via", request->headers, request->header_count, HTTP_TOKEN_VIA, SLICE_LITERAL("1.1 verge"));
+    append_list_header(out, "X-Forwarded-For", request->headers, request->header_count, HTTP_TOKEN_X_FORWARDED_FOR,
+                       slice_from_cstr(request->viewer->client_ip));
+    append_header(out, SLICE_LITERAL("X-Amz-Cf-Id"), slice_from_cstr(request->id));
+    if (request->body_kind == HTTP1_BODY_LENGTH)
+        bytebuf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)request->body_remaining);
+    else if (request->body_kind == HTTP1_BODY_CHUNKED)
+        bytebuf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    bytebuf_append(out, "\r\n", 2);
+}
+
+static enum step_result step_fetch(struct request *request)
+{
+    if (request->origin->kind == ORIGIN_KIND_STATIC) {
+        fetch_static(request);
+        request->step = STEP_ORIGIN_RESPONSE;
+        return RUN_NEXT;
+    }
+    struct bytebuf head = {0};
+    build_origin_request_head(request, &head);
+    struct origin_fetch_params params = {
+        .origin = request->origin,
+        .metrics = request->generation->origin_metrics[request->origin_index],
+        .method = request->method,
+        .request_head = &head,
+        .has_body = request->body_kind != HTTP1_BODY_NONE,
+        .retryable = request->body_kind == HTTP1_BODY_NONE && method_is_idempotent(request->method),
+    };
+    request->fetch = origin_fetch_start(request->viewer->thread, &params, &origin_callbacks, request);
+    bytebuf_free(&head);
+    if (params.has_body)
+        origin_fetch_set_drain_callback(request->fetch, on_origin_output_drained);
+    request->step = STEP_ORIGIN_RESPONSE; /* set by on_origin_head; SYNTH on errors */
+    return RUN_SUSPEND;
+}
+
+static enum step_result step_origin_response(struct request *request)
+{
+    /* The origin-response trigger runs here (edge functions issue). */
+    request->step = STEP_STORE;
+    return RUN_NEXT;
+}
+
+static enum step_result step_store(struct request *request)
+{
+    /* The cache stores the response here (cache issue). */
+    request->step = STEP_VIEWER_RESPONSE;
+    return RUN_NEXT;
+}
+
+static enum step_result step_viewer_response(struct request *request)
+{
+    /* The viewer-response trigger runs here (edge functions issue). */
+    request->step = STEP_DELIVER;
+    return RUN_NEXT;
+}
+
+static enum step_result step_synth(struct request *request)
+{
+    if (request->status == 0)
+        request->status = 502;
+    char date[30];
+    time_format_http_date((int64_t)time(NULL), date);
+    response_add_header(request, "Date", date);
+    response_add_header(request, "Server", "verge");
+    response_add_header(request, "Content-Type", "text/plain; charset=utf-8");
+    request->body_source = RESPONSE_BODY_MEMORY;
+    request->memory_body = slice_from_cstr(arena_printf(
+        &request->arena, "verge: %s\n", request->error_reason ? request->error_reason : status_reason(request->status)));
+    request->step = STEP_DELIVER;
+    return RUN_NEXT;
+}
+
+static void decide_framing(struct request *request)
+{
+    if (request->is_head || request->status == 204 || request->status == 304 || request->status < 200) {
+        request->framing = FRAMING_NONE;
+        return;
+    }
+    switch (request->body_source) {
+    case RESPONSE_BODY_NONE:
+        request->framing = FRAMING_LENGTH;
+        request->response_content_length = 0;
+        break;
+    case RESPONSE_BODY_MEMORY:
+        request->framing = FRAMING_LENGTH;
+        request->response_content_length = request->memory_body.len;
+        break;
+    case RESPONSE_BODY_FILE:
+        request->framing = FRAMING_LENGTH;
+        request->response_content_length = request->file_remaining;
+        break;
+    case RESPONSE_BODY_ORIGIN:
+        /* on_origin_head refines this from the origin's framing. */
+        request->framing = FRAMING_CHUNKED;
+        break;
+    }
+}
+
+static void write_response_head(struct request *request)
+{
+    struct viewer_connection *viewer = request->viewer;
+    struct bytebuf *out = &viewer->thread->scratch;
+    out->len = 0;
+    if (request->framing == FRAMING_UNTIL_CLOSE)
+        viewer->close_after_response = true;
+    if (request->reason.len > 0)
+        bytebuf_appendf(out, "HTTP/1.1 %d " SLICE_FMT "\r\n", request->status, SLICE_ARG(request->reason));
+    else
+        bytebuf_appendf(out, "HTTP/1.1 %d %s\r\n", request->status, status_reason(request->status));
+    const struct http_header *headers = request->response_headers;
+    size_t count = request->response_header_count;
+    for (size_t i = 0; i < count; i++) {
+        const struct http_header *header = &headers[i];
+        if (header->token == HTTP_TOKEN_VIA || header->token == HTTP_TOKEN_X_AMZ_CF_ID)
+            continue;
+        if (header->token == HTTP_TOKEN_CONTENT_LENGTH && request->framing != FRAMING_NONE)
+            continue;
+        if (is_hop_by_hop(headers, count, header))
+            continue;
+        append_header(out, header->name, header->value);
+    }
+    append_list_header(out, "Via", headers, count, HTTP_TOKEN_VIA, SLICE_LITERAL("1.1 verge"));
+    append_header(out, SLICE_LITERAL("X-Amz-Cf-Id"), slice_from_cstr(request->id));
+    if (request->framing == FRAMING_LENGTH)
+        bytebuf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)request->response_content_length);
+    else if (request->framing == FRAMING_CHUNKED)
+        bytebuf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (viewer->close_after_response)
+        bytebuf_append(out, "Connection: close\r\n", 19);
+    else if (request->version_minor == 0)
+        bytebuf_append(out, "Connection: keep-alive\r\n", 24);
+    bytebuf_append(out, "\r\n", 2);
+    request->head_sent = true;
+    viewer_write(viewer, out->data, out->len);
+}
+
+static void pump_file(struct request *request)
+{
+    struct viewer_connection *viewer = request->viewer;
+    char buffer[PUMP_READ_SIZE];
+    while (request->file_remaining > 0 && viewer_output_pending(viewer) < PUMP_HIGH_WATERMARK) {
+        size_t want = request->file_remaining < sizeof buffer ? (size_t)request->file_remaining : sizeof buffer;
+        ssize_t n = pread(request->file_fd, buffer, want, (off_t)request->file_offset);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            log_warn("static origin %s: read failed after %llu bytes (file changed?)", request->origin->name,
+                     (unsigned long long)request->body_bytes_sent);
+            viewer_abort(viewer);
+            return;
+        }
+        request->file_offset += (uint64_t)n;
+        request->file_remaining -= (uint64_t)n;
+        request->body_bytes_sent += (uint64_t)n;
+        viewer_write(viewer, buffer, (size_t)n);
+    }
+    if (request->file_remaining == 0) {
+        request->response_complete = true;
+        request->step = STEP_DONE;
+        request_run(request);
+    }
+}
+
+static enum step_result step_deliver(struct request *request)
+{
+    if (request->body_source != RESPONSE_BODY_ORIGIN)
+        decide_framing(request);
+    write_response_head(request);
+    if (request->framing == FRAMING_NONE) {
+        request->response_complete = request->body_source != RESPONSE_BODY_ORIGIN;
+    } else {
+        switch (request->body_source) {
+        case RESPONSE_BODY_NONE:
+            request->response_complete = true;
+            break;
+        case RESPONSE_BODY_MEMORY:
+            viewer_write(request->viewer, request->memory_body.ptr, request->memory_body.len);
+            request->body_bytes_sent += request->memory_body.len;
+            request->response_complete = true;
+            break;
+        case RESPONSE_BODY_FILE:
+            request->step = STEP_DONE; /* pump_file moves on when the file is sent */
+            pump_file(request);
+            return RUN_SUSPEND;
+        case RESPONSE_BODY_ORIGIN:
+            break;
+        }
+    }
+    if (request->body_source == RESPONSE_BODY_ORIGIN && request->fetch == NULL)
+        request->response_complete = true; /* the origin body ended with the head */
+    if (!request->response_complete)
+        return RUN_SUSPEND; /* on_origin_body / on_origin_end carry on */
+    request->step = STEP_DONE;
+    return RUN_NEXT;
+}
+
+static enum step_result step_done(struct request *request)
+{
+    /* May start the next pipelined request on this same struct: return at once. */
+    viewer_request_finished(request->viewer);
+    return RUN_STOP;
+}
+
+typedef enum step_result (*step_function)(struct request *request);
+
+static const step_function steps[] = {
+    [STEP_RECV] = step_recv,     [STEP_VIEWER_REQUEST] = step_viewer_request,
+    [STEP_LOOKUP] = step_lookup, [STEP_ORIGIN_REQUEST] = step_origin_request,
+    [STEP_FETCH] = step_fetch,   [STEP_ORIGIN_RESPONSE] = step_origin_response,
+    [STEP_STORE] = step_store,   [STEP_VIEWER_RESPONSE] = step_viewer_response,
+    [STEP_SYNTH] = step_synth,   [STEP_DELIVER] = step_deliver,
+    [STEP_DONE] = step_done,
+};
+
+static void request_run(struct request *request)
+{
+    for (;;) {
+        VERGE_CHECK_MAGIC(request, REQUEST_MAGIC);
+        VERGE_ASSERT((size_t)request->step < VERGE_ARRAY_SIZE(steps));
+        if (log_threshold <= LOG_DEBUG)
+            log_debug("request %s: step %s", request->id, step_names[request->step]);
+        enum step_result result = steps[request->step](request);
+        if (result != RUN_NEXT)
+            return;
+    }
+}
+
+/* ---- origin callbacks ---------------------------------------------------- */
+
+static void on_origin_ready_for_body(void *context)
+{
+    struct request *request = context;
+    if (request->body_pump_started)
+        return;
+    request->body_pump_started = true;
+    if (request->expect_continue && request->viewer->input_len == 0 && !request->head_sent)
+        viewer_write(request->viewer, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    pump_request_body(request);
+}
+
+static void on_origin_output_drained(void *context)
+{
+    struct request *request = context;
+    if (request->magic == REQUEST_MAGIC && !request->body_done)
+        pump_request_body(request);
+}
+
+static void on_origin_head(void *context, const struct http1_response *head, slice_t raw_head)
+{
+    struct request *request = context;
+    request->origin_status = head->status;
+    request->origin_ms = (double)(time_now_monotonic_us() - request->started_us) / 1000.0;
+    request->status = head->status;
+    char *to = arena_alloc(&request->arena, raw_head.len);
+    memcpy(to, raw_head.ptr, raw_head.len);
+    request->reason = rebase(head->reason, raw_head.ptr, raw_head.len, to);
+    request->response_headers = copy_headers(&request->arena, head->headers, head->header_count, raw_head.ptr, raw_head.len, to);
+    request->response_header_count = head->header_count;
+    request->body_source = RESPONSE_BODY_ORIGIN;
+    decide_framing(request);
+    if (request->framing != FRAMING_NONE) {
+        switch (head->body_kind) {
+        case HTTP1_BODY_NONE:
+            request->framing = FRAMING_LENGTH;
+            request->response_content_length = 0;
+            break;
+        case HTTP1_BODY_LENGTH:
+            request->framing = FRAMING_LENGTH;
+            request->response_content_length = head->content_length;
+            break;
+        case HTTP1_BODY_CHUNKED:
+        case HTTP1_BODY_UNTIL_CLOSE:
+            request->framing = request->version_minor >= 1 ? FRAMING_CHUNKED : FRAMING_UNTIL_CLOSE;
+            break;
+        }
+    }
+    request->step = STEP_ORIGIN_RESPONSE;
+    request_run(request);
+}
+
+static void on_origin_body(void *context, const char *data, size_t len)
+{
+    struct request *request = context;
+    struct viewer_connection *viewer = request->viewer;
+    if (request->framing == FRAMING_NONE)
+        return; /* HEAD: an origin that sends a body anyway is ignored */
+    if (request->framing == FRAMING_CHUNKED) {
+        char size_line[24];
+        int n = snprintf(size_line, sizeof size_line, "%zx\r\n", len);
+        viewer_write(viewer, size_line, (size_t)n);
+        viewer_write(viewer, data, len);
+        viewer_write(viewer, "\r\n", 2);
+    } else {
+        viewer_write(viewer, data, len);
+    }
+    request->body_bytes_sent += len;
+    if (viewer_output_pending(viewer) > PUMP_HIGH_WATERMARK && request->fetch != NULL && !request->origin_paused) {
+        request->origin_paused = true;
+        origin_fetch_pause_reading(request->fetch, true);
+    }
+}
+
+static void on_origin_end(void *context)
+{
+    struct request *request = context;
+    request->fetch = NULL;
+    if (request->framing == FRAMING_CHUNKED)
+        viewer_write(request->viewer, "0\r\n\r\n", 5);
+    if (!request->head_sent)
+        return; /* the body ended with the head: step_deliver completes the request */
+    request->response_complete = true;
+    request->step = STEP_DONE;
+    request_run(request);
+}
+
+static void on_origin_error(void *context, enum origin_error_kind kind, const char *reason, bool head_received)
+{
+    struct request *request = context;
+    request->fetch = NULL;
+    log_warn("request %s: origin %s: %s", request->id, request->origin->name, reason);
+    if (head_received) {
+        viewer_abort(request->viewer);
+        return;
+    }
+    request->status = kind == ORIGIN_ERROR_TIMEOUT ? 504 : 502;
+    request->error_reason = arena_strndup(&request->arena, reason, strlen(reason));
+    request->step = STEP_SYNTH;
+    request_run(request);
+}
+
+/* ---- request body: viewer → origin --------------------------------------- */
+
+static void pump_request_body(struct request *request)
+{
+    struct viewer_connection *viewer = request->viewer;
+    if (!request->body_pump_started || request->body_done || request->fetch == NULL)
+        return;
+    while (viewer->input_len > 0 && !request->body_done) {
+        if (origin_fetch_pending_output(request->fetch) > PUMP_HIGH_WATERMARK) {
+            viewer_set_reading(viewer, false);
+            return;
+        }
+        if (request->body_kind == HTTP1_BODY_LENGTH) {
+            size_t n = viewer->input_len < request->body_remaining ? viewer->input_len : (size_t)request->body_remaining;
+            request->body_remaining -= n;
+            request->body_done = request->body_remaining == 0;
+            origin_fetch_send_body(request->fetch, viewer->input, n);
+            viewer_consume_input(viewer, n);
+        } else {
+            size_t len = viewer->input_len;
+            long result = http1_chunked_decode(&request->body_decoder, viewer->input, &len);
+            if (result == -1) {
+                log_info("request %s: malformed chunked request body", request->id);
+                viewer_abort(viewer);
+                return;
+            }
+            if (len > 0) {
+                char size_line[24];
+                int n = snprintf(size_line, sizeof size_line, "%zx\r\n", len);
+                origin_fetch_send_body(request->fetch, size_line, (size_t)n);
+                origin_fetch_send_body(request->fetch, viewer->input, len);
+                origin_fetch_send_body(request->fetch, "\r\n", 2);
+            }
+            if (result >= 0) {
+                request->body_done = true;
+                origin_fetch_send_body(request->fetch, "0\r\n\r\n", 5);
+                memmove(viewer->input, viewer->input + len, (size_t)result);
+                viewer->input_len = (size_t)result;
+            } else {
+                viewer->input_len = 0;
+            }
+        }
+        if (request->fetch == NULL)
+            return;
+    }
+    if (request->body_done) {
+        origin_fetch_end_body(request->fetch);
+        viewer_set_reading(viewer, false);
+    } else {
+        viewer_set_reading(viewer, origin_fetch_pending_output(request->fetch) <= PUMP_HIGH_WATERMARK);
+    }
+}
+
+void request_on_viewer_input(struct request *request)
+{
+    if (request->magic != REQUEST_MAGIC)
+        return;
+    if (request->body_pump_started && !request->body_done)
+        pump_request_body(request);
+    else
+        viewer_set_reading(request->viewer, false);
+}
+
+void request_on_output_drained(struct request *request)
+{
+    if (request->magic != REQUEST_MAGIC)
+        return;
+    if (request->origin_paused && request->fetch != NULL) {
+        request->origin_paused = false;
+        origin_fetch_pause_reading(request->fetch, false);
+    }
+    if (request->body_source == RESPONSE_BODY_FILE && request->head_sent && !request->response_complete)
+        pump_file(request);
+}

@@ -1,0 +1,148 @@
+/* request.h — the viewer connection and the request it carries, shared by
+ * proxy/viewer.c (socket I/O, parsing, timers, keep-alive) and
+ * proxy/request.c (the request state machine and the body pumps).
+ *
+ * A viewer connection carries at most one request at a time; pipelined
+ * requests wait, unparsed, in its input buffer until the response before them
+ * is fully queued. The request lives inside the connection and its memory in
+ * the request arena, reset between requests.
+ */
+#ifndef VERGE_REQUEST_H
+#define VERGE_REQUEST_H
+
+#include "server.h"
+
+#define VIEWER_CONNECTION_MAGIC 0x7669636eu
+#define REQUEST_MAGIC 0x72657175u
+#define VIEWER_INPUT_SIZE (HTTP1_MAX_HEAD_BYTES + PUMP_READ_SIZE)
+#define REQUEST_ID_LEN 24
+
+/* The steps of DESIGN.md's request path, in order. */
+#define REQUEST_STEPS(X)                                                                                                           \
+    X(RECV)                                                                                                                        \
+    X(VIEWER_REQUEST)                                                                                                              \
+    X(LOOKUP)                                                                                                                      \
+    X(ORIGIN_REQUEST)                                                                                                              \
+    X(FETCH)                                                                                                                       \
+    X(ORIGIN_RESPONSE)                                                                                                             \
+    X(STORE)                                                                                                                       \
+    X(VIEWER_RESPONSE)                                                                                                             \
+    X(SYNTH)                                                                                                                       \
+    X(DELIVER)                                                                                                                     \
+    X(DONE)
+
+enum request_step {
+#define REQUEST_STEP_ENUM(name) STEP_##name,
+    REQUEST_STEPS(REQUEST_STEP_ENUM)
+#undef REQUEST_STEP_ENUM
+};
+
+enum response_body_source { RESPONSE_BODY_NONE, RESPONSE_BODY_MEMORY, RESPONSE_BODY_ORIGIN, RESPONSE_BODY_FILE };
+enum response_framing { FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_UNTIL_CLOSE };
+
+struct request {
+    unsigned magic;
+    struct viewer_connection *viewer;
+    struct arena arena;
+    struct generation *generation;
+    enum request_step step;
+    char id[REQUEST_ID_LEN + 1];
+    double started_wall;
+    uint64_t started_us; /* monotonic */
+
+    /* What the viewer sent (copied into the arena). */
+    slice_t method, target, path, query;
+    int version_minor;
+    struct http_header *headers;
+    size_t header_count;
+    enum http1_body_kind body_kind;
+    uint64_t body_remaining; /* HTTP1_BODY_LENGTH: bytes still to read */
+    struct http1_chunked_decoder body_decoder;
+    bool body_done; /* the whole request body was read from the viewer */
+    bool body_pump_started;
+    bool expect_continue;
+    bool is_head;
+
+    /* Routing. */
+    const struct config_behavior *behavior;
+    const struct config_origin *origin;
+    size_t origin_index;
+
+    /* The response on its way to the viewer. */
+    int status;
+    slice_t reason;
+    struct http_header *response_headers;
+    size_t response_header_count;
+    enum response_body_source body_source;
+    slice_t memory_body;
+    int file_fd;
+    uint64_t file_offset, file_remaining;
+    enum response_framing framing;
+    uint64_t response_content_length;
+    bool head_sent;
+    bool response_complete; /* every byte of the response is queued */
+    uint64_t body_bytes_sent;
+    const char *error_reason; /* for verge-generated errors */
+
+    /* The origin exchange. */
+    struct origin_fetch *fetch;
+    bool origin_paused;
+    int origin_status;
+    double origin_ms;
+};
+
+enum viewer_state { VIEWER_IDLE, VIEWER_IN_REQUEST, VIEWER_CLOSING };
+
+struct viewer_connection {
+    unsigned magic;
+    int fd;
+    struct loop_thread *thread;
+    struct viewer_connection *prev, *next;
+    ev_io read_watcher;
+    ev_io write_watcher;
+    ev_timer timer;
+    enum viewer_state state;
+    char client_ip[48];
+    char *input;
+    size_t input_len;
+    uint64_t head_started_ms; /* when the first byte of the pending head arrived; 0 when none */
+    struct bytebuf output;
+    size_t output_sent;
+    bool reading_paused; /* request body backpressure */
+    bool close_after_response;
+    bool processing; /* inside viewer_process_input: do not recurse */
+    struct request request;
+};
+
+/* ---- viewer.c, for request.c ---------------------------------------------- */
+
+/* Queues bytes for the viewer and writes what the socket takes now. */
+void viewer_write(struct viewer_connection *viewer, const void *data, size_t len);
+size_t viewer_output_pending(const struct viewer_connection *viewer);
+/* Stops/resumes reading request body bytes (backpressure from the origin). */
+void viewer_set_reading(struct viewer_connection *viewer, bool reading);
+/* The request has queued its whole response; the connection moves on to the
+ * next request (or closes) once that is written. */
+void viewer_request_finished(struct viewer_connection *viewer);
+/* Closes the connection at once (e.g. the origin failed mid-body, so the
+ * response can only be cut short). The request is finished first. */
+void viewer_abort(struct viewer_connection *viewer);
+/* Drops the first n bytes of viewer->input (a parsed head, consumed body). */
+void viewer_consume_input(struct viewer_connection *viewer, size_t n);
+
+/* ---- request.c, for viewer.c ---------------------------------------------- */
+
+/* Starts the state machine for a parsed request head (its slices point into
+ * the viewer's input buffer; they are copied). */
+void request_start(struct viewer_connection *viewer, const struct http1_request *head);
+/* Answers a request that could not be parsed (400/414/431/...), then close. */
+void request_start_error(struct viewer_connection *viewer, int status, const char *reason);
+/* New bytes are in viewer->input while the request is reading its body. */
+void request_on_viewer_input(struct request *request);
+/* The viewer's output went below the low watermark. */
+void request_on_output_drained(struct request *request);
+/* Releases everything the request holds (fetch, file, generation) and writes
+ * the access log line; called once per request, also on aborts. */
+void request_finish(struct request *request);
+
+#endif

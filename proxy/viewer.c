@@ -1,0 +1,412 @@
+/* viewer.c — HTTP/1.1 connections from viewers: accept, read and parse
+ * request heads, queue response bytes, keep-alive and pipelining, timeouts,
+ * lingering close.
+ *
+ * Life of a connection: IDLE (waiting for a request head) → IN_REQUEST (the
+ * state machine in request.c owns the request) → IDLE again, or CLOSING
+ * (write what is queued, shut down the write side, read and discard until
+ * EOF or a short deadline, close). Closing with unread input would make the
+ * kernel send a reset that can destroy the response the viewer has not read
+ * yet — hence the lingering close.
+ *
+ * Invariants:
+ *  - Only one request per connection is in the state machine; bytes of a
+ *    pipelined next request stay unparsed in `input`.
+ *  - While IN_REQUEST, the read watcher is on only while the request body is
+ *    being pumped and the origin side keeps up (backpressure).
+ *  - One timer per connection, re-armed by viewer_arm_timer from the state:
+ *    header_read_ms for a started head, idle_ms between requests and while
+ *    reading a body, send_ms while output is pending.
+ * Locking: none; a connection belongs to one loop thread.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "request.h"
+
+#define VIEWER_LINGER_SECONDS 2.0
+#define VIEWER_ACCEPT_BATCH 64
+
+static void viewer_on_readable(struct ev_loop *loop, ev_io *watcher, int revents);
+static void viewer_on_writable(struct ev_loop *loop, ev_io *watcher, int revents);
+static void viewer_on_timer(struct ev_loop *loop, ev_timer *timer, int revents);
+static void viewer_process_input(struct viewer_connection *viewer);
+static void viewer_flush(struct viewer_connection *viewer);
+
+/* Extra states beyond enum viewer_state, kept private. */
+#define VIEWER_LINGERING ((enum viewer_state)(VIEWER_CLOSING + 1))
+#define VIEWER_BROKEN ((enum viewer_state)(VIEWER_CLOSING + 2))
+
+static void viewer_close(struct viewer_connection *viewer)
+{
+    VERGE_CHECK_MAGIC(viewer, VIEWER_CONNECTION_MAGIC);
+    struct loop_thread *thread = viewer->thread;
+    if (viewer->request.magic == REQUEST_MAGIC)
+        request_finish(&viewer->request);
+    arena_destroy(&viewer->request.arena);
+    ev_io_stop(thread->loop, &viewer->read_watcher);
+    ev_io_stop(thread->loop, &viewer->write_watcher);
+    ev_timer_stop(thread->loop, &viewer->timer);
+    close(viewer->fd);
+    if (viewer->prev != NULL)
+        viewer->prev->next = viewer->next;
+    else
+        thread->connections = viewer->next;
+    if (viewer->next != NULL)
+        viewer->next->prev = viewer->prev;
+    thread->connection_count--;
+    atomic_fetch_sub_explicit(&metrics.connections_open, 1, memory_order_relaxed);
+    bytebuf_free(&viewer->output);
+    free(viewer->input);
+    viewer->magic = 0;
+    free(viewer);
+    if (atomic_load(&server.draining) && thread->connection_count == 0)
+        ev_async_send(thread->loop, &thread->wakeup);
+}
+
+static void viewer_arm_timer(struct viewer_connection *viewer)
+{
+    struct ev_loop *loop = viewer->thread->loop;
+    const struct config *config = viewer->thread->generation->config;
+    double after;
+    if (viewer->state == VIEWER_BROKEN)
+        after = 0.;
+    else if (viewer->state == VIEWER_LINGERING)
+        return; /* armed once when lingering starts */
+    else if (viewer_output_pending(viewer) > 0)
+        after = config->timeouts.send_ms / 1000.0;
+    else if (viewer->state == VIEWER_IDLE && viewer->input_len == 0)
+        after = config->timeouts.idle_ms / 1000.0;
+    else if (viewer->state == VIEWER_IDLE) {
+        uint64_t elapsed = time_now_monotonic_ms() - viewer->head_started_ms;
+        uint64_t limit = (uint64_t)config->timeouts.header_read_ms;
+        after = elapsed >= limit ? 0.001 : (double)(limit - elapsed) / 1000.0;
+    } else if (viewer->state == VIEWER_IN_REQUEST && viewer->request.body_pump_started && !viewer->request.body_done &&
+               !viewer->reading_paused)
+        after = config->timeouts.idle_ms / 1000.0;
+    else {
+        ev_timer_stop(loop, &viewer->timer);
+        return;
+    }
+    ev_timer_stop(loop, &viewer->timer);
+    ev_timer_set(&viewer->timer, after, 0.);
+    ev_timer_start(loop, &viewer->timer);
+}
+
+/* ---- accept -------------------------------------------------------------- */
+
+void viewer_accept(struct ev_loop *loop, ev_io *watcher, int revents)
+{
+    struct loop_thread *thread = watcher->data;
+    for (int i = 0; i < VIEWER_ACCEPT_BATCH; i++) {
+        struct sockaddr_storage address;
+        socklen_t address_len = sizeof address;
+        int fd = accept4(watcher->fd, (struct sockaddr *)&address, &address_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                log_warn("accept failed: %s", strerror(errno));
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct viewer_connection *viewer = calloc(1, sizeof *viewer);
+        VERGE_ASSERT(viewer != NULL);
+        viewer->magic = VIEWER_CONNECTION_MAGIC;
+        viewer->fd = fd;
+        viewer->thread = thread;
+        viewer->input = malloc(VIEWER_INPUT_SIZE);
+        VERGE_ASSERT(viewer->input != NULL);
+        arena_init(&viewer->request.arena);
+        if (address.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&address)->sin_addr, viewer->client_ip, sizeof viewer->client_ip);
+        else if (address.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&address)->sin6_addr, viewer->client_ip, sizeof viewer->client_ip);
+        else
+            strcpy(viewer->client_ip, "unknown");
+        ev_io_init(&viewer->read_watcher, viewer_on_readable, fd, EV_READ);
+        ev_io_init(&viewer->write_watcher, viewer_on_writable, fd, EV_WRITE);
+        ev_init(&viewer->timer, viewer_on_timer);
+        viewer->read_watcher.data = viewer->write_watcher.data = viewer->timer.data = viewer;
+        viewer->next = thread->connections;
+        if (thread->connections != NULL)
+            thread->connections->prev = viewer;
+        thread->connections = viewer;
+        thread->connection_count++;
+        atomic_fetch_add_explicit(&metrics.connections_open, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&metrics.connections_total, 1, memory_order_relaxed);
+        loop_thread_refresh_generation(thread);
+        ev_io_start(loop, &viewer->read_watcher);
+        viewer_arm_timer(viewer);
+    }
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+size_t viewer_output_pending(const struct viewer_connection *viewer)
+{
+    return viewer->output.len - viewer->output_sent;
+}
+
+static void viewer_mark_broken(struct viewer_connection *viewer)
+{
+    /* Closing here could free the request under the caller's feet; close
+     * from the loop instead. */
+    viewer->state = VIEWER_BROKEN;
+    ev_io_stop(viewer->thread->loop, &viewer->read_watcher);
+    ev_io_stop(viewer->thread->loop, &viewer->write_watcher);
+    viewer->output.len = viewer->output_sent = 0;
+    viewer_arm_timer(viewer);
+}
+
+void viewer_write(struct viewer_connection *viewer, const void *data, size_t len)
+{
+    if (viewer->state == VIEWER_BROKEN || len == 0)
+        return;
+    if (viewer_output_pending(viewer) == 0 && !ev_is_active(&viewer->write_watcher)) {
+        /* Fast path: nothing queued, so try the socket first and copy only
+         * what it does not take. */
+        viewer->output.len = viewer->output_sent = 0;
+        ssize_t n = send(viewer->fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            viewer_mark_broken(viewer);
+            return;
+        }
+        if (n > 0) {
+            data = (const char *)data + n;
+            len -= (size_t)n;
+        }
+        if (len == 0)
+            return;
+    }
+    bytebuf_append(&viewer->output, data, len);
+    if (!ev_is_active(&viewer->write_watcher)) {
+        ev_io_start(viewer->thread->loop, &viewer->write_watcher);
+        viewer_arm_timer(viewer);
+    }
+}
+
+static void viewer_start_lingering(struct viewer_connection *viewer)
+{
+    shutdown(viewer->fd, SHUT_WR);
+    viewer->state = VIEWER_LINGERING;
+    ev_io_start(viewer->thread->loop, &viewer->read_watcher);
+    ev_timer_stop(viewer->thread->loop, &viewer->timer);
+    ev_timer_set(&viewer->timer, VIEWER_LINGER_SECONDS, 0.);
+    ev_timer_start(viewer->thread->loop, &viewer->timer);
+}
+
+static void viewer_flush(struct viewer_connection *viewer)
+{
+    while (viewer_output_pending(viewer) > 0) {
+        ssize_t n = send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            viewer_mark_broken(viewer);
+            return;
+        }
+        viewer->output_sent += (size_t)n;
+    }
+    size_t pending = viewer_output_pending(viewer);
+    if (pending == 0) {
+        viewer->output.len = viewer->output_sent = 0;
+        ev_io_stop(viewer->thread->loop, &viewer->write_watcher);
+        if (viewer->state == VIEWER_CLOSING) {
+            viewer_start_lingering(viewer);
+            return;
+        }
+    } else if (viewer->output_sent > PUMP_HIGH_WATERMARK) {
+        bytebuf_consume(&viewer->output, viewer->output_sent);
+        viewer->output_sent = 0;
+    }
+    if (pending < PUMP_LOW_WATERMARK && viewer->state == VIEWER_IN_REQUEST)
+        request_on_output_drained(&viewer->request);
+    if (viewer->magic == VIEWER_CONNECTION_MAGIC && viewer->state != VIEWER_BROKEN)
+        viewer_arm_timer(viewer);
+}
+
+static void viewer_on_writable(struct ev_loop *loop, ev_io *watcher, int revents)
+{
+    struct viewer_connection *viewer = watcher->data;
+    VERGE_CHECK_MAGIC(viewer, VIEWER_CONNECTION_MAGIC);
+    viewer_flush(viewer);
+}
+
+/* ---- input --------------------------------------------------------------- */
+
+void viewer_set_reading(struct viewer_connection *viewer, bool reading)
+{
+    if (viewer->state == VIEWER_BROKEN)
+        return;
+    viewer->reading_paused = !reading;
+    if (reading)
+        ev_io_start(viewer->thread->loop, &viewer->read_watcher);
+    else
+        ev_io_stop(viewer->thread->loop, &viewer->read_watcher);
+    viewer_arm_timer(viewer);
+}
+
+static void viewer_on_readable(struct ev_loop *loop, ev_io *watcher, int revents)
+{
+    struct viewer_connection *viewer = watcher->data;
+    VERGE_CHECK_MAGIC(viewer, VIEWER_CONNECTION_MAGIC);
+    if (viewer->state == VIEWER_LINGERING) {
+        char discard[4096];
+        ssize_t n = recv(viewer->fd, discard, sizeof discard, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            viewer_close(viewer);
+        return;
+    }
+    if (viewer->input_len == VIEWER_INPUT_SIZE) {
+        /* Full: the request is not consuming (pipelined bytes wait). */
+        ev_io_stop(loop, &viewer->read_watcher);
+        return;
+    }
+    ssize_t n = recv(viewer->fd, viewer->input + viewer->input_len, VIEWER_INPUT_SIZE - viewer->input_len, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        viewer_close(viewer);
+        return;
+    }
+    if (n == 0) {
+        /* The viewer closed (or half-closed) its side. A request in flight
+         * cannot be answered reliably; give up on it. */
+        viewer_close(viewer);
+        return;
+    }
+    if (viewer->input_len == 0 && viewer->state == VIEWER_IDLE)
+        viewer->head_started_ms = time_now_monotonic_ms();
+    viewer->input_len += (size_t)n;
+    if (viewer->state == VIEWER_IDLE)
+        viewer_process_input(viewer);
+    else if (viewer->state == VIEWER_IN_REQUEST) {
+        request_on_viewer_input(&viewer->request);
+        if (viewer->magic == VIEWER_CONNECTION_MAGIC && viewer->state != VIEWER_BROKEN)
+            viewer_arm_timer(viewer);
+    }
+}
+
+static void viewer_process_input(struct viewer_connection *viewer)
+{
+    if (viewer->processing)
+        return;
+    viewer->processing = true;
+    while (viewer->state == VIEWER_IDLE && viewer->input_len > 0) {
+        if (viewer->head_started_ms == 0)
+            viewer->head_started_ms = time_now_monotonic_ms();
+        struct http1_request head;
+        struct http1_error error;
+        enum http1_result result = http1_parse_request(viewer->input, viewer->input_len, &head, &error);
+        if (result == HTTP1_INCOMPLETE)
+            break;
+        viewer->head_started_ms = 0;
+        viewer->state = VIEWER_IN_REQUEST;
+        ev_io_stop(viewer->thread->loop, &viewer->read_watcher);
+        loop_thread_refresh_generation(viewer->thread);
+        if (result == HTTP1_ERROR) {
+            viewer->input_len = 0; /* nothing after a malformed head can be trusted */
+            request_start_error(viewer, error.status, error.reason);
+        } else {
+            request_start(viewer, &head);
+        }
+    }
+    viewer->processing = false;
+    if (viewer->state == VIEWER_IDLE) {
+        if (viewer->input_len < VIEWER_INPUT_SIZE)
+            ev_io_start(viewer->thread->loop, &viewer->read_watcher);
+        viewer_arm_timer(viewer);
+    }
+}
+
+/* Drops the first n input bytes (a parsed head, consumed body bytes). */
+void viewer_consume_input(struct viewer_connection *viewer, size_t n)
+{
+    VERGE_ASSERT(n <= viewer->input_len);
+    memmove(viewer->input, viewer->input + n, viewer->input_len - n);
+    viewer->input_len -= n;
+}
+
+/* ---- request boundaries -------------------------------------------------- */
+
+void viewer_request_finished(struct viewer_connection *viewer)
+{
+    struct request *request = &viewer->request;
+    if (request->body_kind != HTTP1_BODY_NONE && !request->body_done)
+        viewer->close_after_response = true; /* the next request's start is unknown */
+    if (atomic_load(&server.draining))
+        viewer->close_after_response = true;
+    request_finish(request);
+    if (viewer->state == VIEWER_BROKEN)
+        return;
+    viewer->reading_paused = false;
+    if (viewer->close_after_response) {
+        viewer->state = VIEWER_CLOSING;
+        ev_io_stop(viewer->thread->loop, &viewer->read_watcher);
+        if (viewer_output_pending(viewer) == 0)
+            viewer_start_lingering(viewer);
+        else
+            viewer_arm_timer(viewer);
+        return;
+    }
+    viewer->state = VIEWER_IDLE;
+    if (viewer->input_len > 0)
+        viewer->head_started_ms = time_now_monotonic_ms();
+    viewer_process_input(viewer);
+}
+
+void viewer_abort(struct viewer_connection *viewer)
+{
+    request_finish(&viewer->request);
+    viewer_mark_broken(viewer);
+}
+
+static void viewer_on_timer(struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    struct viewer_connection *viewer = timer->data;
+    VERGE_CHECK_MAGIC(viewer, VIEWER_CONNECTION_MAGIC);
+    switch (viewer->state) {
+    case VIEWER_IDLE:
+        if (viewer->input_len > 0 && viewer_output_pending(viewer) == 0) {
+            log_debug("%s: request head not complete within header_read_ms", viewer->client_ip);
+            viewer->state = VIEWER_IN_REQUEST;
+            viewer->input_len = 0;
+            ev_io_stop(loop, &viewer->read_watcher);
+            request_start_error(viewer, 408, "request head timeout");
+            return;
+        }
+        viewer_close(viewer);
+        return;
+    default:
+        /* Send timeout, body read timeout, lingering done, or broken. */
+        viewer_close(viewer);
+        return;
+    }
+}
+
+void viewer_drain_thread(struct loop_thread *thread)
+{
+    struct viewer_connection *viewer = thread->connections;
+    while (viewer != NULL) {
+        struct viewer_connection *next = viewer->next;
+        if (viewer->state == VIEWER_IDLE && viewer->input_len == 0 && viewer_output_pending(viewer) == 0)
+            viewer_close(viewer);
+        else
+            viewer->close_after_response = true;
+        viewer = next;
+    }
+}
+
+/* Closes every connection at once (the drain deadline passed). */
+void viewer_close_all(struct loop_thread *thread)
+{
+    while (thread->connections != NULL)
+        viewer_close(thread->connections);
+}

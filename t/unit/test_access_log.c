@@ -1,0 +1,330 @@
+/* test_access_log.c — JSON escaping, the line format (keys in order, nulls,
+ * number formats), switching files, turning the log off, and that shutdown
+ * writes out everything queued. Lines are validated with yajl_tree_parse,
+ * which also rejects invalid UTF-8. */
+#include <stdlib.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+
+#include "../../proxy/access_log.h"
+#include "unit.h"
+
+static const char *const expected_keys[] = {"time",  "request_id",  "client_ip", "method", "uri",           "status",
+                                            "bytes", "duration_ms", "behavior",  "origin", "origin_status", "origin_ms"};
+
+static char temp_dir[64];
+
+static char *read_file(const char *path)
+{
+    FILE *file = fopen(path, "rb");
+    if (file == NULL)
+        return NULL;
+    struct bytebuf buf = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, file)) > 0)
+        bytebuf_append(&buf, chunk, n);
+    fclose(file);
+    bytebuf_append(&buf, "", 1);
+    return buf.data;
+}
+
+static char *escape(const char *s, size_t len)
+{
+    struct bytebuf out = {0};
+    access_log_append_json_string(&out, slice_make(s, len));
+    bytebuf_append(&out, "", 1);
+    return out.data;
+}
+
+#define CHECK_ESCAPE(literal, expected)                                                                                            \
+    do {                                                                                                                           \
+        char *escaped = escape(literal, sizeof(literal) - 1);                                                                      \
+        CHECK_STR(escaped, expected);                                                                                              \
+        free(escaped);                                                                                                             \
+    } while (0)
+
+static void test_json_escaping(void)
+{
+    CHECK_ESCAPE("", "\"\"");
+    CHECK_ESCAPE("plain /path?q=1", "\"plain /path?q=1\"");
+    CHECK_ESCAPE("a\"b\\c", "\"a\\\"b\\\\c\"");
+    CHECK_ESCAPE("\n\r\t\b\f", "\"\\n\\r\\t\\b\\f\"");
+    CHECK_ESCAPE("\x01\x1f\x7f", "\"\\u0001\\u001f\\u007f\"");
+    CHECK_ESCAPE("nul\0byte", "\"nul\\u0000byte\"");
+    /* Valid UTF-8 is copied. */
+    CHECK_ESCAPE("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+    /* Invalid UTF-8: each offending byte becomes \u00XX. */
+    CHECK_ESCAPE("\xff", "\"\\u00ff\"");
+    CHECK_ESCAPE("\xc3", "\"\\u00c3\"");                                  /* truncated at the end */
+    CHECK_ESCAPE("\xc3x", "\"\\u00c3x\"");                                /* bad continuation */
+    CHECK_ESCAPE("\xc0\xaf", "\"\\u00c0\\u00af\"");                       /* overlong '/' */
+    CHECK_ESCAPE("\xe0\x80\xaf", "\"\\u00e0\\u0080\\u00af\"");            /* overlong 3-byte */
+    CHECK_ESCAPE("\xed\xa0\x80", "\"\\u00ed\\u00a0\\u0080\"");            /* UTF-16 surrogate */
+    CHECK_ESCAPE("\xf4\x90\x80\x80", "\"\\u00f4\\u0090\\u0080\\u0080\""); /* above U+10FFFF */
+    CHECK_ESCAPE("\xf0\x9f\x98", "\"\\u00f0\\u009f\\u0098\"");            /* truncated 4-byte */
+    CHECK_ESCAPE("a\x80"
+                 "b",
+                 "\"a\\u0080b\""); /* lone continuation */
+}
+
+static struct access_log_entry sample_entry(void)
+{
+    return (struct access_log_entry){
+        .time = 1795831200.123, /* 2026-11-28T02:00:00.123Z */
+        .request_id = SLICE_LITERAL("req-1"),
+        .client_ip = "127.0.0.1",
+        .method = SLICE_LITERAL("GET"),
+        .uri = SLICE_LITERAL("/index.html?a=1"),
+        .status = 200,
+        .bytes = 1234,
+        .duration_ms = 12.3456,
+        .behavior = "/static/*",
+        .origin = "site",
+        .origin_status = 200,
+        .origin_ms = 3.5,
+    };
+}
+
+/* Parses one line and checks it is an object with exactly the expected keys
+ * in order. Returns the tree (to free with yajl_tree_free) or NULL. */
+static yajl_val parse_line(const char *line)
+{
+    char error[256];
+    yajl_val tree = yajl_tree_parse(line, error, sizeof error);
+    if (tree == NULL) {
+        fprintf(stderr, "not JSON (%s): %s\n", error, line);
+        CHECK(tree != NULL);
+        return NULL;
+    }
+    CHECK(YAJL_IS_OBJECT(tree));
+    if (!YAJL_IS_OBJECT(tree)) {
+        yajl_tree_free(tree);
+        return NULL;
+    }
+    CHECK_INT(tree->u.object.len, VERGE_ARRAY_SIZE(expected_keys));
+    for (size_t i = 0; i < tree->u.object.len && i < VERGE_ARRAY_SIZE(expected_keys); i++)
+        CHECK_STR(tree->u.object.keys[i], expected_keys[i]);
+    return tree;
+}
+
+static yajl_val field(yajl_val tree, const char *key)
+{
+    const char *path[] = {key, NULL};
+    return yajl_tree_get(tree, path, yajl_t_any);
+}
+
+/* Splits text into lines in place; returns the count (at most max). */
+static size_t split_lines(char *text, char **lines, size_t max)
+{
+    size_t count = 0;
+    for (char *p = text; *p != '\0' && count < max;) {
+        char *end = strchr(p, '\n');
+        CHECK(end != NULL); /* every line is terminated */
+        if (end == NULL)
+            break;
+        *end = '\0';
+        lines[count++] = p;
+        p = end + 1;
+    }
+    return count;
+}
+
+static void test_lines_in_file(void)
+{
+    char path[128], error[256] = "";
+    snprintf(path, sizeof path, "%s/access.log", temp_dir);
+    CHECK_INT(access_log_configure(path, error, sizeof error), 0);
+    /* A path that cannot be opened fails and keeps the current file. */
+    char bad_path[160];
+    snprintf(bad_path, sizeof bad_path, "%s/missing-dir/x.log", temp_dir);
+    CHECK_INT(access_log_configure(bad_path, error, sizeof error), -1);
+    CHECK(strstr(error, "access_log.path") != NULL && strstr(error, "missing-dir") != NULL);
+
+    struct access_log_entry entry = sample_entry();
+    access_log_write(&entry);
+
+    /* Nasty strings everywhere a string goes; no origin response. */
+    static const char nasty_uri[] = "/a\"b\\c\n\r\t\x01\x7f/\xff\xfe/caf\xc3\xa9/\xc3/\xed\xa0\x80?q=\"'<>&\0z";
+    struct access_log_entry nasty = {
+        .time = 0.9996, /* rounds up to the next second */
+        .request_id = SLICE_LITERAL("id\"\\"),
+        .client_ip = NULL,
+        .method = SLICE_LITERAL("G\xc0T"),
+        .uri = slice_make(nasty_uri, sizeof nasty_uri - 1),
+        .status = 400,
+        .bytes = 0,
+        .duration_ms = 0.0004,
+        .behavior = NULL,
+        .origin = NULL,
+        .origin_status = -1,
+        .origin_ms = -1,
+    };
+    access_log_write(&nasty);
+
+    enum { MANY = 5000 };
+    for (int i = 0; i < MANY; i++) {
+        struct access_log_entry numbered = sample_entry();
+        char id[32];
+        snprintf(id, sizeof id, "many-%d", i);
+        numbered.request_id = slice_from_cstr(id);
+        access_log_write(&numbered);
+    }
+    access_log_shutdown();
+
+    char *text = read_file(path);
+    CHECK(text != NULL);
+    if (text == NULL)
+        return;
+    /* The first line, byte for byte. */
+    const char *first_expected =
+        "{\"time\":\"2026-11-28T02:00:00.123Z\",\"request_id\":\"req-1\",\"client_ip\":\"127.0.0.1\",\"method\":\"GET\","
+        "\"uri\":\"/index.html?a=1\",\"status\":200,\"bytes\":1234,\"duration_ms\":12.346,\"behavior\":\"/static/*\","
+        "\"origin\":\"site\",\"origin_status\":200,\"origin_ms\":3.500}\n";
+    CHECK(strncmp(text, first_expected, strlen(first_expected)) == 0);
+
+    static char *lines[MANY + 10];
+    size_t count = split_lines(text, lines, VERGE_ARRAY_SIZE(lines));
+    CHECK_INT(count, MANY + 2);
+    for (size_t i = 0; i < count; i++) {
+        yajl_val tree = parse_line(lines[i]);
+        if (tree == NULL)
+            continue;
+        if (i == 1) {
+            CHECK_STR(YAJL_GET_STRING(field(tree, "time")), "1970-01-01T00:00:01.000Z");
+            CHECK_STR(YAJL_GET_STRING(field(tree, "request_id")), "id\"\\");
+            CHECK(YAJL_IS_NULL(field(tree, "client_ip")));
+            /* Invalid bytes come back as the code points U+0080..U+00FF. */
+            CHECK_STR(YAJL_GET_STRING(field(tree, "method")), "G\xc3\x80T");
+            const char *uri = YAJL_GET_STRING(field(tree, "uri"));
+            /* (yajl's string ends at the escaped NUL.) */
+            CHECK_STR(uri, "/a\"b\\c\n\r\t\x01\x7f/\xc3\xbf\xc3\xbe/caf\xc3\xa9/\xc3\x83/\xc3\xad\xc2\xa0\xc2\x80?q=\"'<>&");
+            CHECK(YAJL_IS_INTEGER(field(tree, "status")) && YAJL_GET_INTEGER(field(tree, "status")) == 400);
+            CHECK(YAJL_IS_NULL(field(tree, "behavior")));
+            CHECK(YAJL_IS_NULL(field(tree, "origin")));
+            CHECK(YAJL_IS_NULL(field(tree, "origin_status")));
+            CHECK(YAJL_IS_NULL(field(tree, "origin_ms")));
+            CHECK(strstr(lines[i], "\"duration_ms\":0.000,") != NULL);
+        }
+        if (i >= 2) {
+            char id[32];
+            snprintf(id, sizeof id, "many-%zu", i - 2);
+            CHECK_STR(YAJL_GET_STRING(field(tree, "request_id")), id);
+        }
+        yajl_tree_free(tree);
+    }
+    free(text);
+    unlink(path);
+}
+
+/* Lines written before a switch stay in the old file; after it go to the new
+ * one; with the log off nothing is written. */
+static void test_switch_files_and_off(void)
+{
+    char first[128], second[128], error[256] = "";
+    snprintf(first, sizeof first, "%s/first.log", temp_dir);
+    snprintf(second, sizeof second, "%s/second.log", temp_dir);
+    struct access_log_entry entry = sample_entry();
+
+    CHECK_INT(access_log_configure(first, error, sizeof error), 0);
+    entry.request_id = SLICE_LITERAL("to-first");
+    access_log_write(&entry);
+    CHECK_INT(access_log_configure(first, error, sizeof error), 0); /* same path: no-op */
+    CHECK_INT(access_log_configure(second, error, sizeof error), 0);
+    entry.request_id = SLICE_LITERAL("to-second");
+    access_log_write(&entry);
+    CHECK_INT(access_log_configure(NULL, error, sizeof error), 0);
+    entry.request_id = SLICE_LITERAL("to-nowhere");
+    access_log_write(&entry);
+    access_log_shutdown();
+
+    char *first_text = read_file(first);
+    char *second_text = read_file(second);
+    CHECK(first_text != NULL && second_text != NULL);
+    if (first_text != NULL && second_text != NULL) {
+        CHECK(strstr(first_text, "\"to-first\"") != NULL);
+        CHECK(strstr(first_text, "\"to-second\"") == NULL);
+        CHECK(strstr(second_text, "\"to-second\"") != NULL);
+        CHECK(strstr(second_text, "\"to-first\"") == NULL);
+        CHECK(strstr(first_text, "to-nowhere") == NULL && strstr(second_text, "to-nowhere") == NULL);
+        char *lines[4];
+        CHECK_INT(split_lines(first_text, lines, 4), 1);
+        CHECK_INT(split_lines(second_text, lines, 4), 1);
+    }
+    free(first_text);
+    free(second_text);
+    unlink(first);
+    unlink(second);
+}
+
+/* Many switches in a row (more than the writer's queue of switches, likely
+ * before the writer runs once) lose no line. */
+static void test_many_switches(void)
+{
+    char paths[3][128], error[256] = "";
+    for (int i = 0; i < 3; i++)
+        snprintf(paths[i], sizeof paths[i], "%s/switch-%d.log", temp_dir, i);
+    enum { SWITCHES = 20 };
+    for (int i = 0; i < SWITCHES; i++) {
+        CHECK_INT(access_log_configure(paths[i % 3], error, sizeof error), 0);
+        struct access_log_entry entry = sample_entry();
+        char id[32];
+        snprintf(id, sizeof id, "switch-%d", i);
+        entry.request_id = slice_from_cstr(id);
+        access_log_write(&entry);
+    }
+    access_log_shutdown();
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        char *text = read_file(paths[i]);
+        CHECK(text != NULL);
+        if (text == NULL)
+            continue;
+        char *lines[SWITCHES + 1];
+        size_t count = split_lines(text, lines, SWITCHES + 1);
+        for (size_t j = 0; j < count; j++) {
+            yajl_val tree = parse_line(lines[j]);
+            yajl_tree_free(tree);
+        }
+        total += count;
+        free(text);
+        unlink(paths[i]);
+    }
+    CHECK_INT(total, SWITCHES);
+}
+
+/* The writer flushes on its own within ~100 ms, without shutdown. */
+static void test_background_flush(void)
+{
+    char path[128], error[256] = "";
+    snprintf(path, sizeof path, "%s/flush.log", temp_dir);
+    CHECK_INT(access_log_configure(path, error, sizeof error), 0);
+    struct access_log_entry entry = sample_entry();
+    access_log_write(&entry);
+    bool appeared = false;
+    for (int i = 0; i < 200 && !appeared; i++) { /* up to 2 s */
+        usleep(10 * 1000);
+        char *text = read_file(path);
+        appeared = text != NULL && strchr(text, '\n') != NULL;
+        free(text);
+    }
+    CHECK(appeared);
+    access_log_shutdown();
+    unlink(path);
+}
+
+int main(void)
+{
+    snprintf(temp_dir, sizeof temp_dir, "/tmp/verge-test-access-log-XXXXXX");
+    if (mkdtemp(temp_dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    UNIT_RUN(test_json_escaping);
+    UNIT_RUN(test_lines_in_file);
+    UNIT_RUN(test_switch_files_and_off);
+    UNIT_RUN(test_many_switches);
+    UNIT_RUN(test_background_flush);
+    rmdir(temp_dir);
+    return unit_summary();
+}

@@ -1,0 +1,248 @@
+/* test_base.c — the shared vocabulary in proxy/base.c: slices, decimal
+ * parsing at the uint64 edge, the arena (alignment, big blocks, cleanup order,
+ * reuse of the first chunk), bytebuf, and HTTP dates in all three forms.
+ */
+#include "../../proxy/base.h"
+#include "unit.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+static void test_slices(void)
+{
+    CHECK(slice_equal(SLICE_LITERAL("abc"), slice_from_cstr("abc")));
+    CHECK(!slice_equal(SLICE_LITERAL("abc"), SLICE_LITERAL("abd")));
+    CHECK(!slice_equal(SLICE_LITERAL("abc"), SLICE_LITERAL("ab")));
+    CHECK(slice_equal(slice_make(NULL, 0), SLICE_LITERAL("")));
+    CHECK_INT(slice_from_cstr(NULL).len, 0);
+    CHECK(slice_equal_nocase(SLICE_LITERAL("Content-LENGTH"), SLICE_LITERAL("content-length")));
+    CHECK(!slice_equal_nocase(SLICE_LITERAL("content-lengt"), SLICE_LITERAL("content-length")));
+    CHECK(!slice_equal_nocase(SLICE_LITERAL("@"), SLICE_LITERAL("`"))); /* only letters fold */
+    CHECK(!slice_equal_nocase(SLICE_LITERAL("["), SLICE_LITERAL("{")));
+    CHECK(slice_starts_with(SLICE_LITERAL("/images/a.png"), SLICE_LITERAL("/images/")));
+    CHECK(!slice_starts_with(SLICE_LITERAL("/img"), SLICE_LITERAL("/images/")));
+    CHECK(slice_starts_with(SLICE_LITERAL("x"), SLICE_LITERAL("")));
+    slice_t trimmed = slice_trim_ows(SLICE_LITERAL(" \t a b \t "));
+    CHECK(slice_equal(trimmed, SLICE_LITERAL("a b")));
+    CHECK_INT(slice_trim_ows(SLICE_LITERAL(" \t ")).len, 0);
+    CHECK(slice_equal(slice_trim_ows(SLICE_LITERAL("\r\nx")), SLICE_LITERAL("\r\nx"))); /* OWS is SP/HT only */
+}
+
+static void test_slice_parse_u64(void)
+{
+    uint64_t v = 77;
+    CHECK(slice_parse_u64(SLICE_LITERAL("0"), &v));
+    CHECK(v == 0);
+    CHECK(slice_parse_u64(SLICE_LITERAL("00042"), &v));
+    CHECK(v == 42);
+    CHECK(slice_parse_u64(SLICE_LITERAL("18446744073709551615"), &v));
+    CHECK(v == UINT64_MAX);
+    v = 77;
+    CHECK(!slice_parse_u64(SLICE_LITERAL("18446744073709551616"), &v));
+    CHECK(!slice_parse_u64(SLICE_LITERAL("18446744073709551620"), &v));
+    CHECK(!slice_parse_u64(SLICE_LITERAL("99999999999999999999"), &v));
+    CHECK(!slice_parse_u64(SLICE_LITERAL("184467440737095516150"), &v));
+    CHECK(v == 77); /* untouched on failure */
+    CHECK(!slice_parse_u64(SLICE_LITERAL(""), &v));
+    CHECK(!slice_parse_u64(SLICE_LITERAL("-1"), &v));
+    CHECK(!slice_parse_u64(SLICE_LITERAL("+1"), &v));
+    CHECK(!slice_parse_u64(SLICE_LITERAL(" 1"), &v));
+    CHECK(!slice_parse_u64(SLICE_LITERAL("1 "), &v));
+    CHECK(!slice_parse_u64(SLICE_LITERAL("1a"), &v));
+    CHECK(!slice_parse_u64(SLICE_LITERAL("0x1"), &v));
+    /* the length bounds the parse, not a NUL */
+    CHECK(slice_parse_u64(slice_make("123456", 3), &v));
+    CHECK(v == 123);
+}
+
+static int cleanup_log[16];
+static int cleanup_count;
+static struct arena *cleanup_arena;
+
+static void record_cleanup(void *data)
+{
+    if (cleanup_count < 16)
+        cleanup_log[cleanup_count++] = (int)(intptr_t)data;
+}
+static void cleanup_that_registers(void *data)
+{
+    record_cleanup(data);
+    arena_add_cleanup(cleanup_arena, record_cleanup, (void *)(intptr_t)99);
+}
+
+static void test_arena(void)
+{
+    struct arena arena;
+    arena_init(&arena);
+    CHECK_INT(arena.bytes_allocated, 0);
+    /* alignment and zeroing */
+    for (size_t size = 0; size < 100; size += 7) {
+        unsigned char *p = arena_alloc(&arena, size);
+        CHECK(((uintptr_t)p & 15) == 0);
+        bool zero = true;
+        for (size_t i = 0; i < size; i++)
+            zero = zero && p[i] == 0;
+        CHECK(zero);
+        memset(p, 0xab, size);
+    }
+    /* a big block gets its own chunk, and small allocations keep working */
+    char *big = arena_alloc(&arena, 100000);
+    CHECK(big != NULL && ((uintptr_t)big & 15) == 0);
+    memset(big, 1, 100000);
+    char *small = arena_alloc(&arena, 8);
+    CHECK(small != NULL && small[0] == 0);
+    CHECK(arena.bytes_allocated >= 100000);
+    /* many allocations across chunks do not overlap */
+    char *blocks[500];
+    for (int i = 0; i < 500; i++) {
+        blocks[i] = arena_alloc(&arena, 48);
+        memset(blocks[i], i & 0xff, 48);
+    }
+    bool intact = true;
+    for (int i = 0; i < 500; i++)
+        for (int j = 0; j < 48; j++)
+            intact = intact && (unsigned char)blocks[i][j] == (i & 0xff);
+    CHECK(intact);
+
+    char *dup = arena_strndup(&arena, "hello world", 5);
+    CHECK_STR(dup, "hello");
+    slice_t copy = arena_slice_copy(&arena, SLICE_LITERAL("slice"));
+    CHECK(slice_equal(copy, SLICE_LITERAL("slice")));
+    CHECK(copy.ptr[copy.len] == '\0');
+    CHECK_STR(arena_printf(&arena, "%d-%s", 42, "x"), "42-x");
+    char longer[6000];
+    memset(longer, 'z', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    CHECK_STR(arena_printf(&arena, "%s", longer), longer);
+
+    /* cleanups run in reverse order of registration, on reset */
+    cleanup_count = 0;
+    cleanup_arena = &arena;
+    arena_add_cleanup(&arena, record_cleanup, (void *)(intptr_t)1);
+    arena_add_cleanup(&arena, cleanup_that_registers, (void *)(intptr_t)2);
+    arena_add_cleanup(&arena, record_cleanup, (void *)(intptr_t)3);
+    CHECK_INT(cleanup_count, 0);
+    arena_reset(&arena);
+    CHECK_INT(cleanup_count, 4);
+    CHECK_INT(cleanup_log[0], 3);
+    CHECK_INT(cleanup_log[1], 2);
+    CHECK_INT(cleanup_log[2], 99); /* registered during cleanup: runs too */
+    CHECK_INT(cleanup_log[3], 1);
+    CHECK_INT(arena.bytes_allocated, 0);
+    CHECK(arena.cleanups == NULL);
+
+    /* after reset the arena is usable again and cleanups do not rerun */
+    char *again = arena_alloc(&arena, 16);
+    CHECK(again != NULL && again[0] == 0);
+    arena_reset(&arena);
+    CHECK_INT(cleanup_count, 4);
+
+    /* destroy runs pending cleanups */
+    arena_add_cleanup(&arena, record_cleanup, (void *)(intptr_t)7);
+    arena_destroy(&arena);
+    CHECK_INT(cleanup_count, 5);
+    CHECK_INT(cleanup_log[4], 7);
+    CHECK(arena.chunks == NULL);
+
+    /* a never-used arena can be reset and destroyed */
+    struct arena empty;
+    arena_init(&empty);
+    arena_reset(&empty);
+    arena_destroy(&empty);
+    CHECK(empty.chunks == NULL);
+}
+
+static void test_bytebuf(void)
+{
+    struct bytebuf buf = {0};
+    bytebuf_append(&buf, "hello", 5);
+    bytebuf_append(&buf, NULL, 0);
+    bytebuf_append_slice(&buf, SLICE_LITERAL(" world"));
+    CHECK_INT(buf.len, 11);
+    CHECK(memcmp(buf.data, "hello world", 11) == 0);
+    bytebuf_appendf(&buf, " %d%s", 42, "!");
+    CHECK_INT(buf.len, 15);
+    CHECK(memcmp(buf.data, "hello world 42!", 15) == 0);
+    CHECK(buf.cap >= buf.len);
+    bytebuf_consume(&buf, 6);
+    CHECK_INT(buf.len, 9);
+    CHECK(memcmp(buf.data, "world 42!", 9) == 0);
+    bytebuf_consume(&buf, 9);
+    CHECK_INT(buf.len, 0);
+    /* growth across many appends keeps the content */
+    for (int i = 0; i < 10000; i++)
+        bytebuf_appendf(&buf, "%04d", i % 10000);
+    CHECK_INT(buf.len, 40000);
+    CHECK(memcmp(buf.data + 4 * 1234, "1234", 4) == 0);
+    CHECK(memcmp(buf.data + 4 * 9999, "9999", 4) == 0);
+    bytebuf_reserve(&buf, 100000);
+    CHECK(buf.cap - buf.len >= 100000);
+    bytebuf_free(&buf);
+    CHECK(buf.data == NULL && buf.len == 0 && buf.cap == 0);
+}
+
+static void test_http_dates(void)
+{
+    char text[30];
+    time_format_http_date(784111777, text);
+    CHECK_STR(text, "Sun, 06 Nov 1994 08:49:37 GMT");
+    time_format_http_date(0, text);
+    CHECK_STR(text, "Thu, 01 Jan 1970 00:00:00 GMT");
+    time_format_http_date(951782400, text); /* leap day */
+    CHECK_STR(text, "Tue, 29 Feb 2000 00:00:00 GMT");
+
+    int64_t t = 0;
+    CHECK(time_parse_http_date(SLICE_LITERAL("Sun, 06 Nov 1994 08:49:37 GMT"), &t));
+    CHECK_INT(t, 784111777);
+    CHECK(time_parse_http_date(SLICE_LITERAL("Sunday, 06-Nov-94 08:49:37 GMT"), &t)); /* RFC 850 */
+    CHECK_INT(t, 784111777);
+    CHECK(time_parse_http_date(SLICE_LITERAL("Sun Nov  6 08:49:37 1994"), &t)); /* asctime */
+    CHECK_INT(t, 784111777);
+    CHECK(time_parse_http_date(SLICE_LITERAL("Thursday, 01-Jan-15 00:00:00 GMT"), &t)); /* two-digit year < 70 */
+    CHECK_INT(t, 1420070400);
+
+    /* round trip over a spread of times */
+    bool round_trip = true;
+    for (int64_t when = 0; when < 4102444800; when += 86399 * 37 + 13) {
+        time_format_http_date(when, text);
+        int64_t back = -1;
+        if (!time_parse_http_date(slice_from_cstr(text), &back) || back != when) {
+            round_trip = false;
+            fprintf(stderr, "round trip failed for %lld: %s -> %lld\n", (long long)when, text, (long long)back);
+            break;
+        }
+    }
+    CHECK(round_trip);
+
+    /* not dates */
+    static const char *const bad[] = {"",
+                                      "yesterday",
+                                      "Sun, 06 Nov 1994 08:49:37",
+                                      "Sun, 06 Nov 1994 08:49:37 GMT trailing",
+                                      "Sun, 06 Foo 1994 08:49:37 GMT",
+                                      "Sun, 32 Nov 1994 08:49:37 GMT",
+                                      "Sun, 06 Nov 1994 24:49:37 GMT",
+                                      "Sun, 06 Nov 1994 08:60:37 GMT",
+                                      "Sun, 06 Nov 1969 08:49:37 GMT",
+                                      "0",
+                                      "Sun, 06 Nov 1994 08:49:37 GMT with a very long tail that exceeds the buffer size"};
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(bad); i++) {
+        bool parsed = time_parse_http_date(slice_from_cstr(bad[i]), &t);
+        if (parsed)
+            fprintf(stderr, "parsed a non-date: \"%s\"\n", bad[i]);
+        CHECK(!parsed);
+    }
+    /* the slice length bounds the parse */
+    CHECK(time_parse_http_date(slice_make("Sun, 06 Nov 1994 08:49:37 GMTxyz", 29), &t));
+    CHECK_INT(t, 784111777);
+}
+
+int main(void)
+{
+    UNIT_RUN(test_slices);
+    UNIT_RUN(test_slice_parse_u64);
+    UNIT_RUN(test_arena);
+    UNIT_RUN(test_bytebuf);
+    UNIT_RUN(test_http_dates);
+    return unit_summary();
+}

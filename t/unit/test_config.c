@@ -1,0 +1,957 @@
+/* test_config.c — config loading, validation messages, defaults, path
+ * patterns and the generated reference.
+ *
+ * Most cases load a buffer whose base directory is a temporary tree under
+ * /tmp (removed at the end) holding a static root, a plain file and token
+ * files. Config texts are written with single quotes for readability and
+ * turned into JSON by q(). Error cases check the exact message the user
+ * would read. Host names are only "localhost" and numeric addresses, so no
+ * test needs DNS.
+ */
+#include "../../conf/config.h"
+#include "unit.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[256];           /* the temporary tree, as created */
+static char real_dir[PATH_MAX]; /* its realpath */
+
+/* ---- fixture and helpers --------------------------------------------------- */
+
+static void write_file(const char *name, const char *content)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        perror(path);
+        exit(2);
+    }
+    fputs(content, f);
+    fclose(f);
+}
+
+static void fixture_create(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/verge-test-config-XXXXXX");
+    if (mkdtemp(dir) == NULL || realpath(dir, real_dir) == NULL) {
+        perror("mkdtemp");
+        exit(2);
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/public", dir);
+    mkdir(path, 0755);
+    write_file("file.txt", "not a directory\n");
+    write_file("admin.token", "  secret-token\n");
+    write_file("empty.token", " \n");
+    write_file("spaced.token", "two words\n");
+}
+
+static void fixture_remove(void)
+{
+    static const char *const files[] = {"file.txt", "admin.token", "empty.token", "spaced.token", "verge.json"};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(files); i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/public", dir);
+    rmdir(path);
+    rmdir(dir);
+}
+
+/* 'single' quotes become "double" quotes; one buffer, so use the result at once. */
+static const char *q(const char *text)
+{
+    static char buf[65536];
+    size_t n = strlen(text);
+    if (n >= sizeof buf)
+        exit(2);
+    for (size_t i = 0; i <= n; i++)
+        buf[i] = text[i] == '\'' ? '"' : text[i];
+    return buf;
+}
+
+static struct config *load_text(const char *text, struct config_errors *errors)
+{
+    return config_load_buffer(text, strlen(text), dir, errors);
+}
+
+static bool errors_contain(const struct config_errors *errors, const char *message)
+{
+    for (size_t i = 0; i < errors->count; i++)
+        if (strcmp(errors->messages[i], message) == 0)
+            return true;
+    return false;
+}
+
+static void print_errors(int line, const char *wanted, const struct config_errors *errors)
+{
+    fprintf(stderr, "  test_config.c:%d wanted: %s\n", line, wanted);
+    for (size_t i = 0; i < errors->count; i++)
+        fprintf(stderr, "  got: %s\n", errors->messages[i]);
+}
+
+/* Loads `text` (already JSON), expects it to fail with `message` among the errors. */
+#define EXPECT_ERROR(text, message) expect_error(__LINE__, (text), (message))
+static void expect_error(int line, const char *text, const char *message)
+{
+    struct config_errors errors = {0};
+    struct config *config = load_text(text, &errors);
+    CHECK(config == NULL);
+    bool found = errors_contain(&errors, message);
+    if (!found)
+        print_errors(line, message, &errors);
+    CHECK(found);
+    config_unref(config);
+    config_errors_free(&errors);
+}
+
+/* Loads `text` and expects success; prints the errors otherwise. */
+#define EXPECT_OK(text) expect_ok(__LINE__, (text))
+static struct config *expect_ok(int line, const char *text)
+{
+    struct config_errors errors = {0};
+    struct config *config = load_text(text, &errors);
+    CHECK(config != NULL);
+    CHECK_INT(errors.count, 0);
+    if (config == NULL)
+        print_errors(line, "(success)", &errors);
+    config_errors_free(&errors);
+    return config;
+}
+
+static int expected_threads(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus > 256 ? 256 : (int)cpus;
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+                                    : ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+#define LISTEN "'listen': [{'address': '127.0.0.1:8080'}]"
+#define ORIGINS "'origins': {'app': {'url': 'http://127.0.0.1:9000'}}"
+#define BEHAVIORS "'behaviors': [{'path': '*', 'origin': 'app'}]"
+#define MINIMAL "{" LISTEN ", " ORIGINS ", " BEHAVIORS "}"
+/* MINIMAL with one more top-level member */
+#define WITH(extra) "{" LISTEN ", " ORIGINS ", " BEHAVIORS ", " extra "}"
+/* a config whose origins are `origins` */
+#define WITH_ORIGINS(origins) "{" LISTEN ", 'origins': {" origins "}, " BEHAVIORS "}"
+
+/* ---- valid configs --------------------------------------------------------- */
+
+static void test_minimal_config_takes_defaults(void)
+{
+    struct config *config = EXPECT_OK(q(MINIMAL));
+    if (config == NULL)
+        return;
+    CHECK_INT(config->magic, CONFIG_MAGIC);
+    CHECK_INT(atomic_load(&config->refcount), 1);
+    CHECK(config->source_path == NULL);
+    CHECK_INT(config->listen_count, 1);
+    CHECK_STR(config->listen[0].text, "127.0.0.1:8080");
+    CHECK_INT(config->listen[0].sockaddr.ss_family, AF_INET);
+    CHECK_INT(config->listen[0].sockaddr_len, sizeof(struct sockaddr_in));
+    CHECK_INT(port_of(&config->listen[0].sockaddr), 8080);
+    CHECK(config->listen[0].is_loopback);
+    CHECK_INT(config->threads, expected_threads());
+
+    CHECK_INT(config->origin_count, 1);
+    const struct config_origin *app = &config->origins[0];
+    CHECK_STR(app->name, "app");
+    CHECK_INT(app->kind, ORIGIN_KIND_HTTP);
+    CHECK_STR(app->url, "http://127.0.0.1:9000");
+    CHECK_STR(app->host, "127.0.0.1");
+    CHECK_INT(app->port, 9000);
+    CHECK_STR(app->host_header, "127.0.0.1:9000");
+    CHECK_STR(app->path_prefix, "");
+    CHECK_INT(app->sockaddr.ss_family, AF_INET);
+    CHECK_INT(port_of(&app->sockaddr), 9000);
+    CHECK_INT(app->connect_timeout_ms, 1000);
+    CHECK_INT(app->read_timeout_ms, 30000);
+    CHECK_INT(app->max_idle, 32);
+    CHECK(app->static_root == NULL);
+
+    CHECK_INT(config->behavior_count, 1);
+    CHECK_STR(config->behaviors[0].path_pattern, "*");
+    CHECK_INT(config->behaviors[0].origin_index, 0);
+
+    CHECK_STR(config->access_log.path, "-");
+    CHECK_STR(config->access_log.format, "json");
+    CHECK(!config->admin.enabled);
+    CHECK(config->admin.address.text == NULL);
+    CHECK(config->admin.token == NULL && config->admin.token_file == NULL);
+    CHECK_INT(config->timeouts.header_read_ms, 10000);
+    CHECK_INT(config->timeouts.idle_ms, 60000);
+    CHECK_INT(config->timeouts.send_ms, 60000);
+    CHECK_INT(config->timeouts.drain_ms, 10000);
+    config_unref(config);
+}
+
+static void test_full_config(void)
+{
+    struct config *config = EXPECT_OK(q("{\n"
+                                        "  'listen': [{'address': '0.0.0.0:8080'}, {'address': '[::1]:8443'}],\n"
+                                        "  'threads': 4,\n"
+                                        "  'origins': {\n"
+                                        "    'app': {'url': 'http://[::1]:8081/base/', 'connect_timeout_ms': 250,\n"
+                                        "            'read_timeout_ms': 5000, 'max_idle': 0},\n"
+                                        "    'site': {'static': 'public'},\n"
+                                        "    'local': {'url': 'http://localhost'}\n"
+                                        "  },\n"
+                                        "  'behaviors': [\n"
+                                        "    {'path': '/api/*', 'origin': 'app'},\n"
+                                        "    {'path': '*.html', 'origin': 'local'},\n"
+                                        "    {'path': '*', 'origin': 'site'}\n"
+                                        "  ],\n"
+                                        "  'access_log': {'path': 'logs/access.log', 'format': 'json'},\n"
+                                        "  'admin': {'address': '0.0.0.0:9901', 'token_file': 'admin.token'},\n"
+                                        "  'timeouts': {'header_read_ms': 1, 'idle_ms': 2, 'send_ms': 3, 'drain_ms': 0}\n"
+                                        "}\n"));
+    if (config == NULL)
+        return;
+    char expected[PATH_MAX + 64];
+    CHECK_INT(config->listen_count, 2);
+    CHECK(!config->listen[0].is_loopback);
+    CHECK_INT(config->listen[1].sockaddr.ss_family, AF_INET6);
+    CHECK_INT(port_of(&config->listen[1].sockaddr), 8443);
+    CHECK(config->listen[1].is_loopback);
+    CHECK_INT(config->threads, 4);
+
+    CHECK_INT(config->origin_count, 3);
+    const struct config_origin *app = &config->origins[0], *site = &config->origins[1], *local = &config->origins[2];
+    CHECK_STR(app->name, "app");
+    CHECK_STR(app->host, "::1");
+    CHECK_INT(app->port, 8081);
+    CHECK_STR(app->host_header, "[::1]:8081");
+    CHECK_STR(app->path_prefix, "/base");
+    CHECK_INT(app->sockaddr.ss_family, AF_INET6);
+    CHECK_INT(app->connect_timeout_ms, 250);
+    CHECK_INT(app->read_timeout_ms, 5000);
+    CHECK_INT(app->max_idle, 0);
+    CHECK_STR(site->name, "site");
+    CHECK_INT(site->kind, ORIGIN_KIND_STATIC);
+    snprintf(expected, sizeof expected, "%s/public", real_dir);
+    CHECK_STR(site->static_root, expected);
+    CHECK(site->url == NULL);
+    CHECK_STR(local->host, "localhost");
+    CHECK_INT(local->port, 80);
+    CHECK_STR(local->host_header, "localhost");
+    CHECK_INT(local->sockaddr.ss_family, AF_INET); /* IPv4 preferred when a name has both */
+
+    CHECK_INT(config->behavior_count, 3);
+    CHECK_STR(config->behaviors[0].path_pattern, "/api/*");
+    CHECK_INT(config->behaviors[0].origin_index, 0);
+    CHECK_INT(config->behaviors[1].origin_index, 2);
+    CHECK_INT(config->behaviors[2].origin_index, 1);
+
+    snprintf(expected, sizeof expected, "%s/logs/access.log", dir);
+    CHECK_STR(config->access_log.path, expected);
+    CHECK(config->admin.enabled);
+    CHECK_STR(config->admin.address.text, "0.0.0.0:9901");
+    CHECK(!config->admin.address.is_loopback);
+    snprintf(expected, sizeof expected, "%s/admin.token", dir);
+    CHECK_STR(config->admin.token_file, expected);
+    CHECK_STR(config->admin.token, "secret-token");
+    CHECK_INT(config->timeouts.header_read_ms, 1);
+    CHECK_INT(config->timeouts.idle_ms, 2);
+    CHECK_INT(config->timeouts.send_ms, 3);
+    CHECK_INT(config->timeouts.drain_ms, 0);
+    config_unref(config);
+}
+
+static void test_comments_are_accepted(void)
+{
+    struct config *config = EXPECT_OK(q("// verge config\n"
+                                        "{\n"
+                                        "  /* where to listen */ " LISTEN ", // trailing comment\n"
+                                        "  " ORIGINS ",\n"
+                                        "  /* multi\n     line */\n"
+                                        "  " BEHAVIORS "\n"
+                                        "}\n// end\n"));
+    CHECK(config != NULL && config->listen_count == 1);
+    config_unref(config);
+}
+
+static void test_access_log_false_and_partial_sections(void)
+{
+    struct config *config = EXPECT_OK(q(WITH("'access_log': false, 'timeouts': {'idle_ms': 5}")));
+    if (config != NULL) {
+        CHECK(config->access_log.path == NULL);
+        CHECK(config->access_log.format == NULL);
+        CHECK_INT(config->timeouts.idle_ms, 5);
+        CHECK_INT(config->timeouts.header_read_ms, 10000); /* the others keep their defaults */
+        CHECK_INT(config->timeouts.drain_ms, 10000);
+    }
+    config_unref(config);
+
+    config = EXPECT_OK(q(WITH("'access_log': {'path': '/var/log/verge.log'}")));
+    if (config != NULL) {
+        CHECK_STR(config->access_log.path, "/var/log/verge.log");
+        CHECK_STR(config->access_log.format, "json");
+    }
+    config_unref(config);
+
+    config = EXPECT_OK(q(WITH("'access_log': {'path': '-'}, 'admin': {'address': '127.0.0.1:9901'}")));
+    if (config != NULL) {
+        CHECK_STR(config->access_log.path, "-");
+        CHECK(config->admin.enabled);
+        CHECK(config->admin.address.is_loopback);
+        CHECK(config->admin.token == NULL);
+    }
+    config_unref(config);
+}
+
+static void test_url_forms(void)
+{
+    static const struct {
+        const char *url, *host, *host_header, *prefix;
+        unsigned port;
+    } cases[] = {
+        {"http://127.0.0.1", "127.0.0.1", "127.0.0.1", "", 80},
+        {"http://127.0.0.1/", "127.0.0.1", "127.0.0.1", "", 80},
+        {"HTTP://127.0.0.1:80/a/b//", "127.0.0.1", "127.0.0.1", "/a/b", 80},
+        {"http://127.0.0.1:8080/prefix", "127.0.0.1", "127.0.0.1:8080", "/prefix", 8080},
+        {"http://[::1]", "::1", "[::1]", "", 80},
+        {"http://localhost:65535", "localhost", "localhost:65535", "", 65535},
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(cases); i++) {
+        char text[512];
+        snprintf(text, sizeof text, WITH_ORIGINS("'app': {'url': '%s'}"), cases[i].url);
+        struct config *config = EXPECT_OK(q(text));
+        if (config == NULL)
+            continue;
+        CHECK_STR(config->origins[0].url, cases[i].url);
+        CHECK_STR(config->origins[0].host, cases[i].host);
+        CHECK_STR(config->origins[0].host_header, cases[i].host_header);
+        CHECK_STR(config->origins[0].path_prefix, cases[i].prefix);
+        CHECK_INT(config->origins[0].port, cases[i].port);
+        CHECK_INT(port_of(&config->origins[0].sockaddr), cases[i].port);
+        config_unref(config);
+    }
+}
+
+static void test_addresses(void)
+{
+    static const struct {
+        const char *address;
+        bool loopback;
+        int family;
+    } valid[] = {
+        {"127.0.0.1:1", true, AF_INET},
+        {"127.9.8.7:80", true, AF_INET},
+        {"0.0.0.0:65535", false, AF_INET},
+        {"192.168.1.1:8080", false, AF_INET},
+        {"[::1]:8080", true, AF_INET6},
+        {"[::]:8080", false, AF_INET6},
+        {"[::ffff:127.0.0.1]:80", true, AF_INET6},
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(valid); i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{'listen': [{'address': '%s'}], " ORIGINS ", " BEHAVIORS "}", valid[i].address);
+        struct config *config = EXPECT_OK(q(text));
+        if (config == NULL)
+            continue;
+        CHECK_STR(config->listen[0].text, valid[i].address);
+        CHECK_INT(config->listen[0].is_loopback, valid[i].loopback);
+        CHECK_INT(config->listen[0].sockaddr.ss_family, valid[i].family);
+        config_unref(config);
+    }
+}
+
+/* ---- errors ------------------------------------------------------------------- */
+
+static void test_unknown_keys(void)
+{
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9000', 'conect_timeout_ms': 5}")),
+                 "origins.app.conect_timeout_ms: unknown key (known: url, static, connect_timeout_ms, read_timeout_ms, "
+                 "max_idle)");
+    EXPECT_ERROR(q(WITH("'thread': 2")),
+                 "thread: unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts)");
+    EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
+                 "timeouts.idle: unknown key (known: header_read_ms, idle_ms, send_ms, drain_ms)");
+    EXPECT_ERROR(q("{'listen': [{'address': '127.0.0.1:80', 'port': 1}], " ORIGINS ", " BEHAVIORS "}"),
+                 "listen[0].port: unknown key (known: address)");
+    EXPECT_ERROR(q(WITH("'a.b c': 1")),
+                 "\"a.b c\": unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts)");
+}
+
+static void test_wrong_types(void)
+{
+    EXPECT_ERROR(q(WITH("'threads': 'two'")), "threads: expected an integer from 1 to 256, got \"two\"");
+    EXPECT_ERROR(q(WITH("'threads': 2.5")), "threads: expected an integer from 1 to 256, got 2.5");
+    EXPECT_ERROR(q(WITH("'threads': 1e2")), "threads: expected an integer from 1 to 256, got 1e2");
+    EXPECT_ERROR(q(WITH("'threads': null")), "threads: expected an integer from 1 to 256, got null");
+    EXPECT_ERROR(q(WITH("'threads': [1]")), "threads: expected an integer from 1 to 256, got an array");
+    EXPECT_ERROR(q("{'listen': {'address': '127.0.0.1:80'}, " ORIGINS ", " BEHAVIORS "}"),
+                 "listen: expected an array, got an object");
+    EXPECT_ERROR(q("{" LISTEN ", 'origins': [], " BEHAVIORS "}"), "origins: expected an object, got an array");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': 5, 'origin': 'app'}]}"),
+                 "behaviors[0].path: expected a path pattern, got 5");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': ['*']}"), "behaviors[0]: expected an object, got \"*\"");
+    EXPECT_ERROR(q(WITH("'access_log': true")), "access_log: expected an object or false, got true");
+    EXPECT_ERROR(q(WITH("'access_log': {'format': 'text'}")), "access_log.format: expected \"json\", got \"text\"");
+    EXPECT_ERROR(q(WITH("'access_log': {'path': ''}")), "access_log.path: expected a file path or \"-\", got \"\"");
+    EXPECT_ERROR(q(WITH("'admin': false")), "admin: expected an object, got false");
+    EXPECT_ERROR(q("[1, 2]"), "top level: expected an object, got an array");
+    EXPECT_ERROR(q(WITH("'access_log': {'path': 'a\\u0000b'}")),
+                 "access_log.path: expected a file path or \"-\", got \"a\\u0000b\"");
+    EXPECT_ERROR(q(WITH("'threads': 'a very long string that goes on and on and on and on and on and on and on and on and "
+                        "on'")),
+                 "threads: expected an integer from 1 to 256, got \"a very long string that goes on and on and on and on "
+                 "and on and on and on and on...\"");
+}
+
+static void test_out_of_range(void)
+{
+    EXPECT_ERROR(q(WITH("'threads': 0")), "threads: expected an integer from 1 to 256, got 0");
+    EXPECT_ERROR(q(WITH("'threads': 257")), "threads: expected an integer from 1 to 256, got 257");
+    EXPECT_ERROR(q(WITH("'threads': -1")), "threads: expected an integer from 1 to 256, got -1");
+    EXPECT_ERROR(q(WITH("'threads': 99999999999999999999999")),
+                 "threads: expected an integer from 1 to 256, got 99999999999999999999999");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1', 'connect_timeout_ms': 0}")),
+                 "origins.app.connect_timeout_ms: expected an integer from 1 to 600000, got 0");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1', 'max_idle': -1}")),
+                 "origins.app.max_idle: expected an integer from 0 to 10000, got -1");
+    EXPECT_ERROR(q(WITH("'timeouts': {'drain_ms': 3600001}")),
+                 "timeouts.drain_ms: expected an integer from 0 to 3600000, got 3600001");
+    EXPECT_ERROR(q("{'listen': [], " ORIGINS ", " BEHAVIORS "}"), "listen: expected from 1 to 64 entries, got 0");
+    EXPECT_ERROR(q("{" LISTEN ", 'origins': {}, " BEHAVIORS "}"), "origins: expected from 1 to 1024 entries, got 0");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': []}"), "behaviors: expected from 1 to 1024 entries, got 0");
+}
+
+static void test_missing_required(void)
+{
+    struct config_errors errors = {0};
+    CHECK(load_text("{}", &errors) == NULL);
+    CHECK_INT(errors.count, 3);
+    CHECK(errors_contain(&errors, "listen: required key is missing"));
+    CHECK(errors_contain(&errors, "origins: required key is missing"));
+    CHECK(errors_contain(&errors, "behaviors: required key is missing"));
+    config_errors_free(&errors);
+
+    EXPECT_ERROR(q("{'listen': [{}], " ORIGINS ", " BEHAVIORS "}"), "listen[0].address: required key is missing");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '*'}]}"), "behaviors[0].origin: required key is missing");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': [{'origin': 'app'}]}"), "behaviors[0].path: required key is missing");
+    EXPECT_ERROR(q(WITH("'admin': {'token_file': 'admin.token'}")), "admin.address: required key is missing");
+}
+
+static void test_unknown_origin(void)
+{
+    EXPECT_ERROR(
+        q("{" LISTEN ", 'origins': {'app': {'url': 'http://127.0.0.1'}, 'site': {'static': 'public'}},"
+          " 'behaviors': [{'path': '/a', 'origin': 'app'}, {'path': '/b', 'origin': 'ap'}, {'path': '*', 'origin': 'site'}]}"),
+        "behaviors[1].origin: unknown origin \"ap\" (known: app, site)");
+
+    /* An invalid origins section is reported once, not again by every behavior. */
+    struct config_errors errors = {0};
+    CHECK(load_text(q("{" LISTEN ", 'origins': 5, " BEHAVIORS "}"), &errors) == NULL);
+    CHECK_INT(errors.count, 1);
+    CHECK(errors_contain(&errors, "origins: expected an object, got 5"));
+    config_errors_free(&errors);
+}
+
+static void test_last_behavior_must_be_star(void)
+{
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '/api/*', 'origin': 'app'}]}"),
+                 "behaviors[0].path: expected \"*\" for the last behavior (the default), got \"/api/*\"");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '*', 'origin': 'app'}, {'path': '/*', 'origin': 'app'}]}"),
+                 "behaviors[1].path: expected \"*\" for the last behavior (the default), got \"/*\"");
+}
+
+static void test_behavior_paths(void)
+{
+    char long_path[300];
+    memset(long_path, 'a', 256);
+    long_path[256] = '\0';
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '%s', 'origin': 'app'}, {'path': '*', 'origin': 'app'}]}",
+             long_path);
+    EXPECT_ERROR(q(text), "behaviors[0].path: expected a path pattern of 1 to 255 characters, got 256 characters");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '/a b', 'origin': 'app'}, {'path': '*', 'origin': 'app'}]}"),
+                 "behaviors[0].path: expected a path pattern of A-Z a-z 0-9 _ - . * $ / ~ \" ' @ : + & ?, got \"/a b\" "
+                 "(\" \" is not allowed)");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '', 'origin': 'app'}, {'path': '*', 'origin': 'app'}]}"),
+                 "behaviors[0].path: expected a path pattern of 1 to 255 characters, got 0 characters");
+    long_path[255] = '\0';
+    snprintf(text, sizeof text,
+             "{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '%s', 'origin': 'app'}, {'path': '*', 'origin': 'app'}]}",
+             long_path);
+    struct config *config = EXPECT_OK(q(text));
+    config_unref(config);
+    /* every allowed punctuation character (the quote is escaped in JSON) */
+    config = EXPECT_OK(
+        "{\"listen\": [{\"address\": \"127.0.0.1:8080\"}], \"origins\": {\"app\": {\"url\": \"http://127.0.0.1\"}},"
+        " \"behaviors\": [{\"path\": \"/aZ09_-.*$~\\\"'@:+&?\", \"origin\": \"app\"}, {\"path\": \"*\", \"origin\": \"app\"}]}");
+    if (config != NULL)
+        CHECK_STR(config->behaviors[0].path_pattern, "/aZ09_-.*$~\"'@:+&?");
+    config_unref(config);
+}
+
+static void test_bad_addresses(void)
+{
+    static const char *const bad[] = {
+        "localhost:80", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "[::1]8080",    "::1:8080",        "[::1]:",
+        "1.2.3:80",     "[zz]:80",   ":80",         "127.0.0.1:+80",   "127.0.0.1:8 ", "[fe80::1%lo]:80", "1.2.3.4:080000",
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(bad); i++) {
+        char text[512], message[256];
+        snprintf(text, sizeof text, "{'listen': [{'address': '%s'}], " ORIGINS ", " BEHAVIORS "}", bad[i]);
+        snprintf(message, sizeof message, "listen[0].address: expected \"IPv4:port\" or \"[IPv6]:port\", got \"%s\"", bad[i]);
+        EXPECT_ERROR(q(text), message);
+    }
+    EXPECT_ERROR(q("{'listen': [{'address': '127.0.0.1:80'}, {'address': '127.0.0.1:80'}], " ORIGINS ", " BEHAVIORS "}"),
+                 "listen[1].address: \"127.0.0.1:80\" is already listed at listen[0].address");
+}
+
+static void test_admin_rules(void)
+{
+    EXPECT_ERROR(q(WITH("'admin': {'address': '0.0.0.0:9901'}")),
+                 "admin.address: \"0.0.0.0:9901\" is not a loopback address; set admin.token_file to expose the admin listener");
+    EXPECT_ERROR(q(WITH("'admin': {'address': '[::]:9901'}")),
+                 "admin.address: \"[::]:9901\" is not a loopback address; set admin.token_file to expose the admin listener");
+    EXPECT_ERROR(q(WITH("'admin': {'address': '127.0.0.1:8080'}")), "admin.address: \"127.0.0.1:8080\" is also listen[0].address");
+    EXPECT_ERROR(q(WITH("'admin': {'address': 'localhost:9901'}")),
+                 "admin.address: expected \"IPv4:port\" or \"[IPv6]:port\", got \"localhost:9901\"");
+
+    char message[PATH_MAX + 256];
+    snprintf(message, sizeof message, "admin.token_file: cannot read \"%s/missing.token\": No such file or directory", dir);
+    EXPECT_ERROR(q(WITH("'admin': {'address': '0.0.0.0:9901', 'token_file': 'missing.token'}")), message);
+    snprintf(message, sizeof message, "admin.token_file: expected a file holding a token, got an empty file \"%s/empty.token\"",
+             dir);
+    EXPECT_ERROR(q(WITH("'admin': {'address': '0.0.0.0:9901', 'token_file': 'empty.token'}")), message);
+    snprintf(message, sizeof message, "admin.token_file: expected a regular file, got \"%s/public\"", dir);
+    EXPECT_ERROR(q(WITH("'admin': {'address': '0.0.0.0:9901', 'token_file': 'public'}")), message);
+    snprintf(message, sizeof message,
+             "admin.token_file: expected a token of visible ASCII characters, got other bytes in \"%s/spaced.token\"", dir);
+    EXPECT_ERROR(q(WITH("'admin': {'address': '0.0.0.0:9901', 'token_file': 'spaced.token'}")), message);
+
+    /* an absolute token_file is used as is */
+    char text[PATH_MAX + 512];
+    snprintf(text, sizeof text, WITH("'admin': {'address': '[::1]:9901', 'token_file': '%s/admin.token'}"), real_dir);
+    struct config *config = EXPECT_OK(q(text));
+    if (config != NULL) {
+        CHECK_STR(config->admin.token, "secret-token");
+        CHECK(config->admin.address.is_loopback);
+    }
+    config_unref(config);
+}
+
+static void test_static_origins(void)
+{
+    char message[PATH_MAX + 256];
+    snprintf(message, sizeof message,
+             "origins.site.static: expected an existing directory, got \"%s/missing\" (No such file or directory)", dir);
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1'}, 'site': {'static': 'missing'}")), message);
+    snprintf(message, sizeof message, "origins.site.static: expected a directory, got \"%s/file.txt\" (not a directory)", dir);
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1'}, 'site': {'static': 'file.txt'}")), message);
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1'}, 'site': {'static': 'public', 'max_idle': 3}")),
+                 "origins.site.max_idle: only meaningful with url; this origin is static");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1'}, 'site': {'static': ''}")),
+                 "origins.site.static: expected a directory path, got \"\"");
+
+    /* relative paths climb from the config directory; the root is stored canonical */
+    struct config *config = EXPECT_OK(q(WITH_ORIGINS("'app': {'static': './public/../public/'}")));
+    if (config != NULL) {
+        char expected[PATH_MAX + 16];
+        snprintf(expected, sizeof expected, "%s/public", real_dir);
+        CHECK_STR(config->origins[0].static_root, expected);
+        CHECK_INT(config->origins[0].kind, ORIGIN_KIND_STATIC);
+    }
+    config_unref(config);
+    config = EXPECT_OK(q(WITH_ORIGINS("'app': {'static': '/'}")));
+    if (config != NULL)
+        CHECK_STR(config->origins[0].static_root, "/");
+    config_unref(config);
+}
+
+static void test_origin_kinds(void)
+{
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1', 'static': 'public'}")),
+                 "origins.app: expected exactly one of url or static, got both");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'max_idle': 2}")), "origins.app: expected exactly one of url or static, got neither");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'https://127.0.0.1'}")), "origins.app.url: https origins are not supported yet");
+    EXPECT_ERROR(q(WITH_ORIGINS("'my app': {'url': 'http://127.0.0.1'}")),
+                 "origins: expected names of letters, digits, '_' or '-', got \"my app\"");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1'}, 'app': {'url': 'http://127.0.0.2'}")),
+                 "origins.app: duplicate key");
+    EXPECT_ERROR(q(WITH("'threads': 2, 'threads': 3")), "threads: duplicate key");
+
+    static const char *const bad_urls[] = {
+        "ftp://127.0.0.1", "http://",       "http:/127.0.0.1", "http://a b",   "http://127.0.0.1:0", "http://h:65536",
+        "http://u@h",      "http://h/?q=1", "http://h/#f",     "http://[::1",  "http://[::1]x",      "http://[nope]:80",
+        "http://h:",       "http://h:1:2",  "http://h_x",      "127.0.0.1:80", "http://h/\\u00e9",
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(bad_urls); i++) {
+        char text[512], message[512];
+        snprintf(text, sizeof text, WITH_ORIGINS("'app': {'url': '%s'}"), bad_urls[i]);
+        const char *shown = strcmp(bad_urls[i], "http://h/\\u00e9") == 0 ? "http://h/\xc3\xa9" : bad_urls[i];
+        snprintf(message, sizeof message, "origins.app.url: expected \"http://host[:port][/prefix]\", got \"%s\"", shown);
+        EXPECT_ERROR(q(text), message);
+    }
+}
+
+static void test_host_resolution_switch(void)
+{
+    config_resolve_hosts = false;
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://example.invalid:8080'}")),
+                 "origins.app.url: cannot resolve \"example.invalid\": host name resolution is disabled "
+                 "(config_resolve_hosts is false); use a numeric address");
+    struct config *config = EXPECT_OK(q(WITH_ORIGINS("'app': {'url': 'http://[::1]:81'}")));
+    config_unref(config);
+    config_resolve_hosts = true;
+}
+
+static void test_parse_errors_have_positions(void)
+{
+    EXPECT_ERROR("{\n  \"threads\": 2,\n  oops\n}", "line 3, column 3: invalid JSON: lexical error: invalid char in json text");
+    EXPECT_ERROR("", "line 1, column 1: invalid JSON: parse error: premature EOF");
+    EXPECT_ERROR("{\"threads\": 2", "line 1, column 14: invalid JSON: parse error: premature EOF");
+    EXPECT_ERROR("// c\n{\"a\": 1} x", "line 2, column 10: invalid JSON: parse error: trailing garbage");
+    EXPECT_ERROR("{\"a\" 1}",
+                 "line 1, column 6: invalid JSON: parse error: object key and value must be separated by a colon (':')");
+    EXPECT_ERROR("{\"a\": \"\xff\"}", "line 1, column 8: invalid JSON: lexical error: invalid bytes in UTF8 string");
+
+    char deep[200];
+    memset(deep, '[', 100);
+    deep[100] = '\0';
+    struct config_errors errors = {0};
+    CHECK(load_text(deep, &errors) == NULL);
+    CHECK_INT(errors.count, 1);
+    CHECK(errors.count == 1 && strstr(errors.messages[0], "invalid JSON: nested deeper than 64 levels") != NULL);
+    config_errors_free(&errors);
+}
+
+static void test_all_errors_are_collected(void)
+{
+    struct config_errors errors = {0};
+    CHECK(load_text(q("{'listen': [{'address': 'nope'}], 'threads': 0, 'origins': {'app': {'url': 'https://x'}},"
+                      " 'behaviors': [{'path': '/x', 'origin': 'ap'}], 'extra': 1}"),
+                    &errors) == NULL);
+    CHECK_INT(errors.count, 6);
+    CHECK(errors_contain(&errors, "listen[0].address: expected \"IPv4:port\" or \"[IPv6]:port\", got \"nope\""));
+    CHECK(errors_contain(&errors, "threads: expected an integer from 1 to 256, got 0"));
+    CHECK(errors_contain(&errors, "origins.app.url: https origins are not supported yet"));
+    CHECK(errors_contain(&errors, "behaviors[0].origin: unknown origin \"ap\" (known: app)"));
+    CHECK(errors_contain(&errors, "behaviors[0].path: expected \"*\" for the last behavior (the default), got \"/x\""));
+    CHECK(errors_contain(&errors, "extra: unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts)"));
+    config_errors_free(&errors);
+
+    /* the list is capped, with a note */
+    struct bytebuf text = {0};
+    bytebuf_appendf(&text, "{");
+    for (int i = 0; i < 150; i++)
+        bytebuf_appendf(&text, "\"k%d\": 1, ", i);
+    bytebuf_appendf(&text, "\"threads\": 1}");
+    CHECK(config_load_buffer(text.data, text.len, dir, &errors) == NULL);
+    CHECK_INT(errors.count, 101);
+    CHECK(errors.count == 101 && strcmp(errors.messages[100], "too many errors; only the first 100 are shown") == 0);
+    config_errors_free(&errors);
+    bytebuf_free(&text);
+}
+
+/* ---- files ---------------------------------------------------------------------- */
+
+static void test_load_from_file(void)
+{
+    write_file("verge.json", "{\n  // relative paths are relative to this file\n"
+                             "  \"listen\": [{\"address\": \"127.0.0.1:8080\"}],\n"
+                             "  \"origins\": {\"site\": {\"static\": \"public\"}},\n"
+                             "  \"behaviors\": [{\"path\": \"*\", \"origin\": \"site\"}],\n"
+                             "  \"access_log\": {\"path\": \"access.log\"},\n"
+                             "  \"admin\": {\"address\": \"127.0.0.1:9901\", \"token_file\": \"admin.token\"}\n}\n");
+    char path[PATH_MAX + 32], expected[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/verge.json", dir);
+    struct config_errors errors = {0};
+    struct config *config = config_load(path, &errors);
+    CHECK(config != NULL);
+    if (config != NULL) {
+        CHECK_STR(config->source_path, path);
+        snprintf(expected, sizeof expected, "%s/public", real_dir);
+        CHECK_STR(config->origins[0].static_root, expected);
+        snprintf(expected, sizeof expected, "%s/access.log", dir);
+        CHECK_STR(config->access_log.path, expected);
+        CHECK_STR(config->admin.token, "secret-token");
+    }
+    config_unref(config);
+
+    /* a relative config path is made absolute against the working directory */
+    char cwd[PATH_MAX];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    CHECK(chdir(dir) == 0);
+    config = config_load("verge.json", &errors);
+    CHECK(config != NULL);
+    if (config != NULL) {
+        char here[PATH_MAX];
+        CHECK(getcwd(here, sizeof here) != NULL);
+        snprintf(expected, sizeof expected, "%s/verge.json", here);
+        CHECK_STR(config->source_path, expected);
+        snprintf(expected, sizeof expected, "%s/public", real_dir);
+        CHECK_STR(config->origins[0].static_root, expected);
+    }
+    config_unref(config);
+    CHECK(chdir(cwd) == 0);
+    CHECK_INT(errors.count, 0);
+
+    CHECK(config_load("/nonexistent/verge.json", &errors) == NULL);
+    CHECK(errors_contain(&errors, "cannot read config file \"/nonexistent/verge.json\": No such file or directory"));
+    config_errors_free(&errors);
+    CHECK(config_load(dir, &errors) == NULL);
+    CHECK_INT(errors.count, 1);
+    config_errors_free(&errors);
+
+    write_file("verge.json", "{\n  \"listen\": [{\"address\": \"127.0.0.1:8080\"}],\n  \"threads\": \"2\"\n}\n");
+    CHECK(config_load(path, &errors) == NULL);
+    CHECK(errors_contain(&errors, "threads: expected an integer from 1 to 256, got \"2\""));
+    config_errors_free(&errors);
+}
+
+/* The shipped example must stay valid: it is what users copy. */
+static void test_example_config_loads(void)
+{
+    FILE *f = fopen("conf/verge.example.json", "r");
+    if (f == NULL)
+        f = fopen("../conf/verge.example.json", "r");
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    struct bytebuf text = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        bytebuf_append(&text, chunk, n);
+    fclose(f);
+    struct config_errors errors = {0};
+    /* its static root and token file are "public" and "admin.token", which the fixture has */
+    struct config *config = config_load_buffer(text.data, text.len, dir, &errors);
+    CHECK(config != NULL);
+    for (size_t i = 0; i < errors.count; i++)
+        fprintf(stderr, "  example: %s\n", errors.messages[i]);
+    if (config != NULL) {
+        CHECK(config->admin.enabled);
+        CHECK(config->origin_count >= 2);
+        CHECK(config->behavior_count >= 2);
+    }
+    config_unref(config);
+    config_errors_free(&errors);
+    bytebuf_free(&text);
+}
+
+/* ---- lifetime ------------------------------------------------------------------ */
+
+static void test_refcount(void)
+{
+    struct config *config = EXPECT_OK(q(MINIMAL));
+    if (config == NULL)
+        return;
+    config_ref(config);
+    config_ref(config);
+    CHECK_INT(atomic_load(&config->refcount), 3);
+    config_unref(config);
+    config_unref(config);
+    CHECK_INT(atomic_load(&config->refcount), 1);
+    config_unref(config); /* frees; ASan reports a leak or a double free */
+    config_unref(NULL);
+}
+
+/* ---- path patterns and behaviors -------------------------------------------------- */
+
+static void test_path_pattern_match(void)
+{
+    static const struct {
+        const char *pattern, *path;
+        bool matches;
+    } cases[] = {
+        /* CloudFront's examples */
+        {"images/*.jpg", "/images/a/b.jpg", true},
+        {"images/*.jpg", "/images/a.jpg", true},
+        {"/images/*.jpg", "images/a.jpg", true},
+        {"/images/*.jpg", "/images/.jpg", true},
+        {"images/*.jpg", "/images/a.png", false},
+        {"images/*.jpg", "/images/a.jpg.gz", false},
+        {"*.jpg", "/a/b/c.jpg", true},
+        {"*.jpg", "/a/b/c.JPG", false},
+        {"/api/*", "/api/v1/users", true},
+        {"/api/*", "/api", false},
+        {"/api/*", "/api/", true},
+        {"/api*", "/api", true},
+        {"/api*", "/apis/x", true},
+        /* case-sensitive */
+        {"/Images/*", "/images/a", false},
+        {"/images/*", "/IMAGES/a", false},
+        /* '?' is exactly one character, '/' included */
+        {"?", "/a", true},
+        {"?", "/", false},
+        {"?", "/ab", false},
+        {"a?c", "/abc", true},
+        {"a?c", "/a/c", true},
+        {"a?c", "/ac", false},
+        {"/file-?.txt", "/file-1.txt", true},
+        {"/file-?.txt", "/file-10.txt", false},
+        {"/?"
+         "?/*",
+         "/ab/c", true}, /* split: "??/" is a trigraph */
+        {"/?"
+         "?/*",
+         "/a/c", false},
+        /* leading slash optional on both sides */
+        {"/a", "a", true},
+        {"a", "/a", true},
+        {"/a", "/a", true},
+        {"a", "a", true},
+        {"/", "", true},
+        {"", "/", true},
+        {"", "", true},
+        /* '*' alone and mixes */
+        {"*", "/", true},
+        {"*", "", true},
+        {"*", "/anything/at/all?not=query", true},
+        {"**", "/x", true},
+        {"*/x", "/a/b/x", true},
+        {"*a*b*c", "/xaybzc", true},
+        {"*a*b*c", "/xaybz", false},
+        {"a*", "/b", false},
+        {"abc", "/abcd", false},
+        {"abcd", "/abc", false},
+        {"*?", "/", false},
+        {"*?", "/a", true},
+        {"a*a*a*b", "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false},
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(cases); i++) {
+        bool matches = config_path_pattern_match(slice_from_cstr(cases[i].pattern), slice_from_cstr(cases[i].path));
+        if (matches != cases[i].matches)
+            fprintf(stderr, "  pattern \"%s\" path \"%s\": got %d\n", cases[i].pattern, cases[i].path, matches);
+        CHECK(matches == cases[i].matches);
+    }
+
+    /* no exponential blow-up: a long path against a many-star pattern */
+    static char long_path[200001];
+    memset(long_path, 'a', sizeof long_path - 1);
+    uint64_t start = time_now_monotonic_ms();
+    CHECK(!config_path_pattern_match(SLICE_LITERAL("*a*a*a*a*a*a*a*a*a*a*b"), slice_from_cstr(long_path)));
+    CHECK(config_path_pattern_match(SLICE_LITERAL("*a*a*a*a*a*a*a*a*a*a*"), slice_from_cstr(long_path)));
+    CHECK(time_now_monotonic_ms() - start < 2000);
+}
+
+static void test_first_matching_behavior_wins(void)
+{
+    struct config *config =
+        EXPECT_OK(q("{" LISTEN ", 'origins': {'app': {'url': 'http://127.0.0.1'}, 'site': {'static': 'public'}},"
+                    " 'behaviors': [{'path': '/api/*', 'origin': 'app'},"
+                    " {'path': '/api/special', 'origin': 'site'},"
+                    " {'path': '*.jpg', 'origin': 'site'},"
+                    " {'path': '*', 'origin': 'app'}]}"));
+    if (config == NULL)
+        return;
+    CHECK(config_match_behavior(config, SLICE_LITERAL("/api/special")) == &config->behaviors[0]);
+    CHECK(config_match_behavior(config, SLICE_LITERAL("/api/x.jpg")) == &config->behaviors[0]);
+    CHECK(config_match_behavior(config, SLICE_LITERAL("/img/a.jpg")) == &config->behaviors[2]);
+    CHECK(config_match_behavior(config, SLICE_LITERAL("/img/a.png")) == &config->behaviors[3]);
+    CHECK(config_match_behavior(config, SLICE_LITERAL("/")) == &config->behaviors[3]);
+    CHECK(config_match_behavior(config, SLICE_LITERAL("")) == &config->behaviors[3]);
+    CHECK_STR(config->origins[config_match_behavior(config, SLICE_LITERAL("/img/a.jpg"))->origin_index].name, "site");
+    config_unref(config);
+}
+
+/* ---- reference ------------------------------------------------------------------- */
+
+static void test_reference(void)
+{
+    struct bytebuf out = {0};
+    config_write_reference(&out);
+    bytebuf_append(&out, "", 1);
+    CHECK(strncmp(out.data, "| key | type | default | range / values | description |\n| --- | --- | --- | --- | --- |\n", 88) == 0);
+    CHECK(strstr(out.data, "\n| `threads` | integer | number of online CPUs | 1 to 256 | ") != NULL);
+    CHECK(strstr(out.data, "\n| `origins.*.connect_timeout_ms` | integer | 1000 | 1 to 600000 | ") != NULL);
+    CHECK(strstr(out.data, "\n| `listen` | array of objects | required | 1 to 64 entries | ") != NULL);
+    CHECK(strstr(out.data, "\n| `access_log.format` | string enum | `\"json\"` | `\"json\"` | ") != NULL);
+    CHECK(strstr(out.data, "\n| `access_log` | object or `false` | ") != NULL);
+    static const char *const keys[] = {
+        "listen",
+        "listen[].address",
+        "threads",
+        "origins",
+        "origins.*.url",
+        "origins.*.static",
+        "origins.*.read_timeout_ms",
+        "origins.*.max_idle",
+        "behaviors",
+        "behaviors[].path",
+        "behaviors[].origin",
+        "access_log.path",
+        "admin",
+        "admin.address",
+        "admin.token_file",
+        "timeouts",
+        "timeouts.header_read_ms",
+        "timeouts.idle_ms",
+        "timeouts.send_ms",
+        "timeouts.drain_ms",
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(keys); i++) {
+        char needle[128];
+        snprintf(needle, sizeof needle, "\n| `%s` |", keys[i]);
+        CHECK(strstr(out.data, needle) != NULL);
+    }
+    /* every row has 5 cells: 6 unescaped pipes */
+    size_t lines = 0;
+    for (const char *line = out.data; *line != '\0'; line = strchr(line, '\n') + 1, lines++) {
+        int pipes = 0;
+        for (const char *c = line; *c != '\n'; c++)
+            pipes += *c == '|' && (c == line || c[-1] != '\\');
+        CHECK_INT(pipes, 6);
+    }
+    CHECK(lines > 20);
+
+    struct bytebuf document = {0};
+    bytebuf_appendf(&document, "# verge\n\n## Configuration\n\n");
+    bytebuf_append(&document, out.data, out.len - 1);
+    bytebuf_appendf(&document, "\nMore text.\n");
+    CHECK(config_reference_embedded_in(slice_make(document.data, document.len)));
+    CHECK(!config_reference_embedded_in(slice_make(document.data, 60)));
+    CHECK(!config_reference_embedded_in(SLICE_LITERAL("")));
+    bytebuf_free(&document);
+    bytebuf_free(&out);
+}
+
+int main(void)
+{
+    fixture_create();
+    UNIT_RUN(test_minimal_config_takes_defaults);
+    UNIT_RUN(test_full_config);
+    UNIT_RUN(test_comments_are_accepted);
+    UNIT_RUN(test_access_log_false_and_partial_sections);
+    UNIT_RUN(test_url_forms);
+    UNIT_RUN(test_addresses);
+    UNIT_RUN(test_unknown_keys);
+    UNIT_RUN(test_wrong_types);
+    UNIT_RUN(test_out_of_range);
+    UNIT_RUN(test_missing_required);
+    UNIT_RUN(test_unknown_origin);
+    UNIT_RUN(test_last_behavior_must_be_star);
+    UNIT_RUN(test_behavior_paths);
+    UNIT_RUN(test_bad_addresses);
+    UNIT_RUN(test_admin_rules);
+    UNIT_RUN(test_static_origins);
+    UNIT_RUN(test_origin_kinds);
+    UNIT_RUN(test_host_resolution_switch);
+    UNIT_RUN(test_parse_errors_have_positions);
+    UNIT_RUN(test_all_errors_are_collected);
+    UNIT_RUN(test_load_from_file);
+    UNIT_RUN(test_example_config_loads);
+    UNIT_RUN(test_refcount);
+    UNIT_RUN(test_path_pattern_match);
+    UNIT_RUN(test_first_matching_behavior_wins);
+    UNIT_RUN(test_reference);
+    fixture_remove();
+    return unit_summary();
+}
