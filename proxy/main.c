@@ -356,7 +356,7 @@ static int command_serve(const char *path)
         ev_loop_destroy(thread->loop);
     }
     free(server.threads);
-    if (config->admin.enabled || server.generation->config->admin.enabled)
+    if (server.generation->config->admin.enabled)
         admin_listener_stop();
     generation_unref(server.generation);
     log_info("drained; exiting");

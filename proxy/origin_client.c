@@ -93,7 +93,7 @@ struct origin_fetch {
 static void connection_close(struct origin_connection *connection);
 static void fetch_connect(struct origin_fetch *fetch);
 static void fetch_on_readable(struct origin_fetch *fetch);
-static void fetch_flush_output(struct origin_fetch *fetch);
+static void fetch_flush_output(struct origin_fetch *fetch, bool notify_drained);
 
 /* ---- pools --------------------------------------------------------------- */
 
@@ -403,7 +403,8 @@ static void connection_on_timeout(struct ev_loop *loop, ev_timer *timer, int rev
         fetch_fail(fetch, ORIGIN_ERROR_TIMEOUT, "origin read timeout");
 }
 
-static void fetch_on_connected(struct origin_fetch *fetch)
+/* Returns false when the connect failed (the fetch is gone). */
+static bool fetch_on_connected(struct origin_fetch *fetch)
 {
     struct origin_connection *connection = fetch->connection;
     struct ev_loop *loop = fetch->thread->loop;
@@ -419,7 +420,7 @@ static void fetch_on_connected(struct origin_fetch *fetch)
             fetch_fail(fetch, ORIGIN_ERROR_REFUSED, "origin connection refused");
         else
             fetch_fail(fetch, ORIGIN_ERROR_REFUSED, "origin connection failed");
-        return;
+        return false;
     }
     connection->connected = true;
     fetch->state = FETCH_WAITING_HEAD;
@@ -427,6 +428,7 @@ static void fetch_on_connected(struct origin_fetch *fetch)
     ev_timer_set(&connection->timer, 0., fetch->params.origin->read_timeout_ms / 1000.0);
     ev_timer_again(loop, &connection->timer);
     ev_io_start(loop, &connection->read_watcher);
+    return true;
 }
 
 static void connection_on_writable(struct ev_loop *loop, ev_io *watcher, int revents)
@@ -435,8 +437,7 @@ static void connection_on_writable(struct ev_loop *loop, ev_io *watcher, int rev
     struct origin_fetch *fetch = connection->fetch;
     VERGE_CHECK_MAGIC(fetch, ORIGIN_FETCH_MAGIC);
     if (fetch->state == FETCH_CONNECTING) {
-        fetch_on_connected(fetch);
-        if (fetch->state != FETCH_WAITING_HEAD)
+        if (!fetch_on_connected(fetch))
             return;
         if (fetch->params.has_body) {
             fetch->callback_depth++;
@@ -453,10 +454,12 @@ static void connection_on_writable(struct ev_loop *loop, ev_io *watcher, int rev
         if (fetch_gone_after_callback(fetch))
             return;
     }
-    fetch_flush_output(fetch);
+    fetch_flush_output(fetch, true);
 }
 
-static void fetch_flush_output(struct origin_fetch *fetch)
+/* Writes queued output. `notify_drained` is false when the caller itself is
+ * queueing body bytes, so the drain callback never re-enters it. */
+static void fetch_flush_output(struct origin_fetch *fetch, bool notify_drained)
 {
     struct origin_connection *connection = fetch->connection;
     if (connection == NULL || fetch->state == FETCH_CONNECTING || fetch->write_failed)
@@ -493,7 +496,7 @@ static void fetch_flush_output(struct origin_fetch *fetch)
         fetch->output_sent = 0;
         fetch->head_len = 0;
     }
-    if (fetch->on_output_drained != NULL && !fetch->body_complete) {
+    if (notify_drained && fetch->on_output_drained != NULL && !fetch->body_complete) {
         fetch->callback_depth++;
         fetch->on_output_drained(fetch->context);
         fetch->callback_depth--;
@@ -673,7 +676,7 @@ void origin_fetch_send_body(struct origin_fetch *fetch, const char *data, size_t
         fetch->output_sent = 0;
     }
     bytebuf_append(&fetch->output, data, len);
-    fetch_flush_output(fetch);
+    fetch_flush_output(fetch, false);
 }
 
 void origin_fetch_end_body(struct origin_fetch *fetch)

@@ -797,6 +797,24 @@ static void on_origin_error(void *context, enum origin_error_kind kind, const ch
 
 /* ---- request body: viewer → origin --------------------------------------- */
 
+/* The viewer's request body is malformed: the origin gets nothing more, the
+ * viewer gets a 400 (or a cut response when it already has a head). */
+static void fail_request_body(struct request *request)
+{
+    origin_fetch_abort(request->fetch);
+    request->fetch = NULL;
+    request->viewer->close_after_response = true;
+    if (request->head_sent) {
+        viewer_abort(request->viewer);
+        return;
+    }
+    request->status = 400;
+    request->error_reason = "malformed chunked request body";
+    request->response_header_count = 0;
+    request->step = STEP_SYNTH;
+    request_run(request);
+}
+
 static void pump_request_body(struct request *request)
 {
     struct viewer_connection *viewer = request->viewer;
@@ -818,7 +836,7 @@ static void pump_request_body(struct request *request)
             long result = http1_chunked_decode(&request->body_decoder, viewer->input, &len);
             if (result == -1) {
                 log_info("request %s: malformed chunked request body", request->id);
-                viewer_abort(viewer);
+                fail_request_body(request);
                 return;
             }
             if (len > 0) {
