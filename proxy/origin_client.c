@@ -49,6 +49,7 @@ struct origin_connection {
     struct origin_fetch *fetch; /* NULL while idle */
     bool connected;
     bool reused; /* came from the pool for the current fetch */
+    char *input; /* ORIGIN_READ_BUFFER bytes, lent to the fetch that holds the connection */
 };
 
 struct origin_pool {
@@ -73,7 +74,7 @@ struct origin_fetch {
     size_t output_sent;
     size_t head_len;    /* the head is kept at the front until the first response byte, for a retry */
     bool body_complete; /* the caller called origin_fetch_end_body (or has_body is false) */
-    char *input;
+    char *input;        /* the connection's buffer while one is attached */
     size_t input_len;
     bool any_response_byte;
     bool retried;
@@ -199,6 +200,7 @@ static void connection_close(struct origin_connection *connection)
     ev_io_stop(loop, &connection->write_watcher);
     ev_timer_stop(loop, &connection->timer);
     close(connection->fd);
+    free(connection->input);
     connection->magic = 0;
     free(connection);
 }
@@ -218,6 +220,8 @@ static struct origin_connection *connection_open(struct loop_thread *thread, str
     connection->fd = fd;
     connection->thread = thread;
     connection->pool = pool;
+    connection->input = malloc(ORIGIN_READ_BUFFER);
+    VERGE_ASSERT(connection->input != NULL);
     ev_io_init(&connection->read_watcher, connection_on_readable, fd, EV_READ);
     ev_io_init(&connection->write_watcher, connection_on_writable, fd, EV_WRITE);
     ev_init(&connection->timer, connection_on_timeout);
@@ -227,6 +231,7 @@ static struct origin_connection *connection_open(struct loop_thread *thread, str
     else if (errno != EINPROGRESS) {
         int saved = errno;
         close(fd);
+        free(connection->input);
         connection->magic = 0;
         free(connection);
         errno = saved;
@@ -256,7 +261,6 @@ static void fetch_free(struct origin_fetch *fetch)
 {
     ev_timer_stop(fetch->thread->loop, &fetch->deferred_failure);
     bytebuf_free(&fetch->output);
-    free(fetch->input);
     fetch->magic = 0;
     free(fetch);
 }
@@ -345,8 +349,6 @@ struct origin_fetch *origin_fetch_start(struct loop_thread *thread, const struct
     fetch->body_complete = !params->has_body;
     bytebuf_append(&fetch->output, params->request_head->data, params->request_head->len);
     fetch->head_len = fetch->output.len;
-    fetch->input = malloc(ORIGIN_READ_BUFFER);
-    VERGE_ASSERT(fetch->input != NULL);
     fetch->started_us = time_now_monotonic_us();
     if (params->metrics != NULL)
         atomic_fetch_add_explicit(&params->metrics->requests, 1, memory_order_relaxed);
@@ -376,6 +378,8 @@ static void fetch_connect(struct origin_fetch *fetch)
     }
     fetch->connection = connection;
     connection->fetch = fetch;
+    fetch->input = connection->input;
+    fetch->input_len = 0;
     fetch->state = FETCH_CONNECTING;
     if (connection->connected) {
         fetch->state = FETCH_WAITING_HEAD;
@@ -569,32 +573,31 @@ static bool fetch_deliver_body(struct origin_fetch *fetch)
     return true;
 }
 
-static void fetch_on_head(struct origin_fetch *fetch)
+/* Parses the response head; returns false when the fetch ended. */
+static bool fetch_on_head(struct origin_fetch *fetch)
 {
     for (;;) {
         struct http1_response response;
         struct http1_error error;
         enum http1_result result = http1_parse_response(fetch->input, fetch->input_len, fetch->params.method, &response, &error);
         if (result == HTTP1_INCOMPLETE) {
-            if (fetch->input_len >= HTTP1_MAX_HEAD_BYTES)
+            if (fetch->input_len >= HTTP1_MAX_HEAD_BYTES) {
                 fetch_fail(fetch, ORIGIN_ERROR_MALFORMED, "origin sent a malformed response (head too large)");
-            return;
+                return false;
+            }
+            return true;
         }
         if (result == HTTP1_ERROR) {
             log_warn("origin %s: malformed response: %s", fetch->params.origin->name, error.reason);
-            char *reason = NULL;
-            /* The reason is static in the parser; the message must outlive this
-             * frame only for the duration of the callback. */
-            char message[200];
+            char message[200]; /* callbacks copy what they keep */
             snprintf(message, sizeof message, "origin sent a malformed response (%s)", error.reason);
-            reason = message;
-            fetch_fail(fetch, ORIGIN_ERROR_MALFORMED, reason);
-            return;
+            fetch_fail(fetch, ORIGIN_ERROR_MALFORMED, message);
+            return false;
         }
         if (response.status < 200) {
             if (response.status == 101) {
                 fetch_fail(fetch, ORIGIN_ERROR_MALFORMED, "origin sent a malformed response (unexpected 101)");
-                return;
+                return false;
             }
             memmove(fetch->input, fetch->input + response.head_bytes, fetch->input_len - response.head_bytes);
             fetch->input_len -= response.head_bytes;
@@ -615,12 +618,12 @@ static void fetch_on_head(struct origin_fetch *fetch)
         fetch->callbacks.on_head(fetch->context, &response, slice_make(fetch->input, head_bytes));
         fetch->callback_depth--;
         if (fetch_gone_after_callback(fetch))
-            return;
+            return false;
         memmove(fetch->input, fetch->input + head_bytes, fetch->input_len - head_bytes);
         fetch->input_len -= head_bytes;
         if (fetch->body_kind == HTTP1_BODY_NONE || fetch->input_len > 0)
-            fetch_deliver_body(fetch);
-        return;
+            return fetch_deliver_body(fetch);
+        return true;
     }
 }
 
@@ -658,10 +661,14 @@ static void fetch_on_readable(struct origin_fetch *fetch)
     fetch->input_len += (size_t)n;
     if (!fetch->paused)
         ev_timer_again(loop, &connection->timer);
-    if (fetch->state == FETCH_WAITING_HEAD)
-        fetch_on_head(fetch);
-    else if (fetch->state == FETCH_BODY)
-        fetch_deliver_body(fetch);
+    bool was_waiting = fetch->state == FETCH_WAITING_HEAD;
+    bool alive = was_waiting ? fetch_on_head(fetch) : fetch_deliver_body(fetch);
+    if (alive && fetch->state == FETCH_BODY && fetch->callbacks.on_flush != NULL) {
+        fetch->callback_depth++;
+        fetch->callbacks.on_flush(fetch->context);
+        fetch->callback_depth--;
+        fetch_gone_after_callback(fetch);
+    }
 }
 
 /* ---- caller-facing controls ---------------------------------------------- */

@@ -414,10 +414,16 @@ static void on_origin_end(void *context);
 static void on_origin_error(void *context, enum origin_error_kind kind, const char *reason, bool head_received);
 static void on_origin_output_drained(void *context);
 
+static void on_origin_flush(void *context)
+{
+    viewer_uncork(((struct request *)context)->viewer);
+}
+
 static const struct origin_fetch_callbacks origin_callbacks = {
     .on_ready_for_body = on_origin_ready_for_body,
     .on_head = on_origin_head,
     .on_body = on_origin_body,
+    .on_flush = on_origin_flush,
     .on_end = on_origin_end,
     .on_error = on_origin_error,
 };
@@ -620,6 +626,7 @@ static void pump_file(struct request *request)
         request->file_remaining -= (uint64_t)n;
         request->body_bytes_sent += (uint64_t)n;
         viewer_write(viewer, buffer, (size_t)n);
+        viewer_uncork(viewer); /* the head went out with the first chunk */
     }
     if (request->file_remaining == 0) {
         request->response_complete = true;
@@ -630,8 +637,10 @@ static void pump_file(struct request *request)
 
 static enum step_result step_deliver(struct request *request)
 {
-    if (request->body_source != RESPONSE_BODY_ORIGIN)
+    if (request->body_source != RESPONSE_BODY_ORIGIN) {
         decide_framing(request);
+        viewer_cork(request->viewer); /* head and body in one send */
+    }
     write_response_head(request);
     if (request->framing == FRAMING_NONE) {
         request->response_complete = request->body_source != RESPONSE_BODY_ORIGIN;
@@ -655,6 +664,8 @@ static enum step_result step_deliver(struct request *request)
     }
     if (request->body_source == RESPONSE_BODY_ORIGIN && request->fetch == NULL)
         request->response_complete = true; /* the origin body ended with the head */
+    if (request->body_source != RESPONSE_BODY_ORIGIN)
+        viewer_uncork(request->viewer);
     if (!request->response_complete)
         return RUN_SUSPEND; /* on_origin_body / on_origin_end carry on */
     request->step = STEP_DONE;
@@ -724,6 +735,7 @@ static void on_origin_head(void *context, const struct http1_response *head, sli
     request->response_headers = copy_headers(&request->arena, head->headers, head->header_count, raw_head.ptr, raw_head.len, to);
     request->response_header_count = head->header_count;
     request->body_source = RESPONSE_BODY_ORIGIN;
+    viewer_cork(request->viewer); /* the head waits for the body bytes of this read: one send */
     decide_framing(request);
     if (request->framing != FRAMING_NONE) {
         switch (head->body_kind) {
@@ -773,6 +785,7 @@ static void on_origin_end(void *context)
     request->fetch = NULL;
     if (request->framing == FRAMING_CHUNKED)
         viewer_write(request->viewer, "0\r\n\r\n", 5);
+    viewer_uncork(request->viewer);
     if (!request->head_sent)
         return; /* the body ended with the head: step_deliver completes the request */
     request->response_complete = true;
@@ -784,6 +797,7 @@ static void on_origin_error(void *context, enum origin_error_kind kind, const ch
 {
     struct request *request = context;
     request->fetch = NULL;
+    viewer_uncork(request->viewer);
     log_warn("request %s: origin %s: %s", request->id, request->origin->name, reason);
     if (head_received) {
         viewer_abort(request->viewer);

@@ -111,6 +111,7 @@ struct viewer_connection {
     bool reading_paused; /* request body backpressure */
     bool close_after_response;
     bool processing; /* inside viewer_process_input: do not recurse */
+    bool corked;     /* viewer_write only queues; viewer_uncork sends (one send per batch) */
     struct request request;
 };
 
@@ -119,6 +120,9 @@ struct viewer_connection {
 /* Queues bytes for the viewer and writes what the socket takes now. */
 void viewer_write(struct viewer_connection *viewer, const void *data, size_t len);
 size_t viewer_output_pending(const struct viewer_connection *viewer);
+/* While corked, viewer_write only queues; uncorking sends what was queued. */
+void viewer_cork(struct viewer_connection *viewer);
+void viewer_uncork(struct viewer_connection *viewer);
 /* Stops/resumes reading request body bytes (backpressure from the origin). */
 void viewer_set_reading(struct viewer_connection *viewer, bool reading);
 /* The request has queued its whole response; the connection moves on to the

@@ -99,6 +99,10 @@ struct origin_fetch_callbacks {
     void (*on_head)(void *context, const struct http1_response *head, slice_t raw_head);
     /* Decoded body bytes (chunked framing removed). */
     void (*on_body)(void *context, const char *data, size_t len);
+    /* Called after each read from the origin that delivered a head or body
+     * bytes, while the fetch goes on: a good moment to write out what the
+     * callbacks queued (one send per batch, not one per callback). */
+    void (*on_flush)(void *context);
     /* The body is complete. The fetch is finished and released; do not use it. */
     void (*on_end)(void *context);
     /* The fetch failed; `head_received` says whether on_head already ran. The

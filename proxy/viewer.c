@@ -167,6 +167,10 @@ void viewer_write(struct viewer_connection *viewer, const void *data, size_t len
 {
     if (viewer->state == VIEWER_BROKEN || len == 0)
         return;
+    if (viewer->corked) {
+        bytebuf_append(&viewer->output, data, len);
+        return;
+    }
     if (viewer_output_pending(viewer) == 0 && !ev_is_active(&viewer->write_watcher)) {
         /* Fast path: nothing queued, so try the socket first and copy only
          * what it does not take. */
@@ -188,6 +192,38 @@ void viewer_write(struct viewer_connection *viewer, const void *data, size_t len
         ev_io_start(viewer->thread->loop, &viewer->write_watcher);
         viewer_arm_timer(viewer);
     }
+}
+
+void viewer_cork(struct viewer_connection *viewer)
+{
+    viewer->corked = true;
+}
+
+void viewer_uncork(struct viewer_connection *viewer)
+{
+    if (!viewer->corked)
+        return;
+    viewer->corked = false;
+    if (viewer->state == VIEWER_BROKEN || viewer_output_pending(viewer) == 0 || ev_is_active(&viewer->write_watcher))
+        return;
+    while (viewer_output_pending(viewer) > 0) {
+        ssize_t n = send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            viewer_mark_broken(viewer);
+            return;
+        }
+        viewer->output_sent += (size_t)n;
+    }
+    if (viewer_output_pending(viewer) == 0) {
+        viewer->output.len = viewer->output_sent = 0;
+        return;
+    }
+    ev_io_start(viewer->thread->loop, &viewer->write_watcher);
+    viewer_arm_timer(viewer);
 }
 
 static void viewer_start_lingering(struct viewer_connection *viewer)
