@@ -86,42 +86,6 @@ struct admin_response {
 
 typedef void (*admin_handler)(const struct http1_request *request, slice_t body, struct admin_response *response);
 
-static const char *status_reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 422:
-        return "Unprocessable Content";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Unknown";
-    }
-}
-
 static void response_set_text(struct admin_response *response, int status, const char *text)
 {
     response->status = status;
@@ -147,7 +111,7 @@ static void connection_queue_response(struct admin_connection *conn, const struc
     bool head_only = request != NULL && slice_equal(request->method, SLICE_LITERAL("HEAD"));
     bytebuf_appendf(
         &conn->output, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s%s\r\n",
-        response->status, status_reason(response->status), response->content_type, response->body.len, response->extra_headers,
+        response->status, http_status_reason(response->status), response->content_type, response->body.len, response->extra_headers,
         !keep_alive                   ? "Connection: close\r\n"
         : request->version_minor == 0 ? "Connection: keep-alive\r\n"
                                       : "");

@@ -60,6 +60,18 @@ slice_t slice_trim_ows(slice_t s);
  * on anything else (signs, spaces, overflow). */
 bool slice_parse_u64(slice_t s, uint64_t *out);
 
+/* The value of a hexadecimal digit, -1 for any other character. */
+static inline int ascii_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* ---- arena --------------------------------------------------------------- */
 
 struct arena_chunk;

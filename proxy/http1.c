@@ -66,16 +66,6 @@ static inline bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
 }
-static inline int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 static inline unsigned char lower(char c)
 {
     unsigned char u = (unsigned char)c;
@@ -399,7 +389,7 @@ static bool authority_valid(slice_t s)
         const char *inside = p;
         while (p < end && *p != ']') {
             char c = *p;
-            if (!(hex_value(c) >= 0 || c == ':' || c == '.' || c == 'v' || c == 'V'))
+            if (!(ascii_hex_value(c) >= 0 || c == ':' || c == '.' || c == 'v' || c == 'V'))
                 return false;
             p++;
         }
@@ -415,7 +405,7 @@ static bool authority_valid(slice_t s)
             bool sub_delim = c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' || c == '+' ||
                              c == ',' || c == ';' || c == '=';
             if (c == '%') {
-                if (end - p < 3 || hex_value(p[1]) < 0 || hex_value(p[2]) < 0)
+                if (end - p < 3 || ascii_hex_value(p[1]) < 0 || ascii_hex_value(p[2]) < 0)
                     return false;
                 p += 3;
                 continue;
@@ -957,7 +947,7 @@ long http1_chunked_decode(struct http1_chunked_decoder *decoder, char *buf, size
         switch (state) {
         case CHUNK_SIZE_START:
         case CHUNK_SIZE: {
-            int digit = hex_value(c);
+            int digit = ascii_hex_value(c);
             if (digit >= 0) {
                 if (decoder->chunk_remaining >> 59) /* the next digit would pass 2^63 - 1 */
                     goto error;
@@ -1109,4 +1099,72 @@ error:
     decoder->state = CHUNK_ERROR;
     *len = (size_t)(out - buf);
     return -1;
+}
+
+const char *http_status_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
 }

@@ -84,6 +84,10 @@ unsigned http_token_flags(enum http_token token);
  * the token `item` (case-insensitive, OWS around items ignored). */
 bool http_list_contains(slice_t value, slice_t item);
 
+/* The standard reason phrase of a status code (RFC 9110 §15), "Unknown" for
+ * codes it does not know. */
+const char *http_status_reason(int status);
+
 /* ---- parse results ------------------------------------------------------- */
 
 enum http1_result {

@@ -278,15 +278,22 @@ static void usage(FILE *out)
                  "environment: VERGE_LOG_LEVEL=debug|info|warn|error (default info)\n");
 }
 
-static int command_check(const char *path)
+/* Loads the config for a command; prints every problem when it is invalid. */
+static struct config *load_config_or_report(const char *path)
 {
     struct config_errors errors = {0};
     struct config *config = config_load(path, &errors);
-    if (config == NULL) {
+    if (config == NULL)
         print_config_errors(NULL, &errors);
-        config_errors_free(&errors);
+    config_errors_free(&errors);
+    return config;
+}
+
+static int command_check(const char *path)
+{
+    struct config *config = load_config_or_report(path);
+    if (config == NULL)
         return 1;
-    }
     printf("%s: ok\n", path);
     config_unref(config);
     return 0;
@@ -294,13 +301,9 @@ static int command_check(const char *path)
 
 static int command_serve(const char *path)
 {
-    struct config_errors errors = {0};
-    struct config *config = config_load(path, &errors);
-    if (config == NULL) {
-        print_config_errors(NULL, &errors);
-        config_errors_free(&errors);
+    struct config *config = load_config_or_report(path);
+    if (config == NULL)
         return 1;
-    }
     signal(SIGPIPE, SIG_IGN);
     server.config_path = path;
     pthread_mutex_init(&server.generation_lock, NULL);

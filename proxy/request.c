@@ -43,74 +43,6 @@ static void pump_request_body(struct request *request);
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static const char *status_reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 416:
-        return "Range Not Satisfiable";
-    case 417:
-        return "Expectation Failed";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Unknown";
-    }
-}
-
 static uint64_t random_next(struct loop_thread *thread)
 {
     /* xorshift128+: request ids need to be unique, not secret. */
@@ -538,7 +470,7 @@ static enum step_result step_synth(struct request *request)
     response_add_header(request, "Content-Type", "text/plain; charset=utf-8");
     request->body_source = RESPONSE_BODY_MEMORY;
     request->memory_body = slice_from_cstr(arena_printf(
-        &request->arena, "verge: %s\n", request->error_reason ? request->error_reason : status_reason(request->status)));
+        &request->arena, "verge: %s\n", request->error_reason ? request->error_reason : http_status_reason(request->status)));
     request->step = STEP_DELIVER;
     return RUN_NEXT;
 }
@@ -579,7 +511,7 @@ static void write_response_head(struct request *request)
     if (request->reason.len > 0)
         bytebuf_appendf(out, "HTTP/1.1 %d " SLICE_FMT "\r\n", request->status, SLICE_ARG(request->reason));
     else
-        bytebuf_appendf(out, "HTTP/1.1 %d %s\r\n", request->status, status_reason(request->status));
+        bytebuf_appendf(out, "HTTP/1.1 %d %s\r\n", request->status, http_status_reason(request->status));
     const struct http_header *headers = request->response_headers;
     size_t count = request->response_header_count;
     for (size_t i = 0; i < count; i++) {

@@ -116,17 +116,6 @@ const char *static_origin_content_type(slice_t file_name)
 
 /* ---- path handling ------------------------------------------------------- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX once. Returns 0, or the error status with *reason set. */
 static int percent_decode(slice_t raw, char *out, size_t out_size, size_t *out_len, const char **reason)
 {
@@ -134,8 +123,8 @@ static int percent_decode(slice_t raw, char *out, size_t out_size, size_t *out_l
     for (size_t i = 0; i < raw.len; i++) {
         char c = raw.ptr[i];
         if (c == '%') {
-            int high = i + 2 < raw.len ? hex_value(raw.ptr[i + 1]) : -1;
-            int low = i + 2 < raw.len ? hex_value(raw.ptr[i + 2]) : -1;
+            int high = i + 2 < raw.len ? ascii_hex_value(raw.ptr[i + 1]) : -1;
+            int low = i + 2 < raw.len ? ascii_hex_value(raw.ptr[i + 2]) : -1;
             if (high < 0 || low < 0) {
                 *reason = "invalid percent-encoding in path";
                 return 400;

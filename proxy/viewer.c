@@ -194,6 +194,25 @@ void viewer_write(struct viewer_connection *viewer, const void *data, size_t len
     }
 }
 
+/* Sends queued output until done or the socket is full. Returns false when
+ * the connection broke. */
+static bool viewer_send_queued(struct viewer_connection *viewer)
+{
+    while (viewer_output_pending(viewer) > 0) {
+        ssize_t n = send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return true;
+            viewer_mark_broken(viewer);
+            return false;
+        }
+        viewer->output_sent += (size_t)n;
+    }
+    return true;
+}
+
 void viewer_cork(struct viewer_connection *viewer)
 {
     viewer->corked = true;
@@ -206,18 +225,8 @@ void viewer_uncork(struct viewer_connection *viewer)
     viewer->corked = false;
     if (viewer->state == VIEWER_BROKEN || viewer_output_pending(viewer) == 0 || ev_is_active(&viewer->write_watcher))
         return;
-    while (viewer_output_pending(viewer) > 0) {
-        ssize_t n = send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN)
-                break;
-            viewer_mark_broken(viewer);
-            return;
-        }
-        viewer->output_sent += (size_t)n;
-    }
+    if (!viewer_send_queued(viewer))
+        return;
     if (viewer_output_pending(viewer) == 0) {
         viewer->output.len = viewer->output_sent = 0;
         return;
@@ -238,18 +247,8 @@ static void viewer_start_lingering(struct viewer_connection *viewer)
 
 static void viewer_flush(struct viewer_connection *viewer)
 {
-    while (viewer_output_pending(viewer) > 0) {
-        ssize_t n = send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN)
-                break;
-            viewer_mark_broken(viewer);
-            return;
-        }
-        viewer->output_sent += (size_t)n;
-    }
+    if (!viewer_send_queued(viewer))
+        return;
     size_t pending = viewer_output_pending(viewer);
     if (pending == 0) {
         viewer->output.len = viewer->output_sent = 0;

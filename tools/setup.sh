@@ -24,10 +24,13 @@ setup_packages() {
 setup_build() {
     local dir=$1
     shift
+    local log
+    log=$(mktemp)
     if [ -d "$dir/meson-private" ]; then
-        meson setup --reconfigure "$dir" "$@" >/dev/null
+        meson setup --reconfigure "$dir" "$@" >"$log" 2>&1 || { cat "$log"; rm -f "$log"; return 1; }
     else
-        meson setup "$dir" "$@" >/dev/null
+        meson setup "$dir" "$@" >"$log" 2>&1 || { cat "$log"; rm -f "$log"; return 1; }
     fi
-    meson compile -C "$dir" >/dev/null
+    meson compile -C "$dir" >"$log" 2>&1 || { cat "$log"; rm -f "$log"; return 1; }
+    rm -f "$log"
 }
