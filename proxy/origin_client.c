@@ -125,37 +125,20 @@ static void pool_unlink_idle(struct origin_connection *connection)
     pool->idle_count--;
 }
 
-static void idle_on_readable(struct ev_loop *loop, ev_io *watcher, int revents)
-{
-    /* An idle connection has nothing to say: readable means EOF, a reset or a
-     * stray byte, and in each case it cannot be reused. */
-    struct origin_connection *connection = watcher->data;
-    pool_unlink_idle(connection);
-    connection_close(connection);
-}
-
-static void idle_on_timeout(struct ev_loop *loop, ev_timer *timer, int revents)
-{
-    struct origin_connection *connection = timer->data;
-    pool_unlink_idle(connection);
-    connection_close(connection);
-}
-
 static void pool_release(struct origin_connection *connection, int max_idle)
 {
     struct origin_pool *pool = connection->pool;
     struct ev_loop *loop = connection->thread->loop;
     connection->fetch = NULL;
     ev_io_stop(loop, &connection->write_watcher);
-    ev_io_stop(loop, &connection->read_watcher);
     ev_timer_stop(loop, &connection->timer);
     if ((int)pool->idle_count >= max_idle || atomic_load(&server.draining)) {
         connection_close(connection);
         return;
     }
-    ev_set_cb(&connection->read_watcher, idle_on_readable);
+    /* The read watcher stays on while idle (no epoll_ctl per request): the
+     * readable callback closes an idle connection the origin closed. */
     ev_io_start(loop, &connection->read_watcher);
-    ev_set_cb(&connection->timer, idle_on_timeout);
     ev_timer_set(&connection->timer, ORIGIN_IDLE_TIMEOUT_S, 0.);
     ev_timer_start(loop, &connection->timer);
     connection->idle_prev = NULL;
@@ -246,11 +229,7 @@ static struct origin_connection *pool_acquire(struct loop_thread *thread, struct
     if (connection == NULL)
         return NULL;
     pool_unlink_idle(connection);
-    struct ev_loop *loop = thread->loop;
-    ev_io_stop(loop, &connection->read_watcher);
-    ev_timer_stop(loop, &connection->timer);
-    ev_set_cb(&connection->read_watcher, connection_on_readable);
-    ev_set_cb(&connection->timer, connection_on_timeout);
+    ev_timer_stop(thread->loop, &connection->timer);
     connection->reused = true;
     return connection;
 }
@@ -386,7 +365,10 @@ static void fetch_connect(struct origin_fetch *fetch)
         ev_timer_set(&connection->timer, 0., fetch->params.origin->read_timeout_ms / 1000.0);
         ev_timer_again(thread->loop, &connection->timer);
         ev_io_start(thread->loop, &connection->read_watcher);
-        ev_io_start(thread->loop, &connection->write_watcher); /* write the head when writable */
+        if (fetch->params.has_body)
+            ev_io_start(thread->loop, &connection->write_watcher); /* on_ready_for_body runs from the loop */
+        else
+            fetch_flush_output(fetch, false); /* a pooled socket is writable: no wait for the loop */
     } else {
         ev_timer_set(&connection->timer, fetch->params.origin->connect_timeout_ms / 1000.0, 0.);
         ev_timer_start(thread->loop, &connection->timer);
@@ -400,6 +382,11 @@ static void connection_on_timeout(struct ev_loop *loop, ev_timer *timer, int rev
 {
     struct origin_connection *connection = timer->data;
     struct origin_fetch *fetch = connection->fetch;
+    if (fetch == NULL) { /* idle in the pool for too long */
+        pool_unlink_idle(connection);
+        connection_close(connection);
+        return;
+    }
     VERGE_CHECK_MAGIC(fetch, ORIGIN_FETCH_MAGIC);
     if (fetch->state == FETCH_CONNECTING)
         fetch_fail(fetch, ORIGIN_ERROR_TIMEOUT, "origin connect timeout");
@@ -512,6 +499,13 @@ static void connection_on_readable(struct ev_loop *loop, ev_io *watcher, int rev
 {
     struct origin_connection *connection = watcher->data;
     struct origin_fetch *fetch = connection->fetch;
+    if (fetch == NULL) {
+        /* An idle connection has nothing to say: readable means EOF, a reset
+         * or a stray byte, and in each case it cannot be reused. */
+        pool_unlink_idle(connection);
+        connection_close(connection);
+        return;
+    }
     VERGE_CHECK_MAGIC(fetch, ORIGIN_FETCH_MAGIC);
     fetch_on_readable(fetch);
 }

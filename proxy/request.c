@@ -348,7 +348,14 @@ static void on_origin_output_drained(void *context);
 
 static void on_origin_flush(void *context)
 {
-    viewer_uncork(((struct request *)context)->viewer);
+    struct request *request = context;
+    /* A head whose body has a known length and has not started yet waits for
+     * its first bytes: origins often send the head and the body in separate
+     * packets, and one send (one packet) to the viewer is cheaper for both
+     * ends. Chunked and close-delimited responses may be streams: flush now. */
+    if (request->framing == FRAMING_LENGTH && request->body_bytes_sent == 0 && request->response_content_length > 0)
+        return;
+    viewer_uncork(request->viewer);
 }
 
 static const struct origin_fetch_callbacks origin_callbacks = {
@@ -818,8 +825,8 @@ void request_on_viewer_input(struct request *request)
         return;
     if (request->body_pump_started && !request->body_done)
         pump_request_body(request);
-    else
-        viewer_set_reading(request->viewer, false);
+    /* Otherwise the bytes wait in the input buffer: the body for the pump
+     * once the origin is ready, or the next pipelined request. */
 }
 
 void request_on_output_drained(struct request *request)

@@ -12,8 +12,11 @@
  * Invariants:
  *  - Only one request per connection is in the state machine; bytes of a
  *    pipelined next request stay unparsed in `input`.
- *  - While IN_REQUEST, the read watcher is on only while the request body is
- *    being pumped and the origin side keeps up (backpressure).
+ *  - The read watcher stays on across requests (no epoll_ctl per request);
+ *    it is off only while the input buffer is full, while the origin side
+ *    cannot keep up with a request body (backpressure), after a half-close,
+ *    and after a malformed head. A half-close after a complete request still
+ *    gets its answer.
  *  - One timer per connection, re-armed by viewer_arm_timer from the state:
  *    header_read_ms for a started head, idle_ms between requests and while
  *    reading a body, send_ms while output is pending.
@@ -312,8 +315,15 @@ static void viewer_on_readable(struct ev_loop *loop, ev_io *watcher, int revents
         return;
     }
     if (n == 0) {
-        /* The viewer closed (or half-closed) its side. A request in flight
-         * cannot be answered reliably; give up on it. */
+        struct request *request = &viewer->request;
+        if (viewer->state == VIEWER_IN_REQUEST && request->magic == REQUEST_MAGIC &&
+            (request->body_kind == HTTP1_BODY_NONE || request->body_done)) {
+            /* A half-close after a complete request: answer it, then close. */
+            ev_io_stop(loop, &viewer->read_watcher);
+            viewer->close_after_response = true;
+            return;
+        }
+        /* Closed between requests or in the middle of a request body. */
         viewer_close(viewer);
         return;
     }
@@ -344,9 +354,11 @@ static void viewer_process_input(struct viewer_connection *viewer)
             break;
         viewer->head_started_ms = 0;
         viewer->state = VIEWER_IN_REQUEST;
-        ev_io_stop(viewer->thread->loop, &viewer->read_watcher);
+        /* The read watcher stays on during the request (no epoll_ctl per
+         * request): pipelined bytes are buffered, not parsed, until it ends. */
         loop_thread_refresh_generation(viewer->thread);
         if (result == HTTP1_ERROR) {
+            ev_io_stop(viewer->thread->loop, &viewer->read_watcher);
             viewer->input_len = 0; /* nothing after a malformed head can be trusted */
             request_start_error(viewer, error.status, error.reason);
         } else {
