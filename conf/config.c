@@ -327,6 +327,10 @@ static const char *describe_expected(struct loader *L, const struct schema_key *
         return "an array";
     case SCHEMA_MAP:
         return "an object";
+    case SCHEMA_NAME_LIST:
+        return "\"none\", \"all\", an array of names or {\"except\": [names]}";
+    case SCHEMA_NAME_ARRAY:
+        return "an array of names";
     }
     return "?";
 }
@@ -353,20 +357,17 @@ static bool parse_integer(const char *text, long long *out)
     return true;
 }
 
-/* An absent key takes its default. An absent object takes the defaults of its
- * keys, unless it has required keys: then it is an optional section (admin)
- * and stays off. */
+/* An absent key takes its default. An absent object is read as `{}` (its keys
+ * take their defaults and its finisher runs), unless it has required keys:
+ * then it is an optional section (admin) and stays off. */
 static void apply_default(struct loader *L, const struct schema_key *key, const char *path, char *target)
 {
     if (key->type == SCHEMA_OBJECT) {
         for (size_t i = 0; i < config_schema_count; i++)
             if (schema_member_name(key, &config_schema[i]) != NULL && (config_schema[i].flags & KEY_REQUIRED))
                 return;
-        for (size_t i = 0; i < config_schema_count; i++) {
-            const char *name = schema_member_name(key, &config_schema[i]);
-            if (name != NULL)
-                apply_default(L, &config_schema[i], path_child(L, path, slice_from_cstr(name)), target);
-        }
+        const struct json_value empty = {.kind = JSON_OBJECT};
+        walk_value(L, key, &empty, path, target);
         return;
     }
     char number[24];
@@ -503,9 +504,20 @@ static void walk_value(struct loader *L, const struct schema_key *key, const str
             config_error_expected(L, key, path, v);
             return;
         }
-        *FIELD(int, target, key) = (int)n;
+        long long stored;
+        bool overflow = __builtin_mul_overflow(n, key->unit != 0 ? key->unit : 1, &stored);
+        VERGE_ASSERT(!overflow); /* the table's ranges keep min..max * unit within 64 bits */
+        if (key->flags & KEY_INT64)
+            *FIELD(int64_t, target, key) = stored;
+        else
+            *FIELD(int, target, key) = (int)stored;
         return;
     }
+    case SCHEMA_NAME_LIST:
+    case SCHEMA_NAME_ARRAY:
+        VERGE_ASSERT(key->set != NULL);
+        key->set(L, key, path, v, target);
+        return;
     case SCHEMA_BOOLEAN:
         if (v->kind != JSON_BOOLEAN) {
             config_error_expected(L, key, path, v);

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include "../cache/policy.h"
 #include "../proxy/base.h"
 
 #define CONFIG_MAGIC 0x636f6e66u
@@ -49,6 +50,11 @@ struct config_origin {
 struct config_behavior {
     char *path_pattern;  /* as written */
     size_t origin_index; /* into config.origins */
+    /* "cache": false leaves it zeroed (enabled false); absent, it holds the
+     * defaults with enabled true. TTLs already follow CloudFront's defaulting
+     * (min_ttl <= default_ttl <= max_ttl holds). Name lists live in the
+     * config arena; header names are lowercase. */
+    struct cache_settings cache;
 };
 
 struct config {
@@ -85,6 +91,12 @@ struct config {
         int send_ms;        /* inactivity while writing to a viewer */
         int drain_ms;       /* SIGTERM: how long in-flight requests may take */
     } timeouts;
+
+    struct {
+        uint64_t memory_bytes;     /* cache.memory_mb in bytes: heads + bodies of stored objects */
+        uint64_t max_object_bytes; /* cache.max_object_mb in bytes: bigger responses pass through */
+        int eviction;              /* 0 sieve, 1 lru (enum cache_eviction_policy's order) */
+    } cache;
 };
 
 /* Collected validation messages. Each message names the key by its JSON

@@ -1,8 +1,9 @@
 /* schema.c — every config key, declared once in config_schema: its JSON
  * path, type, range, default, one-line doc and where its value lands in
  * struct config; plus the setters for keys that need more than a type check
- * (addresses, URLs, directories, token files), the finishers that check rules
- * spanning several keys, and the Markdown reference generated from the table.
+ * (addresses, URLs, directories, token files, cache-key name lists), the
+ * finishers that check rules spanning several keys (CloudFront's TTL
+ * defaulting among them), and the Markdown reference generated from the table.
  *
  * The walk that applies the table is in config.c. Table order is the order of
  * the reference and of the walk: origins come before behaviors (a behavior
@@ -13,6 +14,7 @@
 #include "schema.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -38,8 +40,26 @@ static void finish_listen(struct loader *, const char *, const struct json_value
 static void finish_origin(struct loader *, const char *, const struct json_value *, char *);
 static void finish_behaviors(struct loader *, const char *, const struct json_value *, char *);
 static void finish_admin(struct loader *, const char *, const struct json_value *, char *);
+static void set_enum_index(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_query_names(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_header_names(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_cookie_names(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void finish_behavior_cache(struct loader *, const char *, const struct json_value *, char *);
+static void finish_cache(struct loader *, const char *, const struct json_value *, char *);
 
 static const char *const access_log_formats[] = {"json", NULL};
+/* Same order as enum cache_eviction_policy: the index is what is stored. */
+static const char *const cache_evictions[] = {"sieve", "lru", NULL};
+
+/* CloudFront's TTL defaults and its limit for a TTL (100 years). */
+#define CACHE_DEFAULT_TTL 86400
+#define CACHE_MAX_TTL 31536000
+#define CACHE_TTL_LIMIT 3153600000LL
+/* CloudFront's quota of names in one query string, header or cookie list. */
+#define CACHE_KEY_NAMES_MAX 10
+#define MIB (1LL << 20)
+#define CACHE_MEMORY_MB_MAX 1048576 /* 1 TiB */
+#define CACHE_OBJECT_MB_MAX 65536
 
 #define ADDRESS_EXPECTED "\"IPv4:port\" or \"[IPv6]:port\""
 
@@ -149,6 +169,92 @@ const struct schema_key config_schema[] = {
      .offset = offsetof(struct config_behavior, origin_index),
      .set = set_behavior_origin,
      .doc = "Name of the origin (a key of `origins`) that serves matching requests."},
+    {.pattern = "behaviors[].cache",
+     .type = SCHEMA_OBJECT,
+     .flags = KEY_FALSE_DISABLES,
+     .finish = finish_behavior_cache,
+     .default_doc = "caching on, with the defaults of its keys",
+     .doc = "How matching responses are cached (RFC 9111 with CloudFront's TTL rules); `false`: never cached, every request "
+            "goes to the origin."},
+    {.pattern = "behaviors[].cache.min_ttl",
+     .type = SCHEMA_INTEGER,
+     .flags = KEY_INT64,
+     .min = 0,
+     .max = CACHE_TTL_LIMIT,
+     .default_value = "0",
+     .offset = offsetof(struct config_behavior, cache.min_ttl),
+     .doc = "Least seconds a response is kept, even when its Cache-Control says less (or no-cache, no-store, private)."},
+    {.pattern = "behaviors[].cache.default_ttl",
+     .type = SCHEMA_INTEGER,
+     .flags = KEY_INT64,
+     .min = 0,
+     .max = CACHE_TTL_LIMIT,
+     .default_value = "86400",
+     .default_doc = "86400, or `min_ttl` when that is larger",
+     .offset = offsetof(struct config_behavior, cache.default_ttl),
+     .doc = "Seconds a response is kept when it has no max-age, s-maxage or Expires; 0 stores only those that have one."},
+    {.pattern = "behaviors[].cache.max_ttl",
+     .type = SCHEMA_INTEGER,
+     .flags = KEY_INT64,
+     .min = 0,
+     .max = CACHE_TTL_LIMIT,
+     .default_value = "31536000",
+     .default_doc = "31536000, or `default_ttl` when `min_ttl` or `default_ttl` is larger",
+     .offset = offsetof(struct config_behavior, cache.max_ttl),
+     .doc = "Most seconds a response is kept, whatever its Cache-Control or Expires says. `min_ttl` <= `default_ttl` <= "
+            "`max_ttl`."},
+    {.pattern = "behaviors[].cache.error_ttl",
+     .type = SCHEMA_INTEGER,
+     .flags = KEY_INT64,
+     .min = 0,
+     .max = CACHE_TTL_LIMIT,
+     .default_value = "10",
+     .offset = offsetof(struct config_behavior, cache.error_ttl),
+     .doc = "Seconds an error response (404, 414, 500, 501, 502, 503, 504) is kept when it has no max-age or s-maxage."},
+    {.pattern = "behaviors[].cache.stale_while_revalidate",
+     .type = SCHEMA_INTEGER,
+     .flags = KEY_INT64,
+     .min = 0,
+     .max = CACHE_TTL_LIMIT,
+     .default_value = "0",
+     .offset = offsetof(struct config_behavior, cache.stale_while_revalidate),
+     .doc = "Seconds after expiry during which a stale object is served while one background request refreshes it (a "
+            "response's own directive wins); 0: off."},
+    {.pattern = "behaviors[].cache.stale_if_error",
+     .type = SCHEMA_INTEGER,
+     .flags = KEY_INT64,
+     .min = 0,
+     .max = CACHE_TTL_LIMIT,
+     .default_value = "0",
+     .offset = offsetof(struct config_behavior, cache.stale_if_error),
+     .doc = "Seconds after expiry during which a stale object is served when the origin fails or answers 5xx (a "
+            "response's own directive wins); 0: off."},
+    {.pattern = "behaviors[].cache.key",
+     .type = SCHEMA_OBJECT,
+     .default_doc = "host + path",
+     .doc = "What the cache key holds besides the viewer's Host and the URL path. The request sent to the origin is the same "
+            "whatever the key holds."},
+    {.pattern = "behaviors[].cache.key.query",
+     .type = SCHEMA_NAME_LIST,
+     .max = CACHE_KEY_NAMES_MAX,
+     .default_value = "none",
+     .set = set_query_names,
+     .offset = offsetof(struct config_behavior, cache.query),
+     .doc = "Query parameters in the key (sorted, as received): none, all, the listed names, or all but the listed names."},
+    {.pattern = "behaviors[].cache.key.headers",
+     .type = SCHEMA_NAME_ARRAY,
+     .max = CACHE_KEY_NAMES_MAX,
+     .default_doc = "`[]`",
+     .set = set_header_names,
+     .offset = offsetof(struct config_behavior, cache.headers),
+     .doc = "Request headers whose values are in the key (names are case-insensitive)."},
+    {.pattern = "behaviors[].cache.key.cookies",
+     .type = SCHEMA_NAME_LIST,
+     .max = CACHE_KEY_NAMES_MAX,
+     .default_value = "none",
+     .set = set_cookie_names,
+     .offset = offsetof(struct config_behavior, cache.cookies),
+     .doc = "Cookies in the key: none, all, the listed names, or all but the listed names."},
 
     {.pattern = "access_log",
      .type = SCHEMA_OBJECT,
@@ -173,7 +279,7 @@ const struct schema_key config_schema[] = {
      .type = SCHEMA_OBJECT,
      .finish = finish_admin,
      .default_doc = "none (no admin listener)",
-     .doc = "Admin listener (metrics, reload). Absent: no admin listener."},
+     .doc = "Admin listener (health, metrics, reload, purge). Absent: no admin listener."},
     {.pattern = "admin.address",
      .type = SCHEMA_STRING,
      .flags = KEY_REQUIRED,
@@ -220,6 +326,38 @@ const struct schema_key config_schema[] = {
      .default_value = "10000",
      .offset = offsetof(struct config, timeouts.drain_ms),
      .doc = "On SIGTERM, how long in-flight requests may take before the process exits."},
+
+    {.pattern = "cache",
+     .type = SCHEMA_OBJECT,
+     .finish = finish_cache,
+     .default_doc = "the defaults of its keys",
+     .doc = "The in-memory cache shared by all threads. It survives reloads; new sizes apply at the reload."},
+    {.pattern = "cache.memory_mb",
+     .type = SCHEMA_INTEGER,
+     .flags = KEY_INT64,
+     .min = 1,
+     .max = CACHE_MEMORY_MB_MAX,
+     .unit = MIB,
+     .default_value = "256",
+     .offset = offsetof(struct config, cache.memory_bytes),
+     .doc = "Memory for stored objects (heads and bodies), in MiB; objects are evicted to stay within it."},
+    {.pattern = "cache.max_object_mb",
+     .type = SCHEMA_INTEGER,
+     .flags = KEY_INT64,
+     .min = 1,
+     .max = CACHE_OBJECT_MB_MAX,
+     .unit = MIB,
+     .default_value = "64",
+     .default_doc = "64, or `memory_mb` when that is smaller",
+     .offset = offsetof(struct config, cache.max_object_bytes),
+     .doc = "Largest response stored, in MiB (at most `memory_mb`); bigger ones pass through uncached."},
+    {.pattern = "cache.eviction",
+     .type = SCHEMA_ENUM,
+     .values = cache_evictions,
+     .default_value = "sieve",
+     .set = set_enum_index,
+     .offset = offsetof(struct config, cache.eviction),
+     .doc = "Which object goes when memory is short: `sieve` (scan-resistant) or `lru` (least recently used)."},
 };
 
 const size_t config_schema_count = VERGE_ARRAY_SIZE(config_schema);
@@ -568,6 +706,162 @@ static void set_token_file(struct loader *L, const struct schema_key *key, const
     explicit_bzero(buf, sizeof buf);
 }
 
+/* An enum stored as the index of its value in key->values. */
+static void set_enum_index(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                           char *target)
+{
+    for (int i = 0; key->values[i] != NULL; i++)
+        if (strcmp(key->values[i], v->text.ptr) == 0) {
+            *FIELD(int, target, key) = i;
+            return;
+        }
+    VERGE_ASSERT(!"the walk accepted a value the enum does not have");
+}
+
+/* ---- cache-key name lists ---- */
+
+enum key_name_kind { KEY_NAME_QUERY, KEY_NAME_HEADER, KEY_NAME_COOKIE };
+
+static const char *const key_name_expected[] = {
+    [KEY_NAME_QUERY] = "a query parameter name (visible ASCII but '&', '=' and '#')",
+    [KEY_NAME_HEADER] = "a header name (letters, digits and !#$%&'*+-.^_`|~)",
+    [KEY_NAME_COOKIE] = "a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+};
+
+/* tchar (RFC 9110 §5.6.2): header names and cookie names (RFC 6265's token). */
+static bool is_token_char(unsigned char c)
+{
+    return c != '\0' && (config_is_name_char(c) || strchr("!#$%&'*+.^`|~", c) != NULL);
+}
+
+/* Names that could never match are refused here rather than silently never
+ * matching: query names are compared as received, so they cannot hold the
+ * separators. */
+static bool is_valid_key_name(enum key_name_kind kind, slice_t name)
+{
+    if (name.len == 0)
+        return false;
+    for (size_t i = 0; i < name.len; i++) {
+        unsigned char c = (unsigned char)name.ptr[i];
+        bool ok = kind == KEY_NAME_QUERY ? c > 0x20 && c < 0x7f && strchr("&=#", c) == NULL : is_token_char(c);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* Fills `list` (mode ONLY, or NONE when the array is empty; the caller may
+ * change the mode) from a JSON array of names at `path`. Header names are
+ * stored lowercase; duplicates are errors (case-insensitive for headers). */
+static void read_key_names(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *array,
+                           enum key_name_kind kind, struct cache_name_list *list)
+{
+    if ((long long)array->count > key->max) {
+        config_load_error(L, "%s: expected at most %lld names (CloudFront's limit), got %zu", path, key->max, array->count);
+        return;
+    }
+    struct arena *arena = &L->config->arena;
+    char **names = array->count > 0 ? arena_alloc(arena, array->count * sizeof *names) : NULL;
+    size_t count = 0, index = 0;
+    bool ok = true;
+    for (const struct json_value *item = array->first; item != NULL; item = item->next, index++) {
+        const char *item_path = arena_printf(&L->scratch, "%s[%zu]", path, index);
+        if (item->kind != JSON_STRING || memchr(item->text.ptr, '\0', item->text.len) != NULL ||
+            !is_valid_key_name(kind, item->text)) {
+            config_load_error(L, "%s: expected %s, got %s", item_path, key_name_expected[kind], config_describe_value(L, item));
+            ok = false;
+            continue;
+        }
+        char *name = arena_strndup(arena, item->text.ptr, item->text.len);
+        if (kind == KEY_NAME_HEADER)
+            for (char *c = name; *c != '\0'; c++)
+                *c = (char)tolower((unsigned char)*c);
+        for (size_t earlier = 0; earlier < count; earlier++)
+            if (strcmp(names[earlier], name) == 0) {
+                config_load_error(L, "%s: %s is listed twice", item_path, config_describe_value(L, item));
+                ok = false;
+                break;
+            }
+        names[count++] = name;
+    }
+    if (!ok)
+        return;
+    list->mode = count > 0 ? CACHE_LIST_ONLY : CACHE_LIST_NONE;
+    list->names = names;
+    list->count = count;
+}
+
+/* A member name as config.c's paths show it: plain names as they are, others quoted. */
+static const char *member_name_shown(struct loader *L, slice_t name)
+{
+    bool plain = name.len > 0 && name.len <= 80;
+    for (size_t i = 0; i < name.len && plain; i++)
+        plain = config_is_name_char((unsigned char)name.ptr[i]);
+    return plain ? arena_strndup(&L->scratch, name.ptr, name.len) : config_quote_text(L, name);
+}
+
+/* "none" | "all" | ["a", ...] | {"except": ["a", ...]} */
+static void set_name_list(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                          char *target, enum key_name_kind kind)
+{
+    struct cache_name_list *list = FIELD(struct cache_name_list, target, key);
+    if (v->kind == JSON_STRING && strcmp(v->text.ptr, "none") == 0 && v->text.len == 4) {
+        *list = (struct cache_name_list){.mode = CACHE_LIST_NONE};
+    } else if (v->kind == JSON_STRING && strcmp(v->text.ptr, "all") == 0 && v->text.len == 3) {
+        *list = (struct cache_name_list){.mode = CACHE_LIST_ALL};
+    } else if (v->kind == JSON_ARRAY) {
+        read_key_names(L, key, path, v, kind, list);
+    } else if (v->kind == JSON_OBJECT) {
+        const struct json_value *except = NULL;
+        for (const struct json_value *m = v->first; m != NULL; m = m->next) {
+            if (!slice_equal(m->key, SLICE_LITERAL("except")))
+                config_load_error(L, "%s.%s: unknown key (known: except)", path, member_name_shown(L, m->key));
+            else if (except != NULL)
+                config_load_error(L, "%s.except: duplicate key", path);
+            else
+                except = m;
+        }
+        if (except == NULL) {
+            config_load_error(L, "%s.except: required key is missing", path);
+            return;
+        }
+        const char *except_path = arena_printf(&L->scratch, "%s.except", path);
+        if (except->kind != JSON_ARRAY) {
+            config_load_error(L, "%s: expected an array of names, got %s", except_path, config_describe_value(L, except));
+            return;
+        }
+        read_key_names(L, key, except_path, except, kind, list);
+        if (list->mode == CACHE_LIST_ONLY)
+            list->mode = CACHE_LIST_EXCEPT;
+        else if (except->count == 0)
+            list->mode = CACHE_LIST_ALL; /* all but nothing */
+    } else {
+        config_error_expected(L, key, path, v);
+    }
+}
+
+static void set_query_names(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                            char *target)
+{
+    set_name_list(L, key, path, v, target, KEY_NAME_QUERY);
+}
+
+static void set_cookie_names(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                             char *target)
+{
+    set_name_list(L, key, path, v, target, KEY_NAME_COOKIE);
+}
+
+static void set_header_names(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                             char *target)
+{
+    if (v->kind != JSON_ARRAY) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    read_key_names(L, key, path, v, KEY_NAME_HEADER, FIELD(struct cache_name_list, target, key));
+}
+
 /* ---- finishers: rules across keys ------------------------------------------------------ */
 
 static void finish_listen(struct loader *L, const char *path, const struct json_value *v, char *target)
@@ -624,6 +918,65 @@ static void finish_admin(struct loader *L, const char *path, const struct json_v
                               config_quote_text(L, slice_from_cstr(address->text)), i);
 }
 
+/* True when `object` has member `name` and it is an integer within the
+ * key's range, i.e. the walk stored it. Cross-key checks skip members that
+ * were already reported, so one mistake makes one message. */
+static bool member_was_stored(const struct json_value *object, const char *name, long long min, long long max)
+{
+    const struct json_value *m = config_json_member(object, name);
+    if (m == NULL || m->kind != JSON_NUMBER || m->text.len == 0 || m->text.len > 19)
+        return false;
+    for (size_t i = 0; i < m->text.len; i++)
+        if (m->text.ptr[i] < '0' || m->text.ptr[i] > '9')
+            return false;
+    long long n = strtoll(m->text.ptr, NULL, 10);
+    return n >= min && n <= max;
+}
+
+/* CloudFront's TTL defaulting, then min_ttl <= default_ttl <= max_ttl. */
+static void finish_behavior_cache(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    struct cache_settings *cache = &((struct config_behavior *)target)->cache;
+    cache->enabled = true;
+    static const char *const ttl_names[] = {"min_ttl", "default_ttl", "max_ttl"};
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(ttl_names); i++)
+        if (config_json_member(v, ttl_names[i]) != NULL && !member_was_stored(v, ttl_names[i], 0, CACHE_TTL_LIMIT))
+            return; /* already reported */
+    bool has_default = config_json_member(v, "default_ttl") != NULL, has_max = config_json_member(v, "max_ttl") != NULL;
+    if (!has_default && cache->min_ttl > CACHE_DEFAULT_TTL)
+        cache->default_ttl = cache->min_ttl;
+    if (!has_max && (cache->min_ttl > CACHE_MAX_TTL || cache->default_ttl > CACHE_MAX_TTL))
+        cache->max_ttl = cache->default_ttl;
+
+    long long min = cache->min_ttl, default_ttl = cache->default_ttl, max = cache->max_ttl;
+    if (default_ttl < min) /* only when default_ttl is written */
+        config_load_error(L, "%s.default_ttl: expected at least min_ttl (%lld), got %lld", path, min, default_ttl);
+    else if (max < min) /* from here on only when max_ttl is written */
+        config_load_error(L, "%s.max_ttl: expected at least min_ttl (%lld), got %lld", path, min, max);
+    else if (max < default_ttl && has_default)
+        config_load_error(L, "%s.max_ttl: expected at least default_ttl (%lld), got %lld", path, default_ttl, max);
+    else if (max < default_ttl)
+        config_load_error(L, "%s.max_ttl: expected at least default_ttl (%lld when not set; set default_ttl too), got %lld", path,
+                          default_ttl, max);
+}
+
+/* An absent max_object_mb follows a smaller memory_mb; a written one must fit. */
+static void finish_cache(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    struct config *config = (struct config *)target;
+    if (config_json_member(v, "memory_mb") != NULL && !member_was_stored(v, "memory_mb", 1, CACHE_MEMORY_MB_MAX))
+        return;
+    if (config_json_member(v, "max_object_mb") == NULL) {
+        if (config->cache.max_object_bytes > config->cache.memory_bytes)
+            config->cache.max_object_bytes = config->cache.memory_bytes;
+    } else if (member_was_stored(v, "max_object_mb", 1, CACHE_OBJECT_MB_MAX) &&
+               config->cache.max_object_bytes > config->cache.memory_bytes) {
+        config_load_error(L, "%s.max_object_mb: expected at most memory_mb (%llu), got %llu", path,
+                          (unsigned long long)(config->cache.memory_bytes / MIB),
+                          (unsigned long long)(config->cache.max_object_bytes / MIB));
+    }
+}
+
 /* ---- reference --------------------------------------------------------------------------------- */
 
 static void append_cell(struct bytebuf *out, const char *text)
@@ -640,9 +993,15 @@ static void append_cell(struct bytebuf *out, const char *text)
 void config_write_reference(struct bytebuf *out)
 {
     static const char *const type_names[] = {
-        [SCHEMA_OBJECT] = "object",    [SCHEMA_ARRAY] = "array of objects", [SCHEMA_MAP] = "object of objects",
-        [SCHEMA_STRING] = "string",    [SCHEMA_INTEGER] = "integer",        [SCHEMA_BOOLEAN] = "boolean",
+        [SCHEMA_OBJECT] = "object",
+        [SCHEMA_ARRAY] = "array of objects",
+        [SCHEMA_MAP] = "object of objects",
+        [SCHEMA_STRING] = "string",
+        [SCHEMA_INTEGER] = "integer",
+        [SCHEMA_BOOLEAN] = "boolean",
         [SCHEMA_ENUM] = "string enum",
+        [SCHEMA_NAME_LIST] = "`\"none\"`, `\"all\"`, array of names or `{\"except\": [names]}`",
+        [SCHEMA_NAME_ARRAY] = "array of names",
     };
     bytebuf_appendf(out, "| key | type | default | range / values | description |\n");
     bytebuf_appendf(out, "| --- | --- | --- | --- | --- |\n");
@@ -674,6 +1033,8 @@ void config_write_reference(struct bytebuf *out)
             snprintf(cell, sizeof cell, "%lld to %lld", key->min, key->max);
         } else if (key->type == SCHEMA_ARRAY || key->type == SCHEMA_MAP) {
             snprintf(cell, sizeof cell, "%lld to %lld entries", key->min, key->max);
+        } else if (key->type == SCHEMA_NAME_LIST || key->type == SCHEMA_NAME_ARRAY) {
+            snprintf(cell, sizeof cell, "at most %lld names", key->max);
         } else if (key->type == SCHEMA_ENUM) {
             size_t used = 0;
             for (size_t v = 0; key->values[v] != NULL && used < sizeof cell; v++)

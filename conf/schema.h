@@ -47,11 +47,24 @@ bool config_is_name_char(unsigned char c);
 
 /* ---- the key table ---- */
 
-enum schema_type { SCHEMA_OBJECT, SCHEMA_ARRAY, SCHEMA_MAP, SCHEMA_STRING, SCHEMA_INTEGER, SCHEMA_BOOLEAN, SCHEMA_ENUM };
+enum schema_type {
+    SCHEMA_OBJECT,
+    SCHEMA_ARRAY, /* of objects */
+    SCHEMA_MAP,
+    SCHEMA_STRING,
+    SCHEMA_INTEGER,
+    SCHEMA_BOOLEAN,
+    SCHEMA_ENUM,
+    /* Cache-key selections. The walk checks nothing and hands the raw value to
+     * the key's setter, which parses and reports. */
+    SCHEMA_NAME_LIST,  /* "none" | "all" | ["a", ...] | {"except": ["a", ...]}; max: names per list */
+    SCHEMA_NAME_ARRAY, /* ["a", ...] only; max: names per list */
+};
 
 enum {
     KEY_REQUIRED = 1 << 0,
     KEY_FALSE_DISABLES = 1 << 1, /* an object that may be written as `false` to turn the feature off */
+    KEY_INT64 = 1 << 2,          /* an integer stored as int64_t (or uint64_t) instead of int */
 };
 
 struct schema_key;
@@ -67,6 +80,7 @@ struct schema_key {
     enum schema_type type;
     unsigned flags;
     long long min, max;            /* integers: the value; arrays and maps: the number of entries */
+    long long unit;                /* integers: stored multiplied by this (MiB keys store bytes); 0 means 1 */
     const char *const *values;     /* enums, NULL-terminated */
     const char *default_value;     /* as JSON text without quotes: "1000", "-" */
     int (*default_function)(void); /* a default computed at load time */
@@ -74,7 +88,7 @@ struct schema_key {
     const char *expected;          /* strings: what is accepted, for messages and the reference */
     const char *doc;               /* one line, for the reference */
     size_t offset;                 /* scalars: where the value is stored in target; arrays/maps: the element pointer */
-    schema_setter set;             /* strings that need more than storing; replaces the plain store */
+    schema_setter set;             /* strings and enums that need more than storing (replaces the plain store); name lists */
     schema_finisher finish;        /* objects and arrays: cross-key checks once the members are walked */
     size_t element_size;           /* arrays and maps of objects: the element struct, */
     size_t count_offset;           /* where the entry count goes (a size_t in target), */

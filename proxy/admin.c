@@ -1,5 +1,5 @@
 /* admin.c — the admin listener: a small HTTP/1.1 server on the main thread's
- * libev loop for GET /healthz, GET /metrics and POST /reload.
+ * libev loop for GET /healthz, GET /metrics, POST /reload and POST /purge.
  *
  * A connection reads into `input`, parses a head with http1_parse_request,
  * reads a Content-Length body (up to ADMIN_MAX_BODY) behind it, and hands the
@@ -21,6 +21,10 @@
  *  - Every connection has an idle timer; ADMIN_IDLE_TIMEOUT_S without bytes
  *    moving closes it.
  *
+ * POST /purge reads a small JSON body with yajl's tree parser, validates all
+ * of it first (so a bad entry purges nothing), then calls the store's purge
+ * functions synchronously (they take the store's own locks).
+ *
  * Locking: none. Everything here runs on the main thread's loop, including
  * server_reload and admin_listener_update/stop.
  */
@@ -34,7 +38,9 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <yajl/yajl_tree.h>
 
+#include "../cache/store.h"
 #include "access_log.h"
 #include "http1.h"
 #include "metrics.h"
@@ -156,6 +162,260 @@ static void handle_reload(const struct http1_request *request, slice_t body, str
     config_errors_free(&errors);
 }
 
+/* ---- purge --------------------------------------------------------------- */
+
+#define PURGE_PATH_MAX 4000     /* characters in one path, as CloudFront allows */
+#define PURGE_JSON_MAX_DEPTH 16 /* the body needs 2; yajl_tree_free recurses, so deep input is refused first */
+#define PURGE_SHOWN_MAX 80      /* bytes of user text quoted back in an error */
+#define PURGE_USAGE "{\"paths\": [\"/a\", \"/img/*\"]}, {\"tags\": [\"t\"]} or {\"all\": true}"
+
+static void response_set_json_error(struct admin_response *response, const char *message)
+{
+    response->status = 400;
+    response->content_type = "application/json";
+    response->body.len = 0;
+    bytebuf_append(&response->body, "{\"error\":", 9);
+    access_log_append_json_string(&response->body, slice_from_cstr(message));
+    bytebuf_append(&response->body, "}\n", 2);
+}
+
+/* Scans the body as JSON text for what yajl_tree cannot be trusted with:
+ * nesting deeper than `max_depth` (its free recurses) and a \u0000 escape
+ * (its strings are C strings, so one would silently cut a path short).
+ * Returns NULL when neither occurs, else the reason. */
+static const char *purge_body_refusal(slice_t body, int max_depth)
+{
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < body.len; i++) {
+        char c = body.ptr[i];
+        if (c == '\0')
+            return "invalid JSON: a NUL byte";
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+                if (c == 'u' && i + 4 < body.len && memcmp(body.ptr + i + 1, "0000", 4) == 0)
+                    return "strings must not contain \\u0000";
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth)
+                return "invalid JSON: nested too deeply";
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return NULL;
+}
+
+/* User text quoted and shortened for a message (never cutting a UTF-8
+ * sequence; yajl has checked the encoding). The message is JSON-escaped when
+ * it is sent. */
+static void quote_user_text(const char *text, char *out, size_t out_size)
+{
+    size_t len = strlen(text), shown = len;
+    if (shown > PURGE_SHOWN_MAX) {
+        shown = PURGE_SHOWN_MAX;
+        while (shown > 0 && ((unsigned char)text[shown] & 0xc0) == 0x80)
+            shown--;
+    }
+    snprintf(out, out_size, "\"%.*s%s\"", (int)shown, text, shown < len ? "..." : "");
+}
+
+/* A value described for "got ...". */
+static void describe_json_value(yajl_val value, char *out, size_t out_size)
+{
+    if (YAJL_IS_STRING(value)) {
+        quote_user_text(YAJL_GET_STRING(value), out, out_size);
+    } else {
+        snprintf(out, out_size, "%s",
+                 YAJL_IS_NUMBER(value)   ? "a number"
+                 : YAJL_IS_OBJECT(value) ? "an object"
+                 : YAJL_IS_ARRAY(value)  ? "an array"
+                 : YAJL_IS_TRUE(value)   ? "true"
+                 : YAJL_IS_FALSE(value)  ? "false"
+                                         : "null");
+    }
+}
+
+/* CloudFront invalidation paths: start with '/', '*' only as the last
+ * character, no query string (every query string of a path goes anyway).
+ * Writes the reason into `error` and returns false when invalid. */
+static bool purge_path_is_valid(yajl_val value, size_t index, char *error, size_t error_size)
+{
+    char shown[PURGE_SHOWN_MAX + 16];
+    describe_json_value(value, shown, sizeof shown);
+    if (!YAJL_IS_STRING(value)) {
+        snprintf(error, error_size, "paths[%zu]: expected a string, got %s", index, shown);
+        return false;
+    }
+    const char *path = YAJL_GET_STRING(value);
+    size_t len = strlen(path);
+    const char *star = strchr(path, '*');
+    if (path[0] != '/')
+        snprintf(error, error_size, "paths[%zu]: expected a path starting with '/', got %s", index, shown);
+    else if (len > PURGE_PATH_MAX)
+        snprintf(error, error_size, "paths[%zu]: expected at most %d characters, got %zu", index, PURGE_PATH_MAX, len);
+    else if (star != NULL && star != path + len - 1)
+        snprintf(error, error_size, "paths[%zu]: '*' is only allowed as the last character, got %s", index, shown);
+    else if (strpbrk(path, "?#") != NULL)
+        snprintf(error, error_size,
+                 "paths[%zu]: expected a path without '?' or '#' (every query string of a path is purged), got %s", index, shown);
+    else {
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)path[i] <= 0x20 || path[i] == 0x7f) {
+                snprintf(error, error_size,
+                         "paths[%zu]: expected no spaces or control characters (percent-encode them as in the URL), got %s", index,
+                         shown);
+                return false;
+            }
+        return true;
+    }
+    return false;
+}
+
+/* Tags come from Surrogate-Key / Cache-Tag, where spaces and commas separate
+ * them: a tag holding one could never match. */
+static bool purge_tag_is_valid(yajl_val value, size_t index, char *error, size_t error_size)
+{
+    char shown[PURGE_SHOWN_MAX + 16];
+    describe_json_value(value, shown, sizeof shown);
+    if (!YAJL_IS_STRING(value) || YAJL_GET_STRING(value)[0] == '\0') {
+        snprintf(error, error_size, "tags[%zu]: expected a non-empty string, got %s", index, shown);
+        return false;
+    }
+    for (const char *c = YAJL_GET_STRING(value); *c != '\0'; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f || *c == ' ' || *c == ',') {
+            snprintf(error, error_size,
+                     "tags[%zu]: expected a tag without spaces, commas or control characters (they separate tags in "
+                     "Surrogate-Key and Cache-Tag), got %s",
+                     index, shown);
+            return false;
+        }
+    return true;
+}
+
+struct purge_request {
+    yajl_val paths, tags; /* arrays, or NULL */
+    bool all;
+};
+
+/* Checks the whole document; returns false with the message in `error`. */
+static bool purge_request_read(yajl_val root, struct purge_request *out, char *error, size_t error_size)
+{
+    *out = (struct purge_request){0};
+    if (!YAJL_IS_OBJECT(root)) {
+        snprintf(error, error_size, "expected a JSON object: %s", PURGE_USAGE);
+        return false;
+    }
+    size_t count = root->u.object.len;
+    if (count == 0) {
+        snprintf(error, error_size, "nothing to purge: expected %s", PURGE_USAGE);
+        return false;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const char *key = root->u.object.keys[i];
+        yajl_val value = root->u.object.values[i];
+        char shown[PURGE_SHOWN_MAX + 16], key_shown[PURGE_SHOWN_MAX + 16];
+        describe_json_value(value, shown, sizeof shown);
+        quote_user_text(key, key_shown, sizeof key_shown);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(root->u.object.keys[j], key) == 0) {
+                snprintf(error, error_size, "duplicate key %s", key_shown);
+                return false;
+            }
+        if (strcmp(key, "paths") == 0 || strcmp(key, "tags") == 0) {
+            bool is_paths = key[0] == 'p';
+            if (!YAJL_IS_ARRAY(value)) {
+                snprintf(error, error_size, "%s: expected an array of strings, got %s", key, shown);
+                return false;
+            }
+            for (size_t n = 0; n < value->u.array.len; n++) {
+                bool ok = is_paths ? purge_path_is_valid(value->u.array.values[n], n, error, error_size)
+                                   : purge_tag_is_valid(value->u.array.values[n], n, error, error_size);
+                if (!ok)
+                    return false;
+            }
+            *(is_paths ? &out->paths : &out->tags) = value;
+        } else if (strcmp(key, "all") == 0) {
+            if (!YAJL_IS_TRUE(value) && !YAJL_IS_FALSE(value)) {
+                snprintf(error, error_size, "all: expected true or false, got %s", shown);
+                return false;
+            }
+            out->all = YAJL_IS_TRUE(value);
+        } else {
+            snprintf(error, error_size, "unknown key %s (known: paths, tags, all)", key_shown);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* POST /purge: {"paths": [...]}, {"tags": [...]}, {"all": true}, or several
+ * of them; answers {"purged": N}, the sum of what each removed. */
+static void handle_purge(const struct http1_request *request, slice_t body, struct admin_response *response)
+{
+    char error[512];
+    if (body.len == 0) {
+        snprintf(error, sizeof error, "expected a JSON body: %s", PURGE_USAGE);
+        response_set_json_error(response, error);
+        return;
+    }
+    const char *refusal = purge_body_refusal(body, PURGE_JSON_MAX_DEPTH);
+    if (refusal != NULL) {
+        response_set_json_error(response, refusal);
+        return;
+    }
+    char *text = malloc(body.len + 1);
+    VERGE_ASSERT(text != NULL);
+    memcpy(text, body.ptr, body.len);
+    text[body.len] = '\0';
+    char parse_error[256] = "";
+    yajl_val root = yajl_tree_parse(text, parse_error, sizeof parse_error);
+    free(text);
+    if (root == NULL) {
+        parse_error[strcspn(parse_error, "\n")] = '\0'; /* yajl adds a multi-line pointer to the spot */
+        size_t n = strlen(parse_error);
+        while (n > 0 && (parse_error[n - 1] == ' ' || parse_error[n - 1] == '.'))
+            parse_error[--n] = '\0';
+        snprintf(error, sizeof error, "invalid JSON: %s", parse_error[0] != '\0' ? parse_error : "syntax error");
+        response_set_json_error(response, error);
+        return;
+    }
+    struct purge_request purge;
+    if (!purge_request_read(root, &purge, error, sizeof error)) {
+        yajl_tree_free(root);
+        response_set_json_error(response, error);
+        return;
+    }
+
+    size_t purged = 0, path_count = 0, tag_count = 0;
+    if (purge.paths != NULL) {
+        path_count = purge.paths->u.array.len;
+        for (size_t i = 0; i < path_count; i++)
+            purged += cache_purge_path(slice_from_cstr(YAJL_GET_STRING(purge.paths->u.array.values[i])));
+    }
+    if (purge.tags != NULL) {
+        tag_count = purge.tags->u.array.len;
+        for (size_t i = 0; i < tag_count; i++)
+            purged += cache_purge_tag(slice_from_cstr(YAJL_GET_STRING(purge.tags->u.array.values[i])));
+    }
+    if (purge.all)
+        purged += cache_purge_all();
+    yajl_tree_free(root);
+
+    atomic_fetch_add_explicit(&metrics.cache_purged, purged, memory_order_relaxed);
+    log_info("admin: purged %zu objects (%zu paths, %zu tags%s)", purged, path_count, tag_count, purge.all ? ", all" : "");
+    response->status = 200;
+    response->content_type = "application/json";
+    bytebuf_appendf(&response->body, "{\"purged\":%zu}\n", purged);
+}
+
 static const struct admin_route {
     const char *path;
     const char *method; /* a GET route also answers HEAD */
@@ -164,6 +424,7 @@ static const struct admin_route {
     {"/healthz", "GET", handle_healthz},
     {"/metrics", "GET", handle_metrics},
     {"/reload", "POST", handle_reload},
+    {"/purge", "POST", handle_purge},
 };
 
 /* "Authorization: Bearer <token>", exactly one such header, token compared in

@@ -1,6 +1,6 @@
-/* admin.h — the admin listener: GET /healthz, GET /metrics, POST /reload
- * (and later POST /purge), on its own address, served by the main thread's
- * event loop.
+/* admin.h — the admin listener: GET /healthz, GET /metrics, POST /reload and
+ * POST /purge (cache invalidation), on its own address, served by the main
+ * thread's event loop.
  *
  * Without admin.token_file the config only allows a loopback address (checked
  * by conf/); with it, every call needs "Authorization: Bearer <token>"

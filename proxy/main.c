@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../cache/store.h"
 #include "access_log.h"
 #include "admin.h"
 #include "server.h"
@@ -121,6 +122,9 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
     char error[256];
     if (access_log_configure(config->access_log.path, error, sizeof error) != 0)
         log_error("config reload: access log: %s (keeping the previous destination)", error);
+    /* The cache survives: only its limits follow the new generation. */
+    cache_store_configure(config->cache.memory_bytes, config->cache.max_object_bytes,
+                          config->cache.eviction == 1 ? CACHE_EVICTION_LRU : CACHE_EVICTION_SIEVE);
     struct generation *fresh = generation_create(config, current + 1);
     pthread_mutex_lock(&server.generation_lock);
     struct generation *previous = server.generation;
@@ -209,6 +213,7 @@ static int loop_thread_setup(struct loop_thread *thread, unsigned index, const s
     ev_async_init(&thread->wakeup, loop_thread_on_wakeup);
     thread->wakeup.data = thread;
     ev_async_start(thread->loop, &thread->wakeup);
+    request_cache_thread_init(thread);
     thread->listener_count = config->listen_count;
     thread->listeners = calloc(config->listen_count, sizeof *thread->listeners);
     VERGE_ASSERT(thread->listeners != NULL);
@@ -316,6 +321,8 @@ static int command_serve(const char *path)
         return 1;
     }
 
+    cache_store_configure(config->cache.memory_bytes, config->cache.max_object_bytes,
+                          config->cache.eviction == 1 ? CACHE_EVICTION_LRU : CACHE_EVICTION_SIEVE);
     main_loop = EV_DEFAULT;
     server.thread_count = (size_t)config->threads;
     server.threads = calloc(server.thread_count, sizeof *server.threads);

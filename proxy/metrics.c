@@ -11,6 +11,8 @@
  *  - Histogram buckets are stored non-cumulatively (one increment per
  *    observation); rendering sums them and clamps the +Inf bucket to at least
  *    the last finite one so a racing scrape still looks monotonic.
+ *  - The cache's object count, bytes and evictions are not kept here: they are
+ *    read from the store's own counters (cache_stats, cache/store.h).
  *
  * Locking: registry_lock serialises registration (lookup + append). A slot is
  * filled completely before registry_count is bumped with release order, and
@@ -21,6 +23,8 @@
 
 #include <pthread.h>
 #include <stdio.h>
+
+#include "../cache/store.h"
 
 #define METRICS_MAX_ORIGINS 1024
 
@@ -172,6 +176,34 @@ static void render_origins(struct bytebuf *out, const struct origin_metrics *con
     }
 }
 
+static void render_counter(struct bytebuf *out, const char *name, const char *help, unsigned long long value)
+{
+    append_header(out, name, "counter", help);
+    bytebuf_appendf(out, "%s %llu\n", name, value);
+}
+
+static void render_cache(struct bytebuf *out)
+{
+    render_counter(out, "verge_cache_hits_total",
+                   "Requests served from a stored object (collapsed waits and stale serves included).", load(&metrics.cache_hits));
+    render_counter(out, "verge_cache_misses_total", "Cacheable requests that went to the origin.", load(&metrics.cache_misses));
+    render_counter(out, "verge_cache_refresh_hits_total", "Stale objects revalidated by the origin with a 304.",
+                   load(&metrics.cache_refresh_hits));
+    append_header(out, "verge_cache_stale_served_total", "counter", "Stale objects served, by reason.");
+    bytebuf_appendf(out, "verge_cache_stale_served_total{reason=\"while_revalidate\"} %llu\n",
+                    load(&metrics.cache_stale_while_revalidate));
+    bytebuf_appendf(out, "verge_cache_stale_served_total{reason=\"if_error\"} %llu\n", load(&metrics.cache_stale_if_error));
+    render_counter(out, "verge_cache_collapsed_total",
+                   "Requests that waited on another request's origin fetch instead of making one.", load(&metrics.cache_collapsed));
+    render_counter(out, "verge_cache_evictions_total", "Objects evicted to stay within cache.memory_mb.",
+                   load(&cache_stats.evictions));
+    append_header(out, "verge_cache_objects", "gauge", "Objects in the cache.");
+    bytebuf_appendf(out, "verge_cache_objects %llu\n", load(&cache_stats.objects));
+    append_header(out, "verge_cache_bytes", "gauge", "Bytes held by cached objects (heads and bodies).");
+    bytebuf_appendf(out, "verge_cache_bytes %llu\n", load(&cache_stats.bytes));
+    render_counter(out, "verge_cache_purged_total", "Objects removed by POST /purge.", load(&metrics.cache_purged));
+}
+
 void metrics_render(struct bytebuf *out)
 {
     append_header(out, "verge_requests_total", "counter", "Viewer requests answered, by status class.");
@@ -199,4 +231,5 @@ void metrics_render(struct bytebuf *out)
     append_header(out, "verge_access_log_dropped_total", "counter",
                   "Access log lines dropped because the writer could not keep up.");
     bytebuf_appendf(out, "verge_access_log_dropped_total %llu\n", load(&metrics.access_log_dropped));
+    render_cache(out);
 }

@@ -41,6 +41,16 @@ struct metrics {
     atomic_ullong reloads_ok;
     atomic_ullong reloads_failed;
     atomic_ullong access_log_dropped; /* lines the access log writer could not keep up with */
+
+    /* The cache (bumped by the request path; objects, bytes and evictions come
+     * from cache_stats in cache/store.h). */
+    atomic_ullong cache_hits;                   /* served from a stored object (incl. collapsed waiters, stale serves) */
+    atomic_ullong cache_misses;                 /* went to the origin for a cacheable request */
+    atomic_ullong cache_refresh_hits;           /* a stale object revalidated by a 304 */
+    atomic_ullong cache_stale_while_revalidate; /* stale served while one background refresh runs */
+    atomic_ullong cache_stale_if_error;         /* stale served because the origin failed */
+    atomic_ullong cache_collapsed;              /* requests that waited on another request's fetch */
+    atomic_ullong cache_purged;                 /* objects removed by POST /purge */
 };
 
 extern struct metrics metrics;

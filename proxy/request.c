@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "access_log.h"
+#include "http_conditional.h"
 #include "request.h"
 #include "static_origin.h"
 
@@ -40,6 +41,7 @@ static const char *const step_names[] = {
 
 static void request_run(struct request *request);
 static void pump_request_body(struct request *request);
+static void pump_cache(struct request *request);
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -186,6 +188,7 @@ void request_start(struct viewer_connection *viewer, const struct http1_request 
     request->target = rebase(head->target, from, len, to);
     request->path = rebase(head->path, from, len, to);
     request->query = rebase(head->query, from, len, to);
+    request->authority = rebase(head->authority, from, len, to);
     request->version_minor = head->version_minor;
     request->headers = copy_headers(&request->arena, head->headers, head->header_count, from, len, to);
     request->header_count = head->header_count;
@@ -233,6 +236,24 @@ void request_finish(struct request *request)
         close(request->file_fd);
         request->file_fd = -1;
     }
+    cache_wakeup_cancel(request);
+    if (request->cache_fill != NULL) {
+        /* The leader ends before its fill did: readers must not wait forever. */
+        if (request->cache_result == CACHE_RESULT_MISS_STORED)
+            cache_object_finish(request->cache_fill, false);
+        else
+            cache_object_abandon(request->cache_fill, 0, (int64_t)time(NULL));
+        cache_object_unref(request->cache_fill);
+        request->cache_fill = NULL;
+    }
+    if (request->cache_object != NULL) {
+        cache_object_unref(request->cache_object);
+        request->cache_object = NULL;
+    }
+    if (request->cache_stale != NULL) {
+        cache_object_unref(request->cache_stale);
+        request->cache_stale = NULL;
+    }
     if (request->status > 0)
         metrics_count_request(request->status);
     struct access_log_entry entry = {
@@ -275,9 +296,175 @@ static enum step_result step_viewer_request(struct request *request)
     return RUN_NEXT;
 }
 
+static bool method_uses_cache(slice_t method)
+{
+    return slice_equal(method, SLICE_LITERAL("GET")) || slice_equal(method, SLICE_LITERAL("HEAD"));
+}
+
+/* Serves the response from `object` (the request takes over the reference):
+ * its status and headers, and its body through pump_cache. Viewer
+ * conditionals and ranges are answered here for complete 200 objects. */
+static void serve_from_cache(struct request *request, struct cache_object *object, enum cache_result result, int64_t age)
+{
+    struct cache_object_view view;
+    cache_object_view(object, &view);
+    cache_object_touch(object);
+    request->cache_object = object;
+    request->cache_result = result;
+    request->cache_age = age;
+    request->status = view.status;
+    request->reason = (slice_t){NULL, 0};
+    request->response_headers = (struct http_header *)view.headers;
+    request->response_header_count = view.header_count;
+    request->body_source = RESPONSE_BODY_CACHE;
+    request->cache_read_offset = 0;
+    request->cache_read_end = view.state == CACHE_OBJECT_COMPLETE ? view.body_available
+                              : view.content_length >= 0          ? (uint64_t)view.content_length
+                                                                  : UINT64_MAX;
+    if (view.state == CACHE_OBJECT_COMPLETE && view.status == 200) {
+        slice_t last_modified = find_header(view.headers, view.header_count, HTTP_TOKEN_LAST_MODIFIED);
+        int64_t last_modified_time = -1;
+        if (last_modified.len > 0 && !time_parse_http_date(last_modified, &last_modified_time))
+            last_modified_time = -1;
+        struct http_conditional_input input = {
+            .method = request->method,
+            .if_match = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_MATCH),
+            .if_unmodified_since = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_UNMODIFIED_SINCE),
+            .if_none_match = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_NONE_MATCH),
+            .if_modified_since = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_MODIFIED_SINCE),
+            .range = find_header(request->headers, request->header_count, HTTP_TOKEN_RANGE),
+            .if_range = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_RANGE),
+            .etag = find_header(view.headers, view.header_count, HTTP_TOKEN_ETAG),
+            .last_modified = last_modified_time,
+            .size = view.body_available,
+        };
+        struct http_conditional_result answer;
+        http_evaluate_conditionals(&input, &answer);
+        request->status = answer.status;
+        if (answer.status == 206) {
+            request->cache_read_offset = answer.offset;
+            request->cache_read_end = answer.offset + answer.length;
+        } else if (answer.status != 200) {
+            request->cache_read_end = 0; /* 304, 412, 416: no body */
+        }
+        if (answer.content_range[0] != '\0') {
+            /* The stored header array is shared: give this response its own copy. */
+            struct http_header *headers = arena_alloc(&request->arena, sizeof *headers * (view.header_count + 1));
+            memcpy(headers, view.headers, sizeof *headers * view.header_count);
+            request->response_headers = headers;
+            response_add_header(request, "Content-Range", answer.content_range);
+        }
+    }
+    switch (result) {
+    case CACHE_RESULT_STALE_WHILE_REVALIDATE:
+        atomic_fetch_add_explicit(&metrics.cache_stale_while_revalidate, 1, memory_order_relaxed);
+        break;
+    case CACHE_RESULT_STALE_IF_ERROR:
+        atomic_fetch_add_explicit(&metrics.cache_stale_if_error, 1, memory_order_relaxed);
+        break;
+    case CACHE_RESULT_REFRESH_HIT:
+        atomic_fetch_add_explicit(&metrics.cache_refresh_hits, 1, memory_order_relaxed);
+        break;
+    default:
+        atomic_fetch_add_explicit(&metrics.cache_hits, 1, memory_order_relaxed);
+        break;
+    }
+    request->step = STEP_VIEWER_RESPONSE;
+}
+
+static void build_origin_request_head(struct request *request, struct bytebuf *out, const struct cache_object_view *revalidate);
+
+static bool has_validators(const struct cache_object_view *view)
+{
+    return find_header(view->headers, view->header_count, HTTP_TOKEN_ETAG).len > 0 ||
+           find_header(view->headers, view->header_count, HTTP_TOKEN_LAST_MODIFIED).len > 0;
+}
+
 static enum step_result step_lookup(struct request *request)
 {
-    /* The cache lookup runs here (cache issue); everything is a miss now. */
+    const struct cache_settings *settings = &request->behavior->cache;
+    if (!settings->enabled || !method_uses_cache(request->method)) {
+        request->cache_result = CACHE_RESULT_BYPASS;
+        request->step = STEP_ORIGIN_REQUEST;
+        return RUN_NEXT;
+    }
+    request->cache_settings = settings;
+    struct cache_object *object = NULL;
+    enum cache_lookup_outcome outcome = request_cache_lookup(request, &object);
+    int64_t now = (int64_t)time(NULL);
+    switch (outcome) {
+    case CACHE_LOOKUP_PASS:
+        request->cache_result = CACHE_RESULT_BYPASS;
+        request->cache_settings = NULL;
+        request->step = STEP_ORIGIN_REQUEST;
+        return RUN_NEXT;
+    case CACHE_LOOKUP_BUSY:
+        /* Another request is fetching this key: wait for its head, then look
+         * again (request_on_cache_event). */
+        if (!request->cache_collapsed) {
+            request->cache_collapsed = true;
+            atomic_fetch_add_explicit(&metrics.cache_collapsed, 1, memory_order_relaxed);
+        }
+        cache_wakeup_wait(request, object);
+        cache_object_unref(object);
+        return RUN_SUSPEND;
+    case CACHE_LOOKUP_LEADER:
+        if (request->is_head) {
+            /* A HEAD answer has no body to store: let a GET fill the key. */
+            cache_object_abandon(object, 0, now);
+            cache_object_unref(object);
+            request->cache_result = CACHE_RESULT_BYPASS;
+            request->cache_settings = NULL;
+        } else {
+            request->cache_fill = object;
+            request->cache_result = CACHE_RESULT_MISS;
+            atomic_fetch_add_explicit(&metrics.cache_misses, 1, memory_order_relaxed);
+        }
+        request->step = STEP_ORIGIN_REQUEST;
+        return RUN_NEXT;
+    case CACHE_LOOKUP_HIT:
+        break;
+    }
+    struct cache_object_view view;
+    cache_object_view(object, &view);
+    int64_t age = cache_current_age(view.initial_age, view.response_time, now);
+    enum cache_freshness freshness =
+        view.state == CACHE_OBJECT_COMPLETE ? cache_freshness_of(age, view.ttl, view.stale_while_revalidate) : CACHE_FRESH;
+    if (freshness == CACHE_FRESH) {
+        serve_from_cache(request, object, CACHE_RESULT_HIT, age);
+        return RUN_NEXT;
+    }
+    struct cache_object *busy = NULL;
+    struct cache_object *fill = cache_insert_leader(request->cache_hash, request->cache_key, &busy);
+    if (freshness == CACHE_STALE_WHILE_REVALIDATE) {
+        if (fill != NULL) {
+            struct bytebuf head = {0};
+            build_origin_request_head(request, &head, &view);
+            request_cache_refresh_in_background(request, object, fill, &head);
+            bytebuf_free(&head);
+        } else if (busy != NULL) {
+            cache_object_unref(busy); /* a refresh is already running */
+        }
+        serve_from_cache(request, object, CACHE_RESULT_STALE_WHILE_REVALIDATE, age);
+        return RUN_NEXT;
+    }
+    if (fill == NULL) {
+        /* Someone else refreshes this key: wait for it like a collapsed miss. */
+        cache_object_unref(object);
+        if (!request->cache_collapsed) {
+            request->cache_collapsed = true;
+            atomic_fetch_add_explicit(&metrics.cache_collapsed, 1, memory_order_relaxed);
+        }
+        cache_wakeup_wait(request, busy);
+        cache_object_unref(busy);
+        return RUN_SUSPEND;
+    }
+    request->cache_fill = fill;
+    request->cache_stale = object;
+    request->cache_stale_age = age;
+    request->cache_revalidating = has_validators(&view);
+    request->cache_result = CACHE_RESULT_MISS;
+    atomic_fetch_add_explicit(&metrics.cache_misses, 1, memory_order_relaxed);
     request->step = STEP_ORIGIN_REQUEST;
     return RUN_NEXT;
 }
@@ -379,8 +566,12 @@ static bool method_is_idempotent(slice_t method)
 
 /* The request as the origin sees it: origin Host, hop-by-hop headers gone,
  * Via / X-Forwarded-For / X-Amz-Cf-Id added, body framing of our own. */
-static void build_origin_request_head(struct request *request, struct bytebuf *out)
+static void build_origin_request_head(struct request *request, struct bytebuf *out, const struct cache_object_view *revalidate)
 {
+    /* A fetch that fills the cache asks for the whole object, unconditionally
+     * unless it revalidates a stale copy with that copy's validators; the
+     * viewer's own conditionals and ranges are answered from the object. */
+    bool for_cache = request->cache_fill != NULL || revalidate != NULL;
     const struct config_origin *origin = request->origin;
     bytebuf_append_slice(out, request->method);
     bytebuf_append(out, " ", 1);
@@ -403,6 +594,14 @@ static void build_origin_request_head(struct request *request, struct bytebuf *o
         case HTTP_TOKEN_X_FORWARDED_FOR:
         case HTTP_TOKEN_X_AMZ_CF_ID:
             continue;
+        case HTTP_TOKEN_IF_NONE_MATCH:
+        case HTTP_TOKEN_IF_MODIFIED_SINCE:
+        case HTTP_TOKEN_RANGE:
+        case HTTP_TOKEN_IF_RANGE:
+            if (for_cache)
+                continue;
+            append_header(out, header->name, header->value);
+            break;
         default:
             if (is_hop_by_hop(request->headers, request->header_count, header))
                 continue;
@@ -413,6 +612,14 @@ static void build_origin_request_head(struct request *request, struct bytebuf *o
     append_list_header(out, "X-Forwarded-For", request->headers, request->header_count, HTTP_TOKEN_X_FORWARDED_FOR,
                        slice_from_cstr(request->viewer->client_ip));
     append_header(out, SLICE_LITERAL("X-Amz-Cf-Id"), slice_from_cstr(request->id));
+    if (revalidate != NULL) {
+        slice_t etag = find_header(revalidate->headers, revalidate->header_count, HTTP_TOKEN_ETAG);
+        slice_t last_modified = find_header(revalidate->headers, revalidate->header_count, HTTP_TOKEN_LAST_MODIFIED);
+        if (etag.len > 0)
+            append_header(out, SLICE_LITERAL("If-None-Match"), etag);
+        if (last_modified.len > 0)
+            append_header(out, SLICE_LITERAL("If-Modified-Since"), last_modified);
+    }
     if (request->body_kind == HTTP1_BODY_LENGTH)
         bytebuf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)request->body_remaining);
     else if (request->body_kind == HTTP1_BODY_CHUNKED)
@@ -428,7 +635,11 @@ static enum step_result step_fetch(struct request *request)
         return RUN_NEXT;
     }
     struct bytebuf head = {0};
-    build_origin_request_head(request, &head);
+    struct cache_object_view stale;
+    if (request->cache_revalidating)
+        cache_object_view(request->cache_stale, &stale);
+    build_origin_request_head(request, &head, request->cache_revalidating ? &stale : NULL);
+    request->origin_request_time = (int64_t)time(NULL);
     struct origin_fetch_params params = {
         .origin = request->origin,
         .metrics = request->generation->origin_metrics[request->origin_index],
@@ -452,10 +663,84 @@ static enum step_result step_origin_response(struct request *request)
     return RUN_NEXT;
 }
 
+/* The response's headers as stored: hop-by-hop ones removed. */
+static size_t storable_headers(struct request *request, struct http_header **out)
+{
+    struct http_header *kept = arena_alloc(&request->arena, sizeof *kept * (request->response_header_count + 1));
+    size_t count = 0;
+    for (size_t i = 0; i < request->response_header_count; i++)
+        if (!is_hop_by_hop(request->response_headers, request->response_header_count, &request->response_headers[i]))
+            kept[count++] = request->response_headers[i];
+    *out = kept;
+    return count;
+}
+
+/* Gives up the BUSY slot this request leads; waiters look again. */
+static void release_fill(struct request *request, int64_t pass_seconds)
+{
+    cache_object_abandon(request->cache_fill, pass_seconds, (int64_t)time(NULL));
+    cache_object_unref(request->cache_fill);
+    request->cache_fill = NULL;
+}
+
+/* The origin's answer is replaced by a stored object (a 304 refresh or
+ * stale-if-error): its body is dropped and delivery waits for its end, so
+ * the origin connection goes back to the pool. */
+static enum step_result absorb_origin_answer(struct request *request, struct cache_object *object, enum cache_result result,
+                                             int64_t age)
+{
+    release_fill(request, 0);
+    request->response_header_count = 0;
+    serve_from_cache(request, object, result, age);
+    request->origin_answer_absorbed = true;
+    if (request->fetch == NULL)
+        return RUN_NEXT;
+    request->deliver_after_origin_end = true;
+    return RUN_SUSPEND;
+}
+
 static enum step_result step_store(struct request *request)
 {
-    /* The cache stores the response here (cache issue). */
     request->step = STEP_VIEWER_RESPONSE;
+    if (request->cache_fill == NULL)
+        return RUN_NEXT;
+    int64_t now = (int64_t)time(NULL);
+    struct http_header *headers;
+    size_t count = storable_headers(request, &headers);
+    if (request->cache_stale != NULL) {
+        struct cache_object_view stale;
+        cache_object_view(request->cache_stale, &stale);
+        if (request->status == 304 && request->cache_revalidating) {
+            struct http_header *merged = arena_alloc(&request->arena, sizeof *merged * (stale.header_count + count + 1));
+            size_t merged_count = cache_merge_not_modified(stale.headers, stale.header_count, headers, count, merged);
+            struct cache_store_decision decision;
+            cache_decide_store(request->cache_settings, request->method, false, stale.status, merged, merged_count, now, &decision);
+            struct cache_object_head head;
+            if (request_cache_object_head(request, stale.status, merged, merged_count, (int64_t)stale.body_available, &decision,
+                                          &head)) {
+                struct cache_object *fresh = cache_object_refresh(request->cache_stale, &head);
+                return absorb_origin_answer(request, fresh, CACHE_RESULT_REFRESH_HIT, head.initial_age);
+            }
+        }
+        if (request->status >= 500 && cache_may_serve_stale_on_error(request->cache_stale_age, stale.ttl, stale.stale_if_error)) {
+            struct cache_object *stale_object = request->cache_stale;
+            request->cache_stale = NULL;
+            return absorb_origin_answer(request, stale_object, CACHE_RESULT_STALE_IF_ERROR, request->cache_stale_age);
+        }
+    }
+    bool has_authorization = find_header(request->headers, request->header_count, HTTP_TOKEN_AUTHORIZATION).len > 0;
+    struct cache_store_decision decision;
+    cache_decide_store(request->cache_settings, request->method, has_authorization, request->status, headers, count, now,
+                       &decision);
+    int64_t content_length = request->framing == FRAMING_LENGTH ? (int64_t)request->response_content_length : -1;
+    struct cache_object_head head;
+    if (!decision.store || !request_cache_object_head(request, request->status, headers, count, content_length, &decision, &head)) {
+        log_debug("request %s: not stored: %s", request->id, decision.store ? "Vary: *" : decision.reason);
+        release_fill(request, 10); /* hit-for-pass: the next burst for this key is not serialized */
+        return RUN_NEXT;
+    }
+    cache_object_set_head(request->cache_fill, &head);
+    request->cache_result = CACHE_RESULT_MISS_STORED;
     return RUN_NEXT;
 }
 
@@ -505,7 +790,56 @@ static void decide_framing(struct request *request)
         /* on_origin_head refines this from the origin's framing. */
         request->framing = FRAMING_CHUNKED;
         break;
+    case RESPONSE_BODY_CACHE:
+        if (request->cache_read_end != UINT64_MAX) {
+            request->framing = FRAMING_LENGTH;
+            request->response_content_length = request->cache_read_end - request->cache_read_offset;
+        } else {
+            request->framing = request->version_minor >= 1 ? FRAMING_CHUNKED : FRAMING_UNTIL_CLOSE;
+        }
+        break;
     }
+}
+
+/* X-Cache (CloudFront's vocabulary), Cache-Status (RFC 9211) and Age. */
+static void append_cache_headers(struct request *request, struct bytebuf *out)
+{
+    const char *x_cache, *cache_status;
+    switch (request->cache_result) {
+    case CACHE_RESULT_HIT:
+        x_cache = "Hit";
+        cache_status = "verge; hit";
+        break;
+    case CACHE_RESULT_STALE_WHILE_REVALIDATE:
+        x_cache = "Hit";
+        cache_status = "verge; hit; fwd=stale";
+        break;
+    case CACHE_RESULT_STALE_IF_ERROR:
+        x_cache = "Hit";
+        cache_status = "verge; hit; fwd=stale; detail=stale-if-error";
+        break;
+    case CACHE_RESULT_REFRESH_HIT:
+        x_cache = "RefreshHit";
+        cache_status = "verge; fwd=stale; fwd-status=304";
+        break;
+    case CACHE_RESULT_MISS_STORED:
+        x_cache = "Miss";
+        cache_status = "verge; fwd=miss; stored";
+        break;
+    case CACHE_RESULT_MISS:
+        x_cache = "Miss";
+        cache_status = "verge; fwd=miss";
+        break;
+    default:
+        x_cache = "Miss";
+        cache_status = "verge; fwd=bypass";
+        break;
+    }
+    if (request->status >= 400 && request->body_source != RESPONSE_BODY_CACHE)
+        x_cache = "Error";
+    bytebuf_appendf(out, "X-Cache: %s from verge\r\nCache-Status: %s\r\n", x_cache, cache_status);
+    if (request->body_source == RESPONSE_BODY_CACHE)
+        bytebuf_appendf(out, "Age: %lld\r\n", (long long)request->cache_age);
 }
 
 static void write_response_head(struct request *request)
@@ -525,6 +859,8 @@ static void write_response_head(struct request *request)
         const struct http_header *header = &headers[i];
         if (header->token == HTTP_TOKEN_VIA || header->token == HTTP_TOKEN_X_AMZ_CF_ID)
             continue;
+        if (request->body_source == RESPONSE_BODY_CACHE && slice_equal_nocase(header->name, SLICE_LITERAL("Age")))
+            continue; /* replaced by the age of the stored object */
         if (header->token == HTTP_TOKEN_CONTENT_LENGTH && request->framing != FRAMING_NONE)
             continue;
         if (is_hop_by_hop(headers, count, header))
@@ -533,6 +869,7 @@ static void write_response_head(struct request *request)
     }
     append_list_header(out, "Via", headers, count, HTTP_TOKEN_VIA, SLICE_LITERAL("1.1 verge"));
     append_header(out, SLICE_LITERAL("X-Amz-Cf-Id"), slice_from_cstr(request->id));
+    append_cache_headers(request, out);
     if (request->framing == FRAMING_LENGTH)
         bytebuf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)request->response_content_length);
     else if (request->framing == FRAMING_CHUNKED)
@@ -574,6 +911,81 @@ static void pump_file(struct request *request)
     }
 }
 
+/* Streams the stored object's body to the viewer, from cache_read_offset to
+ * cache_read_end (UINT64_MAX: until the fill completes). While the object
+ * still fills, the request waits on it and resumes from request_on_cache_event;
+ * while the viewer is slow, from request_on_output_drained. */
+static void pump_cache(struct request *request)
+{
+    struct viewer_connection *viewer = request->viewer;
+    char buffer[PUMP_READ_SIZE];
+    for (;;) {
+        while (request->cache_read_offset < request->cache_read_end && viewer_output_pending(viewer) < PUMP_HIGH_WATERMARK) {
+            uint64_t left = request->cache_read_end - request->cache_read_offset;
+            size_t want = left < sizeof buffer ? (size_t)left : sizeof buffer;
+            size_t n = cache_object_read(request->cache_object, request->cache_read_offset, buffer, want);
+            if (n == 0)
+                break;
+            if (request->framing == FRAMING_CHUNKED) {
+                char size_line[24];
+                int line = snprintf(size_line, sizeof size_line, "%zx\r\n", n);
+                viewer_write(viewer, size_line, (size_t)line);
+                viewer_write(viewer, buffer, n);
+                viewer_write(viewer, "\r\n", 2);
+            } else {
+                viewer_write(viewer, buffer, n);
+            }
+            request->cache_read_offset += n;
+            request->body_bytes_sent += n;
+        }
+        viewer_uncork(viewer);
+        if (request->cache_read_offset >= request->cache_read_end)
+            break; /* all sent */
+        if (viewer_output_pending(viewer) >= PUMP_HIGH_WATERMARK)
+            return; /* request_on_output_drained resumes */
+        struct cache_object_view view;
+        cache_object_view(request->cache_object, &view);
+        if (view.body_available > request->cache_read_offset)
+            continue;
+        if (view.state == CACHE_OBJECT_COMPLETE && !view.body_truncated) {
+            request->cache_read_end = request->cache_read_offset;
+            break;
+        }
+        if (view.body_truncated || view.state == CACHE_OBJECT_ABANDONED || view.state == CACHE_OBJECT_COMPLETE) {
+            log_warn("request %s: the cached object's fill ended early; cutting the response short", request->id);
+            viewer_abort(viewer);
+            return;
+        }
+        /* Wait for more bytes; look once more after registering so an append
+         * between the view and the registration is not missed. */
+        cache_wakeup_wait(request, request->cache_object);
+        cache_object_view(request->cache_object, &view);
+        if (view.body_available > request->cache_read_offset || view.state != CACHE_OBJECT_FILLING)
+            continue;
+        return;
+    }
+    cache_wakeup_cancel(request);
+    if (request->framing == FRAMING_CHUNKED)
+        viewer_write(viewer, "0\r\n\r\n", 5);
+    request->response_complete = true;
+    request->step = STEP_DONE;
+    request_run(request);
+}
+
+void request_on_cache_event(struct request *request)
+{
+    if (request->magic != REQUEST_MAGIC)
+        return;
+    if (request->step == STEP_LOOKUP) {
+        /* The object this request waited on got its head (or was given up):
+         * look again. */
+        cache_wakeup_cancel(request);
+        request_run(request);
+    } else if (request->body_source == RESPONSE_BODY_CACHE && request->head_sent && !request->response_complete) {
+        pump_cache(request);
+    }
+}
+
 static enum step_result step_deliver(struct request *request)
 {
     if (request->body_source != RESPONSE_BODY_ORIGIN) {
@@ -599,6 +1011,10 @@ static enum step_result step_deliver(struct request *request)
             return RUN_SUSPEND;
         case RESPONSE_BODY_ORIGIN:
             break;
+        case RESPONSE_BODY_CACHE:
+            request->step = STEP_DONE; /* pump_cache moves on when the body is sent */
+            pump_cache(request);
+            return RUN_SUSPEND;
         }
     }
     if (request->body_source == RESPONSE_BODY_ORIGIN && request->fetch == NULL)
@@ -700,6 +1116,10 @@ static void on_origin_body(void *context, const char *data, size_t len)
 {
     struct request *request = context;
     struct viewer_connection *viewer = request->viewer;
+    if (request->origin_answer_absorbed)
+        return;
+    if (request->cache_fill != NULL)
+        cache_object_append(request->cache_fill, data, len);
     if (request->framing == FRAMING_NONE)
         return; /* HEAD: an origin that sends a body anyway is ignored */
     if (request->framing == FRAMING_CHUNKED) {
@@ -722,6 +1142,18 @@ static void on_origin_end(void *context)
 {
     struct request *request = context;
     request->fetch = NULL;
+    if (request->origin_answer_absorbed) {
+        if (request->deliver_after_origin_end) {
+            request->deliver_after_origin_end = false;
+            request_run(request);
+        }
+        return;
+    }
+    if (request->cache_fill != NULL) {
+        cache_object_finish(request->cache_fill, true);
+        cache_object_unref(request->cache_fill);
+        request->cache_fill = NULL;
+    }
     if (request->framing == FRAMING_CHUNKED)
         viewer_write(request->viewer, "0\r\n\r\n", 5);
     viewer_uncork(request->viewer);
@@ -738,6 +1170,34 @@ static void on_origin_error(void *context, enum origin_error_kind kind, const ch
     request->fetch = NULL;
     viewer_uncork(request->viewer);
     log_warn("request %s: origin %s: %s", request->id, request->origin->name, reason);
+    if (request->origin_answer_absorbed) {
+        /* The origin failed while its (ignored) answer was being drained. */
+        if (request->deliver_after_origin_end) {
+            request->deliver_after_origin_end = false;
+            request_run(request);
+        }
+        return;
+    }
+    if (!head_received && request->cache_stale != NULL) {
+        struct cache_object_view stale;
+        cache_object_view(request->cache_stale, &stale);
+        if (cache_may_serve_stale_on_error(request->cache_stale_age, stale.ttl, stale.stale_if_error)) {
+            struct cache_object *object = request->cache_stale;
+            request->cache_stale = NULL;
+            release_fill(request, 0);
+            serve_from_cache(request, object, CACHE_RESULT_STALE_IF_ERROR, request->cache_stale_age);
+            request_run(request);
+            return;
+        }
+    }
+    if (request->cache_fill != NULL) {
+        if (request->cache_result == CACHE_RESULT_MISS_STORED)
+            cache_object_finish(request->cache_fill, false);
+        else
+            cache_object_abandon(request->cache_fill, 0, (int64_t)time(NULL));
+        cache_object_unref(request->cache_fill);
+        request->cache_fill = NULL;
+    }
     if (head_received) {
         viewer_abort(request->viewer);
         return;
@@ -839,4 +1299,6 @@ void request_on_output_drained(struct request *request)
     }
     if (request->body_source == RESPONSE_BODY_FILE && request->head_sent && !request->response_complete)
         pump_file(request);
+    else if (request->body_source == RESPONSE_BODY_CACHE && request->head_sent && !request->response_complete)
+        pump_cache(request);
 }

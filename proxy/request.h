@@ -10,6 +10,8 @@
 #ifndef VERGE_REQUEST_H
 #define VERGE_REQUEST_H
 
+#include "../cache/policy.h"
+#include "../cache/store.h"
 #include "server.h"
 
 #define VIEWER_CONNECTION_MAGIC 0x7669636eu
@@ -37,7 +39,38 @@ enum request_step {
 #undef REQUEST_STEP_ENUM
 };
 
-enum response_body_source { RESPONSE_BODY_NONE, RESPONSE_BODY_MEMORY, RESPONSE_BODY_ORIGIN, RESPONSE_BODY_FILE };
+enum response_body_source {
+    RESPONSE_BODY_NONE,
+    RESPONSE_BODY_MEMORY,
+    RESPONSE_BODY_ORIGIN,
+    RESPONSE_BODY_FILE,
+    RESPONSE_BODY_CACHE
+};
+
+/* How the cache took part in a response (X-Cache, Cache-Status, metrics). */
+enum cache_result {
+    CACHE_RESULT_BYPASS,      /* caching off for the behavior, a method other than GET/HEAD, or hit-for-pass */
+    CACHE_RESULT_MISS,        /* went to the origin; the answer was not stored */
+    CACHE_RESULT_MISS_STORED, /* went to the origin; the answer is being stored */
+    CACHE_RESULT_HIT,         /* served from a stored object (also a collapsed waiter) */
+    CACHE_RESULT_REFRESH_HIT, /* a stale object revalidated by a 304 */
+    CACHE_RESULT_STALE_WHILE_REVALIDATE,
+    CACHE_RESULT_STALE_IF_ERROR,
+};
+
+struct request;
+
+/* A request's registration on a cache object. The store calls notify from
+ * whichever thread changed the object; the wakeup is queued to the request's
+ * own loop thread and handled there. */
+struct cache_wakeup {
+    struct cache_waiter waiter;
+    struct loop_thread *thread;
+    struct request *request;
+    struct cache_object *object; /* registered on; NULL when not waiting */
+    bool queued;                 /* on thread->cache_wakeups (guarded by its lock) */
+    struct cache_wakeup *queue_next, *queue_prev;
+};
 enum response_framing { FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_UNTIL_CLOSE };
 
 struct request {
@@ -89,6 +122,26 @@ struct request {
     bool origin_paused;
     int origin_status;
     double origin_ms;
+    int64_t origin_request_time; /* wall seconds when the fetch started (for Age) */
+
+    /* The cache. */
+    slice_t authority;                           /* the viewer's Host */
+    const struct cache_settings *cache_settings; /* NULL: this request bypasses the cache */
+    slice_t cache_key;
+    unsigned char cache_hash[CACHE_KEY_HASH_LEN];
+    enum cache_result cache_result;
+    struct cache_object *cache_object; /* the stored object the response comes from */
+    struct cache_object *cache_fill;   /* the BUSY object this request leads: filled or abandoned */
+    struct cache_object *cache_stale;  /* a stale variant being revalidated (stale-if-error fallback) */
+    bool cache_revalidating;           /* the origin request carries conditionals from cache_stale */
+    bool origin_answer_absorbed;       /* a 304 refresh or stale-if-error: the origin's body is not delivered */
+    bool deliver_after_origin_end;     /* resume at DELIVER once the absorbed origin answer has ended */
+    uint64_t cache_read_offset;
+    uint64_t cache_read_end; /* UINT64_MAX: until the object's fill completes */
+    int64_t cache_age;       /* Age of the served object */
+    int64_t cache_stale_age; /* current age of cache_stale at lookup */
+    bool cache_collapsed;    /* counted once as a collapsed wait */
+    struct cache_wakeup wakeup;
 };
 
 enum viewer_state { VIEWER_IDLE, VIEWER_IN_REQUEST, VIEWER_CLOSING };
@@ -148,5 +201,24 @@ void request_on_output_drained(struct request *request);
 /* Releases everything the request holds (fetch, file, generation) and writes
  * the access log line; called once per request, also on aborts. */
 void request_finish(struct request *request);
+
+/* ---- request_cache.c, for request.c --------------------------------------- */
+
+/* The cache key of the request (built once) and cache_lookup for it. */
+enum cache_lookup_outcome request_cache_lookup(struct request *request, struct cache_object **object);
+/* Registers the request on `object` (replacing an earlier registration): each
+ * change of the object calls request_on_cache_event on the request's thread. */
+void cache_wakeup_wait(struct request *request, struct cache_object *object);
+void cache_wakeup_cancel(struct request *request);
+/* request.c: an object the request waits on changed. */
+void request_on_cache_event(struct request *request);
+/* Fills the head of an object storing a response to `request`; false for
+ * `Vary: *`. */
+bool request_cache_object_head(struct request *request, int status, const struct http_header *headers, size_t count,
+                               int64_t content_length, const struct cache_store_decision *decision, struct cache_object_head *head);
+/* Revalidates `stale` at the origin without a viewer, filling `fill` (the
+ * BUSY slot from cache_insert_leader; ownership of its reference passes). */
+void request_cache_refresh_in_background(struct request *request, struct cache_object *stale, struct cache_object *fill,
+                                         const struct bytebuf *conditional_head);
 
 #endif

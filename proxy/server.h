@@ -38,6 +38,7 @@ void generation_unref(struct generation *generation);
 
 struct viewer_connection;
 struct origin_pool;
+struct cache_wakeup;
 
 struct loop_thread {
     unsigned index;
@@ -54,8 +55,11 @@ struct loop_thread {
     struct origin_pool *origin_pools; /* singly-linked, few entries */
     struct generation *generation;    /* this thread's cached ref on the current generation */
     uint64_t request_counter;
-    uint64_t random_state[2]; /* for request ids */
-    struct bytebuf scratch;   /* response heads are built here, then written */
+    uint64_t random_state[2];           /* for request ids */
+    struct bytebuf scratch;             /* response heads are built here, then written */
+    pthread_mutex_t cache_wakeup_lock;  /* guards cache_wakeups: other threads append */
+    struct cache_wakeup *cache_wakeups; /* cache objects that changed for this thread's requests */
+    ev_async cache_async;
 };
 
 struct server {
@@ -139,6 +143,11 @@ void origin_fetch_set_drain_callback(struct origin_fetch *fetch, void (*on_outpu
 /* Closes every pooled idle connection of the thread (drain, exit). */
 void origin_pools_close_idle(struct loop_thread *thread);
 void origin_pools_destroy(struct loop_thread *thread);
+
+/* ---- the cache in the request path (proxy/request.c) ---------------------- */
+
+/* Sets up the thread's queue of cache wakeups (before the loop runs). */
+void request_cache_thread_init(struct loop_thread *thread);
 
 /* Buffer thresholds shared by both directions of the body pump. */
 #define PUMP_HIGH_WATERMARK (256 * 1024)

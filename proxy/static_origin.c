@@ -6,7 +6,8 @@
  *   (404) → open beneath the root (403 escape/permission, 404 missing or not a
  *   regular file) → directory: its index.html, with or without a trailing
  *   slash, never a listing → validators → If-None-Match / If-Modified-Since
- *   (304) → Range / If-Range (206, 416, or 200 when ignored).
+ *   (304) → Range / If-Range (206, 416, or 200 when ignored); the last two
+ *   steps are http_conditional.c, which the cache shares.
  *
  * Confinement: the file is opened with openat2(RESOLVE_BENEATH) relative to an
  * O_PATH fd of the root, so the kernel refuses any resolution (symlink or
@@ -30,6 +31,8 @@
 #define _GNU_SOURCE
 #endif
 #include "static_origin.h"
+
+#include "http_conditional.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -300,95 +303,6 @@ static void respond_open_errno(struct static_response *out, int error, const cha
     }
 }
 
-/* Weak comparison (RFC 9110 §8.8.3.2) of `etag` against each member of an
- * If-None-Match list; "*" matches any existing file. A malformed member stops
- * the scan with "no match". */
-static bool if_none_match_matches(slice_t header, const char *etag)
-{
-    slice_t ours = slice_from_cstr(etag);
-    size_t i = 0;
-    for (;;) {
-        while (i < header.len && (header.ptr[i] == ' ' || header.ptr[i] == '\t' || header.ptr[i] == ','))
-            i++;
-        if (i >= header.len)
-            return false;
-        if (header.ptr[i] == '*')
-            return true;
-        if (header.len - i >= 2 && header.ptr[i] == 'W' && header.ptr[i + 1] == '/')
-            i += 2;
-        if (i >= header.len || header.ptr[i] != '"')
-            return false;
-        size_t close = i + 1;
-        while (close < header.len && header.ptr[close] != '"')
-            close++;
-        if (close >= header.len)
-            return false;
-        if (slice_equal(slice_make(header.ptr + i, close + 1 - i), ours))
-            return true;
-        i = close + 1;
-    }
-}
-
-/* If-Range (RFC 9110 §13.1.5): an entity-tag must match strongly (a weak tag
- * never does); a date must equal Last-Modified exactly. */
-static bool if_range_allows_range(slice_t header, const char *etag, int64_t last_modified)
-{
-    header = slice_trim_ows(header);
-    if (header.len == 0)
-        return true;
-    if (header.ptr[0] == '"')
-        return slice_equal(header, slice_from_cstr(etag));
-    if (header.len >= 2 && header.ptr[0] == 'W' && header.ptr[1] == '/')
-        return false;
-    int64_t date;
-    return time_parse_http_date(header, &date) && date == last_modified;
-}
-
-enum range_outcome { RANGE_IGNORED, RANGE_SATISFIABLE, RANGE_UNSATISFIABLE };
-
-/* Parses a single byte range against `size`. Multiple ranges and malformed
- * values are ignored (the full 200 is always a valid answer to Range). */
-static enum range_outcome parse_range(slice_t header, uint64_t size, uint64_t *first, uint64_t *last)
-{
-    header = slice_trim_ows(header);
-    slice_t unit = SLICE_LITERAL("bytes=");
-    if (header.len < unit.len || !slice_equal_nocase(slice_make(header.ptr, unit.len), unit))
-        return RANGE_IGNORED;
-    slice_t spec = slice_trim_ows(slice_make(header.ptr + unit.len, header.len - unit.len));
-    if (memchr(spec.ptr, ',', spec.len) != NULL)
-        return RANGE_IGNORED;
-    const char *dash = memchr(spec.ptr, '-', spec.len);
-    if (dash == NULL)
-        return RANGE_IGNORED;
-    slice_t first_text = slice_make(spec.ptr, (size_t)(dash - spec.ptr));
-    slice_t last_text = slice_make(dash + 1, spec.len - first_text.len - 1);
-
-    if (first_text.len == 0) { /* suffix: "-n" */
-        uint64_t suffix;
-        if (!slice_parse_u64(last_text, &suffix))
-            return RANGE_IGNORED;
-        if (suffix == 0)
-            return RANGE_UNSATISFIABLE;
-        /* A zero-length file has no byte position to name in Content-Range,
-         * so the suffix range is answered with the (empty) full 200. */
-        if (size == 0)
-            return RANGE_IGNORED;
-        *first = suffix >= size ? 0 : size - suffix;
-        *last = size - 1;
-        return RANGE_SATISFIABLE;
-    }
-    uint64_t start, end = UINT64_MAX;
-    if (!slice_parse_u64(first_text, &start))
-        return RANGE_IGNORED;
-    if (last_text.len > 0 && (!slice_parse_u64(last_text, &end) || end < start))
-        return RANGE_IGNORED;
-    if (start >= size)
-        return RANGE_UNSATISFIABLE;
-    *first = start;
-    *last = end >= size ? size - 1 : end;
-    return RANGE_SATISFIABLE;
-}
-
 /* ---- the request --------------------------------------------------------- */
 
 /* Opens the regular file for `relative` (a directory's index.html), or fills
@@ -502,42 +416,43 @@ void static_origin_respond(const char *root, const struct static_request *reques
     out->body_offset = 0;
     out->body_length = size;
 
-    /* Conditionals (RFC 9110 §13.2.2): If-None-Match, else If-Modified-Since. */
-    bool not_modified = false;
-    if (slice_trim_ows(request->if_none_match).len > 0) {
-        not_modified = if_none_match_matches(request->if_none_match, out->etag);
-    } else if (request->if_modified_since.len > 0) {
-        int64_t since;
-        if (time_parse_http_date(slice_trim_ows(request->if_modified_since), &since) && last_modified <= since)
-            not_modified = true;
-    }
-    if (not_modified) {
-        out->status = 304;
+    /* Conditionals and ranges (RFC 9110 §13.2.2, §14): shared with the cache. */
+    struct http_conditional_input conditional = {
+        .method = request->method,
+        .if_none_match = request->if_none_match,
+        .if_modified_since = request->if_modified_since,
+        .range = request->range,
+        .if_range = request->if_range,
+        .etag = slice_from_cstr(out->etag),
+        .last_modified = last_modified,
+        .size = size,
+    };
+    struct http_conditional_result decision;
+    http_evaluate_conditionals(&conditional, &decision);
+    out->status = decision.status;
+    out->body_offset = decision.offset;
+    out->body_length = decision.length;
+    memcpy(out->content_range, decision.content_range, sizeof out->content_range);
+    switch (decision.status) {
+    case 206:
+        out->reason = "Partial Content";
+        break;
+    case 304:
         out->reason = "Not Modified";
-        out->body_length = 0;
-    } else if (slice_trim_ows(request->range).len > 0 && if_range_allows_range(request->if_range, out->etag, last_modified)) {
-        uint64_t first = 0, last = 0;
-        switch (parse_range(request->range, size, &first, &last)) {
-        case RANGE_IGNORED:
-            break;
-        case RANGE_SATISFIABLE:
-            out->status = 206;
-            out->reason = "Partial Content";
-            out->body_offset = first;
-            out->body_length = last - first + 1;
-            snprintf(out->content_range, sizeof out->content_range, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, last, size);
-            break;
-        case RANGE_UNSATISFIABLE:
-            out->status = 416;
-            out->reason = "range not satisfiable";
-            out->content_type = ERROR_CONTENT_TYPE; /* describes the reason body, not the file */
-            out->body_length = 0;
-            snprintf(out->content_range, sizeof out->content_range, "bytes */%" PRIu64, size);
-            break;
-        }
+        break;
+    case 412:
+        out->reason = "precondition failed";
+        out->content_type = ERROR_CONTENT_TYPE;
+        break;
+    case 416:
+        out->reason = "range not satisfiable";
+        out->content_type = ERROR_CONTENT_TYPE; /* describes the reason body, not the file */
+        break;
+    default:
+        break;
     }
 
-    if (is_head || out->status == 304 || out->status == 416) {
+    if (is_head || (out->status != 200 && out->status != 206)) {
         close(out->body_fd);
         out->body_fd = -1;
     }

@@ -146,6 +146,27 @@ static uint16_t port_of(const struct sockaddr_storage *ss)
 /* a config whose origins are `origins` */
 #define WITH_ORIGINS(origins) "{" LISTEN ", 'origins': {" origins "}, " BEHAVIORS "}"
 
+/* MINIMAL whose only behavior has "cache": `cache` */
+#define WITH_BEHAVIOR_CACHE(cache) "{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '*', 'origin': 'app', 'cache': " cache "}]}"
+
+/* What a behavior without "cache" gets: caching on, CloudFront's defaults. */
+static void check_default_cache_settings(const struct cache_settings *cache)
+{
+    CHECK(cache->enabled);
+    CHECK_INT(cache->min_ttl, 0);
+    CHECK_INT(cache->default_ttl, 86400);
+    CHECK_INT(cache->max_ttl, 31536000);
+    CHECK_INT(cache->error_ttl, 10);
+    CHECK_INT(cache->stale_while_revalidate, 0);
+    CHECK_INT(cache->stale_if_error, 0);
+    const struct cache_name_list *lists[] = {&cache->query, &cache->headers, &cache->cookies};
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(lists); i++) {
+        CHECK_INT(lists[i]->mode, CACHE_LIST_NONE);
+        CHECK_INT(lists[i]->count, 0);
+        CHECK(lists[i]->names == NULL);
+    }
+}
+
 /* ---- valid configs --------------------------------------------------------- */
 
 static void test_minimal_config_takes_defaults(void)
@@ -193,6 +214,11 @@ static void test_minimal_config_takes_defaults(void)
     CHECK_INT(config->timeouts.idle_ms, 60000);
     CHECK_INT(config->timeouts.send_ms, 60000);
     CHECK_INT(config->timeouts.drain_ms, 10000);
+
+    CHECK(config->cache.memory_bytes == 256ull << 20);
+    CHECK(config->cache.max_object_bytes == 64ull << 20);
+    CHECK_INT(config->cache.eviction, 0);
+    check_default_cache_settings(&config->behaviors[0].cache);
     config_unref(config);
 }
 
@@ -375,13 +401,13 @@ static void test_unknown_keys(void)
                  "origins.app.conect_timeout_ms: unknown key (known: url, static, connect_timeout_ms, read_timeout_ms, "
                  "max_idle)");
     EXPECT_ERROR(q(WITH("'thread': 2")),
-                 "thread: unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts)");
+                 "thread: unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts, cache)");
     EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
                  "timeouts.idle: unknown key (known: header_read_ms, idle_ms, send_ms, drain_ms)");
     EXPECT_ERROR(q("{'listen': [{'address': '127.0.0.1:80', 'port': 1}], " ORIGINS ", " BEHAVIORS "}"),
                  "listen[0].port: unknown key (known: address)");
     EXPECT_ERROR(q(WITH("'a.b c': 1")),
-                 "\"a.b c\": unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts)");
+                 "\"a.b c\": unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts, cache)");
 }
 
 static void test_wrong_types(void)
@@ -643,7 +669,8 @@ static void test_all_errors_are_collected(void)
     CHECK(errors_contain(&errors, "origins.app.url: https origins are not supported yet"));
     CHECK(errors_contain(&errors, "behaviors[0].origin: unknown origin \"ap\" (known: app)"));
     CHECK(errors_contain(&errors, "behaviors[0].path: expected \"*\" for the last behavior (the default), got \"/x\""));
-    CHECK(errors_contain(&errors, "extra: unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts)"));
+    CHECK(errors_contain(&errors,
+                         "extra: unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts, cache)"));
     config_errors_free(&errors);
 
     /* the list is capped, with a note */
@@ -657,6 +684,327 @@ static void test_all_errors_are_collected(void)
     CHECK(errors.count == 101 && strcmp(errors.messages[100], "too many errors; only the first 100 are shown") == 0);
     config_errors_free(&errors);
     bytebuf_free(&text);
+}
+
+/* ---- cache ---------------------------------------------------------------------- */
+
+static void test_cache_settings(void)
+{
+    struct config *config =
+        EXPECT_OK(q("{" LISTEN ", " ORIGINS ", 'cache': {'memory_mb': 1024, 'max_object_mb': 8, 'eviction': 'lru'},\n"
+                    " 'behaviors': [\n"
+                    "  {'path': '/a/*', 'origin': 'app', 'cache': {'min_ttl': 5, 'default_ttl': 60, 'max_ttl': 3600,\n"
+                    "   'error_ttl': 0, 'stale_while_revalidate': 30, 'stale_if_error': 86400,\n"
+                    "   'key': {'query': ['page', 'lang'], 'headers': ['Accept-Language', 'X-DEVICE'],\n"
+                    "           'cookies': {'except': ['tracking', 'ab']}}}},\n"
+                    "  {'path': '/b/*', 'origin': 'app', 'cache': false},\n"
+                    "  {'path': '/c/*', 'origin': 'app', 'cache': {}},\n"
+                    "  {'path': '/d/*', 'origin': 'app', 'cache': {'key': {'query': 'all', 'cookies': 'all', 'headers': []}}},\n"
+                    "  {'path': '/e/*', 'origin': 'app', 'cache': {'key': {'query': {'except': ['utm_source']},\n"
+                    "                                                       'cookies': ['session'], 'headers': ['a']}}},\n"
+                    "  {'path': '/f/*', 'origin': 'app', 'cache': {'key': {'query': [], 'cookies': {'except': []}}}},\n"
+                    "  {'path': '*', 'origin': 'app', 'cache': {'key': {'query': 'none', 'cookies': 'none'}}}]}"));
+    if (config == NULL)
+        return;
+    CHECK(config->cache.memory_bytes == 1024ull << 20);
+    CHECK(config->cache.max_object_bytes == 8ull << 20);
+    CHECK_INT(config->cache.eviction, 1);
+
+    const struct cache_settings *a = &config->behaviors[0].cache;
+    CHECK(a->enabled);
+    CHECK_INT(a->min_ttl, 5);
+    CHECK_INT(a->default_ttl, 60);
+    CHECK_INT(a->max_ttl, 3600);
+    CHECK_INT(a->error_ttl, 0);
+    CHECK_INT(a->stale_while_revalidate, 30);
+    CHECK_INT(a->stale_if_error, 86400);
+    CHECK_INT(a->query.mode, CACHE_LIST_ONLY);
+    CHECK_INT(a->query.count, 2);
+    if (a->query.count == 2) {
+        CHECK_STR(a->query.names[0], "page"); /* as written: the key builder sorts */
+        CHECK_STR(a->query.names[1], "lang");
+    }
+    CHECK_INT(a->headers.mode, CACHE_LIST_ONLY);
+    CHECK_INT(a->headers.count, 2);
+    if (a->headers.count == 2) {
+        CHECK_STR(a->headers.names[0], "accept-language");
+        CHECK_STR(a->headers.names[1], "x-device");
+    }
+    CHECK_INT(a->cookies.mode, CACHE_LIST_EXCEPT);
+    CHECK_INT(a->cookies.count, 2);
+    if (a->cookies.count == 2) {
+        CHECK_STR(a->cookies.names[0], "tracking");
+        CHECK_STR(a->cookies.names[1], "ab");
+    }
+
+    const struct cache_settings *off = &config->behaviors[1].cache;
+    CHECK(!off->enabled);
+    CHECK_INT(off->default_ttl, 0);
+    CHECK_INT(off->max_ttl, 0);
+
+    check_default_cache_settings(&config->behaviors[2].cache); /* {} */
+
+    const struct cache_settings *d = &config->behaviors[3].cache;
+    CHECK_INT(d->query.mode, CACHE_LIST_ALL);
+    CHECK_INT(d->cookies.mode, CACHE_LIST_ALL);
+    CHECK_INT(d->headers.mode, CACHE_LIST_NONE);
+    CHECK_INT(d->headers.count, 0);
+    CHECK_INT(d->default_ttl, 86400);
+
+    const struct cache_settings *e = &config->behaviors[4].cache;
+    CHECK_INT(e->query.mode, CACHE_LIST_EXCEPT);
+    CHECK_INT(e->query.count, 1);
+    if (e->query.count == 1)
+        CHECK_STR(e->query.names[0], "utm_source");
+    CHECK_INT(e->cookies.mode, CACHE_LIST_ONLY);
+    CHECK(e->cookies.count == 1 && strcmp(e->cookies.names[0], "session") == 0);
+    CHECK(e->headers.count == 1 && strcmp(e->headers.names[0], "a") == 0);
+
+    const struct cache_settings *f = &config->behaviors[5].cache;
+    CHECK_INT(f->query.mode, CACHE_LIST_NONE);  /* no names: nothing */
+    CHECK_INT(f->cookies.mode, CACHE_LIST_ALL); /* all but nothing */
+    check_default_cache_settings(&config->behaviors[6].cache);
+    config_unref(config);
+
+    /* names that are fine: every tchar in a header name, the limit of 10 */
+    config = EXPECT_OK(q(WITH_BEHAVIOR_CACHE("{'key': {'headers': ['!#$%&*+-.^_`|~Az09'], 'cookies': ['__Host-id'],"
+                                             " 'query': ['a[]', 'b%20c', '~x']}}")));
+    if (config != NULL) {
+        CHECK_STR(config->behaviors[0].cache.headers.names[0], "!#$%&*+-.^_`|~az09");
+        CHECK_STR(config->behaviors[0].cache.query.names[1], "b%20c");
+    }
+    config_unref(config);
+    config = EXPECT_OK(q(WITH_BEHAVIOR_CACHE("{'key': {'headers': ['h1','h2','h3','h4','h5','h6','h7','h8','h9','h10']}}")));
+    if (config != NULL)
+        CHECK_INT(config->behaviors[0].cache.headers.count, 10);
+    config_unref(config);
+}
+
+static void test_cache_memory_sizes(void)
+{
+    /* an absent max_object_mb follows a smaller memory_mb */
+    struct config *config = EXPECT_OK(q(WITH("'cache': {'memory_mb': 16}")));
+    if (config != NULL) {
+        CHECK(config->cache.memory_bytes == 16ull << 20);
+        CHECK(config->cache.max_object_bytes == 16ull << 20);
+        CHECK_INT(config->cache.eviction, 0);
+    }
+    config_unref(config);
+    config = EXPECT_OK(q(WITH("'cache': {'memory_mb': 1048576, 'max_object_mb': 65536, 'eviction': 'sieve'}")));
+    if (config != NULL) {
+        CHECK(config->cache.memory_bytes == 1ull << 40);
+        CHECK(config->cache.max_object_bytes == 1ull << 36);
+    }
+    config_unref(config);
+    config = EXPECT_OK(q(WITH("'cache': {'memory_mb': 1, 'max_object_mb': 1}")));
+    if (config != NULL)
+        CHECK(config->cache.memory_bytes == 1u << 20 && config->cache.max_object_bytes == 1u << 20);
+    config_unref(config);
+
+    EXPECT_ERROR(q(WITH("'cache': {'memory_mb': 16, 'max_object_mb': 32}")),
+                 "cache.max_object_mb: expected at most memory_mb (16), got 32");
+    EXPECT_ERROR(q(WITH("'cache': {'memory_mb': 0}")), "cache.memory_mb: expected an integer from 1 to 1048576, got 0");
+    EXPECT_ERROR(q(WITH("'cache': {'memory_mb': 1048577}")), "cache.memory_mb: expected an integer from 1 to 1048576, got 1048577");
+    EXPECT_ERROR(q(WITH("'cache': {'memory_mb': 1.5}")), "cache.memory_mb: expected an integer from 1 to 1048576, got 1.5");
+    EXPECT_ERROR(q(WITH("'cache': {'max_object_mb': 0}")), "cache.max_object_mb: expected an integer from 1 to 65536, got 0");
+    EXPECT_ERROR(q(WITH("'cache': {'max_object_mb': 65537}")),
+                 "cache.max_object_mb: expected an integer from 1 to 65536, got 65537");
+    EXPECT_ERROR(q(WITH("'cache': {'eviction': 'lfu'}")), "cache.eviction: expected one of \"sieve\", \"lru\", got \"lfu\"");
+    EXPECT_ERROR(q(WITH("'cache': {'eviction': 'LRU'}")), "cache.eviction: expected one of \"sieve\", \"lru\", got \"LRU\"");
+    EXPECT_ERROR(q(WITH("'cache': false")), "cache: expected an object, got false");
+    EXPECT_ERROR(q(WITH("'cache': {'size': 1}")), "cache.size: unknown key (known: memory_mb, max_object_mb, eviction)");
+
+    /* an invalid memory_mb is reported once, not again against max_object_mb */
+    struct config_errors errors = {0};
+    CHECK(load_text(q(WITH("'cache': {'memory_mb': 'lots', 'max_object_mb': 32}")), &errors) == NULL);
+    CHECK_INT(errors.count, 1);
+    config_errors_free(&errors);
+}
+
+/* CloudFront's rules: a min_ttl over 86400 raises an absent default_ttl to
+ * it; a min_ttl or default_ttl over 31536000 raises an absent max_ttl to
+ * default_ttl; then min_ttl <= default_ttl <= max_ttl must hold. */
+static void test_cloudfront_ttl_defaulting(void)
+{
+    static const struct {
+        const char *cache;
+        long long min, default_ttl, max;
+    } valid[] = {
+        {"{}", 0, 86400, 31536000},
+        {"{'min_ttl': 86400}", 86400, 86400, 31536000},
+        {"{'min_ttl': 100000}", 100000, 100000, 31536000},
+        {"{'min_ttl': 31536000}", 31536000, 31536000, 31536000},
+        {"{'min_ttl': 40000000}", 40000000, 40000000, 40000000},
+        {"{'min_ttl': 3153600000}", 3153600000LL, 3153600000LL, 3153600000LL},
+        {"{'default_ttl': 40000000}", 0, 40000000, 40000000},
+        {"{'min_ttl': 50000000, 'default_ttl': 60000000}", 50000000, 60000000, 60000000},
+        {"{'min_ttl': 100000, 'max_ttl': 200000}", 100000, 100000, 200000},
+        {"{'default_ttl': 5}", 0, 5, 31536000},
+        {"{'default_ttl': 0}", 0, 0, 31536000},
+        {"{'min_ttl': 0, 'default_ttl': 0, 'max_ttl': 0}", 0, 0, 0},
+        {"{'min_ttl': 5, 'default_ttl': 10, 'max_ttl': 20}", 5, 10, 20},
+        {"{'min_ttl': 7, 'default_ttl': 7, 'max_ttl': 7}", 7, 7, 7},
+        {"{'max_ttl': 86400}", 0, 86400, 86400},
+        {"{'default_ttl': 60, 'max_ttl': 60}", 0, 60, 60},
+        {"{'min_ttl': 40000000, 'max_ttl': 50000000}", 40000000, 40000000, 50000000},
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(valid); i++) {
+        char text[512];
+        snprintf(text, sizeof text, WITH_BEHAVIOR_CACHE("%s"), valid[i].cache);
+        struct config *config = EXPECT_OK(q(text));
+        if (config == NULL)
+            continue;
+        const struct cache_settings *cache = &config->behaviors[0].cache;
+        if (cache->min_ttl != valid[i].min || cache->default_ttl != valid[i].default_ttl || cache->max_ttl != valid[i].max)
+            fprintf(stderr, "  %s: got %lld/%lld/%lld\n", valid[i].cache, (long long)cache->min_ttl, (long long)cache->default_ttl,
+                    (long long)cache->max_ttl);
+        CHECK(cache->min_ttl == valid[i].min);
+        CHECK(cache->default_ttl == valid[i].default_ttl);
+        CHECK(cache->max_ttl == valid[i].max);
+        config_unref(config);
+    }
+
+    static const struct {
+        const char *cache, *message;
+    } invalid[] = {
+        {"{'min_ttl': 100, 'default_ttl': 50}", "behaviors[0].cache.default_ttl: expected at least min_ttl (100), got 50"},
+        {"{'min_ttl': 100, 'default_ttl': 50, 'max_ttl': 200}",
+         "behaviors[0].cache.default_ttl: expected at least min_ttl (100), got 50"},
+        {"{'min_ttl': 100, 'max_ttl': 50}", "behaviors[0].cache.max_ttl: expected at least min_ttl (100), got 50"},
+        {"{'min_ttl': 200000, 'max_ttl': 100000}", "behaviors[0].cache.max_ttl: expected at least min_ttl (200000), got 100000"},
+        {"{'default_ttl': 100, 'max_ttl': 50}", "behaviors[0].cache.max_ttl: expected at least default_ttl (100), got 50"},
+        {"{'max_ttl': 3600}",
+         "behaviors[0].cache.max_ttl: expected at least default_ttl (86400 when not set; set default_ttl too), got 3600"},
+        {"{'default_ttl': 40000000, 'max_ttl': 31536000}",
+         "behaviors[0].cache.max_ttl: expected at least default_ttl (40000000), got 31536000"},
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(invalid); i++) {
+        char text[512];
+        snprintf(text, sizeof text, WITH_BEHAVIOR_CACHE("%s"), invalid[i].cache);
+        struct config_errors errors = {0};
+        CHECK(load_text(q(text), &errors) == NULL);
+        CHECK_INT(errors.count, 1); /* one mistake, one message */
+        bool found = errors_contain(&errors, invalid[i].message);
+        if (!found)
+            print_errors(__LINE__, invalid[i].message, &errors);
+        CHECK(found);
+        config_errors_free(&errors);
+    }
+
+    /* an invalid TTL is reported once, not again by the ordering check */
+    static const char *const reported_once[] = {
+        "{'min_ttl': 100, 'default_ttl': 'x'}",
+        "{'min_ttl': 100, 'default_ttl': -5}",
+        "{'min_ttl': 100, 'max_ttl': 1.5}",
+        "{'min_ttl': 99999999999, 'max_ttl': 10}",
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(reported_once); i++) {
+        char text[512];
+        snprintf(text, sizeof text, WITH_BEHAVIOR_CACHE("%s"), reported_once[i]);
+        struct config_errors errors = {0};
+        CHECK(load_text(q(text), &errors) == NULL);
+        CHECK_INT(errors.count, 1);
+        config_errors_free(&errors);
+    }
+}
+
+static void test_cache_errors(void)
+{
+#define CACHE_ERROR(cache, message) EXPECT_ERROR(q(WITH_BEHAVIOR_CACHE(cache)), message)
+    CACHE_ERROR("true", "behaviors[0].cache: expected an object or false, got true");
+    CACHE_ERROR("null", "behaviors[0].cache: expected an object or false, got null");
+    CACHE_ERROR("'on'", "behaviors[0].cache: expected an object or false, got \"on\"");
+    CACHE_ERROR("{'ttl': 5}", "behaviors[0].cache.ttl: unknown key (known: min_ttl, default_ttl, max_ttl, error_ttl, "
+                              "stale_while_revalidate, stale_if_error, key)");
+    CACHE_ERROR("{'min_ttl': -1}", "behaviors[0].cache.min_ttl: expected an integer from 0 to 3153600000, got -1");
+    CACHE_ERROR("{'max_ttl': 3153600001}", "behaviors[0].cache.max_ttl: expected an integer from 0 to 3153600000, got 3153600001");
+    CACHE_ERROR("{'default_ttl': '60'}", "behaviors[0].cache.default_ttl: expected an integer from 0 to 3153600000, got \"60\"");
+    CACHE_ERROR("{'error_ttl': 1e3}", "behaviors[0].cache.error_ttl: expected an integer from 0 to 3153600000, got 1e3");
+    CACHE_ERROR("{'stale_while_revalidate': true}",
+                "behaviors[0].cache.stale_while_revalidate: expected an integer from 0 to 3153600000, got true");
+    CACHE_ERROR("{'stale_if_error': -3}", "behaviors[0].cache.stale_if_error: expected an integer from 0 to 3153600000, got -3");
+    CACHE_ERROR("{'key': false}", "behaviors[0].cache.key: expected an object, got false");
+    CACHE_ERROR("{'key': {'querystring': 'all'}}",
+                "behaviors[0].cache.key.querystring: unknown key (known: query, headers, cookies)");
+    CACHE_ERROR("{'min_ttl': 1, 'min_ttl': 2}", "behaviors[0].cache.min_ttl: duplicate key");
+
+    /* query */
+    const char *list_expected = "expected \"none\", \"all\", an array of names or {\"except\": [names]}";
+    char message[512];
+    snprintf(message, sizeof message, "behaviors[0].cache.key.query: %s, got \"some\"", list_expected);
+    CACHE_ERROR("{'key': {'query': 'some'}}", message);
+    snprintf(message, sizeof message, "behaviors[0].cache.key.query: %s, got \"None\"", list_expected);
+    CACHE_ERROR("{'key': {'query': 'None'}}", message);
+    snprintf(message, sizeof message, "behaviors[0].cache.key.query: %s, got 5", list_expected);
+    CACHE_ERROR("{'key': {'query': 5}}", message);
+    snprintf(message, sizeof message, "behaviors[0].cache.key.cookies: %s, got true", list_expected);
+    CACHE_ERROR("{'key': {'cookies': true}}", message);
+    CACHE_ERROR("{'key': {'query': ['a=b']}}", "behaviors[0].cache.key.query[0]: expected a query parameter name (visible ASCII "
+                                               "but '&', '=' and '#'), got \"a=b\"");
+    CACHE_ERROR("{'key': {'query': ['ok', '']}}", "behaviors[0].cache.key.query[1]: expected a query parameter name (visible ASCII "
+                                                  "but '&', '=' and '#'), got \"\"");
+    CACHE_ERROR("{'key': {'query': ['a b']}}", "behaviors[0].cache.key.query[0]: expected a query parameter name (visible ASCII "
+                                               "but '&', '=' and '#'), got \"a b\"");
+    CACHE_ERROR("{'key': {'query': ['a&b']}}", "behaviors[0].cache.key.query[0]: expected a query parameter name (visible ASCII "
+                                               "but '&', '=' and '#'), got \"a&b\"");
+    CACHE_ERROR("{'key': {'query': ['x#']}}", "behaviors[0].cache.key.query[0]: expected a query parameter name (visible ASCII "
+                                              "but '&', '=' and '#'), got \"x#\"");
+    CACHE_ERROR("{'key': {'query': [7]}}", "behaviors[0].cache.key.query[0]: expected a query parameter name (visible ASCII "
+                                           "but '&', '=' and '#'), got 7");
+    CACHE_ERROR("{'key': {'query': ['\\u00e9']}}", "behaviors[0].cache.key.query[0]: expected a query parameter name (visible "
+                                                   "ASCII but '&', '=' and '#'), got \"\xc3\xa9\"");
+    CACHE_ERROR("{'key': {'query': ['a', 'b', 'a']}}", "behaviors[0].cache.key.query[2]: \"a\" is listed twice");
+    struct config *config = EXPECT_OK(q(WITH_BEHAVIOR_CACHE("{'key': {'query': ['a', 'A'], 'cookies': ['s', 'S']}}")));
+    config_unref(config); /* query and cookie names are case-sensitive: not duplicates */
+    CACHE_ERROR("{'key': {'query': ['1','2','3','4','5','6','7','8','9','10','11']}}",
+                "behaviors[0].cache.key.query: expected at most 10 names (CloudFront's limit), got 11");
+    CACHE_ERROR("{'key': {'query': {'except': 'utm_source'}}}",
+                "behaviors[0].cache.key.query.except: expected an array of names, got \"utm_source\"");
+    CACHE_ERROR("{'key': {'query': {'only': ['a']}}}", "behaviors[0].cache.key.query.only: unknown key (known: except)");
+    CACHE_ERROR("{'key': {'query': {'only': ['a']}}}", "behaviors[0].cache.key.query.except: required key is missing");
+    CACHE_ERROR("{'key': {'query': {'a b': 1, 'except': []}}}",
+                "behaviors[0].cache.key.query.\"a b\": unknown key (known: except)");
+    CACHE_ERROR("{'key': {'query': {}}}", "behaviors[0].cache.key.query.except: required key is missing");
+    CACHE_ERROR("{'key': {'query': {'except': [], 'except': []}}}", "behaviors[0].cache.key.query.except: duplicate key");
+    CACHE_ERROR("{'key': {'query': {'except': ['a=']}}}", "behaviors[0].cache.key.query.except[0]: expected a query parameter name "
+                                                          "(visible ASCII but '&', '=' and '#'), got \"a=\"");
+
+    /* headers */
+    CACHE_ERROR("{'key': {'headers': 'all'}}", "behaviors[0].cache.key.headers: expected an array of names, got \"all\"");
+    CACHE_ERROR("{'key': {'headers': {'except': ['a']}}}",
+                "behaviors[0].cache.key.headers: expected an array of names, got an object");
+    CACHE_ERROR("{'key': {'headers': ['Accept', 'accept']}}", "behaviors[0].cache.key.headers[1]: \"accept\" is listed twice");
+    CACHE_ERROR("{'key': {'headers': ['a b']}}",
+                "behaviors[0].cache.key.headers[0]: expected a header name (letters, digits and !#$%&'*+-.^_`|~), got \"a b\"");
+    CACHE_ERROR("{'key': {'headers': ['x-a:']}}",
+                "behaviors[0].cache.key.headers[0]: expected a header name (letters, digits and !#$%&'*+-.^_`|~), got \"x-a:\"");
+    CACHE_ERROR("{'key': {'headers': ['']}}",
+                "behaviors[0].cache.key.headers[0]: expected a header name (letters, digits and !#$%&'*+-.^_`|~), got \"\"");
+    CACHE_ERROR("{'key': {'headers': ['a\\u0000b']}}", "behaviors[0].cache.key.headers[0]: expected a header name (letters, digits "
+                                                       "and !#$%&'*+-.^_`|~), got \"a\\u0000b\"");
+    CACHE_ERROR("{'key': {'headers': ['h1','h2','h3','h4','h5','h6','h7','h8','h9','h10','h11']}}",
+                "behaviors[0].cache.key.headers: expected at most 10 names (CloudFront's limit), got 11");
+
+    /* cookies */
+    CACHE_ERROR("{'key': {'cookies': ['a;b']}}",
+                "behaviors[0].cache.key.cookies[0]: expected a cookie name (letters, digits and !#$%&'*+-.^_`|~), got \"a;b\"");
+    CACHE_ERROR("{'key': {'cookies': ['a=b']}}",
+                "behaviors[0].cache.key.cookies[0]: expected a cookie name (letters, digits and !#$%&'*+-.^_`|~), got \"a=b\"");
+    CACHE_ERROR("{'key': {'cookies': {'except': ['s', 's']}}}", "behaviors[0].cache.key.cookies.except[1]: \"s\" is listed twice");
+    CACHE_ERROR("{'key': {'cookies': {'except': ['1','2','3','4','5','6','7','8','9','10','11']}}}",
+                "behaviors[0].cache.key.cookies.except: expected at most 10 names (CloudFront's limit), got 11");
+#undef CACHE_ERROR
+
+    /* the path names the right behavior, and every problem is reported */
+    struct config_errors errors = {0};
+    CHECK(load_text(q("{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '/a', 'origin': 'app', 'cache': {'min_ttl': -1}},"
+                      " {'path': '*', 'origin': 'app', 'cache': {'key': {'headers': ['a b'], 'cookies': 'x'}}}]}"),
+                    &errors) == NULL);
+    CHECK_INT(errors.count, 3);
+    CHECK(errors_contain(&errors, "behaviors[0].cache.min_ttl: expected an integer from 0 to 3153600000, got -1"));
+    CHECK(errors_contain(&errors, "behaviors[1].cache.key.headers[0]: expected a header name (letters, digits and "
+                                  "!#$%&'*+-.^_`|~), got \"a b\""));
+    config_errors_free(&errors);
 }
 
 /* ---- files ---------------------------------------------------------------------- */
@@ -740,6 +1088,11 @@ static void test_example_config_loads(void)
         CHECK(config->admin.enabled);
         CHECK(config->origin_count >= 2);
         CHECK(config->behavior_count >= 2);
+        /* it writes out the defaults */
+        CHECK(config->cache.memory_bytes == 256ull << 20);
+        CHECK(config->cache.max_object_bytes == 64ull << 20);
+        CHECK_INT(config->cache.eviction, 0);
+        check_default_cache_settings(&config->behaviors[config->behavior_count - 1].cache);
     }
     config_unref(config);
     config_errors_free(&errors);
@@ -875,6 +1228,15 @@ static void test_reference(void)
     CHECK(strstr(out.data, "\n| `listen` | array of objects | required | 1 to 64 entries | ") != NULL);
     CHECK(strstr(out.data, "\n| `access_log.format` | string enum | `\"json\"` | `\"json\"` | ") != NULL);
     CHECK(strstr(out.data, "\n| `access_log` | object or `false` | ") != NULL);
+    CHECK(strstr(out.data, "\n| `cache.memory_mb` | integer | 256 | 1 to 1048576 | ") != NULL);
+    CHECK(strstr(out.data, "\n| `cache.eviction` | string enum | `\"sieve\"` | `\"sieve\"`, `\"lru\"` | ") != NULL);
+    CHECK(strstr(out.data, "\n| `behaviors[].cache` | object or `false` | caching on, with the defaults of its keys |  | ") !=
+          NULL);
+    CHECK(strstr(out.data, "\n| `behaviors[].cache.min_ttl` | integer | 0 | 0 to 3153600000 | ") != NULL);
+    CHECK(strstr(out.data, "\n| `behaviors[].cache.default_ttl` | integer | 86400, or `min_ttl` when that is larger | ") != NULL);
+    CHECK(strstr(out.data, "\n| `behaviors[].cache.key.query` | `\"none\"`, `\"all\"`, array of names or `{\"except\": "
+                           "[names]}` | `\"none\"` | at most 10 names | ") != NULL);
+    CHECK(strstr(out.data, "\n| `behaviors[].cache.key.headers` | array of names | `[]` | at most 10 names | ") != NULL);
     static const char *const keys[] = {
         "listen",
         "listen[].address",
@@ -896,6 +1258,14 @@ static void test_reference(void)
         "timeouts.idle_ms",
         "timeouts.send_ms",
         "timeouts.drain_ms",
+        "behaviors[].cache.max_ttl",
+        "behaviors[].cache.error_ttl",
+        "behaviors[].cache.stale_while_revalidate",
+        "behaviors[].cache.stale_if_error",
+        "behaviors[].cache.key",
+        "behaviors[].cache.key.cookies",
+        "cache",
+        "cache.max_object_mb",
     };
     for (size_t i = 0; i < VERGE_ARRAY_SIZE(keys); i++) {
         char needle[128];
@@ -946,6 +1316,10 @@ int main(void)
     UNIT_RUN(test_host_resolution_switch);
     UNIT_RUN(test_parse_errors_have_positions);
     UNIT_RUN(test_all_errors_are_collected);
+    UNIT_RUN(test_cache_settings);
+    UNIT_RUN(test_cache_memory_sizes);
+    UNIT_RUN(test_cloudfront_ttl_defaulting);
+    UNIT_RUN(test_cache_errors);
     UNIT_RUN(test_load_from_file);
     UNIT_RUN(test_example_config_loads);
     UNIT_RUN(test_refcount);

@@ -1,8 +1,11 @@
 /* test_metrics.c — counters, histogram bucket placement, label escaping and
- * the shape of the Prometheus text exposition. Metrics are process globals,
- * so the tests use distinct origin names and check the values they caused. */
+ * the shape of the Prometheus text exposition, including the cache's series
+ * (some of them read from the store's cache_stats). Metrics are process
+ * globals, so the tests use distinct origin names and check the values they
+ * caused. */
 #include <stdlib.h>
 
+#include "../../cache/store.h"
 #include "../../proxy/metrics.h"
 #include "unit.h"
 
@@ -169,12 +172,82 @@ static void test_label_escaping(void)
     free(text);
 }
 
+static void test_cache_counters(void)
+{
+    char *text = render();
+    CHECK(has_line(text, "verge_cache_hits_total 0"));
+    CHECK(has_line(text, "verge_cache_objects 0"));
+    free(text);
+
+    atomic_fetch_add(&metrics.cache_hits, 11);
+    atomic_fetch_add(&metrics.cache_misses, 4);
+    atomic_fetch_add(&metrics.cache_refresh_hits, 3);
+    atomic_fetch_add(&metrics.cache_stale_while_revalidate, 2);
+    atomic_fetch_add(&metrics.cache_stale_if_error, 5);
+    atomic_fetch_add(&metrics.cache_collapsed, 99);
+    atomic_fetch_add(&metrics.cache_purged, 7);
+    /* the store's own counters */
+    atomic_store(&cache_stats.objects, 12);
+    atomic_store(&cache_stats.bytes, 123456789012ull);
+    atomic_store(&cache_stats.evictions, 8);
+    text = render();
+    static const char *const expected[] = {
+        "# TYPE verge_cache_hits_total counter",
+        "verge_cache_hits_total 11",
+        "# TYPE verge_cache_misses_total counter",
+        "verge_cache_misses_total 4",
+        "# TYPE verge_cache_refresh_hits_total counter",
+        "verge_cache_refresh_hits_total 3",
+        "# TYPE verge_cache_stale_served_total counter",
+        "verge_cache_stale_served_total{reason=\"while_revalidate\"} 2",
+        "verge_cache_stale_served_total{reason=\"if_error\"} 5",
+        "# TYPE verge_cache_collapsed_total counter",
+        "verge_cache_collapsed_total 99",
+        "# TYPE verge_cache_evictions_total counter",
+        "verge_cache_evictions_total 8",
+        "# TYPE verge_cache_objects gauge",
+        "verge_cache_objects 12",
+        "# TYPE verge_cache_bytes gauge",
+        "verge_cache_bytes 123456789012",
+        "# TYPE verge_cache_purged_total counter",
+        "verge_cache_purged_total 7",
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(expected); i++) {
+        bool found = has_line(text, expected[i]);
+        if (!found)
+            fprintf(stderr, "missing line: %s\n", expected[i]);
+        CHECK(found);
+    }
+    /* each family once: a scraper rejects a repeated HELP/TYPE */
+    const char *first = strstr(text, "# TYPE verge_cache_hits_total ");
+    CHECK(first != NULL && strstr(first + 1, "# TYPE verge_cache_hits_total ") == NULL);
+    free(text);
+    atomic_store(&cache_stats.objects, 0);
+    atomic_store(&cache_stats.bytes, 0);
+    atomic_store(&cache_stats.evictions, 0);
+}
+
 static void test_every_family_has_help_and_type(void)
 {
     char *text = render();
-    const char *families[] = {"verge_requests_total",          "verge_origin_requests_total", "verge_origin_errors_total",
-                              "verge_origin_duration_seconds", "verge_connections_open",      "verge_connections_total",
-                              "verge_config_generation",       "verge_config_reloads_total",  "verge_access_log_dropped_total"};
+    const char *families[] = {"verge_requests_total",
+                              "verge_origin_requests_total",
+                              "verge_origin_errors_total",
+                              "verge_origin_duration_seconds",
+                              "verge_connections_open",
+                              "verge_connections_total",
+                              "verge_config_generation",
+                              "verge_config_reloads_total",
+                              "verge_access_log_dropped_total",
+                              "verge_cache_hits_total",
+                              "verge_cache_misses_total",
+                              "verge_cache_refresh_hits_total",
+                              "verge_cache_stale_served_total",
+                              "verge_cache_collapsed_total",
+                              "verge_cache_evictions_total",
+                              "verge_cache_objects",
+                              "verge_cache_bytes",
+                              "verge_cache_purged_total"};
     for (size_t i = 0; i < VERGE_ARRAY_SIZE(families); i++) {
         char help[128], type[128];
         snprintf(help, sizeof help, "\n# HELP %s ", families[i]);
@@ -192,6 +265,7 @@ int main(void)
     UNIT_RUN(test_origin_registry);
     UNIT_RUN(test_histogram_buckets);
     UNIT_RUN(test_label_escaping);
+    UNIT_RUN(test_cache_counters);
     UNIT_RUN(test_every_family_has_help_and_type);
     return unit_summary();
 }
