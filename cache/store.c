@@ -745,11 +745,11 @@ void cache_object_set_head(struct cache_object *object, const struct cache_objec
     release_all(release);
 }
 
-void cache_object_append(struct cache_object *object, const void *data, size_t len)
+bool cache_object_append(struct cache_object *object, const void *data, size_t len)
 {
     VERGE_CHECK_MAGIC(object, OBJECT_MAGIC);
     if (len == 0)
-        return;
+        return !object->oversize;
     uint64_t max = effective_max_object_bytes();
     pthread_mutex_lock(&object->lock);
     VERGE_ASSERT(state_of(object) == CACHE_OBJECT_FILLING);
@@ -760,10 +760,11 @@ void cache_object_append(struct cache_object *object, const void *data, size_t l
     bool became_oversize = !object->oversize && body->size > max;
     if (became_oversize)
         object->oversize = true;
+    bool oversize = object->oversize;
     notify_waiters_locked(object);
     pthread_mutex_unlock(&object->lock);
     if (grown == 0 && !became_oversize)
-        return;
+        return !oversize;
 
     struct cache_object *release = NULL;
     pthread_mutex_lock(&eviction_lock);
@@ -780,6 +781,7 @@ void cache_object_append(struct cache_object *object, const void *data, size_t l
     evict_to_budget_locked(&release);
     pthread_mutex_unlock(&eviction_lock);
     release_all(release);
+    return !oversize;
 }
 
 void cache_object_finish(struct cache_object *object, bool complete)

@@ -85,9 +85,9 @@ struct cache_object_view {
     const struct http_header *headers;
     size_t header_count;
     int64_t response_time, initial_age, ttl, stale_while_revalidate, stale_if_error;
-    int64_t content_length;  /* -1 while unknown */
-    uint64_t body_available; /* bytes appended so far (all of them once COMPLETE) */
-    bool body_truncated;     /* the fill ended early: readers must cut their response short */
+    int64_t content_length;                   /* -1 while unknown */
+    uint64_t body_available;                  /* bytes appended so far (all of them once COMPLETE) */
+    bool body_truncated;                      /* the fill ended early: readers must cut their response short */
     slice_t vary_names, vary_signature, path; /* as given to cache_object_set_head (empty while BUSY) */
 };
 
@@ -122,8 +122,8 @@ enum cache_lookup_outcome {
  * HIT; else the key's BUSY object → BUSY; else a new BUSY object → LEADER.
  * The returned object carries a reference for the caller. */
 enum cache_lookup_outcome cache_lookup(const unsigned char hash[CACHE_KEY_HASH_LEN], slice_t key,
-                                       void (*signature_of)(slice_t names, void *context, struct bytebuf *out),
-                                       void *context, int64_t now, struct cache_object **object);
+                                       void (*signature_of)(slice_t names, void *context, struct bytebuf *out), void *context,
+                                       int64_t now, struct cache_object **object);
 
 /* Inserts a BUSY object for the key even though a stale variant exists (a
  * refresh). Returns it with a reference (and *busy NULL), or NULL when
@@ -140,9 +140,11 @@ struct cache_object *cache_insert_leader(const unsigned char hash[CACHE_KEY_HASH
  * only for the waiters that already hold it. At most 32 variants are kept
  * per key (the oldest complete one goes). */
 void cache_object_set_head(struct cache_object *object, const struct cache_object_head *head);
-/* Appends body bytes (copied). When the object outgrows max_object_bytes it
- * is unlinked and keeps filling only for the readers that already hold it. */
-void cache_object_append(struct cache_object *object, const void *data, size_t len);
+/* Appends body bytes (copied). Returns false once the object has outgrown
+ * max_object_bytes: it is unlinked, and a filler that does not want to hold
+ * the rest of the body in memory should cache_object_finish(object, false)
+ * (readers of it are then cut short). */
+bool cache_object_append(struct cache_object *object, const void *data, size_t len);
 /* Ends the fill (FILLING → COMPLETE): `complete` false means the origin
  * stopped early (body_truncated: readers cut their responses short; the
  * object is unlinked before anyone can find it truncated). */
@@ -187,7 +189,7 @@ void cache_object_unref(struct cache_object *object);
  * invalidation syntax: an exact path, or a prefix ending in '*'. */
 size_t cache_purge_path(slice_t pattern);
 size_t cache_purge_tag(slice_t tag); /* from Surrogate-Key / Cache-Tag (space- or comma-separated) */
-size_t cache_purge_all(void); /* also drops every hit-for-pass marker */
+size_t cache_purge_all(void);        /* also drops every hit-for-pass marker */
 
 extern struct cache_stats cache_stats;
 

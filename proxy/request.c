@@ -413,13 +413,12 @@ static enum step_result step_lookup(struct request *request)
             /* A HEAD answer has no body to store: let a GET fill the key. */
             cache_object_abandon(object, 0, now);
             cache_object_unref(object);
-            request->cache_result = CACHE_RESULT_BYPASS;
             request->cache_settings = NULL;
         } else {
             request->cache_fill = object;
-            request->cache_result = CACHE_RESULT_MISS;
-            atomic_fetch_add_explicit(&metrics.cache_misses, 1, memory_order_relaxed);
         }
+        request->cache_result = CACHE_RESULT_MISS;
+        atomic_fetch_add_explicit(&metrics.cache_misses, 1, memory_order_relaxed);
         request->step = STEP_ORIGIN_REQUEST;
         return RUN_NEXT;
     case CACHE_LOOKUP_HIT:
@@ -733,6 +732,14 @@ static enum step_result step_store(struct request *request)
     cache_decide_store(request->cache_settings, request->method, has_authorization, request->status, headers, count, now,
                        &decision);
     int64_t content_length = request->framing == FRAMING_LENGTH ? (int64_t)request->response_content_length : -1;
+    const struct config *config = request->generation->config;
+    uint64_t max_object =
+        config->cache.max_object_bytes < config->cache.memory_bytes ? config->cache.max_object_bytes : config->cache.memory_bytes;
+    if (content_length >= 0 && (uint64_t)content_length > max_object) {
+        log_debug("request %s: not stored: %lld bytes is over the largest object kept", request->id, (long long)content_length);
+        release_fill(request, 10); /* objects over max_object_mb pass through */
+        return RUN_NEXT;
+    }
     struct cache_object_head head;
     if (!decision.store || !request_cache_object_head(request, request->status, headers, count, content_length, &decision, &head)) {
         log_debug("request %s: not stored: %s", request->id, decision.store ? "Vary: *" : decision.reason);
@@ -918,25 +925,25 @@ static void pump_file(struct request *request)
 static void pump_cache(struct request *request)
 {
     struct viewer_connection *viewer = request->viewer;
-    char buffer[PUMP_READ_SIZE];
     for (;;) {
         while (request->cache_read_offset < request->cache_read_end && viewer_output_pending(viewer) < PUMP_HIGH_WATERMARK) {
+            slice_t bytes = cache_object_body_at(request->cache_object, request->cache_read_offset);
             uint64_t left = request->cache_read_end - request->cache_read_offset;
-            size_t want = left < sizeof buffer ? (size_t)left : sizeof buffer;
-            size_t n = cache_object_read(request->cache_object, request->cache_read_offset, buffer, want);
-            if (n == 0)
+            if (bytes.len > left)
+                bytes.len = (size_t)left;
+            if (bytes.len == 0)
                 break;
             if (request->framing == FRAMING_CHUNKED) {
                 char size_line[24];
-                int line = snprintf(size_line, sizeof size_line, "%zx\r\n", n);
+                int line = snprintf(size_line, sizeof size_line, "%zx\r\n", bytes.len);
                 viewer_write(viewer, size_line, (size_t)line);
-                viewer_write(viewer, buffer, n);
+                viewer_write(viewer, bytes.ptr, bytes.len);
                 viewer_write(viewer, "\r\n", 2);
             } else {
-                viewer_write(viewer, buffer, n);
+                viewer_write_direct(viewer, bytes.ptr, bytes.len);
             }
-            request->cache_read_offset += n;
-            request->body_bytes_sent += n;
+            request->cache_read_offset += bytes.len;
+            request->body_bytes_sent += bytes.len;
         }
         viewer_uncork(viewer);
         if (request->cache_read_offset >= request->cache_read_end)
@@ -1118,8 +1125,14 @@ static void on_origin_body(void *context, const char *data, size_t len)
     struct viewer_connection *viewer = request->viewer;
     if (request->origin_answer_absorbed)
         return;
-    if (request->cache_fill != NULL)
-        cache_object_append(request->cache_fill, data, len);
+    if (request->cache_fill != NULL && !cache_object_append(request->cache_fill, data, len)) {
+        /* Too big to keep: stop holding the body in memory; the viewer of this
+         * request is still served from the origin stream. */
+        cache_object_finish(request->cache_fill, false);
+        cache_object_unref(request->cache_fill);
+        request->cache_fill = NULL;
+        request->cache_result = CACHE_RESULT_MISS;
+    }
     if (request->framing == FRAMING_NONE)
         return; /* HEAD: an origin that sends a body anyway is ignored */
     if (request->framing == FRAMING_CHUNKED) {

@@ -173,6 +173,9 @@ struct viewer_connection {
 /* Queues bytes for the viewer and writes what the socket takes now. */
 void viewer_write(struct viewer_connection *viewer, const void *data, size_t len);
 size_t viewer_output_pending(const struct viewer_connection *viewer);
+/* Sends what is queued and `data` in one call, uncorking; copies only what
+ * the socket does not take (stored objects go out without a copy). */
+void viewer_write_direct(struct viewer_connection *viewer, const void *data, size_t len);
 /* While corked, viewer_write only queues; uncorking sends what was queued. */
 void viewer_cork(struct viewer_connection *viewer);
 void viewer_uncork(struct viewer_connection *viewer);

@@ -178,8 +178,9 @@ struct background_refresh {
     struct cache_object *fill;
     struct cache_object *stale;
     struct origin_fetch *fetch;
-    bool storing;   /* a 200 is being stored into `fill` */
-    bool refreshed; /* a 304 refreshed `stale` */
+    bool storing;       /* a 200 is being stored into `fill` */
+    bool refreshed;     /* a 304 refreshed `stale` */
+    bool fill_finished; /* `fill` was finished early (too big to keep) */
     int64_t request_time;
     slice_t path;
 };
@@ -188,7 +189,7 @@ static void background_refresh_end(struct background_refresh *refresh, bool fill
 {
     if (refresh->storing)
         cache_object_finish(refresh->fill, fill_complete);
-    else
+    else if (!refresh->fill_finished)
         cache_object_abandon(refresh->fill, 0, (int64_t)time(NULL));
     cache_object_unref(refresh->fill);
     cache_object_unref(refresh->stale);
@@ -263,8 +264,11 @@ static void background_on_head(void *context, const struct http1_response *respo
 static void background_on_body(void *context, const char *data, size_t len)
 {
     struct background_refresh *refresh = context;
-    if (refresh->storing)
-        cache_object_append(refresh->fill, data, len);
+    if (refresh->storing && !cache_object_append(refresh->fill, data, len)) {
+        cache_object_finish(refresh->fill, false);
+        refresh->storing = false;
+        refresh->fill_finished = true;
+    }
 }
 
 static void background_on_end(void *context)

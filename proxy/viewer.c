@@ -28,6 +28,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "request.h"
@@ -214,6 +215,53 @@ static bool viewer_send_queued(struct viewer_connection *viewer)
         viewer->output_sent += (size_t)n;
     }
     return true;
+}
+
+void viewer_write_direct(struct viewer_connection *viewer, const void *data, size_t len)
+{
+    if (viewer->state == VIEWER_BROKEN || len == 0)
+        return;
+    if (ev_is_active(&viewer->write_watcher)) {
+        bytebuf_append(&viewer->output, data, len); /* the socket is full: queue behind what waits */
+        return;
+    }
+    /* One sendmsg for what is queued (typically a corked head) and `data`;
+     * only what the socket does not take is copied. */
+    size_t pending = viewer_output_pending(viewer);
+    struct iovec iov[2];
+    int count = 0;
+    if (pending > 0)
+        iov[count++] = (struct iovec){viewer->output.data + viewer->output_sent, pending};
+    iov[count++] = (struct iovec){(void *)data, len};
+    struct msghdr message = {.msg_iov = iov, .msg_iovlen = (size_t)count};
+    ssize_t n;
+    do
+        n = sendmsg(viewer->fd, &message, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno != EAGAIN) {
+            viewer_mark_broken(viewer);
+            return;
+        }
+        n = 0;
+    }
+    size_t sent = (size_t)n;
+    if (sent < pending) {
+        viewer->output_sent += sent;
+        sent = 0;
+    } else {
+        viewer->output.len = viewer->output_sent = 0;
+        sent -= pending;
+    }
+    viewer->corked = false;
+    if (sent < len) {
+        bytebuf_append(&viewer->output, (const char *)data + sent, len - sent);
+        ev_io_start(viewer->thread->loop, &viewer->write_watcher);
+        viewer_arm_timer(viewer);
+    } else if (viewer_output_pending(viewer) > 0) {
+        ev_io_start(viewer->thread->loop, &viewer->write_watcher);
+        viewer_arm_timer(viewer);
+    }
 }
 
 void viewer_cork(struct viewer_connection *viewer)

@@ -86,17 +86,20 @@ static char pattern_byte(unsigned seed, uint64_t offset)
     return (char)((seed * 7 + offset * 13 + (offset >> 9)) & 0xff);
 }
 
-static void append_pattern(struct cache_object *object, unsigned seed, uint64_t from, size_t len)
+/* Returns false when an append reported the object too big to keep. */
+static bool append_pattern(struct cache_object *object, unsigned seed, uint64_t from, size_t len)
 {
     char buffer[4096];
+    bool kept = true;
     while (len > 0) {
         size_t n = len < sizeof buffer ? len : sizeof buffer;
         for (size_t i = 0; i < n; i++)
             buffer[i] = pattern_byte(seed, from + i);
-        cache_object_append(object, buffer, n);
+        kept = cache_object_append(object, buffer, n) && kept;
         from += n;
         len -= n;
     }
+    return kept;
 }
 
 static bool body_matches(struct cache_object *object, unsigned seed, uint64_t length)
@@ -661,11 +664,11 @@ static void test_max_object(void)
     head_init(&b, "/huge", -1);
     cache_object_set_head(leader, &b.head);
     CHECK_INT(lookup(&key, NULL, 1000, &reader), CACHE_LOOKUP_HIT);
-    append_pattern(leader, 6, 0, 90 * 1024);
+    CHECK(append_pattern(leader, 6, 0, 90 * 1024));
     struct cache_object *found;
     CHECK_INT(lookup(&key, NULL, 1000, &found), CACHE_LOOKUP_HIT);
     cache_object_unref(found);
-    append_pattern(leader, 6, 90 * 1024, 60 * 1024); /* now over max_object */
+    CHECK(!append_pattern(leader, 6, 90 * 1024, 60 * 1024)); /* now over max_object: the filler is told */
     CHECK_INT(lookup(&key, NULL, 1000, &found), CACHE_LOOKUP_LEADER);
     cache_object_abandon(found, 0, 1000);
     cache_object_unref(found);
