@@ -159,6 +159,22 @@ static struct http_header *copy_headers(struct arena *arena, const struct http_h
 
 /* ---- request lifecycle --------------------------------------------------- */
 
+/* Lets go of the object this request fills, if any: a fill that got its
+ * head ends (`complete` false: truncated, its readers are cut short); one
+ * that never got a head is abandoned, its waiters look again, and the key is
+ * pass-through for `pass_seconds`. */
+static void end_fill(struct request *request, bool complete, int64_t pass_seconds)
+{
+    if (request->cache_fill == NULL)
+        return;
+    if (request->cache_result == CACHE_RESULT_MISS_STORED)
+        cache_object_finish(request->cache_fill, complete);
+    else
+        cache_object_abandon(request->cache_fill, pass_seconds, (int64_t)time(NULL));
+    cache_object_unref(request->cache_fill);
+    request->cache_fill = NULL;
+}
+
 static void request_init(struct request *request, struct viewer_connection *viewer)
 {
     struct arena arena = request->arena;
@@ -237,15 +253,7 @@ void request_finish(struct request *request)
         request->file_fd = -1;
     }
     cache_wakeup_cancel(request);
-    if (request->cache_fill != NULL) {
-        /* The leader ends before its fill did: readers must not wait forever. */
-        if (request->cache_result == CACHE_RESULT_MISS_STORED)
-            cache_object_finish(request->cache_fill, false);
-        else
-            cache_object_abandon(request->cache_fill, 0, (int64_t)time(NULL));
-        cache_object_unref(request->cache_fill);
-        request->cache_fill = NULL;
-    }
+    end_fill(request, false, 0); /* a leader that ends early must not leave readers waiting */
     if (request->cache_object != NULL) {
         cache_object_unref(request->cache_object);
         request->cache_object = NULL;
@@ -674,21 +682,13 @@ static size_t storable_headers(struct request *request, struct http_header **out
     return count;
 }
 
-/* Gives up the BUSY slot this request leads; waiters look again. */
-static void release_fill(struct request *request, int64_t pass_seconds)
-{
-    cache_object_abandon(request->cache_fill, pass_seconds, (int64_t)time(NULL));
-    cache_object_unref(request->cache_fill);
-    request->cache_fill = NULL;
-}
-
 /* The origin's answer is replaced by a stored object (a 304 refresh or
  * stale-if-error): its body is dropped and delivery waits for its end, so
  * the origin connection goes back to the pool. */
 static enum step_result absorb_origin_answer(struct request *request, struct cache_object *object, enum cache_result result,
                                              int64_t age)
 {
-    release_fill(request, 0);
+    end_fill(request, false, 0);
     request->response_header_count = 0;
     serve_from_cache(request, object, result, age);
     request->origin_answer_absorbed = true;
@@ -737,13 +737,13 @@ static enum step_result step_store(struct request *request)
         config->cache.max_object_bytes < config->cache.memory_bytes ? config->cache.max_object_bytes : config->cache.memory_bytes;
     if (content_length >= 0 && (uint64_t)content_length > max_object) {
         log_debug("request %s: not stored: %lld bytes is over the largest object kept", request->id, (long long)content_length);
-        release_fill(request, 10); /* objects over max_object_mb pass through */
+        end_fill(request, false, 10); /* objects over max_object_mb pass through */
         return RUN_NEXT;
     }
     struct cache_object_head head;
     if (!decision.store || !request_cache_object_head(request, request->status, headers, count, content_length, &decision, &head)) {
         log_debug("request %s: not stored: %s", request->id, decision.store ? "Vary: *" : decision.reason);
-        release_fill(request, 10); /* hit-for-pass: the next burst for this key is not serialized */
+        end_fill(request, false, 10); /* hit-for-pass: the next burst for this key is not serialized */
         return RUN_NEXT;
     }
     cache_object_set_head(request->cache_fill, &head);
@@ -1128,9 +1128,7 @@ static void on_origin_body(void *context, const char *data, size_t len)
     if (request->cache_fill != NULL && !cache_object_append(request->cache_fill, data, len)) {
         /* Too big to keep: stop holding the body in memory; the viewer of this
          * request is still served from the origin stream. */
-        cache_object_finish(request->cache_fill, false);
-        cache_object_unref(request->cache_fill);
-        request->cache_fill = NULL;
+        end_fill(request, false, 0);
         request->cache_result = CACHE_RESULT_MISS;
     }
     if (request->framing == FRAMING_NONE)
@@ -1162,11 +1160,7 @@ static void on_origin_end(void *context)
         }
         return;
     }
-    if (request->cache_fill != NULL) {
-        cache_object_finish(request->cache_fill, true);
-        cache_object_unref(request->cache_fill);
-        request->cache_fill = NULL;
-    }
+    end_fill(request, true, 0);
     if (request->framing == FRAMING_CHUNKED)
         viewer_write(request->viewer, "0\r\n\r\n", 5);
     viewer_uncork(request->viewer);
@@ -1197,20 +1191,13 @@ static void on_origin_error(void *context, enum origin_error_kind kind, const ch
         if (cache_may_serve_stale_on_error(request->cache_stale_age, stale.ttl, stale.stale_if_error)) {
             struct cache_object *object = request->cache_stale;
             request->cache_stale = NULL;
-            release_fill(request, 0);
+            end_fill(request, false, 0);
             serve_from_cache(request, object, CACHE_RESULT_STALE_IF_ERROR, request->cache_stale_age);
             request_run(request);
             return;
         }
     }
-    if (request->cache_fill != NULL) {
-        if (request->cache_result == CACHE_RESULT_MISS_STORED)
-            cache_object_finish(request->cache_fill, false);
-        else
-            cache_object_abandon(request->cache_fill, 0, (int64_t)time(NULL));
-        cache_object_unref(request->cache_fill);
-        request->cache_fill = NULL;
-    }
+    end_fill(request, false, 0);
     if (head_received) {
         viewer_abort(request->viewer);
         return;
