@@ -926,24 +926,45 @@ static void pump_cache(struct request *request)
 {
     struct viewer_connection *viewer = request->viewer;
     for (;;) {
-        while (request->cache_read_offset < request->cache_read_end && viewer_output_pending(viewer) < PUMP_HIGH_WATERMARK) {
-            slice_t bytes = cache_object_body_at(request->cache_object, request->cache_read_offset);
-            uint64_t left = request->cache_read_end - request->cache_read_offset;
-            if (bytes.len > left)
-                bytes.len = (size_t)left;
-            if (bytes.len == 0)
-                break;
-            if (request->framing == FRAMING_CHUNKED) {
+        if (request->framing == FRAMING_CHUNKED) {
+            /* Unknown length (the object still fills): frame what is there. */
+            while (request->cache_read_offset < request->cache_read_end && viewer_output_pending(viewer) < PUMP_HIGH_WATERMARK) {
+                slice_t bytes = cache_object_body_at(request->cache_object, request->cache_read_offset);
+                if (bytes.len == 0)
+                    break;
                 char size_line[24];
                 int line = snprintf(size_line, sizeof size_line, "%zx\r\n", bytes.len);
                 viewer_write(viewer, size_line, (size_t)line);
                 viewer_write(viewer, bytes.ptr, bytes.len);
                 viewer_write(viewer, "\r\n", 2);
-            } else {
-                viewer_write_direct(viewer, bytes.ptr, bytes.len);
+                request->cache_read_offset += bytes.len;
+                request->body_bytes_sent += bytes.len;
             }
-            request->cache_read_offset += bytes.len;
-            request->body_bytes_sent += bytes.len;
+        } else {
+            /* Known length: the stored chunks go to the socket as they are. */
+            for (;;) {
+                struct iovec pieces[VIEWER_MAX_IOV];
+                int count = 0;
+                uint64_t offset = request->cache_read_offset;
+                size_t offered = 0;
+                while (count < VIEWER_MAX_IOV && offset < request->cache_read_end && offered < PUMP_HIGH_WATERMARK) {
+                    slice_t bytes = cache_object_body_at(request->cache_object, offset);
+                    if (bytes.len == 0)
+                        break;
+                    if (bytes.len > request->cache_read_end - offset)
+                        bytes.len = (size_t)(request->cache_read_end - offset);
+                    pieces[count++] = (struct iovec){(void *)bytes.ptr, bytes.len};
+                    offset += bytes.len;
+                    offered += bytes.len;
+                }
+                if (count == 0)
+                    break;
+                size_t sent = viewer_send_vectored(viewer, pieces, count);
+                request->cache_read_offset += sent;
+                request->body_bytes_sent += sent;
+                if (sent < offered)
+                    return; /* the socket is full (or broke): request_on_output_drained resumes */
+            }
         }
         viewer_uncork(viewer);
         if (request->cache_read_offset >= request->cache_read_end)

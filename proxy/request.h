@@ -14,6 +14,8 @@
 #include "../cache/store.h"
 #include "server.h"
 
+#include <sys/uio.h>
+
 #define VIEWER_CONNECTION_MAGIC 0x7669636eu
 #define REQUEST_MAGIC 0x72657175u
 #define VIEWER_INPUT_SIZE (HTTP1_MAX_HEAD_BYTES + PUMP_READ_SIZE)
@@ -173,9 +175,12 @@ struct viewer_connection {
 /* Queues bytes for the viewer and writes what the socket takes now. */
 void viewer_write(struct viewer_connection *viewer, const void *data, size_t len);
 size_t viewer_output_pending(const struct viewer_connection *viewer);
-/* Sends what is queued and `data` in one call, uncorking; copies only what
- * the socket does not take (stored objects go out without a copy). */
-void viewer_write_direct(struct viewer_connection *viewer, const void *data, size_t len);
+#define VIEWER_MAX_IOV 16
+/* Sends what is queued and then the body pieces in one sendmsg, uncorking.
+ * Returns how many body bytes the socket took; the rest is NOT kept: when the
+ * socket drains, request_on_output_drained asks for it again. Stored objects
+ * go out this way, without a copy. */
+size_t viewer_send_vectored(struct viewer_connection *viewer, const struct iovec *body, int count);
 /* While corked, viewer_write only queues; uncorking sends what was queued. */
 void viewer_cork(struct viewer_connection *viewer);
 void viewer_uncork(struct viewer_connection *viewer);

@@ -82,7 +82,7 @@ static void viewer_arm_timer(struct viewer_connection *viewer)
         after = 0.;
     else if (viewer->state == VIEWER_LINGERING)
         return; /* armed once when lingering starts */
-    else if (viewer_output_pending(viewer) > 0)
+    else if (viewer_output_pending(viewer) > 0 || ev_is_active(&viewer->write_watcher))
         after = config->timeouts.send_ms / 1000.0;
     else if (viewer->state == VIEWER_IDLE && viewer->input_len == 0)
         after = config->timeouts.idle_ms / 1000.0;
@@ -217,23 +217,24 @@ static bool viewer_send_queued(struct viewer_connection *viewer)
     return true;
 }
 
-void viewer_write_direct(struct viewer_connection *viewer, const void *data, size_t len)
+size_t viewer_send_vectored(struct viewer_connection *viewer, const struct iovec *body, int count)
 {
-    if (viewer->state == VIEWER_BROKEN || len == 0)
-        return;
-    if (ev_is_active(&viewer->write_watcher)) {
-        bytebuf_append(&viewer->output, data, len); /* the socket is full: queue behind what waits */
-        return;
-    }
-    /* One sendmsg for what is queued (typically a corked head) and `data`;
-     * only what the socket does not take is copied. */
+    if (viewer->state == VIEWER_BROKEN || ev_is_active(&viewer->write_watcher))
+        return 0; /* the socket is full: the drained callback asks again */
+    /* One sendmsg for what is queued (typically a corked head) and the body
+     * pieces, which are never copied: what the socket does not take now is
+     * offered again when it drains. */
+    struct iovec iov[VIEWER_MAX_IOV + 1];
     size_t pending = viewer_output_pending(viewer);
-    struct iovec iov[2];
-    int count = 0;
+    int used = 0;
     if (pending > 0)
-        iov[count++] = (struct iovec){viewer->output.data + viewer->output_sent, pending};
-    iov[count++] = (struct iovec){(void *)data, len};
-    struct msghdr message = {.msg_iov = iov, .msg_iovlen = (size_t)count};
+        iov[used++] = (struct iovec){viewer->output.data + viewer->output_sent, pending};
+    size_t offered = 0;
+    for (int i = 0; i < count && i < VIEWER_MAX_IOV; i++) {
+        iov[used++] = body[i];
+        offered += body[i].iov_len;
+    }
+    struct msghdr message = {.msg_iov = iov, .msg_iovlen = (size_t)used};
     ssize_t n;
     do
         n = sendmsg(viewer->fd, &message, MSG_NOSIGNAL);
@@ -241,10 +242,11 @@ void viewer_write_direct(struct viewer_connection *viewer, const void *data, siz
     if (n < 0) {
         if (errno != EAGAIN) {
             viewer_mark_broken(viewer);
-            return;
+            return 0;
         }
         n = 0;
     }
+    viewer->corked = false;
     size_t sent = (size_t)n;
     if (sent < pending) {
         viewer->output_sent += sent;
@@ -253,15 +255,11 @@ void viewer_write_direct(struct viewer_connection *viewer, const void *data, siz
         viewer->output.len = viewer->output_sent = 0;
         sent -= pending;
     }
-    viewer->corked = false;
-    if (sent < len) {
-        bytebuf_append(&viewer->output, (const char *)data + sent, len - sent);
-        ev_io_start(viewer->thread->loop, &viewer->write_watcher);
-        viewer_arm_timer(viewer);
-    } else if (viewer_output_pending(viewer) > 0) {
+    if (sent < offered || viewer_output_pending(viewer) > 0) {
         ev_io_start(viewer->thread->loop, &viewer->write_watcher);
         viewer_arm_timer(viewer);
     }
+    return sent;
 }
 
 void viewer_cork(struct viewer_connection *viewer)

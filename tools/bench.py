@@ -1,26 +1,32 @@
 #!/usr/bin/python3
-"""bench.py — the body of tools/bench: verge vs nginx as reverse proxies.
+"""bench.py — the body of tools/bench: verge vs nginx (and Varnish) as reverse proxies.
 
 What it does (docs/bench.md has the why and how to read the output):
-  1. builds verge optimised in build-bench/ (release, no sanitizers);
+  1. builds verge optimised in build-bench/ (release, no sanitizers) with
+     tools/setup.sh's setup_build;
   2. starts, on loopback ports in a temporary directory, one origin (an nginx
-     serving 1k.bin and 100k.bin) and, in front of it, each peer that the
-     selected scenarios need (verge, and nginx configured as a pass-through
-     reverse proxy), all with the same number of worker threads/processes;
-  3. for each round, for each scenario, drives each peer with the client
+     serving 1k.bin and 100k.bin with Cache-Control: max-age=3600) and, in
+     front of it, each peer that the selected scenarios need, all with the
+     same number of worker threads/processes: verge and nginx as pass-through
+     reverse proxies; verge with its cache, nginx with proxy_cache and
+     Varnish for the cache-hit rows;
+  3. checks every peer (200, right size; cache peers: a second request must be
+     a hit, and the origin must see no request during a cache-hit run);
+  4. for each round, for each scenario, drives each peer with the client
      (wrk) in turn — a short warm-up, then the measured run — alternating
      the order every round;
-  4. prints a Markdown report (medians, ratio verge/peer, per-round numbers,
-     errors) to stdout and to build-bench/bench-results.md.
+  5. prints a Markdown report (medians, ratio verge/peer, per-round numbers,
+     errors, and the eviction policies' hit ratios from build-bench/cache_sim
+     when it exists) to stdout and to build-bench/bench-results.md.
 
 Everything it starts runs in its own session and is stopped (SIGTERM to the
 process group, then SIGKILL) when the script ends for any reason, including
 Ctrl-C and SIGTERM. Nothing listens beyond 127.0.0.1; every run is bounded.
 
 Adding rows: a row is a Scenario (name, URL path, peers, client). A new peer
-(nginx proxy_cache, Varnish, nginx+lua, ...) is a function in PEER_STARTERS
-that starts it and returns a Peer; a new client (h2load, ...) is a function
-in CLIENTS that returns a RunResult. Nothing else needs to change.
+(nginx+lua, ...) is a function in PEER_STARTERS that starts it and returns a
+Peer; a new client (h2load, ...) is a function in CLIENTS that returns a
+RunResult. Nothing else needs to change.
 """
 
 import argparse
@@ -49,6 +55,7 @@ DEFAULT_BUILD_DIR = REPO / "build-bench"
 # Files the origin serves: name -> size in bytes. Contents are random so no
 # layer can compress or deduplicate them.
 ORIGIN_OBJECTS = {"1k.bin": 1024, "100k.bin": 100 * 1024}
+LARGE_OBJECT = "100k.bin"
 
 
 # --------------------------------------------------------------------------
@@ -62,12 +69,32 @@ class Scenario:
     expected_bytes: int  # body size a correct response has (checked before measuring)
     peers: tuple  # keys of PEER_STARTERS; peers[0] is the subject (verge), the rest baselines
     client: str = "wrk"  # key of CLIENTS
+    # True: every peer must answer from its cache (checked before measuring with its hit header,
+    # and during each measured run by the origin's request counter, which must not move).
+    # False: every request must reach the origin (a pass-through row that caches is wrong).
+    cache_hits: bool = False
 
 
+CACHE_PEERS = ("verge-cache", "nginx-cache", "varnish")
 SCENARIOS = [
     Scenario("1 KiB, keep-alive, pass-through", "/1k.bin", 1024, ("verge", "nginx")),
     Scenario("100 KiB, keep-alive, pass-through", "/100k.bin", 100 * 1024, ("verge", "nginx")),
+    Scenario("1 KiB, cache hit", "/1k.bin", 1024, CACHE_PEERS, cache_hits=True),
+    Scenario("100 KiB, cache hit", "/100k.bin", 100 * 1024, CACHE_PEERS, cache_hits=True),
 ]
+
+# Ratios verge / peer the issues ask for: (scenario, peer key) -> minimum (issue 3: cache hits).
+TARGETS = {
+    ("1 KiB, cache hit", "nginx-cache"): 1.2,
+    ("100 KiB, cache hit", "nginx-cache"): 1.0,
+}
+
+# The origin's freshness for every object: long enough that nothing expires during a run.
+ORIGIN_CACHE_CONTROL = "max-age=3600"
+# Memory every cache peer may use (verge memory_mb, nginx max_size, Varnish -s malloc).
+CACHE_MEMORY_MB = 256
+# Where the origin nginx reports its request counter (stub_status).
+ORIGIN_STATUS_PATH = "/bench-origin-status"
 
 
 # --------------------------------------------------------------------------
@@ -205,6 +232,8 @@ class Peer:
     process: subprocess.Popen
     log_path: Path
     description: str  # one line for the report's setup section
+    # For cache peers: given a response's headers, None when it was a cache hit, else why not.
+    hit_check: Optional[Callable[[http.client.HTTPMessage], Optional[str]]] = None
 
 
 class Bench:
@@ -221,6 +250,9 @@ class Bench:
 
     # The origin: one nginx serving static files with keep-alive. It is the
     # same process for every peer, so its cost is the same for all of them.
+    # Every object carries Cache-Control: max-age=3600, which the cache peers
+    # honour and the pass-through peers ignore. stub_status counts requests,
+    # which proves that cache-hit runs never reach it and pass-through runs do.
     def start_origin(self) -> None:
         docroot = self.tmp / "origin-root"
         docroot.mkdir()
@@ -232,9 +264,28 @@ class Bench:
     server {{
         listen 127.0.0.1:{self.origin_port} backlog=4096;
         root {docroot};
-        location / {{ }}
+        location / {{
+            add_header Cache-Control "{ORIGIN_CACHE_CONTROL}";
+        }}
+        location = {ORIGIN_STATUS_PATH} {{
+            stub_status;
+        }}
     }}"""
         self.origin = self.start_nginx("origin", self.args.origin_workers, self.origin_port, server, self.load_cpus)
+
+    def origin_request_count(self) -> int:
+        """Requests the origin has received so far, this one included."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.origin_port, timeout=5)
+        try:
+            connection.request("GET", ORIGIN_STATUS_PATH)
+            text = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        # "server accepts handled requests\n A H R"
+        match = re.search(r"^\s*\d+\s+\d+\s+(\d+)\s*$", text, re.M)
+        if not match:
+            raise BenchError(f"origin stub_status unreadable: {text!r}")
+        return int(match.group(1))
 
     def start_nginx(
         self, name: str, workers: int, port: int, server_block: str, cpus: Optional[str], http_extra: str = ""
@@ -276,15 +327,7 @@ http {{
 # Peers: the proxies compared. Each starter returns a listening Peer.
 
 
-def start_verge(bench: Bench) -> Peer:
-    if bench.args.verge_as_nginx:
-        peer = start_nginx_proxy(bench, name="verge-standin")
-        peer.label = "verge(=nginx)"
-        peer.description = "nginx stand-in in the verge slot (--verge-as-nginx): " + peer.description
-        return peer
-    port = free_loopback_port()
-    directory = bench.tmp / "verge"
-    directory.mkdir()
+def write_verge_config(bench: Bench, directory: Path, port: int, top_level: str, behavior: str) -> Path:
     config = directory / "verge.json"
     config.write_text(f"""{{
     // generated by tools/bench
@@ -293,32 +336,100 @@ def start_verge(bench: Bench) -> Peer:
     "origins": {{
         "origin": {{ "url": "http://127.0.0.1:{bench.origin_port}", "max_idle": {bench.upstream_idle} }}
     }},
-    "behaviors": [{{ "path": "*", "origin": "origin" }}],
+    "behaviors": [{{ "path": "*", "origin": "origin"{behavior} }}],{top_level}
     "access_log": false
 }}
 """)
-    log_path = directory / "stderr.log"
+    return config
+
+
+def verge_config_problems(bench: Bench, config: Path) -> Optional[str]:
+    """`verge check -c FILE`: None when verge accepts the config, else its complaint."""
+    completed = subprocess.run(
+        [str(bench.verge_binary), "check", "-c", str(config)], capture_output=True, text=True, timeout=30
+    )
+    if completed.returncode == 0:
+        return None
+    return (completed.stdout + completed.stderr).strip() or f"status {completed.returncode}"
+
+
+def start_verge_process(bench: Bench, name: str, port: int, config: Path) -> subprocess.Popen:
+    log_path = config.parent / "stderr.log"
     process = bench.processes.start([bench.verge_binary, "-c", config], log_path, bench.proxy_cpus)
-    wait_for_port(port, process, log_path, "verge")
+    wait_for_port(port, process, log_path, name)
+    return process
+
+
+def start_verge(bench: Bench) -> Peer:
+    """verge as a pass-through proxy: its behavior has "cache": false, since a
+    behavior without a "cache" key caches. A verge that predates the cache
+    rejects the key (unknown keys are errors) and passes everything anyway."""
+    if bench.args.verge_as_nginx:
+        peer = start_nginx_proxy(bench, name="verge-standin")
+        peer.label = "verge(=nginx)"
+        peer.description = "nginx stand-in in the verge slot (--verge-as-nginx): " + peer.description
+        return peer
+    port = free_loopback_port()
+    directory = bench.tmp / "verge"
+    directory.mkdir()
+    config = write_verge_config(bench, directory, port, "", ', "cache": false')
+    cache_setting = '"cache": false'
+    if verge_config_problems(bench, config):
+        config = write_verge_config(bench, directory, port, "", "")
+        cache_setting = 'no "cache" key (this verge has no cache)'
+        problems = verge_config_problems(bench, config)
+        if problems:
+            raise BenchError(f"verge rejects the generated {config}:\n{problems}")
+    process = start_verge_process(bench, "verge", port, config)
     return Peer(
-        "verge", port, process, log_path,
+        "verge", port, process, directory / "stderr.log",
         f"`{bench.verge_binary} -c verge.json`: threads {bench.args.threads}, one origin, "
-        f'behavior "*", origin max_idle {bench.upstream_idle}, access_log false',
+        f'behavior "*" with {cache_setting}, origin max_idle {bench.upstream_idle}, access_log false',
     )
 
 
-def start_nginx_proxy(bench: Bench, name: str = "nginx-proxy") -> Peer:
+def verge_hit(headers: http.client.HTTPMessage) -> Optional[str]:
+    x_cache = headers.get("X-Cache")
+    if x_cache != "Hit from verge":
+        return f"X-Cache: {x_cache!r}, expected 'Hit from verge'"
+    return None
+
+
+def start_verge_cache(bench: Bench) -> Peer:
+    """verge with its cache on for the behavior. The origin's max-age=3600
+    decides the TTL; the key is the default (host + path)."""
+    if bench.args.verge_as_nginx:
+        peer = start_nginx_cache(bench, name="verge-cache-standin")
+        peer.label = "verge(=nginx cache)"
+        peer.description = "nginx proxy_cache stand-in in the verge slot (--verge-as-nginx): " + peer.description
+        return peer
     port = free_loopback_port()
-    upstream = f"""    upstream origin {{
-        server 127.0.0.1:{bench.origin_port};
-        keepalive {bench.upstream_idle};
-        keepalive_requests 1000000;
-    }}
-"""
-    server = f"""
-    server {{
-        listen 127.0.0.1:{port} backlog=4096 reuseport;
-        location / {{
+    directory = bench.tmp / "verge-cache"
+    directory.mkdir()
+    top_level = f'\n    "cache": {{ "memory_mb": {CACHE_MEMORY_MB}, "max_object_mb": 64, "eviction": "sieve" }},'
+    behavior = ', "cache": { "min_ttl": 0, "default_ttl": 86400, "max_ttl": 31536000 }'
+    config = write_verge_config(bench, directory, port, top_level, behavior)
+    problems = verge_config_problems(bench, config)
+    if problems:
+        raise BenchError(
+            f"verge ({bench.verge_binary}) rejects the cache configuration in {config}:\n{problems}\n"
+            "Does this verge have its cache yet? The cache-hit rows need it; meanwhile run "
+            "tools/bench --only pass-through, or --verge-as-nginx to check the harness."
+        )
+    process = start_verge_process(bench, "verge (cache)", port, config)
+    return Peer(
+        "verge (cache)", port, process, directory / "stderr.log",
+        f"`{bench.verge_binary} -c verge.json`: threads {bench.args.threads}, one origin, "
+        f'cache memory_mb {CACHE_MEMORY_MB}, eviction sieve, behavior "*" with "cache" '
+        "(default_ttl 86400; the origin's max-age=3600 applies; default key host + path), "
+        f"origin max_idle {bench.upstream_idle}, access_log false; adds X-Cache, Cache-Status, Age",
+        hit_check=verge_hit,
+    )
+
+
+def nginx_proxy_location(bench: Bench, cache_lines: str = "", match: str = "/") -> str:
+    return f"""
+        location {match} {{
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -327,10 +438,26 @@ def start_nginx_proxy(bench: Bench, name: str = "nginx-proxy") -> Peer:
             # a whole 100 KiB response, and nothing is ever spooled to disk (verge streams).
             proxy_buffer_size 16k;
             proxy_buffers 16 16k;
-            proxy_max_temp_file_size 0;
-        }}
+            proxy_max_temp_file_size 0;{cache_lines}
+        }}"""
+
+
+def nginx_upstream(bench: Bench) -> str:
+    return f"""    upstream origin {{
+        server 127.0.0.1:{bench.origin_port};
+        keepalive {bench.upstream_idle};
+        keepalive_requests 1000000;
+    }}
+"""
+
+
+def start_nginx_proxy(bench: Bench, name: str = "nginx-proxy") -> Peer:
+    port = free_loopback_port()
+    server = f"""
+    server {{
+        listen 127.0.0.1:{port} backlog=4096 reuseport;{nginx_proxy_location(bench)}
     }}"""
-    peer = bench.start_nginx(name, bench.args.threads, port, server, bench.proxy_cpus, http_extra=upstream)
+    peer = bench.start_nginx(name, bench.args.threads, port, server, bench.proxy_cpus, http_extra=nginx_upstream(bench))
     peer.label = "nginx"
     peer.description = (
         f"nginx proxy_pass: worker_processes {bench.args.threads}, upstream keepalive {bench.upstream_idle}, "
@@ -340,9 +467,106 @@ def start_nginx_proxy(bench: Bench, name: str = "nginx-proxy") -> Peer:
     return peer
 
 
+def nginx_hit(headers: http.client.HTTPMessage) -> Optional[str]:
+    status = headers.get("X-Cache-Status")
+    if status != "HIT":
+        return f"X-Cache-Status: {status!r}, expected 'HIT'"
+    return None
+
+
+def start_nginx_cache(bench: Bench, name: str = "nginx-cache") -> Peer:
+    """nginx with proxy_cache: the same proxy as the pass-through one, plus a
+    cache zone whose files live in the temporary directory (in the page cache
+    once written; served with sendfile and open_file_cache)."""
+    port = free_loopback_port()
+    cache_directory = bench.tmp / name / "cache"
+    cache_path = (
+        f"    proxy_cache_path {cache_directory} levels=1:2 keys_zone=bench:10m "
+        f"max_size={CACHE_MEMORY_MB}m inactive=1h use_temp_path=off;\n"
+    )
+    cache_lines = """
+            proxy_cache bench;
+            proxy_cache_valid 200 1h;
+            add_header X-Cache-Status $upstream_cache_status;"""
+    # nginx gets its best setting for each object: tcp_nopush on (the http-level default here)
+    # is ~10 % faster for 1 KiB hits, but makes every 100 KiB hit sent from the cache file
+    # stall ~40 ms (1.7k req/s instead of 33k, measured on this harness with nginx 1.22).
+    large_object = f"= /{LARGE_OBJECT}"
+    large_lines = cache_lines + """
+            tcp_nopush off;  # see tools/bench.py start_nginx_cache"""
+    server = f"""
+    server {{
+        listen 127.0.0.1:{port} backlog=4096 reuseport;{nginx_proxy_location(bench, cache_lines)}{
+        nginx_proxy_location(bench, large_lines, large_object)}
+    }}"""
+    peer = bench.start_nginx(
+        name, bench.args.threads, port, server, bench.proxy_cpus, http_extra=nginx_upstream(bench) + cache_path
+    )
+    peer.label = "nginx proxy_cache"
+    peer.description = (
+        f"nginx proxy_cache: the pass-through nginx above plus `proxy_cache_path TMP/{name}/cache levels=1:2 "
+        f"keys_zone=bench:10m max_size={CACHE_MEMORY_MB}m inactive=1h use_temp_path=off`, `proxy_cache bench`, "
+        "`proxy_cache_valid 200 1h`, `add_header X-Cache-Status $upstream_cache_status`; "
+        f"cached files on local disk (page cache), sendfile on, open_file_cache max=16; tcp_nopush on, "
+        f"except `tcp_nopush off` in `location = /{LARGE_OBJECT}` (with it on, every 100 KiB hit stalls ~40 ms)"
+    )
+    peer.hit_check = nginx_hit
+    return peer
+
+
+def varnish_hit(headers: http.client.HTTPMessage) -> Optional[str]:
+    # X-Varnish carries this request's id, plus the id of the request that
+    # stored the object when it is a hit. Age is 0 within the object's first second.
+    x_varnish = (headers.get("X-Varnish") or "").split()
+    if len(x_varnish) != 2:
+        return f"X-Varnish: {headers.get('X-Varnish')!r}, expected two ids (a hit)"
+    if headers.get("Age") is None:
+        return "no Age header"
+    return None
+
+
+def start_varnish(bench: Bench) -> Peer:
+    """varnishd in the foreground with the built-in VCL (-b): it caches GET
+    200s for the origin's max-age. thread_pools = --threads, like verge's
+    threads and nginx's workers; the pool minimum covers every wrk
+    connection so no thread is created during a run. fetch_chunksize 128k
+    (the largest the Varnish docs advise; default 16k) stores a 100 KiB
+    object in one piece: 100 KiB hits were ~1.4x faster than with the
+    default in A/B runs here, 1 KiB hits the same. As root, varnishd's
+    default jail (-j unix) runs the manager as user varnish and the cache
+    process as vcache; as another user it falls back to -j none. Either
+    works in the temporary directory, which is world-readable."""
+    varnishd = shutil.which("varnishd") or "/usr/sbin/varnishd"
+    if not os.access(varnishd, os.X_OK):
+        raise BenchError("varnishd not found: install the Debian package varnish (tools/bench does)")
+    port = free_loopback_port()
+    workdir = bench.tmp / "varnish"
+    log_path = bench.tmp / "varnish.log"
+    pools = bench.args.threads
+    pool_min = max(100, -(-bench.args.connections // pools) + 10)
+    argv = [
+        varnishd, "-F", "-n", workdir, "-a", f"127.0.0.1:{port}", "-b", f"127.0.0.1:{bench.origin_port}",
+        "-s", f"malloc,{CACHE_MEMORY_MB}m", "-T", "none",
+        "-p", f"thread_pools={pools}", "-p", f"thread_pool_min={pool_min}", "-p", "fetch_chunksize=128k",
+    ]
+    process = bench.processes.start(argv, log_path, bench.proxy_cpus)
+    wait_for_port(port, process, log_path, "varnishd")
+    shown = shlex.join(str(a) for a in argv).replace(str(bench.tmp), "TMP")
+    return Peer(
+        "varnish", port, process, log_path,
+        f"`{shown}`: built-in VCL, thread_pools {pools}, thread_pool_min {pool_min}, "
+        "fetch_chunksize 128k (100 KiB objects in one piece); "
+        "no CLI listener; Varnish always writes its in-memory shared log (VSL), it has no access log to turn off",
+        hit_check=varnish_hit,
+    )
+
+
 PEER_STARTERS: dict[str, Callable[[Bench], Peer]] = {
     "verge": start_verge,
     "nginx": start_nginx_proxy,
+    "verge-cache": start_verge_cache,
+    "nginx-cache": start_nginx_cache,
+    "varnish": start_varnish,
 }
 
 
@@ -359,6 +583,7 @@ class RunResult:
     bad_status: int = 0  # responses outside 2xx/3xx (wrk lumps 3xx with 2xx)
     socket_errors: dict = dataclasses.field(default_factory=dict)  # kind -> count, non-zero only
     proxy_cpu_percent: Optional[float] = None  # of one CPU, measured by the caller
+    origin_requests: Optional[int] = None  # requests the origin got during the run, measured by the caller
     load_cpus_busy_percent: Optional[float] = None  # of the CPUs wrk and the origin run on
     problems: list = dataclasses.field(default_factory=list)  # human-readable flags
     raw: str = ""
@@ -432,9 +657,10 @@ CLIENTS: dict[str, Callable[[Bench, str, float], RunResult]] = {
 # Checks and measurement.
 
 
-def check_response(port: int, path: str, expected_bytes: int) -> Optional[str]:
+def check_response(port: int, path: str, expected_bytes: int) -> tuple:
     """One GET through a peer before measuring: a proxy that answers quickly
-    with the wrong thing must not win the benchmark."""
+    with the wrong thing must not win the benchmark. Returns (problem or
+    None, the response headers or None)."""
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         connection.request("GET", path)
@@ -442,12 +668,38 @@ def check_response(port: int, path: str, expected_bytes: int) -> Optional[str]:
         body = response.read()
         connection.close()
     except (OSError, http.client.HTTPException) as error:
-        return f"GET {path}: {error!r}"
+        return f"GET {path}: {error!r}", None
     if response.status != 200:
-        return f"GET {path}: status {response.status}"
+        return f"GET {path}: status {response.status}", response.headers
     if len(body) != expected_bytes:
-        return f"GET {path}: {len(body)} body bytes, expected {expected_bytes}"
-    return None
+        return f"GET {path}: {len(body)} body bytes, expected {expected_bytes}", response.headers
+    return None, response.headers
+
+
+def check_peers(bench: Bench, peers: dict, scenario: Scenario) -> None:
+    """Before measuring a scenario: the origin and every peer answer 200 with
+    the right size. For a cache scenario that first request also warms the
+    cache, and a second one must be a hit by the peer's own header; a peer
+    that is not hitting would be measured doing something else, so stop."""
+    problem, _ = check_response(bench.origin_port, scenario.path, scenario.expected_bytes)
+    if problem:
+        raise BenchError(f"the origin answers wrongly, not measuring: {problem}")
+    for key in scenario.peers:
+        peer = peers[key]
+        problem, _ = check_response(peer.port, scenario.path, scenario.expected_bytes)
+        if problem:
+            raise BenchError(f"{peer.label} answers wrongly, not measuring: {problem}")
+        if not scenario.cache_hits:
+            continue
+        if peer.hit_check is None:
+            raise BenchError(f"{peer.label} has no cache-hit check; it cannot be in {scenario.name!r}")
+        problem, headers = check_response(peer.port, scenario.path, scenario.expected_bytes)
+        problem = problem or peer.hit_check(headers)
+        if problem:
+            raise BenchError(
+                f"{scenario.name}: {peer.label} is NOT answering from its cache after a warming request, "
+                f"not measuring: {problem}"
+            )
 
 
 def measure(bench: Bench, peer: Peer, scenario: Scenario) -> RunResult:
@@ -458,12 +710,24 @@ def measure(bench: Bench, peer: Peer, scenario: Scenario) -> RunResult:
         if warmup.problems:
             print(f"bench:   warm-up {peer.label}: {'; '.join(warmup.problems)}", file=sys.stderr)
     load_cpus = parse_cpu_list(bench.load_cpus) if bench.load_cpus else sorted(os.sched_getaffinity(0))
+    origin_before = bench.origin_request_count()
     cpu_before, wall_before = process_tree_cpu_seconds(peer.process.pid), time.monotonic()
     load_busy_before, load_total_before = cpu_times(load_cpus)
     result = client(bench, url, bench.args.duration)
     cpu_after, wall_after = process_tree_cpu_seconds(peer.process.pid), time.monotonic()
     load_busy_after, load_total_after = cpu_times(load_cpus)
+    # Each count includes the status request that reads it: one of the difference is ours.
+    result.origin_requests = bench.origin_request_count() - origin_before - 1
     result.proxy_cpu_percent = 100.0 * (cpu_after - cpu_before) / (wall_after - wall_before)
+    if scenario.cache_hits and result.origin_requests > 0:
+        result.problems.append(
+            f"NOT A CACHE HIT RUN: the origin got {result.origin_requests} requests during it"
+        )
+    elif not scenario.cache_hits and result.requests and result.origin_requests < 0.99 * result.requests:
+        result.problems.append(
+            f"the origin got only {result.origin_requests} of {result.requests} requests: "
+            "the peer answered from a cache in a pass-through row"
+        )
     if load_total_after > load_total_before:
         result.load_cpus_busy_percent = (
             100.0 * (load_busy_after - load_busy_before) / (load_total_after - load_total_before)
@@ -540,26 +804,73 @@ def verge_version(bench: Bench) -> str:
     return f"{version} ({revision}, {bench.verge_binary})"
 
 
-def build_report(bench: Bench, peers: dict, results: dict, scenarios: list, started: datetime.datetime) -> tuple:
+@dataclasses.dataclass
+class EvictionTable:
+    text: str  # Markdown: the simulator's output, or why there is none
+    problem: Optional[str] = None  # the simulator failed
+
+
+def eviction_table(bench: Bench) -> EvictionTable:
+    """The eviction policies' hit ratios (LRU vs the scan-resistant policy on a
+    Zipf trace with a scan) from build-bench/cache_sim, which prints Markdown.
+    It is a separate program built by meson with verge; skipped when absent."""
+    simulator = bench.args.build_dir / "cache_sim"
+    if not os.access(simulator, os.X_OK):
+        return EvictionTable(f"Skipped: {simulator} does not exist (meson target `cache_sim`, tools/cache_sim.c).")
+    print(f"bench: running {simulator}", file=sys.stderr)
+    try:
+        completed = subprocess.run([str(simulator)], capture_output=True, text=True, timeout=600, cwd=bench.tmp)
+    except subprocess.TimeoutExpired:
+        problem = f"{simulator} did not finish within 600 s"
+        return EvictionTable(problem, problem)
+    output = completed.stdout.strip()
+    if completed.returncode != 0 or not output:
+        problem = f"{simulator} exited with status {completed.returncode}"
+        detail = (completed.stderr.strip() or "(no output)")[-2000:]
+        return EvictionTable(f"{problem}:\n\n```\n{detail}\n```", problem)
+    return EvictionTable(f"`{simulator}`:\n\n{output}")
+
+
+def build_report(
+    bench: Bench, peers: dict, results: dict, scenarios: list, started: datetime.datetime,
+    eviction: Optional[EvictionTable] = None,
+) -> tuple:
     """Returns (Markdown text, whether any run had problems)."""
     args = bench.args
+    varnish = any(key == "varnish" for s in scenarios for key in s.peers)
+    cache_rows = any(s.cache_hits for s in scenarios)
+    versions = [
+        verge_version(bench), tool_version([bench.nginx, "-v"]),
+        tool_version(["wrk", "-v"]).split(" Copyright")[0],
+    ]
+    if varnish:
+        versions.append(tool_version([shutil.which("varnishd") or "/usr/sbin/varnishd", "-V"]))
     lines = [
-        "# verge vs nginx — reverse-proxy benchmark",
+        f"# verge vs nginx{' and Varnish' if varnish else ''} — reverse-proxy benchmark",
         "",
         f"- command: `tools/bench {shlex.join(sys.argv[1:])}`".replace("`tools/bench `", "`tools/bench`"),
         f"- date: {started.strftime('%Y-%m-%d %H:%M:%S UTC')}",
         *machine_lines(bench.load_at_start),
-        f"- versions: {verge_version(bench)}; {tool_version([bench.nginx, '-v'])}; "
-        f"{tool_version(['wrk', '-v']).split(' Copyright')[0]}",
-        f"- threads: {args.threads} for every proxy (verge `threads`, nginx `worker_processes`); "
-        f"origin: nginx, {args.origin_workers} worker(s), files on local disk (page cache), keep-alive",
-        "- access logs: off for both proxies (verge `\"access_log\": false`, nginx `access_log off`)",
+        f"- versions: {'; '.join(versions)}",
+        f"- threads: {args.threads} for every proxy (verge `threads`, nginx `worker_processes`"
+        f"{', Varnish `thread_pools`' if varnish else ''}); "
+        f"origin: nginx, {args.origin_workers} worker(s), files on local disk (page cache), keep-alive, "
+        f"`Cache-Control: {ORIGIN_CACHE_CONTROL}` on every object",
+        "- access logs: off for verge and nginx (verge `\"access_log\": false`, nginx `access_log off`)"
+        + ("; Varnish keeps its in-memory shared log (VSL), which cannot be turned off" if varnish else ""),
         f"- CPU pinning: {pin_description(bench)}",
         f"- client: `{wrk_command_line(args)}`, {args.warmup:g} s warm-up before each measured run; "
         f"{args.rounds} round(s), peer order alternates every round",
     ]
     for peer in peers.values():
         lines.append(f"- {peer.label}: {peer.description}")
+    if cache_rows:
+        lines.append(
+            "- cache-hit rows: before measuring, one GET warms each cache peer and a second must be a hit "
+            "by the peer's own header (verge `X-Cache: Hit from verge`, nginx `X-Cache-Status: HIT`, "
+            "Varnish two ids in `X-Varnish` and an `Age`); during each measured run the origin's request "
+            "counter (stub_status) must not move. Same object, same client, same CPUs for every peer"
+        )
     lines += [
         "",
         f"## Summary (median of {args.rounds} round(s))",
@@ -572,6 +883,7 @@ def build_report(bench: Bench, peers: dict, results: dict, scenarios: list, star
         "| verge CPU % | peer CPU % | req/CPU-s ratio |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    targets = []
     for scenario in scenarios:
         subject = scenario.peers[0]
         subject_runs = results[(scenario.name, subject)]
@@ -590,16 +902,28 @@ def build_report(bench: Bench, peers: dict, results: dict, scenarios: list, star
                 f"| {fmt(median([r.p50_ms for r in runs]), 2)} / {fmt(median([r.p99_ms for r in runs]), 2)} "
                 f"| {fmt(subject_cpu)} | {fmt(cpu)} | {fmt_ratio(efficiency_subject, efficiency_baseline)} |"
             )
+            target = TARGETS.get((scenario.name, baseline))
+            if target is not None:
+                ratio = subject_rps / rps if subject_rps and rps else None
+                verdict = "–" if ratio is None else ("met" if ratio >= target else "NOT met")
+                targets.append(
+                    f"- {scenario.name}, {peers[scenario.peers[0]].label} / {peers[baseline].label} "
+                    f"≥ {target:.2f}: {fmt_ratio(subject_rps, rps)} — {verdict}"
+                )
+    if targets:
+        lines += ["", "Targets (req/s ratio):", "", *targets]
     lines += [
         "",
         "## Every run",
         "",
         f"proxy CPU %: of one CPU. {load_cpus_label(bench)} busy %: if near 100 while the proxy is below "
         f"{100 * args.threads} %, the client side limited the run and req/s understates the gap; "
-        "compare the req/CPU-s ratio instead.",
+        "compare the req/CPU-s ratio instead. origin requests: what the origin received during the "
+        "measured run (0 in a cache-hit row, about req/s × duration in a pass-through row).",
         "",
-        f"| scenario | peer | round | req/s | p50 ms | p99 ms | proxy CPU % | {load_cpus_label(bench)} busy % | errors |",
-        "|---|---|--:|--:|--:|--:|--:|--:|---|",
+        f"| scenario | peer | round | req/s | p50 ms | p99 ms | proxy CPU % | {load_cpus_label(bench)} busy % "
+        "| origin requests | errors |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     problems = []
     for scenario in scenarios:
@@ -611,9 +935,13 @@ def build_report(bench: Bench, peers: dict, results: dict, scenarios: list, star
                 lines.append(
                     f"| {scenario.name} | {peers[peer_key].label} | {round_index} | {fmt(run.requests_per_second)} "
                     f"| {fmt(run.p50_ms, 2)} | {fmt(run.p99_ms, 2)} | {fmt(run.proxy_cpu_percent)} "
-                    f"| {fmt(run.load_cpus_busy_percent)} "
+                    f"| {fmt(run.load_cpus_busy_percent)} | {fmt(run.origin_requests)} "
                     f"| {'**' + flag + '**' if run.problems else flag} |"
                 )
+    if eviction is not None:
+        lines += ["", "## Cache eviction policies: hit ratio (simulation)", "", eviction.text]
+        if eviction.problem:
+            problems.append(f"- eviction simulation: {eviction.problem}")
     lines += ["", "## Problems", ""]
     lines += problems if problems else ["none: every run completed without errors"]
     lines += ["", f"Load average at the end: {load_average()} "
@@ -675,20 +1003,18 @@ def pin_description(bench: Bench) -> str:
 
 
 def build_verge(build_dir: Path) -> Path:
-    """Release build, no sanitizers, in its own build directory."""
+    """Release build, no sanitizers, in its own build directory, with
+    tools/setup.sh's setup_build (the same as tools/test and tools/demo use):
+    it builds every target, cache_sim included."""
     options = ["-Dbuildtype=release", "-Db_sanitize=none"]
-    if (build_dir / "build.ninja").exists():
-        setup = ["meson", "configure", str(build_dir)] + options  # an existing dir: just (re)set the options
-    else:
-        setup = ["meson", "setup", str(build_dir)] + options
-    for argv in (setup, ["meson", "compile", "-C", str(build_dir), "verge"]):
-        print(f"bench: $ {shlex.join(argv)}", file=sys.stderr)
-        completed = subprocess.run(argv, cwd=REPO, stdout=sys.stderr, stderr=sys.stderr)
-        if completed.returncode != 0:
-            raise BenchError(
-                "verge did not build (see above). To check the rest of the harness meanwhile, run "
-                "tools/bench --verge-as-nginx (an nginx stands in for verge), or pass --verge PATH."
-            )
+    argv = ["bash", "-c", 'source "$0" && setup_build "$@"', str(REPO / "tools" / "setup.sh"), str(build_dir)] + options
+    print(f"bench: setup_build {build_dir} {' '.join(options)}", file=sys.stderr)
+    completed = subprocess.run(argv, cwd=REPO, stdout=sys.stderr, stderr=sys.stderr)
+    if completed.returncode != 0:
+        raise BenchError(
+            "verge did not build (see above). To check the rest of the harness meanwhile, run "
+            "tools/bench --verge-as-nginx (an nginx stands in for verge), or pass --verge PATH."
+        )
     binary = build_dir / "verge"
     if not binary.exists():
         raise BenchError(f"{binary} missing after the build")
@@ -703,8 +1029,9 @@ def parse_args(argv: list) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tools/bench",
         description="verge vs nginx as reverse proxies in front of the same local origin, on loopback: "
-        "requests/s, ratio verge/nginx, p50/p99, for 1 KiB and 100 KiB objects over keep-alive. "
-        "See docs/bench.md.",
+        "requests/s, ratio verge/peer, p50/p99, for 1 KiB and 100 KiB objects over keep-alive, passed "
+        "through (vs nginx) and served from cache (vs nginx proxy_cache and Varnish), plus the eviction "
+        "policies' hit ratios from build-bench/cache_sim when it exists. See docs/bench.md.",
     )
     parser.add_argument("--threads", type=int, default=1, help="verge threads = nginx worker_processes (default 1)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the order of peers alternates (default 3)")
@@ -713,7 +1040,10 @@ def parse_args(argv: list) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 3 s runs, 1 s warm-up")
-    parser.add_argument("--only", metavar="TEXT", help="run only the scenarios whose name contains TEXT")
+    parser.add_argument(
+        "--only", metavar="TEXT",
+        help="run only the scenarios whose name contains TEXT (e.g. 'cache hit', 'pass-through', '100 KiB')",
+    )
     parser.add_argument("--origin-workers", type=int, default=1, help="origin nginx worker_processes (default 1)")
     parser.add_argument(
         "--upstream-idle", type=int, default=0,
@@ -726,7 +1056,8 @@ def parse_args(argv: list) -> argparse.Namespace:
     parser.add_argument("--verge", metavar="PATH", type=Path, help="use this verge binary, do not build")
     parser.add_argument(
         "--verge-as-nginx", action="store_true",
-        help="put a second nginx proxy in the verge slot (tests the harness while verge does not build)",
+        help="put a second nginx proxy in the verge slot (nginx proxy_cache in the cache rows): tests the "
+        "harness while verge does not build or has no cache; no build",
     )
     parser.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD_DIR, help="default build-bench/")
     parser.add_argument("--output", type=Path, help="report file (default BUILD_DIR/bench-results.md)")
@@ -784,8 +1115,10 @@ def run(bench: Bench, scenarios: list) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     bench.load_at_start = load_average()
     needed = list(dict.fromkeys(peer for s in scenarios for peer in s.peers))
-    if "verge" in needed and not args.verge_as_nginx:
-        bench.verge_binary = args.verge.resolve() if args.verge else build_verge(args.build_dir)
+    if args.verge:
+        bench.verge_binary = args.verge.resolve()
+    elif not args.verge_as_nginx:
+        bench.verge_binary = build_verge(args.build_dir)  # also builds cache_sim, used by the report
 
     runs = args.rounds * sum(len(s.peers) for s in scenarios)
     print(
@@ -796,10 +1129,7 @@ def run(bench: Bench, scenarios: list) -> int:
     bench.start_origin()
     peers = {key: PEER_STARTERS[key](bench) for key in needed}
     for scenario in scenarios:
-        for target, port in [("origin", bench.origin_port)] + [(peers[k].label, peers[k].port) for k in scenario.peers]:
-            problem = check_response(port, scenario.path, scenario.expected_bytes)
-            if problem:
-                raise BenchError(f"{target} answers wrongly, not measuring: {problem}")
+        check_peers(bench, peers, scenario)
 
     results = {(s.name, peer): [] for s in scenarios for peer in s.peers}
     for round_index in range(args.rounds):
@@ -811,12 +1141,16 @@ def run(bench: Bench, scenarios: list) -> int:
                 results[(scenario.name, peer_key)].append(result)
                 flag = f"  !! {'; '.join(result.problems)}" if result.problems else ""
                 print(
-                    f"bench: round {round_index + 1}/{args.rounds}  {scenario.name:<34} {peer.label:<14}"
+                    f"bench: round {round_index + 1}/{args.rounds}  {scenario.name:<34} {peer.label:<20}"
                     f"{result.requests_per_second:>12,.0f} req/s  cpu {fmt(result.proxy_cpu_percent)}%{flag}",
                     file=sys.stderr,
                 )
 
-    report, had_problems = build_report(bench, peers, results, scenarios, started)
+    processes_used = list(bench.processes.running)
+    for process in processes_used:
+        bench.processes.stop(process)  # the simulator gets an idle machine
+    eviction = eviction_table(bench) if any(s.cache_hits for s in scenarios) else None
+    report, had_problems = build_report(bench, peers, results, scenarios, started, eviction)
     sys.stdout.write(report)
     output = args.output or args.build_dir / "bench-results.md"
     output.parent.mkdir(parents=True, exist_ok=True)
