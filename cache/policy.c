@@ -357,6 +357,13 @@ void cache_decide_store(const struct cache_settings *settings, slice_t method, b
         refuse(out, "Vary: *");
         return;
     }
+    for (size_t i = 0; i < response_header_count; i++)
+        if (slice_equal_nocase(response_headers[i].name, SLICE_LITERAL("Set-Cookie"))) {
+            /* A stored Set-Cookie would be replayed to every viewer (one
+             * user's session to all): never stored, as nginx and Varnish do. */
+            refuse(out, "response sets a cookie");
+            return;
+        }
 
     struct cache_control cc;
     cache_control_parse(response_headers, response_header_count, &cc);

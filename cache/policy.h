@@ -77,7 +77,8 @@ struct cache_store_decision {
  *    below; every other status (1xx, 201, 206, 304, 401, 416, 429, ...) is
  *    never stored.
  *  - not stored: settings disabled; method not GET; status not cacheable;
- *    `Vary: *`; no-cache or no-store or private with min_ttl 0; a request
+ *    `Vary: *`; a Set-Cookie header (it would be replayed to every viewer);
+ *    no-cache or no-store or private with min_ttl 0; a request
  *    with Authorization unless the response says public, s-maxage or
  *    must-revalidate (RFC 9111 §3.5); no explicit freshness and
  *    default_ttl 0; a TTL of 0 with neither a validator (ETag,

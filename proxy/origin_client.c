@@ -708,6 +708,14 @@ void origin_fetch_pause_reading(struct origin_fetch *fetch, bool paused)
     }
 }
 
+void origin_fetch_rebind(struct origin_fetch *fetch, const struct origin_fetch_callbacks *callbacks, void *context)
+{
+    VERGE_CHECK_MAGIC(fetch, ORIGIN_FETCH_MAGIC);
+    fetch->callbacks = *callbacks;
+    fetch->context = context;
+    fetch->on_output_drained = NULL;
+}
+
 void origin_fetch_set_drain_callback(struct origin_fetch *fetch, void (*on_output_drained)(void *context))
 {
     fetch->on_output_drained = on_output_drained;

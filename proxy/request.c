@@ -244,6 +244,8 @@ void request_finish(struct request *request)
     if (request->magic != REQUEST_MAGIC)
         return;
     request->magic = 0;
+    if (request->fetch != NULL && request->cache_fill != NULL && request->cache_result == CACHE_RESULT_MISS_STORED)
+        request_cache_continue_fill(request);
     if (request->fetch != NULL) {
         origin_fetch_abort(request->fetch);
         request->fetch = NULL;
@@ -743,7 +745,9 @@ static enum step_result step_store(struct request *request)
     struct cache_object_head head;
     if (!decision.store || !request_cache_object_head(request, request->status, headers, count, content_length, &decision, &head)) {
         log_debug("request %s: not stored: %s", request->id, decision.store ? "Vary: *" : decision.reason);
-        end_fill(request, false, 10); /* hit-for-pass: the next burst for this key is not serialized */
+        /* Hit-for-pass, so the next burst for this key is not serialized; not
+         * when the refusal came from this request's own Authorization. */
+        end_fill(request, false, has_authorization ? 0 : 10);
         return RUN_NEXT;
     }
     cache_object_set_head(request->cache_fill, &head);

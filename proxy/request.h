@@ -224,6 +224,10 @@ void request_on_cache_event(struct request *request);
  * `Vary: *`. */
 bool request_cache_object_head(struct request *request, int status, const struct http_header *headers, size_t count,
                                int64_t content_length, const struct cache_store_decision *decision, struct cache_object_head *head);
+/* The viewer of a request that fills a stored object left: the fetch goes on
+ * without it, so the object completes for the requests that wait on it (and
+ * for later ones). Takes request->fetch and request->cache_fill. */
+void request_cache_continue_fill(struct request *request);
 /* Revalidates `stale` at the origin without a viewer, filling `fill` (the
  * BUSY slot from cache_insert_leader; ownership of its reference passes). */
 void request_cache_refresh_in_background(struct request *request, struct cache_object *stale, struct cache_object *fill,

@@ -168,7 +168,8 @@ bool request_cache_object_head(struct request *request, int status, const struct
 
 /* ---- background refresh (stale-while-revalidate) ------------------------- */
 
-/* A refresh no viewer waits for: it holds the generation (for the origin and
+/* A fill no viewer waits for — a stale-while-revalidate refresh, or a fill
+ * whose viewer left before it ended: it holds the generation (for the origin and
  * the behavior's settings), the BUSY object it fills and the stale object it
  * revalidates. It lives until its fetch ends. */
 struct background_refresh {
@@ -192,7 +193,8 @@ static void background_refresh_end(struct background_refresh *refresh, bool fill
     else if (!refresh->fill_finished)
         cache_object_abandon(refresh->fill, 0, (int64_t)time(NULL));
     cache_object_unref(refresh->fill);
-    cache_object_unref(refresh->stale);
+    if (refresh->stale != NULL)
+        cache_object_unref(refresh->stale);
     generation_unref(refresh->generation);
     arena_destroy(&refresh->arena);
     free(refresh);
@@ -313,4 +315,21 @@ void request_cache_refresh_in_background(struct request *request, struct cache_o
         .retryable = true,
     };
     refresh->fetch = origin_fetch_start(request->viewer->thread, &params, &background_callbacks, refresh);
+}
+
+void request_cache_continue_fill(struct request *request)
+{
+    struct background_refresh *fill = calloc(1, sizeof *fill);
+    VERGE_ASSERT(fill != NULL);
+    arena_init(&fill->arena);
+    fill->generation = request->generation;
+    generation_ref(fill->generation);
+    fill->settings = request->cache_settings;
+    fill->fill = request->cache_fill; /* the request's reference passes */
+    fill->storing = true;
+    fill->fetch = request->fetch;
+    request->cache_fill = NULL;
+    request->fetch = NULL;
+    origin_fetch_rebind(fill->fetch, &background_callbacks, fill);
+    origin_fetch_pause_reading(fill->fetch, false); /* no viewer to wait for any more */
 }

@@ -138,6 +138,9 @@ void origin_fetch_pause_reading(struct origin_fetch *fetch, bool paused);
 /* Abandons the fetch (the viewer went away); its connection is closed. No
  * callback runs afterwards. */
 void origin_fetch_abort(struct origin_fetch *fetch);
+/* Sends the rest of the fetch's callbacks to another receiver (a fill that
+ * goes on after its viewer left); takes effect for the next callback. */
+void origin_fetch_rebind(struct origin_fetch *fetch, const struct origin_fetch_callbacks *callbacks, void *context);
 /* Registered by the viewer side to learn when queued body bytes drained. */
 void origin_fetch_set_drain_callback(struct origin_fetch *fetch, void (*on_output_drained)(void *context));
 /* Closes every pooled idle connection of the thread (drain, exit). */

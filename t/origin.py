@@ -18,6 +18,8 @@ route's). Knobs (see t/README.md for the full table):
     status=NNN  header=Name:Value (repeatable)  size=N  body=text  chunked=1  close=1
     delay_ms=N  body_delay_ms=N  reset_after=N  reset_before_head=1  raw=<base64>
     close_after_response=1  drop_next=1  echo=1
+    etag=VALUE  last_modified=HTTP-date   (validators; a matching conditional GET/HEAD gets 304)
+    pause_after=N pause_ms=M              (stop M ms after N body bytes: a body that streams in)
 
 Invariants: bodies are streamed in 64 KiB pieces both ways (a 1 GB upload is hashed on
 the fly, a 1 GB download is written from one precomputed block), so memory stays flat.
@@ -26,6 +28,7 @@ One thread per connection; the recorded-request list is guarded by one lock.
 
 import argparse
 import base64
+import email.utils
 import hashlib
 import json
 import mimetypes
@@ -103,6 +106,8 @@ class Request:
         self.dropped = False  # drop_next: closed without an answer
         self.error = None  # why the body could not be read (the origin answered 400 and closed)
         self.received_at = 0.0  # time.monotonic() when the head was complete
+        self.answered_status = None  # the status the origin answered with (None: no answer yet / none)
+        self.answered_at = None  # time.monotonic() when the last byte of the answer was written
 
     def header(self, name, default=None):
         """First value of header `name` (case-insensitive), or `default`."""
@@ -213,9 +218,10 @@ class _Reader:
 
 # ---- behaviour knobs --------------------------------------------------------------
 
-_INT_KNOBS = ("status", "size", "delay_ms", "body_delay_ms", "reset_after")
+_INT_KNOBS = ("status", "size", "delay_ms", "body_delay_ms", "reset_after", "pause_after", "pause_ms")
 _BOOL_KNOBS = ("chunked", "close", "reset_before_head", "close_after_response", "echo", "drop_next")
-_KNOWN_KNOBS = set(_INT_KNOBS) | set(_BOOL_KNOBS) | {"header", "headers", "body", "raw"}
+_TEXT_KNOBS = ("etag", "last_modified")
+_KNOWN_KNOBS = set(_INT_KNOBS) | set(_BOOL_KNOBS) | set(_TEXT_KNOBS) | {"header", "headers", "body", "raw"}
 
 _REASONS = {
     100: "Continue", 200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content", 301: "Moved Permanently",
@@ -267,7 +273,46 @@ def _normalise_knobs(raw_knobs):
             knobs["body"] = value.encode("latin-1") if isinstance(value, str) else bytes(value)
         elif key == "raw":
             knobs["raw"] = _decode_raw(value)
+        elif key in _TEXT_KNOBS:
+            knobs[key] = str(value)
     return knobs
+
+
+def _entity_tags(value):
+    """The opaque tags of an If-None-Match list, W/ prefixes dropped (weak comparison); "*" kept."""
+    tags = []
+    for item in value.split(","):
+        item = item.strip()
+        if item.startswith("W/"):
+            item = item[2:]
+        if item:
+            tags.append(item)
+    return tags
+
+
+def _not_modified(request, knobs):
+    """RFC 9110 §13.1.2/§13.1.3 for the etag / last_modified knobs: If-None-Match (weak
+    comparison) decides when present; otherwise If-Modified-Since against Last-Modified."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    inm = request.header_values("if-none-match")
+    if inm:
+        if "etag" not in knobs:
+            return False
+        ours = knobs["etag"][2:] if knobs["etag"].startswith("W/") else knobs["etag"]
+        tags = _entity_tags(",".join(inm))
+        return "*" in tags or ours in tags
+    ims = request.header("if-modified-since")
+    if ims is None or "last_modified" not in knobs:
+        return False
+    try:
+        since = email.utils.parsedate_to_datetime(ims)
+        modified = email.utils.parsedate_to_datetime(knobs["last_modified"])
+    except (TypeError, ValueError):
+        return False
+    if since is None or modified is None:
+        return False
+    return modified <= since
 
 
 def raw_knob(data):
@@ -584,6 +629,12 @@ class Origin:
 
         status = knobs.get("status", 200)
         headers = list(knobs["headers"])
+        if "etag" in knobs:
+            headers.append(("ETag", knobs["etag"]))
+        if "last_modified" in knobs:
+            headers.append(("Last-Modified", knobs["last_modified"]))
+        if status == 200 and _not_modified(request, knobs):
+            status = 304
         custom_names = {n.lower() for n, _ in headers}
 
         # The body: a static file, echo, body=, size=, or a short default text.
@@ -633,6 +684,7 @@ class Origin:
         elif self._client_wants_close(request) and "connection" not in custom_names:
             headers.append(("Connection", "close"))
 
+        request.answered_status = status  # before the first byte goes out: a client never sees it unset
         head = "HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Status"))
         head += "".join("%s: %s\r\n" % (n, v) for n, v in headers) + "\r\n"
         sock.sendall(head.encode("latin-1"))
@@ -641,17 +693,31 @@ class Origin:
             if knobs.get("body_delay_ms"):
                 time.sleep(knobs["body_delay_ms"] / 1000.0)
             budget = knobs.get("reset_after")
+            pause_at = knobs.get("pause_after") if knobs.get("pause_ms") else None
             sent = 0
+
+            def emit(piece):
+                if chunked:
+                    sock.sendall(b"%x\r\n" % len(piece))
+                    sock.sendall(piece)
+                    sock.sendall(b"\r\n")
+                else:
+                    sock.sendall(piece)
+
             for piece in body_iter:
                 if budget is not None and sent + len(piece) > budget:
                     piece = piece[: budget - sent]
                 if len(piece):
-                    if chunked:
-                        sock.sendall(b"%x\r\n" % len(piece))
-                        sock.sendall(piece)
-                        sock.sendall(b"\r\n")
+                    if pause_at is not None and sent + len(piece) > pause_at:
+                        first = pause_at - sent
+                        if first > 0:
+                            emit(piece[:first])
+                        time.sleep(knobs["pause_ms"] / 1000.0)
+                        pause_at = None
+                        if len(piece) > first:
+                            emit(piece[first:])
                     else:
-                        sock.sendall(piece)
+                        emit(piece)
                     sent += len(piece)
                 if budget is not None and sent >= budget:
                     break
@@ -663,6 +729,7 @@ class Origin:
         elif knobs.get("reset_after") is not None:
             self._reset(sock)
             return False, False
+        request.answered_at = time.monotonic()
 
         if close_after:
             try:

@@ -9,7 +9,10 @@ Fixtures:
   verge         factory: verge(config_dict=None, origin=None, ...) -> Verge (started, port accepting)
 Helpers (import them: `from conftest import http, HTTPConn, curl, ...`):
   free_port(), http(port, raw), HTTPConn, read_response(sock), curl(url, ...),
-  parse_metrics(text), run_verge(*args)
+  parse_metrics(text), run_verge(*args), cached_behavior(path, origin, **cache_settings)
+
+Caching: the factory writes "cache": false into every behavior that has no "cache" key, so
+tests see every request reach the origin unless they turn the cache on for a behavior.
 
 Every verge started by the factory is checked on teardown: SIGTERM, then SIGKILL after a
 timeout; the test fails (as a teardown error) when verge did not exit 0, died by a signal,
@@ -21,6 +24,7 @@ Bounds: every socket has a timeout; each test is also bounded by a SIGALRM watch
 
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -28,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -551,12 +556,146 @@ def parse_metrics(text):
     return Metrics(text)
 
 
+# ---- cache helpers ----------------------------------------------------------------------------
+
+HIT = "Hit from verge"
+MISS = "Miss from verge"
+REFRESH_HIT = "RefreshHit from verge"
+ERROR = "Error from verge"
+# Cache-Status (RFC 9211) values, cache-behavior.md "Response headers added by verge".
+CACHE_STATUS_HIT = "verge; hit"
+CACHE_STATUS_STORED = "verge; fwd=miss; stored"
+CACHE_STATUS_NOT_STORED = "verge; fwd=miss"
+CACHE_STATUS_BYPASS = "verge; fwd=bypass"
+CACHE_STATUS_REFRESHED = "verge; fwd=stale; fwd-status=304"
+CACHE_STATUS_STALE = "verge; hit; fwd=stale"
+CACHE_STATUS_STALE_IF_ERROR = "verge; hit; fwd=stale; detail=stale-if-error"
+
+
+def align_to_second(offset=0.02):
+    """Sleeps (at most ~1 s) until just after a wall-clock second starts; returns time.time().
+    A test that stores objects right after this gets exact Age values, whether verge counts age
+    in whole wall-clock seconds or in finer units."""
+    time.sleep(1.0 - time.time() % 1.0 + offset)
+    return time.time()
+
+
+def sleep_until(wall_time):
+    """Sleeps until time.time() >= wall_time (no-op when already past)."""
+    left = wall_time - time.time()
+    if left > 0:
+        time.sleep(left)
+
+
+def age_range(stored, served, extra=0):
+    """The Age values (inclusive range) RFC 9111 §4.2.3 allows on `served`, a response from the
+    object that `stored` put in the cache (the miss or refresh that fetched it; both are Responses
+    from Verge.fetch(), stamped with wall-clock .sent_wall / .done_wall): whole seconds between the
+    two fetches, counted either from whole wall-clock seconds or from precise times. `extra` widens
+    the top for an origin Date header that adds an apparent age below one second."""
+    lo = min(math.floor(served.sent_wall - stored.done_wall), math.floor(served.sent_wall) - math.floor(stored.done_wall))
+    hi = max(math.floor(served.done_wall - stored.sent_wall), math.floor(served.done_wall) - math.floor(stored.sent_wall))
+    return max(lo, 0), hi + extra
+
+
+def assert_age(served, stored, extra=0):
+    value = served.header("age")
+    assert value is not None and value.isdigit(), "Age %r on %r (headers %r)" % (value, served, served.headers)
+    lo, hi = age_range(stored, served, extra)
+    assert lo <= int(value) <= hi, "Age %s not in [%d, %d]" % (value, lo, hi)
+    assert len(served.header_values("age")) == 1, served.headers
+
+
+class TimedResponse:
+    """A Response plus client-side times of its arrival, in time.monotonic() (the clock of the
+    origin's Request.received_at / answered_at)."""
+
+    def __init__(self, response, sent_at, head_at, first_body_at, done_at):
+        self.response = response
+        self.sent_at, self.head_at, self.first_body_at, self.done_at = sent_at, head_at, first_body_at, done_at
+
+
+def timed_request(port, target, headers=None, method="GET", barrier=None, timeout=20.0):
+    """One request on a fresh connection (Connection: close); the connection is made before
+    `barrier` (a threading.Barrier) releases, so all parties send at once. Returns a TimedResponse
+    whose first_body_at is when the first body byte arrived (None when there was no body)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        lines = ["%s %s HTTP/1.1" % (method, target), "Host: 127.0.0.1:%d" % port]
+        lines += ["%s: %s" % h for h in (headers or [])] + ["Connection: close", "", ""]
+        if barrier is not None:
+            barrier.wait(timeout)
+        sent_at = time.monotonic()
+        sock.sendall("\r\n".join(lines).encode("latin-1"))
+        reader = _SocketReader(sock)
+        head = reader.read_until(b"\r\n\r\n")
+        head_at = time.monotonic()
+        first_body_at = None
+        if method != "HEAD" and (reader.buf or reader.fill()):
+            first_body_at = time.monotonic()
+        reader.buf[:0] = head
+        response = read_response(reader, method)
+        if response.body_length == 0:
+            first_body_at = None
+        return TimedResponse(response, sent_at, head_at, first_body_at, time.monotonic())
+    finally:
+        sock.close()
+
+
+def concurrent_requests(port, target, count, headers=None, timeout=30.0):
+    """`count` requests for `target` at once (one thread and connection each, all released by one
+    barrier). Returns the TimedResponses in thread order; raises the first client error."""
+    barrier = threading.Barrier(count)
+    results = [None] * count
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = timed_request(port, target, headers, barrier=barrier, timeout=timeout)
+        except BaseException as e:  # noqa: B036 - reported below
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout + 5
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        raise AssertionError("%d of %d clients still running after %.0f s" % (sum(t.is_alive() for t in threads), count, timeout))
+    if errors:
+        raise errors[0]
+    return results
+
+
 # ---- verge ----------------------------------------------------------------------------------
 
 
 def run_verge(*args, timeout=20, cwd=None):
     """Runs build/verge with args to completion (check, config-reference, --version)."""
     return subprocess.run([VERGE_BIN] + list(args), capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def cached_behavior(path="*", origin="app", **settings):
+    """A behavior with caching on; `settings` are its "cache" object's keys (none: all defaults).
+    Plain behaviors written by the `verge` factory get "cache": false (see Verge.full_config)."""
+    return {"path": path, "origin": origin, "cache": settings}
+
+
+def cache_config(origin, behaviors=None, cache=None):
+    """A config with origin "app" and `behaviors` (default: one cached "*" behavior with the
+    default settings); `cache` is the top-level "cache" object (memory_mb...) when given."""
+    config = {"origins": {"app": origin_entry(origin)}, "behaviors": behaviors or [cached_behavior()]}
+    if cache is not None:
+        config["cache"] = cache
+    return config
+
+
+def origin_requests_for(origin, path):
+    """The requests the origin received for URL path `path` (any query)."""
+    return [r for r in origin.requests if r.path == path]
 
 
 def require_verge():
@@ -608,6 +747,15 @@ class Verge:
                 full.pop(key, None)
             else:
                 full[key] = value
+        # verge caches by default (a behavior without "cache" stores GET 200s for a day), but most
+        # tests expect every request to reach the origin. So every behavior this factory writes
+        # gets "cache": false unless the test's behavior sets "cache" itself: cache tests say
+        # {"path": "*", "origin": "app", "cache": {}} (see cached_behavior()) to get the defaults.
+        # The test's dicts are copied, never changed. A raw config (write_config(raw=...)) is
+        # written verbatim and gets nothing.
+        if isinstance(full.get("behaviors"), list):
+            full["behaviors"] = [dict(b, cache=False) if isinstance(b, dict) and "cache" not in b else b
+                                 for b in full["behaviors"]]
         # The ports the config really uses (a test may give its own listen/admin addresses).
         if full.get("listen"):
             self.port = int(full["listen"][0]["address"].rsplit(":", 1)[1])
@@ -739,6 +887,14 @@ class Verge:
         with self.conn() as c:
             return c.request(method, target, headers, body, version, keep_body)
 
+    def fetch(self, target="/", headers=None, method="GET", body=None):
+        """Like get(), and stamps the Response with wall-clock .sent_wall and .done_wall (for
+        assert_age / age_range)."""
+        sent = time.time()
+        response = self.get(target, headers, method=method, body=body)
+        response.sent_wall, response.done_wall = sent, time.time()
+        return response
+
     def http(self, raw, **kwargs):
         return http(self.port, raw, **kwargs)
 
@@ -754,6 +910,11 @@ class Verge:
         headers.append(("Connection", "close"))
         with HTTPConn(self.admin_port) as c:
             return c.request(method, path, headers, body)
+
+    def purge(self, body, token=None):
+        """POST /purge with `body` (a dict or list sent as JSON, or bytes as they are); returns the Response."""
+        data = body if isinstance(body, (bytes, bytearray)) else json.dumps(body).encode()
+        return self.admin("POST", "/purge", headers=[("Content-Type", "application/json")], body=bytes(data), token=token)
 
     def metrics(self, token=None):
         response = self.admin("GET", "/metrics", token=token)
@@ -846,7 +1007,8 @@ def verge(tmp_path):
     `config` is merged over the defaults (listen on a free port, threads 2, JSON access log in
     tmp_path, admin on a free port, drain 5 s); a key set to None is removed. With `origin`
     (an Origin, BlackholeListener or port) and no "origins"/"behaviors" in config, one origin
-    "app" serves behavior "*"."""
+    "app" serves behavior "*". Every behavior without a "cache" key gets "cache": false (caching
+    off); cache tests give their behaviors a "cache" object (cached_behavior())."""
     require_verge()
     started = []
 

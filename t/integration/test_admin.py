@@ -26,6 +26,12 @@ REQUIRED_SERIES = [
 ]
 
 
+def settled_metrics(v, name, total):
+    """The metrics once the samples of `name` add up to at least `total` (else None)."""
+    m = v.metrics()
+    return m if m.sum(name) >= total else None
+
+
 @pytest.fixture
 def proxy(verge, origin):
     return verge(origin=origin)
@@ -58,7 +64,9 @@ def test_request_counters_change(proxy, origin):
     assert proxy.get("/nf?status=404").status == 404
     assert proxy.get("/err?status=503").status == 503
     assert proxy.get("/redir?status=301").status == 301
-    after = proxy.metrics()
+    # verge counts a request when it finishes, just after the last byte went out: poll.
+    after = wait_until(lambda: settled_metrics(proxy, "verge_requests_total", before.sum("verge_requests_total") + 6), 5,
+                       message="6 more requests in verge_requests_total")
 
     def delta(name, **labels):
         return after.get(name, 0, **labels) - before.get(name, 0, **labels)
@@ -92,7 +100,7 @@ def test_origin_error_counters(verge):
     v = verge(origin=free_port())
     v.get("/a")
     v.get("/b")
-    m = v.metrics()
+    m = wait_until(lambda: settled_metrics(v, "verge_requests_total", 2), 5, message="2 requests in verge_requests_total")
     assert m.get("verge_origin_errors_total", origin="app", kind="refused") == 2
     assert m.get("verge_requests_total", status_class="5xx") == 2
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import REPO, BlackholeListener, HTTPConn, curl, free_port, http, pattern_bytes, pattern_sha256, raw_knob
+from conftest import REPO, BlackholeListener, HTTPConn, curl, free_port, http, pattern_bytes, pattern_sha256, raw_knob, wait_until
 
 
 def test_default_answer_and_recording(origin):
@@ -117,6 +117,57 @@ def test_body_delay_sends_head_first(origin):
         assert head_at < 0.3
         assert c.sock.recv(65536) == b"late"
         assert time.monotonic() - start >= 0.4
+
+
+def test_pause_after_stops_mid_body(origin):
+    with HTTPConn(origin.port) as c:
+        c.send(b"GET /p?size=1000&pause_after=300&pause_ms=400 HTTP/1.1\r\nHost: h\r\n\r\n")
+        c.sock.settimeout(2)
+        start = time.monotonic()
+        got = b""
+        while not got.endswith(pattern_bytes(300)):
+            got += c.sock.recv(65536)
+        assert got.partition(b"\r\n\r\n")[2] == pattern_bytes(300) and time.monotonic() - start < 0.3
+        rest = b""
+        while len(rest) < 700:
+            rest += c.sock.recv(65536)
+        assert rest == pattern_bytes(700, 300) and time.monotonic() - start >= 0.4
+    (req,) = origin.requests
+    wait_until(lambda: req.answered_at is not None, 2, message="answered_at")  # set just after the last write
+    assert req.answered_status == 200 and req.answered_at - req.received_at >= 0.4
+
+
+def test_etag_answers_304_to_a_matching_if_none_match(origin):
+    origin.route("/e", etag='"v1"', header="Cache-Control: max-age=5", body="e")
+    with HTTPConn(origin.port) as c:
+        r = c.request("GET", "/e")
+        assert (r.status, r.header("etag"), r.body) == (200, '"v1"', b"e")
+        for inm in ('"v1"', 'W/"v1"', '"x", "v1"', "*"):
+            r = c.request("GET", "/e", [("If-None-Match", inm)])
+            assert (r.status, r.header("etag"), r.header("cache-control"), r.body) == (304, '"v1"', "max-age=5", b""), inm
+            assert not r.has_header("content-length")
+        r = c.request("HEAD", "/e", [("If-None-Match", '"v1"')])
+        assert r.status == 304
+        r = c.request("GET", "/e", [("If-None-Match", '"v2"')])
+        assert (r.status, r.body) == (200, b"e")
+        # If-None-Match decides when present, even if If-Modified-Since would match.
+        r = c.request("GET", "/e", [("If-None-Match", '"v2"'), ("If-Modified-Since", "Sat, 01 Jan 2050 00:00:00 GMT")])
+        assert r.status == 200
+        assert c.request("POST", "/e", [("If-None-Match", '"v1"')], body=b"").status == 200
+    assert [r.answered_status for r in origin.requests] == [200, 304, 304, 304, 304, 304, 200, 200, 200]
+
+
+def test_last_modified_answers_304_to_if_modified_since(origin):
+    lm = "Wed, 21 Oct 2015 07:28:00 GMT"
+    origin.route("/lm", last_modified=lm)
+    with HTTPConn(origin.port) as c:
+        r = c.request("GET", "/lm")
+        assert (r.status, r.header("last-modified")) == (200, lm)
+        assert c.request("GET", "/lm", [("If-Modified-Since", lm)]).status == 304
+        assert c.request("GET", "/lm", [("If-Modified-Since", "Thu, 22 Oct 2015 00:00:00 GMT")]).status == 304
+        assert c.request("GET", "/lm", [("If-Modified-Since", "Tue, 20 Oct 2015 00:00:00 GMT")]).status == 200
+        assert c.request("GET", "/lm", [("If-Modified-Since", "garbage")]).status == 200
+        assert c.request("GET", "/lm", [("If-None-Match", '"x"'), ("If-Modified-Since", lm)]).status == 200
 
 
 def test_reset_after_truncates_with_rst(origin):

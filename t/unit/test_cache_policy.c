@@ -653,6 +653,18 @@ static void test_authorization(void)
     CHECK_STR(d.reason, "request has Authorization");
 }
 
+static void test_set_cookie_is_never_stored(void)
+{
+    struct cache_settings settings = settings_make(0, DAY, YEAR);
+    struct http_header headers[] = {HEADER("Date", NOW_TEXT), HEADER("Cache-Control", "public, max-age=600"),
+                                    HEADER("set-cookie", "session=secret")};
+    struct cache_store_decision d = decide_full(&settings, "GET", false, 200, headers, 3);
+    CHECK(!d.store);
+    CHECK_STR(d.reason, "response sets a cookie");
+    d = decide_full(&settings, "GET", false, 200, headers, 2);
+    CHECK(d.store);
+}
+
 static void test_vary_star_and_stale_windows(void)
 {
     struct cache_settings settings = settings_make(0, DAY, YEAR);
@@ -1294,6 +1306,7 @@ int main(void)
     UNIT_RUN(test_error_caching);
     UNIT_RUN(test_methods_and_switches);
     UNIT_RUN(test_authorization);
+    UNIT_RUN(test_set_cookie_is_never_stored);
     UNIT_RUN(test_vary_star_and_stale_windows);
     UNIT_RUN(test_age);
     UNIT_RUN(test_freshness_windows);
