@@ -457,6 +457,14 @@ static enum step_result step_lookup(struct request *request)
         serve_from_cache(request, object, CACHE_RESULT_STALE_WHILE_REVALIDATE, age);
         return RUN_NEXT;
     }
+    if (fill == NULL && busy == NULL) {
+        /* Not expected from the store; stay correct: go to the origin, store nothing. */
+        cache_object_unref(object);
+        request->cache_settings = NULL;
+        request->cache_result = CACHE_RESULT_BYPASS;
+        request->step = STEP_ORIGIN_REQUEST;
+        return RUN_NEXT;
+    }
     if (fill == NULL) {
         /* Someone else refreshes this key: wait for it like a collapsed miss. */
         cache_object_unref(object);
