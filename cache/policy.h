@@ -29,14 +29,14 @@ struct cache_name_list {
 };
 
 struct cache_settings {
-    bool enabled;                   /* false: "cache": false, every request passes */
+    bool enabled;                          /* false: "cache": false, every request passes */
     int64_t min_ttl, default_ttl, max_ttl; /* seconds */
-    int64_t error_ttl;              /* error caching minimum TTL (§10.3), default 10 */
-    int64_t stale_while_revalidate; /* seconds; behavior default, the response's directive wins; 0 = off */
-    int64_t stale_if_error;         /* likewise */
-    struct cache_name_list query;   /* key: query parameters (default NONE) */
-    struct cache_name_list headers; /* key: request headers (ONLY or NONE) */
-    struct cache_name_list cookies; /* key: cookies (default NONE) */
+    int64_t error_ttl;                     /* error caching minimum TTL (§10.3), default 10 */
+    int64_t stale_while_revalidate;        /* seconds; behavior default, the response's directive wins; 0 = off */
+    int64_t stale_if_error;                /* likewise */
+    struct cache_name_list query;          /* key: query parameters (default NONE) */
+    struct cache_name_list headers;        /* key: request headers (ONLY or NONE) */
+    struct cache_name_list cookies;        /* key: cookies (default NONE) */
 };
 
 /* ---- Cache-Control ------------------------------------------------------- */

@@ -38,6 +38,7 @@
  * large body never happens inside a critical section.
  */
 #include "store.h"
+#include "chunk_memory.h"
 
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -72,6 +73,8 @@ struct body_chunk {
     uint64_t start; /* body offset of data[0] */
     size_t capacity;
     char *data;
+    int fd;               /* chunk_memory: a memfd segment (sendfile), or -1 */
+    uint64_t file_offset; /* of data[0] in fd */
 };
 
 struct object_body {
@@ -272,8 +275,10 @@ static void body_unref(struct object_body *body)
 {
     if (body == NULL || atomic_fetch_sub_explicit(&body->refcount, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; i < body->chunk_count; i++)
-        free(body->chunks[i].data);
+    for (size_t i = 0; i < body->chunk_count; i++) {
+        struct body_chunk *chunk = &body->chunks[i];
+        chunk_memory_free(&(struct chunk_memory){chunk->data, chunk->fd, chunk->file_offset, chunk->capacity});
+    }
     free(body->chunks);
     free(body);
 }
@@ -303,9 +308,10 @@ static void body_append(struct object_body *body, int64_t content_length, const 
                 VERGE_ASSERT(body->chunks != NULL);
             }
             size_t capacity = next_chunk_capacity(body, content_length);
-            char *memory = malloc(capacity);
-            VERGE_ASSERT(memory != NULL);
-            body->chunks[body->chunk_count++] = (struct body_chunk){.start = body->size, .capacity = capacity, .data = memory};
+            struct chunk_memory memory;
+            chunk_memory_alloc(capacity, &memory);
+            body->chunks[body->chunk_count++] = (struct body_chunk){
+                .start = body->size, .capacity = capacity, .data = memory.data, .fd = memory.fd, .file_offset = memory.file_offset};
             body->allocated += capacity;
             continue;
         }
@@ -956,6 +962,28 @@ size_t cache_object_read(struct cache_object *object, uint64_t offset, void *out
     size_t n = read_unlocked(object, offset, out, max);
     pthread_mutex_unlock(&object->lock);
     return n;
+}
+
+static struct cache_body_piece piece_at_unlocked(struct cache_object *object, uint64_t offset)
+{
+    const struct object_body *body = object->body;
+    if (body == NULL || offset >= body->size)
+        return (struct cache_body_piece){NULL, 0, -1, 0};
+    const struct body_chunk *chunk = body_chunk_at(body, offset);
+    uint64_t chunk_end = chunk->start + chunk->capacity < body->size ? chunk->start + chunk->capacity : body->size;
+    return (struct cache_body_piece){chunk->data + (offset - chunk->start), (size_t)(chunk_end - offset), chunk->fd,
+                                     chunk->file_offset + (offset - chunk->start)};
+}
+
+struct cache_body_piece cache_object_piece_at(struct cache_object *object, uint64_t offset)
+{
+    VERGE_CHECK_MAGIC(object, OBJECT_MAGIC);
+    if (state_of(object) == CACHE_OBJECT_COMPLETE)
+        return piece_at_unlocked(object, offset);
+    pthread_mutex_lock(&object->lock);
+    struct cache_body_piece piece = piece_at_unlocked(object, offset);
+    pthread_mutex_unlock(&object->lock);
+    return piece;
 }
 
 static slice_t body_at_unlocked(struct cache_object *object, uint64_t offset)

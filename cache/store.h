@@ -175,6 +175,16 @@ size_t cache_object_read(struct cache_object *object, uint64_t offset, void *out
  * at `offset` (up to the end of one chunk; empty when none yet). The bytes
  * stay valid and unchanged while a reference on the object is held. */
 slice_t cache_object_body_at(struct cache_object *object, uint64_t offset);
+/* The same piece with where it lives: `fd` >= 0 when the bytes are also in a
+ * memfd at `file_offset` (see cache/chunk_memory.h), so sendfile(2) can send
+ * them without a copy; -1 for heap memory. */
+struct cache_body_piece {
+    const char *data;
+    size_t len;
+    int fd;
+    uint64_t file_offset;
+};
+struct cache_body_piece cache_object_piece_at(struct cache_object *object, uint64_t offset);
 /* Marks the object as used (eviction bookkeeping; cheap, lock-free for SIEVE). */
 void cache_object_touch(struct cache_object *object);
 

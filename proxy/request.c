@@ -953,25 +953,37 @@ static void pump_cache(struct request *request)
                 request->body_bytes_sent += bytes.len;
             }
         } else {
-            /* Known length: the stored chunks go to the socket as they are. */
+            /* Known length: the stored chunks go to the socket as they are —
+             * file-backed ones with sendfile, small heap ones gathered into
+             * one sendmsg. */
             for (;;) {
-                struct iovec pieces[VIEWER_MAX_IOV];
-                int count = 0;
-                uint64_t offset = request->cache_read_offset;
-                size_t offered = 0;
-                while (count < VIEWER_MAX_IOV && offset < request->cache_read_end && offered < PUMP_HIGH_WATERMARK) {
-                    slice_t bytes = cache_object_body_at(request->cache_object, offset);
-                    if (bytes.len == 0)
-                        break;
-                    if (bytes.len > request->cache_read_end - offset)
-                        bytes.len = (size_t)(request->cache_read_end - offset);
-                    pieces[count++] = (struct iovec){(void *)bytes.ptr, bytes.len};
-                    offset += bytes.len;
-                    offered += bytes.len;
+                struct cache_body_piece piece = cache_object_piece_at(request->cache_object, request->cache_read_offset);
+                uint64_t left = request->cache_read_end - request->cache_read_offset;
+                if (piece.len > left)
+                    piece.len = (size_t)left;
+                if (piece.len == 0)
+                    break; /* nothing more stored yet */
+                size_t offered, sent;
+                if (piece.fd >= 0) {
+                    offered = piece.len;
+                    sent = viewer_sendfile(viewer, piece.fd, piece.file_offset, piece.len);
+                } else {
+                    struct iovec pieces[VIEWER_MAX_IOV];
+                    int count = 0;
+                    uint64_t offset = request->cache_read_offset;
+                    offered = 0;
+                    while (piece.len > 0 && piece.fd < 0 && count < VIEWER_MAX_IOV && offered < PUMP_HIGH_WATERMARK) {
+                        pieces[count++] = (struct iovec){(void *)piece.data, piece.len};
+                        offset += piece.len;
+                        offered += piece.len;
+                        if (offset >= request->cache_read_end)
+                            break;
+                        piece = cache_object_piece_at(request->cache_object, offset);
+                        if (piece.len > request->cache_read_end - offset)
+                            piece.len = (size_t)(request->cache_read_end - offset);
+                    }
+                    sent = viewer_send_vectored(viewer, pieces, count);
                 }
-                if (count == 0)
-                    break;
-                size_t sent = viewer_send_vectored(viewer, pieces, count);
                 request->cache_read_offset += sent;
                 request->body_bytes_sent += sent;
                 if (sent < offered)

@@ -181,6 +181,9 @@ size_t viewer_output_pending(const struct viewer_connection *viewer);
  * socket drains, request_on_output_drained asks for it again. Stored objects
  * go out this way, without a copy. */
 size_t viewer_send_vectored(struct viewer_connection *viewer, const struct iovec *body, int count);
+/* The same for `len` bytes of a file at `offset`, sent with sendfile(2) (the
+ * kernel passes the pages by reference). */
+size_t viewer_sendfile(struct viewer_connection *viewer, int fd, uint64_t offset, size_t len);
 /* While corked, viewer_write only queues; uncorking sends what was queued. */
 void viewer_cork(struct viewer_connection *viewer);
 void viewer_uncork(struct viewer_connection *viewer);

@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -256,6 +257,47 @@ size_t viewer_send_vectored(struct viewer_connection *viewer, const struct iovec
         sent -= pending;
     }
     if (sent < offered || viewer_output_pending(viewer) > 0) {
+        ev_io_start(viewer->thread->loop, &viewer->write_watcher);
+        viewer_arm_timer(viewer);
+    }
+    return sent;
+}
+
+size_t viewer_sendfile(struct viewer_connection *viewer, int fd, uint64_t offset, size_t len)
+{
+    if (viewer->state == VIEWER_BROKEN || ev_is_active(&viewer->write_watcher))
+        return 0;
+    /* What is queued (a corked head) goes first, marked as not the end so
+     * the kernel may put it in one packet with the file bytes. */
+    while (viewer_output_pending(viewer) > 0) {
+        ssize_t n =
+            send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL | MSG_MORE);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN) {
+            viewer_mark_broken(viewer);
+            return 0;
+        }
+        if (n <= 0)
+            break;
+        viewer->output_sent += (size_t)n;
+    }
+    viewer->corked = false;
+    size_t sent = 0;
+    if (viewer_output_pending(viewer) == 0) {
+        viewer->output.len = viewer->output_sent = 0;
+        off_t file_offset = (off_t)offset;
+        ssize_t n;
+        do
+            n = sendfile(viewer->fd, fd, &file_offset, len);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno != EAGAIN) {
+            viewer_mark_broken(viewer);
+            return 0;
+        }
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    if (sent < len) {
         ev_io_start(viewer->thread->loop, &viewer->write_watcher);
         viewer_arm_timer(viewer);
     }
