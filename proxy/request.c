@@ -965,8 +965,17 @@ static void pump_cache(struct request *request)
                     break; /* nothing more stored yet */
                 size_t offered, sent;
                 if (piece.fd >= 0) {
+                    /* Chunks that follow each other in the same segment go in one call. */
                     offered = piece.len;
-                    sent = viewer_sendfile(viewer, piece.fd, piece.file_offset, piece.len);
+                    while (offered < PUMP_HIGH_WATERMARK && request->cache_read_offset + offered < request->cache_read_end) {
+                        struct cache_body_piece next =
+                            cache_object_piece_at(request->cache_object, request->cache_read_offset + offered);
+                        if (next.fd != piece.fd || next.file_offset != piece.file_offset + offered || next.len == 0)
+                            break;
+                        uint64_t room = request->cache_read_end - request->cache_read_offset - offered;
+                        offered += next.len < room ? next.len : (size_t)room;
+                    }
+                    sent = viewer_sendfile(viewer, piece.fd, piece.file_offset, offered);
                 } else {
                     struct iovec pieces[VIEWER_MAX_IOV];
                     int count = 0;
