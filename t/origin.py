@@ -82,7 +82,27 @@ def pattern_sha256(length):
 # ---- recorded requests ----------------------------------------------------------
 
 
-class Request:
+class HeaderLookup:
+    """Case-insensitive lookups over `self.headers`, a list of (name, value) pairs as received
+    (shared by recorded requests here and by the tests' parsed responses)."""
+
+    def header(self, name, default=None):
+        """First value of header `name` (case-insensitive), or `default`."""
+        lname = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lname:
+                return v
+        return default
+
+    def header_values(self, name):
+        lname = name.lower()
+        return [v for n, v in self.headers if n.lower() == lname]
+
+    def has_header(self, name):
+        return bool(self.header_values(name))
+
+
+class Request(HeaderLookup):
     """One request as the origin received it."""
 
     BODY_KEEP = 1024 * 1024  # the first MiB of a body is kept in .body; the rest is only hashed
@@ -109,20 +129,6 @@ class Request:
         self.answered_status = None  # the status the origin answered with (None: no answer yet / none)
         self.answered_at = None  # time.monotonic() when the last byte of the answer was written
 
-    def header(self, name, default=None):
-        """First value of header `name` (case-insensitive), or `default`."""
-        lname = name.lower()
-        for n, v in self.headers:
-            if n.lower() == lname:
-                return v
-        return default
-
-    def header_values(self, name):
-        lname = name.lower()
-        return [v for n, v in self.headers if n.lower() == lname]
-
-    def has_header(self, name):
-        return bool(self.header_values(name))
 
     def to_dict(self):
         return {

@@ -40,7 +40,7 @@ import pytest
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "t"))
 
-from origin import BlackholeListener, Origin, pattern_bytes, pattern_chunks, pattern_sha256, raw_knob  # noqa: E402,F401
+from origin import BlackholeListener, HeaderLookup, Origin, pattern_bytes, pattern_chunks, pattern_sha256, raw_knob  # noqa: E402,F401
 
 VERGE_BIN = os.environ.get("VERGE_BIN", os.path.join(REPO, "build", "verge"))
 SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: \w+Sanitizer")
@@ -122,7 +122,7 @@ def port_refuses(port, host="127.0.0.1"):
 # ---- HTTP/1.1 response reading ---------------------------------------------------------------
 
 
-class Response:
+class Response(HeaderLookup):
     """One parsed HTTP/1.x response."""
 
     def __init__(self):
@@ -139,20 +139,6 @@ class Response:
         self.complete = True  # False when the connection ended before the framing said the body ends
         self.trailers = []
         self.interim = []  # 1xx responses read before this one
-
-    def header(self, name, default=None):
-        lname = name.lower()
-        for n, v in self.headers:
-            if n.lower() == lname:
-                return v
-        return default
-
-    def header_values(self, name):
-        lname = name.lower()
-        return [v for n, v in self.headers if n.lower() == lname]
-
-    def has_header(self, name):
-        return bool(self.header_values(name))
 
     def header_list(self, name):
         """All comma-separated items of header `name` across its lines, stripped."""
