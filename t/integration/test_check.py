@@ -129,11 +129,7 @@ def test_example_config_is_valid():
     if not os.path.exists(example):
         pytest.skip("conf/verge.example.json does not exist yet")
     r = run_verge("check", "-c", example)
-    # The example may point at files a deployment provides (a static root, a token file);
-    # anything else wrong with it is a real error.
-    problems = [l for l in r.stderr.splitlines() if l.strip() and "No such file or directory" not in l]
-    assert not problems, r.stderr
-    assert r.returncode == 0 or r.stderr.strip(), "exit 1 without messages"
+    assert r.returncode == 0, r.stderr  # the example is a working config, every key shown
 
 
 def test_config_reference_is_a_markdown_table():
