@@ -196,6 +196,7 @@ static void *loop_thread_main(void *argument)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     ev_run(thread->loop, 0);
     viewer_close_all(thread);
+    request_cache_thread_destroy(thread);
     origin_pools_destroy(thread);
     atomic_fetch_sub(&threads_running, 1);
     ev_async_send(main_loop, &threads_finished_async);

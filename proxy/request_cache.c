@@ -184,10 +184,28 @@ struct background_refresh {
     bool fill_finished; /* `fill` was finished early (too big to keep) */
     int64_t request_time;
     slice_t path;
+    struct loop_thread *thread;
+    struct background_refresh *next, *prev; /* thread->background_fills */
 };
+
+static void background_link(struct background_refresh *refresh, struct loop_thread *thread)
+{
+    refresh->thread = thread;
+    refresh->prev = NULL;
+    refresh->next = thread->background_fills;
+    if (thread->background_fills != NULL)
+        thread->background_fills->prev = refresh;
+    thread->background_fills = refresh;
+}
 
 static void background_refresh_end(struct background_refresh *refresh, bool fill_complete)
 {
+    if (refresh->prev != NULL)
+        refresh->prev->next = refresh->next;
+    else
+        refresh->thread->background_fills = refresh->next;
+    if (refresh->next != NULL)
+        refresh->next->prev = refresh->prev;
     if (refresh->storing)
         cache_object_finish(refresh->fill, fill_complete);
     else if (!refresh->fill_finished)
@@ -306,6 +324,7 @@ void request_cache_refresh_in_background(struct request *request, struct cache_o
     cache_object_ref(stale);
     refresh->request_time = (int64_t)time(NULL);
     refresh->path = arena_slice_copy(&refresh->arena, request->path);
+    background_link(refresh, request->viewer->thread);
     struct origin_fetch_params params = {
         .origin = request->origin,
         .metrics = request->generation->origin_metrics[request->origin_index],
@@ -328,8 +347,20 @@ void request_cache_continue_fill(struct request *request)
     fill->fill = request->cache_fill; /* the request's reference passes */
     fill->storing = true;
     fill->fetch = request->fetch;
+    background_link(fill, request->viewer->thread);
     request->cache_fill = NULL;
     request->fetch = NULL;
     origin_fetch_rebind(fill->fetch, &background_callbacks, fill);
     origin_fetch_pause_reading(fill->fetch, false); /* no viewer to wait for any more */
+}
+
+void request_cache_thread_destroy(struct loop_thread *thread)
+{
+    /* The loop stopped with fills still running (drain deadline): end them
+     * as incomplete, so waiters and memory are released. */
+    while (thread->background_fills != NULL) {
+        struct background_refresh *refresh = thread->background_fills;
+        origin_fetch_abort(refresh->fetch);
+        background_refresh_end(refresh, false);
+    }
 }

@@ -39,6 +39,7 @@ void generation_unref(struct generation *generation);
 struct viewer_connection;
 struct origin_pool;
 struct cache_wakeup;
+struct background_refresh;
 
 struct loop_thread {
     unsigned index;
@@ -60,6 +61,7 @@ struct loop_thread {
     pthread_mutex_t cache_wakeup_lock;  /* guards cache_wakeups: other threads append */
     struct cache_wakeup *cache_wakeups; /* cache objects that changed for this thread's requests */
     ev_async cache_async;
+    struct background_refresh *background_fills; /* fills no viewer waits for (request_cache.c) */
 };
 
 struct server {
@@ -151,6 +153,8 @@ void origin_pools_destroy(struct loop_thread *thread);
 
 /* Sets up the thread's queue of cache wakeups (before the loop runs). */
 void request_cache_thread_init(struct loop_thread *thread);
+/* Ends the fills still running on the thread (at exit). */
+void request_cache_thread_destroy(struct loop_thread *thread);
 
 /* Buffer thresholds shared by both directions of the body pump. */
 #define PUMP_HIGH_WATERMARK (256 * 1024)
