@@ -1,0 +1,615 @@
+/* event.c — Lambda@Edge event encoding, result parsing and validation.
+ *
+ * Encoding writes the JSON a function receives (spec §1.8, keys in the doc's
+ * alphabetical order) with yajl_gen. Parsing uses yajl_tree, after a cheap
+ * depth pre-scan (yajl_tree_free recurses, so hostile nesting is refused
+ * before it is built), and copies everything into the caller's arena so the
+ * tree can be freed at once. Parsing checks shape only; event_validate_result
+ * applies the §2.6 checklist from two tables: which fields each trigger may
+ * change (field_rules) and which headers are disallowed / read-only /
+ * not-addable / denied in customHeaders (header_rules).
+ *
+ * Pure: no I/O, no clock, no global mutable state, so it is thread-safe.
+ */
+#include "event.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+static const char *const trigger_names[EVENT_TRIGGER_COUNT] = {"viewer-request", "origin-request", "origin-response",
+                                                               "viewer-response"};
+
+const char *event_trigger_name(enum event_trigger trigger)
+{
+    return (unsigned)trigger < EVENT_TRIGGER_COUNT ? trigger_names[trigger] : "unknown";
+}
+
+bool event_trigger_is_request(enum event_trigger trigger)
+{
+    return trigger == EVENT_VIEWER_REQUEST || trigger == EVENT_ORIGIN_REQUEST;
+}
+
+static bool set_error(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static bool set_error(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
+{
+    error->trigger = trigger;
+    error->rule = rule;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error->field, sizeof error->field, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* ---- headers ------------------------------------------------------------- */
+
+const struct event_header *event_headers_find(const struct event_headers *headers, slice_t lower_name)
+{
+    for (size_t i = 0; i < headers->count; i++)
+        if (slice_equal(headers->items[i].name, lower_name))
+            return &headers->items[i];
+    return NULL;
+}
+
+/* Grows an arena array by one element (old storage stays in the arena). */
+static void *arena_grow(struct arena *arena, void *items, size_t count, size_t size)
+{
+    /* capacity is the next power of two; a new block only when count hits it */
+    if (count != 0 && (count & (count - 1)) != 0)
+        return items;
+    size_t capacity = count == 0 ? 4 : count * 2;
+    void *grown = arena_alloc(arena, capacity * size);
+    if (count != 0)
+        memcpy(grown, items, count * size);
+    return grown;
+}
+
+static slice_t lower_copy(struct arena *arena, slice_t s)
+{
+    char *p = arena_alloc(arena, s.len + 1);
+    for (size_t i = 0; i < s.len; i++)
+        p[i] = (s.ptr[i] >= 'A' && s.ptr[i] <= 'Z') ? (char)(s.ptr[i] + 32) : s.ptr[i];
+    return (slice_t){p, s.len};
+}
+
+static void headers_add_named(struct arena *arena, struct event_headers *headers, slice_t name, slice_t key, slice_t value)
+{
+    struct event_header *header = (struct event_header *)event_headers_find(headers, name);
+    if (header == NULL) {
+        headers->items = arena_grow(arena, headers->items, headers->count, sizeof *headers->items);
+        header = &headers->items[headers->count++];
+        *header = (struct event_header){.name = name};
+    }
+    header->values = arena_grow(arena, header->values, header->value_count, sizeof *header->values);
+    header->values[header->value_count++] = (struct event_header_value){key, value};
+}
+
+void event_headers_add(struct arena *arena, struct event_headers *headers, slice_t key, slice_t value)
+{
+    headers_add_named(arena, headers, lower_copy(arena, key), arena_slice_copy(arena, key), arena_slice_copy(arena, value));
+}
+
+/* `content-type` → `Content-Type` (spec §1.4, missing key). */
+static slice_t capitalised_key(struct arena *arena, slice_t name)
+{
+    char *p = arena_alloc(arena, name.len + 1);
+    bool start = true;
+    for (size_t i = 0; i < name.len; i++) {
+        char c = name.ptr[i];
+        if (start && c >= 'a' && c <= 'z')
+            c = (char)(c - 32);
+        p[i] = c;
+        start = c == '-';
+    }
+    return (slice_t){p, name.len};
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+static void gen_slice(yajl_gen gen, slice_t s)
+{
+    yajl_gen_string(gen, (const unsigned char *)(s.len ? s.ptr : ""), s.len);
+}
+
+static void gen_key(yajl_gen gen, const char *key)
+{
+    yajl_gen_string(gen, (const unsigned char *)key, strlen(key));
+}
+
+static void gen_headers(yajl_gen gen, const struct event_headers *headers)
+{
+    yajl_gen_map_open(gen);
+    for (size_t i = 0; i < headers->count; i++) {
+        const struct event_header *header = &headers->items[i];
+        gen_slice(gen, header->name);
+        yajl_gen_array_open(gen);
+        for (size_t j = 0; j < header->value_count; j++) {
+            yajl_gen_map_open(gen);
+            gen_key(gen, "key");
+            gen_slice(gen, header->values[j].key);
+            gen_key(gen, "value");
+            gen_slice(gen, header->values[j].value);
+            yajl_gen_map_close(gen);
+        }
+        yajl_gen_array_close(gen);
+    }
+    yajl_gen_map_close(gen);
+}
+
+static void gen_origin(yajl_gen gen, const struct event_origin *origin)
+{
+    yajl_gen_map_open(gen);
+    if (origin->kind == EVENT_ORIGIN_CUSTOM) {
+        gen_key(gen, "custom");
+        yajl_gen_map_open(gen);
+        gen_key(gen, "customHeaders");
+        gen_headers(gen, &origin->custom_headers);
+        gen_key(gen, "domainName");
+        gen_slice(gen, origin->domain_name);
+        gen_key(gen, "keepaliveTimeout");
+        yajl_gen_integer(gen, origin->keepalive_timeout);
+        gen_key(gen, "path");
+        gen_slice(gen, origin->path);
+        gen_key(gen, "port");
+        yajl_gen_integer(gen, origin->port);
+        gen_key(gen, "protocol");
+        gen_slice(gen, origin->protocol);
+        gen_key(gen, "readTimeout");
+        yajl_gen_integer(gen, origin->read_timeout);
+        gen_key(gen, "sslProtocols");
+        yajl_gen_array_open(gen);
+        for (size_t i = 0; i < origin->ssl_protocol_count; i++)
+            gen_slice(gen, origin->ssl_protocols[i]);
+        yajl_gen_array_close(gen);
+        yajl_gen_map_close(gen);
+    } else {
+        gen_key(gen, "s3");
+        yajl_gen_map_open(gen);
+        gen_key(gen, "authMethod");
+        gen_slice(gen, origin->auth_method);
+        gen_key(gen, "customHeaders");
+        gen_headers(gen, &origin->custom_headers);
+        gen_key(gen, "domainName");
+        gen_slice(gen, origin->domain_name);
+        gen_key(gen, "path");
+        gen_slice(gen, origin->path);
+        gen_key(gen, "region");
+        gen_slice(gen, origin->region);
+        yajl_gen_map_close(gen);
+    }
+    yajl_gen_map_close(gen);
+}
+
+static void gen_request(yajl_gen gen, enum event_trigger trigger, const struct event_request *request)
+{
+    yajl_gen_map_open(gen);
+    if (request->has_body && event_trigger_is_request(trigger)) {
+        const struct event_request_body *body = &request->body;
+        gen_key(gen, "body");
+        yajl_gen_map_open(gen);
+        gen_key(gen, "inputTruncated");
+        yajl_gen_bool(gen, body->input_truncated);
+        gen_key(gen, "action");
+        gen_key(gen, body->action == EVENT_BODY_REPLACE ? "replace" : "read-only");
+        gen_key(gen, "encoding");
+        gen_key(gen, body->encoding == EVENT_BODY_TEXT ? "text" : "base64");
+        gen_key(gen, "data");
+        gen_slice(gen, body->data);
+        yajl_gen_map_close(gen);
+    }
+    gen_key(gen, "clientIp");
+    gen_slice(gen, request->client_ip);
+    gen_key(gen, "headers");
+    gen_headers(gen, &request->headers);
+    gen_key(gen, "method");
+    gen_slice(gen, request->method);
+    if (request->has_origin && (trigger == EVENT_ORIGIN_REQUEST || trigger == EVENT_ORIGIN_RESPONSE)) {
+        gen_key(gen, "origin");
+        gen_origin(gen, &request->origin);
+    }
+    gen_key(gen, "querystring");
+    gen_slice(gen, request->querystring);
+    gen_key(gen, "uri");
+    gen_slice(gen, request->uri);
+    yajl_gen_map_close(gen);
+}
+
+static void gen_response(yajl_gen gen, const struct event_response *response)
+{
+    char status[16];
+    snprintf(status, sizeof status, "%d", response->status);
+    yajl_gen_map_open(gen);
+    gen_key(gen, "headers");
+    gen_headers(gen, &response->headers);
+    gen_key(gen, "status");
+    gen_key(gen, status);
+    gen_key(gen, "statusDescription");
+    gen_slice(gen, response->status_description);
+    yajl_gen_map_close(gen);
+}
+
+void event_encode(const struct event_input *input, struct bytebuf *out)
+{
+    yajl_gen gen = yajl_gen_alloc(NULL);
+    VERGE_ASSERT(gen != NULL);
+    yajl_gen_map_open(gen);
+    gen_key(gen, "Records");
+    yajl_gen_array_open(gen);
+    yajl_gen_map_open(gen);
+    gen_key(gen, "cf");
+    yajl_gen_map_open(gen);
+    gen_key(gen, "config");
+    yajl_gen_map_open(gen);
+    gen_key(gen, "distributionDomainName");
+    gen_slice(gen, input->config.distribution_domain_name);
+    gen_key(gen, "distributionId");
+    gen_slice(gen, input->config.distribution_id);
+    gen_key(gen, "eventType");
+    gen_key(gen, event_trigger_name(input->trigger));
+    gen_key(gen, "requestId");
+    gen_slice(gen, input->config.request_id);
+    yajl_gen_map_close(gen);
+    gen_key(gen, "request");
+    gen_request(gen, input->trigger, &input->request);
+    if (!event_trigger_is_request(input->trigger)) {
+        gen_key(gen, "response");
+        gen_response(gen, &input->response);
+    }
+    yajl_gen_map_close(gen);
+    yajl_gen_map_close(gen);
+    yajl_gen_array_close(gen);
+    yajl_gen_map_close(gen);
+    const unsigned char *text;
+    size_t len;
+    VERGE_ASSERT(yajl_gen_get_buf(gen, &text, &len) == yajl_gen_status_ok);
+    bytebuf_append(out, text, len);
+    yajl_gen_free(gen);
+}
+
+/* ---- parsing ------------------------------------------------------------- */
+
+/* Parser state: the arena, the trigger (for errors) and the error slot. */
+struct parser {
+    struct arena *arena;
+    enum event_trigger trigger;
+    struct event_error *error;
+};
+
+static yajl_val object_get(yajl_val object, const char *key)
+{
+    for (size_t i = 0; i < object->u.object.len; i++)
+        if (strcmp(object->u.object.keys[i], key) == 0)
+            return object->u.object.values[i];
+    return NULL;
+}
+
+static slice_t copy_string(struct parser *p, yajl_val v)
+{
+    return arena_slice_copy(p->arena, slice_from_cstr(v->u.string));
+}
+
+/* Fetches a string member: false (with error) when present but not a string,
+ * or absent and required. *present tells which. */
+static bool get_string(struct parser *p, yajl_val object, const char *key, const char *path, bool required, slice_t *out,
+                       bool *present)
+{
+    yajl_val v = object_get(object, key);
+    if (present)
+        *present = v != NULL;
+    if (v == NULL)
+        return required ? set_error(p->error, p->trigger, "required field missing", "%s.%s", path, key) : true;
+    if (!YAJL_IS_STRING(v))
+        return set_error(p->error, p->trigger, "must be a string", "%s.%s", path, key);
+    *out = copy_string(p, v);
+    return true;
+}
+
+static bool get_integer(struct parser *p, yajl_val object, const char *key, const char *path, int64_t *out)
+{
+    yajl_val v = object_get(object, key);
+    if (v == NULL)
+        return set_error(p->error, p->trigger, "required field missing", "%s.%s", path, key);
+    if (!YAJL_IS_INTEGER(v))
+        return set_error(p->error, p->trigger, "must be an integer", "%s.%s", path, key);
+    *out = v->u.number.i;
+    return true;
+}
+
+static bool parse_headers(struct parser *p, yajl_val v, const char *path, struct event_headers *out)
+{
+    *out = (struct event_headers){0};
+    if (v == NULL)
+        return set_error(p->error, p->trigger, "required field missing", "%s", path);
+    if (!YAJL_IS_OBJECT(v))
+        return set_error(p->error, p->trigger, "must be an object", "%s", path);
+    for (size_t i = 0; i < v->u.object.len; i++) {
+        const char *name_text = v->u.object.keys[i];
+        yajl_val list = v->u.object.values[i];
+        slice_t name = arena_slice_copy(p->arena, slice_from_cstr(name_text));
+        if (!YAJL_IS_ARRAY(list))
+            return set_error(p->error, p->trigger, "header must be an array of {key, value}", "%s[\"%.60s\"]", path, name_text);
+        if (event_headers_find(out, name) != NULL)
+            return set_error(p->error, p->trigger, "duplicate header name", "%s[\"%.60s\"]", path, name_text);
+        /* an empty list still names the header (it means "no value"); keep it */
+        if (list->u.array.len == 0) {
+            out->items = arena_grow(p->arena, out->items, out->count, sizeof *out->items);
+            out->items[out->count++] = (struct event_header){.name = name};
+        }
+        for (size_t j = 0; j < list->u.array.len; j++) {
+            yajl_val entry = list->u.array.values[j];
+            if (!YAJL_IS_OBJECT(entry))
+                return set_error(p->error, p->trigger, "header entry must be an object", "%s[\"%.60s\"][%zu]", path, name_text, j);
+            yajl_val key = object_get(entry, "key"), value = object_get(entry, "value");
+            if (value == NULL || !YAJL_IS_STRING(value))
+                return set_error(p->error, p->trigger, "header value must be a string", "%s[\"%.60s\"][%zu].value", path, name_text,
+                                 j);
+            if (key != NULL && !YAJL_IS_STRING(key))
+                return set_error(p->error, p->trigger, "header key must be a string", "%s[\"%.60s\"][%zu].key", path, name_text, j);
+            slice_t key_slice = key ? copy_string(p, key) : capitalised_key(p->arena, name);
+            headers_add_named(p->arena, out, name, key_slice, copy_string(p, value));
+        }
+    }
+    return true;
+}
+
+static bool parse_body_encoding(struct parser *p, yajl_val v, const char *path, enum event_body_encoding *out)
+{
+    if (!YAJL_IS_STRING(v))
+        return set_error(p->error, p->trigger, "must be a string", "%s", path);
+    if (strcmp(v->u.string, "base64") == 0)
+        *out = EVENT_BODY_BASE64;
+    else if (strcmp(v->u.string, "text") == 0)
+        *out = EVENT_BODY_TEXT;
+    else
+        return set_error(p->error, p->trigger, "encoding must be text or base64", "%s", path);
+    return true;
+}
+
+static bool parse_request_body(struct parser *p, yajl_val v, struct event_request_body *out)
+{
+    if (!YAJL_IS_OBJECT(v))
+        return set_error(p->error, p->trigger, "must be an object", "request.body");
+    *out = (struct event_request_body){.action = EVENT_BODY_READ_ONLY, .encoding = EVENT_BODY_BASE64};
+    yajl_val truncated = object_get(v, "inputTruncated");
+    if (truncated != NULL) {
+        if (!YAJL_IS_TRUE(truncated) && !YAJL_IS_FALSE(truncated))
+            return set_error(p->error, p->trigger, "must be a boolean", "request.body.inputTruncated");
+        out->input_truncated = YAJL_IS_TRUE(truncated);
+    }
+    yajl_val action = object_get(v, "action");
+    if (action != NULL) {
+        if (!YAJL_IS_STRING(action))
+            return set_error(p->error, p->trigger, "must be a string", "request.body.action");
+        if (strcmp(action->u.string, "read-only") == 0)
+            out->action = EVENT_BODY_READ_ONLY;
+        else if (strcmp(action->u.string, "replace") == 0)
+            out->action = EVENT_BODY_REPLACE;
+        else
+            return set_error(p->error, p->trigger, "action must be read-only or replace", "request.body.action");
+    }
+    yajl_val encoding = object_get(v, "encoding");
+    if (encoding != NULL && !parse_body_encoding(p, encoding, "request.body.encoding", &out->encoding))
+        return false;
+    return get_string(p, v, "data", "request.body", false, &out->data, NULL);
+}
+
+static bool parse_origin(struct parser *p, yajl_val v, struct event_origin *out)
+{
+    *out = (struct event_origin){0};
+    if (!YAJL_IS_OBJECT(v))
+        return set_error(p->error, p->trigger, "must be an object", "request.origin");
+    yajl_val custom = object_get(v, "custom"), s3 = object_get(v, "s3");
+    if ((custom != NULL) == (s3 != NULL) || v->u.object.len != 1)
+        return set_error(p->error, p->trigger, "origin must have exactly one of custom or s3", "request.origin");
+    yajl_val o = custom ? custom : s3;
+    const char *path = custom ? "request.origin.custom" : "request.origin.s3";
+    char headers_path[64];
+    snprintf(headers_path, sizeof headers_path, "%s.customHeaders", path);
+    if (!YAJL_IS_OBJECT(o))
+        return set_error(p->error, p->trigger, "must be an object", "%s", path);
+    out->kind = custom ? EVENT_ORIGIN_CUSTOM : EVENT_ORIGIN_S3;
+    yajl_val custom_headers = object_get(o, "customHeaders");
+    if (custom_headers != NULL && !parse_headers(p, custom_headers, headers_path, &out->custom_headers))
+        return false;
+    if (!get_string(p, o, "domainName", path, true, &out->domain_name, NULL) ||
+        !get_string(p, o, "path", path, false, &out->path, NULL))
+        return false;
+    if (out->kind == EVENT_ORIGIN_S3)
+        return get_string(p, o, "authMethod", path, false, &out->auth_method, NULL) &&
+               get_string(p, o, "region", path, false, &out->region, NULL);
+    if (!get_integer(p, o, "port", path, &out->port) || !get_string(p, o, "protocol", path, true, &out->protocol, NULL) ||
+        !get_integer(p, o, "readTimeout", path, &out->read_timeout) ||
+        !get_integer(p, o, "keepaliveTimeout", path, &out->keepalive_timeout))
+        return false;
+    yajl_val ssl = object_get(o, "sslProtocols");
+    if (ssl == NULL)
+        return set_error(p->error, p->trigger, "required field missing", "%s.sslProtocols", path);
+    if (!YAJL_IS_ARRAY(ssl))
+        return set_error(p->error, p->trigger, "must be an array of strings", "%s.sslProtocols", path);
+    out->ssl_protocols = arena_alloc(p->arena, (ssl->u.array.len + 1) * sizeof *out->ssl_protocols);
+    for (size_t i = 0; i < ssl->u.array.len; i++) {
+        if (!YAJL_IS_STRING(ssl->u.array.values[i]))
+            return set_error(p->error, p->trigger, "must be a string", "%s.sslProtocols[%zu]", path, i);
+        out->ssl_protocols[out->ssl_protocol_count++] = copy_string(p, ssl->u.array.values[i]);
+    }
+    return true;
+}
+
+static bool parse_request(struct parser *p, yajl_val v, struct event_request *out)
+{
+    *out = (struct event_request){0};
+    if (!YAJL_IS_OBJECT(v))
+        return set_error(p->error, p->trigger, "must be an object", "request");
+    if (!get_string(p, v, "clientIp", "request", false, &out->client_ip, &out->has_client_ip) ||
+        !get_string(p, v, "method", "request", false, &out->method, &out->has_method) ||
+        !get_string(p, v, "uri", "request", true, &out->uri, NULL) ||
+        !get_string(p, v, "querystring", "request", false, &out->querystring, &out->has_querystring) ||
+        !parse_headers(p, object_get(v, "headers"), "request.headers", &out->headers))
+        return false;
+    yajl_val body = object_get(v, "body");
+    if (body != NULL) {
+        out->has_body = true;
+        if (!parse_request_body(p, body, &out->body))
+            return false;
+    }
+    yajl_val origin = object_get(v, "origin");
+    if (origin != NULL) {
+        out->has_origin = true;
+        if (!parse_origin(p, origin, &out->origin))
+            return false;
+    }
+    return true;
+}
+
+/* `status` as "302" or 302 (spec §2.2: string documented, number accepted). */
+static bool parse_status(struct parser *p, yajl_val v, int *out)
+{
+    if (v == NULL)
+        return set_error(p->error, p->trigger, "required field missing", "response.status");
+    if (YAJL_IS_INTEGER(v)) {
+        long long n = v->u.number.i;
+        *out = n < 0 ? -1 : n > 99999 ? 99999 : (int)n;
+        return true;
+    }
+    uint64_t n;
+    if (YAJL_IS_STRING(v) && slice_parse_u64(slice_from_cstr(v->u.string), &n)) {
+        *out = n > 99999 ? 99999 : (int)n;
+        return true;
+    }
+    return set_error(p->error, p->trigger, "status must be an integer or a string of digits", "response.status");
+}
+
+static bool parse_response(struct parser *p, yajl_val v, struct event_response *out)
+{
+    *out = (struct event_response){.body_encoding = EVENT_BODY_TEXT};
+    if (!YAJL_IS_OBJECT(v))
+        return set_error(p->error, p->trigger, "must be an object", "response");
+    if (!parse_status(p, object_get(v, "status"), &out->status) ||
+        !get_string(p, v, "statusDescription", "response", false, &out->status_description, &out->has_status_description))
+        return false;
+    yajl_val headers = object_get(v, "headers");
+    if (headers != NULL && !parse_headers(p, headers, "response.headers", &out->headers))
+        return false;
+    if (!get_string(p, v, "body", "response", false, &out->body, &out->has_body))
+        return false;
+    yajl_val encoding = object_get(v, "bodyEncoding");
+    return encoding == NULL || parse_body_encoding(p, encoding, "response.bodyEncoding", &out->body_encoding);
+}
+
+/* Refuses NULs and nesting deeper than EVENT_MAX_JSON_DEPTH before yajl_tree
+ * builds (and later recursively frees) the tree. */
+static bool json_precheck(const char *json, size_t len)
+{
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = json[i];
+        if (c == '\0')
+            return false;
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > EVENT_MAX_JSON_DEPTH)
+                return false;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return true;
+}
+
+static yajl_val json_parse(enum event_trigger trigger, const char *json, size_t len, struct event_error *error)
+{
+    if (!json_precheck(json, len)) {
+        set_error(error, trigger, "JSON output is not parsable", "$");
+        return NULL;
+    }
+    char *text = malloc(len + 1);
+    VERGE_ASSERT(text != NULL);
+    memcpy(text, json, len);
+    text[len] = '\0';
+    yajl_val root = yajl_tree_parse(text, NULL, 0);
+    free(text);
+    if (root == NULL) {
+        set_error(error, trigger, "JSON output is not parsable", "$");
+        return NULL;
+    }
+    if (!YAJL_IS_OBJECT(root)) {
+        yajl_tree_free(root);
+        set_error(error, trigger, "JSON output must be an object", "$");
+        return NULL;
+    }
+    return root;
+}
+
+bool event_parse_result(enum event_trigger trigger, const char *json, size_t len, struct arena *arena, struct event_result *out,
+                        struct event_error *error)
+{
+    *out = (struct event_result){0};
+    struct parser p = {arena, trigger, error};
+    yajl_val root = json_parse(trigger, json, len, error);
+    if (root == NULL)
+        return false;
+    bool ok;
+    if (object_get(root, "status") != NULL) {
+        out->kind = EVENT_RESULT_RESPONSE;
+        ok = parse_response(&p, root, &out->response);
+    } else if (event_trigger_is_request(trigger)) {
+        out->kind = EVENT_RESULT_REQUEST;
+        ok = parse_request(&p, root, &out->request);
+    } else {
+        ok = set_error(error, trigger, "response object required", "response");
+    }
+    yajl_tree_free(root);
+    return ok;
+}
+
+bool event_parse_event(const char *json, size_t len, struct arena *arena, struct event_input *out, struct event_error *error)
+{
+    *out = (struct event_input){0};
+    yajl_val root = json_parse(EVENT_VIEWER_REQUEST, json, len, error);
+    if (root == NULL)
+        return false;
+    struct parser p = {arena, EVENT_VIEWER_REQUEST, error};
+    bool ok = false;
+    yajl_val records = object_get(root, "Records");
+    yajl_val record = YAJL_IS_ARRAY(records) && records->u.array.len == 1 ? records->u.array.values[0] : NULL;
+    yajl_val cf = YAJL_IS_OBJECT(record) ? object_get(record, "cf") : NULL;
+    yajl_val config = YAJL_IS_OBJECT(cf) ? object_get(cf, "config") : NULL;
+    if (!YAJL_IS_OBJECT(config)) {
+        set_error(error, p.trigger, "required field missing", "Records[0].cf.config");
+        goto done;
+    }
+    slice_t event_type = {0};
+    if (!get_string(&p, config, "eventType", "config", true, &event_type, NULL))
+        goto done;
+    int trigger = -1;
+    for (int i = 0; i < EVENT_TRIGGER_COUNT; i++)
+        if (slice_equal(event_type, slice_from_cstr(trigger_names[i])))
+            trigger = i;
+    if (trigger < 0) {
+        set_error(error, p.trigger, "unknown event type", "config.eventType");
+        goto done;
+    }
+    out->trigger = p.trigger = (enum event_trigger)trigger;
+    if (!get_string(&p, config, "distributionDomainName", "config", true, &out->config.distribution_domain_name, NULL) ||
+        !get_string(&p, config, "distributionId", "config", true, &out->config.distribution_id, NULL) ||
+        !get_string(&p, config, "requestId", "config", true, &out->config.request_id, NULL) ||
+        !parse_request(&p, object_get(cf, "request"), &out->request))
+        goto done;
+    if (!event_trigger_is_request(out->trigger) && !parse_response(&p, object_get(cf, "response"), &out->response))
+        goto done;
+    ok = true;
+done:
+    yajl_tree_free(root);
+    return ok;
+}

@@ -1,0 +1,186 @@
+/* event.h — the Lambda@Edge event and result, as plain C data (spec §1–§2).
+ *
+ * Pure module: no I/O, no clock, no Lua. All memory of a parsed or built
+ * event lives in a caller's arena; slices point into that arena (or into the
+ * caller's buffers for events it built itself).
+ *
+ * Choices where the spec says "unverified" (spec §1, §2, Appendix A):
+ *  - `status` may be a JSON string of digits or an integer number (lenient).
+ *  - A header entry's `key` may be omitted: it becomes the map name with each
+ *    hyphen-separated part capitalised (`x-foo-bar` → `X-Foo-Bar`). A `key`
+ *    that differs from the map name other than by case is a validation error,
+ *    and so is a map name that is not lower case.
+ *  - A header value may be a string only (no arrays of strings).
+ *  - Request-body sizes over the limit (text 40 KB / 1 MB, base64 decoding to
+ *    more than that) are a validation error, not a silent truncation: a user
+ *    would rather see the 502 than a truncated upload reach the origin.
+ *  - viewer-response may not set a body (rejected, "body not allowed").
+ *  - A request object returned by a response trigger, or a response object
+ *    without `status`, is a structure error.
+ *  - At origin-request/viewer-request a returned object with `status` is a
+ *    generated response; anything else must be a request.
+ *  - In a returned request, `clientIp` and `method` may be omitted (they are
+ *    read-only; if present they must equal the input), `querystring` may be
+ *    omitted (unchanged); `uri` and `headers` are required.
+ *  - uri may not contain spaces or control characters (they would break the
+ *    origin request line); header values and statusDescription may not
+ *    contain CR, LF or NUL (header injection).
+ *  - A generated response's size is Σ(key + ": " + value + CRLF) + decoded body.
+ *  - A returned response without `headers` has none: at origin-response that
+ *    deletes read-only Transfer-Encoding/Via and fails validation. A missing
+ *    `statusDescription` (has_status_description false) keeps the input's.
+ *  - A request body returned although Include Body is off is validated like
+ *    any other; the caller ignores it (CloudFront exposes none to change).
+ *  - KB = 1024 bytes, MB = 1024 KB.
+ *  - Switching S3 → S3 with a different OAI cannot be checked here (we have no
+ *    OAI identity): not validated.
+ */
+#ifndef VERGE_HOOKS_EVENT_H
+#define VERGE_HOOKS_EVENT_H
+
+#include "../proxy/base.h"
+
+enum event_trigger {
+    EVENT_VIEWER_REQUEST,
+    EVENT_ORIGIN_REQUEST,
+    EVENT_ORIGIN_RESPONSE,
+    EVENT_VIEWER_RESPONSE,
+};
+#define EVENT_TRIGGER_COUNT 4
+
+/* "viewer-request" etc. */
+const char *event_trigger_name(enum event_trigger trigger);
+bool event_trigger_is_request(enum event_trigger trigger);
+
+/* One occurrence of a header: `key` is the name as on the wire. */
+struct event_header_value {
+    slice_t key;
+    slice_t value;
+};
+
+/* All occurrences of one header: `name` is the lower-case map key. */
+struct event_header {
+    slice_t name;
+    struct event_header_value *values;
+    size_t value_count;
+};
+
+struct event_headers {
+    struct event_header *items;
+    size_t count;
+};
+
+enum event_body_action { EVENT_BODY_READ_ONLY, EVENT_BODY_REPLACE };
+enum event_body_encoding { EVENT_BODY_BASE64, EVENT_BODY_TEXT };
+
+struct event_request_body {
+    bool input_truncated;
+    enum event_body_action action;
+    enum event_body_encoding encoding;
+    slice_t data;
+};
+
+enum event_origin_kind { EVENT_ORIGIN_CUSTOM, EVENT_ORIGIN_S3 };
+
+struct event_origin {
+    enum event_origin_kind kind;
+    slice_t domain_name;
+    slice_t path;
+    struct event_headers custom_headers;
+    /* custom only */
+    int64_t port;
+    slice_t protocol;
+    int64_t read_timeout;
+    int64_t keepalive_timeout;
+    slice_t *ssl_protocols;
+    size_t ssl_protocol_count;
+    /* s3 only */
+    slice_t auth_method;
+    slice_t region;
+};
+
+struct event_request {
+    slice_t client_ip;
+    slice_t method;
+    slice_t uri;
+    slice_t querystring;
+    struct event_headers headers;
+    bool has_body;
+    struct event_request_body body;
+    bool has_origin;
+    struct event_origin origin;
+    /* Only for parsed results: which optional fields the function returned. */
+    bool has_client_ip, has_method, has_querystring;
+};
+
+struct event_response {
+    int status;
+    slice_t status_description;
+    bool has_status_description;
+    struct event_headers headers;
+    bool has_body;
+    slice_t body;
+    enum event_body_encoding body_encoding;
+};
+
+struct event_config {
+    slice_t distribution_domain_name;
+    slice_t distribution_id;
+    slice_t request_id;
+};
+
+/* What a function receives. `response` only at the response triggers;
+ * request.origin only at the origin triggers; request.body only at the
+ * request triggers (Include Body). */
+struct event_input {
+    enum event_trigger trigger;
+    struct event_config config;
+    struct event_request request;
+    struct event_response response;
+};
+
+enum event_result_kind {
+    EVENT_RESULT_REQUEST,  /* continue with this request (request triggers) */
+    EVENT_RESULT_RESPONSE, /* generated (request triggers) or modified response */
+};
+
+struct event_result {
+    enum event_result_kind kind;
+    struct event_request request;
+    struct event_response response;
+};
+
+/* A parse or validation failure, function-independent: trigger, JSON path
+ * of the field (`response.headers["via"]`) and a short static rule. */
+struct event_error {
+    enum event_trigger trigger;
+    char field[160];
+    const char *rule;
+};
+
+/* Header helpers (linear; events hold few headers). */
+const struct event_header *event_headers_find(const struct event_headers *headers, slice_t lower_name);
+/* Appends an occurrence (creating the header if needed); name is copied lower-cased, key and value are copied. */
+void event_headers_add(struct arena *arena, struct event_headers *headers, slice_t key, slice_t value);
+
+/* Writes the event JSON (Records[0].cf...) for input->trigger into out (appended). */
+void event_encode(const struct event_input *input, struct bytebuf *out);
+
+/* Parses an event JSON as event_encode writes it (the worker side, and tests). */
+bool event_parse_event(const char *json, size_t len, struct arena *arena, struct event_input *out, struct event_error *error);
+
+/* Parses a function's result for `trigger`. Structure only (types, required
+ * fields, request vs response); the rules are event_validate_result's. */
+bool event_parse_result(enum event_trigger trigger, const char *json, size_t len, struct arena *arena, struct event_result *out,
+                        struct event_error *error);
+
+/* Checks a parsed result against the input the function saw (spec §2.6). */
+bool event_validate_result(const struct event_input *input, const struct event_result *result, struct event_error *error);
+
+/* Limits (spec §1.5, §2.2, §2.4). */
+#define EVENT_VIEWER_BODY_LIMIT (40u * 1024u)
+#define EVENT_ORIGIN_BODY_LIMIT (1024u * 1024u)
+#define EVENT_URI_LIMIT 8192u
+#define EVENT_MAX_JSON_DEPTH 64
+
+#endif

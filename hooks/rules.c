@@ -1,0 +1,459 @@
+/* rules.c — event_validate_result: the Lambda@Edge §2.6 checklist as tables.
+ *
+ * field_rules says, per trigger, whether a request/response field may be
+ * changed; header_rules says which header names are disallowed, read-only,
+ * not addable, or denied in origin.customHeaders, per trigger. The code below
+ * only walks the tables and the value checks of spec §1.6, §2.2 and §2.4.
+ * Read-only means "same list of values as the input" (add, change and delete
+ * all fail, as the live docs say). Pure and stateless.
+ */
+#include "event.h"
+
+#include <stdio.h>
+
+#define VR (1u << EVENT_VIEWER_REQUEST)
+#define OR (1u << EVENT_ORIGIN_REQUEST)
+#define ORS (1u << EVENT_ORIGIN_RESPONSE)
+#define VRS (1u << EVENT_VIEWER_RESPONSE)
+#define ALL (VR | OR | ORS | VRS)
+
+/* printf arguments for a header name in an error path, at most 60 bytes. */
+#define NAME_ARG(name) (int)((name).len > 60 ? 60 : (name).len), (name).ptr
+
+enum header_rule_kind {
+    HEADER_DISALLOWED, /* may never appear in a result */
+    HEADER_READ_ONLY,  /* must equal the input */
+    HEADER_NO_ADD,     /* may be kept or removed, not added */
+    HEADER_NO_CUSTOM,  /* may not be an origin custom header */
+};
+
+struct header_rule {
+    const char *name; /* lower case; a trailing '*' matches a prefix */
+    enum header_rule_kind kind;
+    unsigned triggers;
+    const char *rule;
+};
+
+static const struct header_rule header_rules[] = {
+    /* §2.3.1 disallowed, every trigger */
+    {"connection", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"expect", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"keep-alive", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"proxy-authenticate", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"proxy-authorization", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"proxy-connection", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"trailer", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"upgrade", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-accel-buffering", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-accel-charset", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-accel-limit-rate", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-accel-redirect", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amz-cf-*", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-auth", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-cf-billing", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-cf-id", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-cf-xff", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-errortype", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-fle-profile", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-header-count", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-header-order", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-lambda-integration-tag", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-amzn-requestid", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-cache", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-edge-*", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-forwarded-proto", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {"x-real-ip", HEADER_DISALLOWED, ALL, "disallowed header"},
+    /* §2.3.2 read-only, per trigger */
+    {"content-length", HEADER_READ_ONLY, VR | OR, "read-only header"},
+    {"host", HEADER_READ_ONLY, VR, "read-only header"},
+    {"transfer-encoding", HEADER_READ_ONLY, ALL, "read-only header"},
+    {"via", HEADER_READ_ONLY, ALL, "read-only header"},
+    {"accept-encoding", HEADER_READ_ONLY, OR, "read-only header"},
+    {"if-modified-since", HEADER_READ_ONLY, OR, "read-only header"},
+    {"if-none-match", HEADER_READ_ONLY, OR, "read-only header"},
+    {"if-range", HEADER_READ_ONLY, OR, "read-only header"},
+    {"if-unmodified-since", HEADER_READ_ONLY, OR, "read-only header"},
+    {"warning", HEADER_READ_ONLY, VRS, "read-only header"},
+    /* §2.3.3 */
+    {"cloudfront-viewer-country", HEADER_NO_ADD, VR, "header may not be added at viewer-request"},
+    /* §2.3.4 origin custom-header denylist (triggers unused) */
+    {"cache-control", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"connection", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"content-length", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"cookie", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"host", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"if-match", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"if-modified-since", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"if-none-match", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"if-range", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"if-unmodified-since", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"max-forwards", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"pragma", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"proxy-authorization", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"proxy-connection", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"range", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"request-range", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"te", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"trailer", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"transfer-encoding", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"upgrade", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"via", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"x-amz-*", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"x-edge-*", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {"x-real-ip", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+};
+
+/* Which result fields each trigger may change (spec §1.3, §1.7, §2.1). A field
+ * not writable must equal the input when the function returns it. */
+enum field_id {
+    FIELD_CLIENT_IP,
+    FIELD_METHOD,
+    FIELD_URI,
+    FIELD_QUERYSTRING,
+    FIELD_BODY,
+    FIELD_ORIGIN,
+    FIELD_STATUS,
+    FIELD_RESPONSE_BODY
+};
+
+struct field_rule {
+    enum field_id field;
+    const char *path;
+    unsigned writable;
+};
+
+static const struct field_rule field_rules[] = {
+    {FIELD_CLIENT_IP, "request.clientIp", 0},    {FIELD_METHOD, "request.method", 0},
+    {FIELD_URI, "request.uri", VR | OR},         {FIELD_QUERYSTRING, "request.querystring", VR | OR},
+    {FIELD_BODY, "request.body", VR | OR},       {FIELD_ORIGIN, "request.origin", OR},
+    {FIELD_STATUS, "response.status", ORS}, /* generated responses set it freely */
+    {FIELD_RESPONSE_BODY, "response.body", ORS},
+};
+
+static bool field_writable(enum event_trigger trigger, enum field_id field)
+{
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(field_rules); i++)
+        if (field_rules[i].field == field)
+            return (field_rules[i].writable & (1u << trigger)) != 0;
+    return false;
+}
+
+static bool fail(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static bool fail(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
+{
+    error->trigger = trigger;
+    error->rule = rule;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error->field, sizeof error->field, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static bool rule_name_matches(const char *pattern, slice_t name)
+{
+    size_t n = strlen(pattern);
+    if (n > 0 && pattern[n - 1] == '*')
+        return slice_starts_with(name, (slice_t){pattern, n - 1});
+    return slice_equal(name, (slice_t){pattern, n});
+}
+
+static bool headers_equal(const struct event_header *a, const struct event_header *b)
+{
+    size_t a_count = a ? a->value_count : 0, b_count = b ? b->value_count : 0;
+    if (a_count != b_count)
+        return false;
+    for (size_t i = 0; i < a_count; i++)
+        if (!slice_equal(a->values[i].value, b->values[i].value))
+            return false;
+    return true;
+}
+
+static bool is_token_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static bool has_line_break(slice_t s)
+{
+    for (size_t i = 0; i < s.len; i++)
+        if (s.ptr[i] == '\r' || s.ptr[i] == '\n' || s.ptr[i] == '\0')
+            return true;
+    return false;
+}
+
+/* Shape of every header: lower-case token name, key equal to it but for case,
+ * value without line breaks; then the per-trigger rules. `input` is the same
+ * header map as the function saw it (NULL for a generated response). */
+static bool check_headers(enum event_trigger trigger, const char *path, const struct event_headers *headers,
+                          const struct event_headers *input, bool custom, struct event_error *error)
+{
+    for (size_t i = 0; i < headers->count; i++) {
+        const struct event_header *header = &headers->items[i];
+        slice_t name = header->name;
+        if (name.len == 0)
+            return fail(error, trigger, "header name must not be empty", "%s[\"\"]", path);
+        for (size_t k = 0; k < name.len; k++) {
+            if (!is_token_char(name.ptr[k]))
+                return fail(error, trigger, "header name must be a token", "%s[\"%.*s\"]", path, NAME_ARG(name));
+            if (name.ptr[k] >= 'A' && name.ptr[k] <= 'Z')
+                return fail(error, trigger, "header name must be lower case", "%s[\"%.*s\"]", path, NAME_ARG(name));
+        }
+        for (size_t j = 0; j < header->value_count; j++) {
+            if (!slice_equal_nocase(header->values[j].key, name))
+                return fail(error, trigger, "header key must match the name", "%s[\"%.*s\"][%zu].key", path, NAME_ARG(name), j);
+            if (has_line_break(header->values[j].value))
+                return fail(error, trigger, "header value must not contain CR, LF or NUL", "%s[\"%.*s\"][%zu].value", path,
+                            NAME_ARG(name), j);
+        }
+    }
+    for (size_t r = 0; r < VERGE_ARRAY_SIZE(header_rules); r++) {
+        const struct header_rule *rule = &header_rules[r];
+        bool applies = custom ? rule->kind == HEADER_NO_CUSTOM || rule->kind == HEADER_DISALLOWED
+                              : rule->kind != HEADER_NO_CUSTOM && (rule->triggers & (1u << trigger)) != 0;
+        if (!applies)
+            continue;
+        if (rule->kind == HEADER_READ_ONLY) {
+            if (input == NULL)
+                continue; /* a generated response has no input headers to keep */
+            slice_t rule_name = slice_from_cstr(rule->name);
+            if (!headers_equal(event_headers_find(headers, rule_name), event_headers_find(input, rule_name)))
+                return fail(error, trigger, rule->rule, "%s[\"%s\"]", path, rule->name);
+            continue;
+        }
+        for (size_t i = 0; i < headers->count; i++) {
+            const struct event_header *header = &headers->items[i];
+            if (header->value_count == 0 || !rule_name_matches(rule->name, header->name))
+                continue;
+            if (rule->kind == HEADER_NO_ADD && (input == NULL || event_headers_find(input, header->name) != NULL))
+                continue;
+            return fail(error, trigger, rule->rule, "%s[\"%.*s\"]", path, NAME_ARG(header->name));
+        }
+    }
+    return true;
+}
+
+/* Length of the decoded data, or -1 when not canonical padded base64. */
+static long long base64_decoded_length(slice_t s)
+{
+    if (s.len % 4 != 0)
+        return -1;
+    size_t padding = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+        if (c == '=') {
+            if (i + 2 < s.len)
+                return -1;
+            padding++;
+        } else if (!alpha || padding > 0) {
+            return -1;
+        }
+    }
+    return (long long)(s.len / 4 * 3 - padding);
+}
+
+/* The character rules apply to a created or updated uri/querystring only:
+ * unchanged values are forwarded as the viewer sent them (spec §1.3). */
+static bool check_uri_and_querystring(enum event_trigger trigger, const struct event_request *request,
+                                      const struct event_request *input, struct event_error *error)
+{
+    slice_t uri = request->uri, qs = request->has_querystring ? request->querystring : input->querystring;
+    if (uri.len == 0 || uri.ptr[0] != '/')
+        return fail(error, trigger, "uri must start with '/'", "request.uri");
+    if (!slice_equal(uri, input->uri))
+        for (size_t i = 0; i < uri.len; i++)
+            if ((unsigned char)uri.ptr[i] <= 0x20 || uri.ptr[i] == 0x7f)
+                return fail(error, trigger, "uri must not contain spaces or control characters", "request.uri");
+    if (!slice_equal(qs, input->querystring))
+        for (size_t i = 0; i < qs.len; i++)
+            if ((unsigned char)qs.ptr[i] <= 0x20 || qs.ptr[i] == 0x7f || qs.ptr[i] == '#')
+                return fail(error, trigger, "querystring must not contain spaces, control characters or '#'",
+                            "request.querystring");
+    if (uri.len + (qs.len ? qs.len + 1 : 0) >= EVENT_URI_LIMIT)
+        return fail(error, trigger, "uri and querystring must be shorter than 8192 characters", "request.uri");
+    return true;
+}
+
+static bool check_origin(enum event_trigger trigger, const struct event_request *request, struct event_error *error)
+{
+    const struct event_origin *origin = &request->origin;
+    bool custom = origin->kind == EVENT_ORIGIN_CUSTOM;
+    const char *path = custom ? "request.origin.custom" : "request.origin.s3";
+    slice_t domain = origin->domain_name;
+    if (domain.len == 0)
+        return fail(error, trigger, "domainName must not be empty", "%s.domainName", path);
+    if (custom) {
+        if (domain.len > 253)
+            return fail(error, trigger, "domainName must be at most 253 characters", "%s.domainName", path);
+        bool all_digits_dots = true;
+        for (size_t i = 0; i < domain.len; i++) {
+            char c = domain.ptr[i];
+            if (c == ':')
+                return fail(error, trigger, "domainName must be a DNS name, not an IP address", "%s.domainName", path);
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'))
+                return fail(error, trigger, "domainName must be a DNS name", "%s.domainName", path);
+            if (!((c >= '0' && c <= '9') || c == '.'))
+                all_digits_dots = false;
+        }
+        if (all_digits_dots)
+            return fail(error, trigger, "domainName must be a DNS name, not an IP address", "%s.domainName", path);
+    } else {
+        if (domain.len > 128)
+            return fail(error, trigger, "domainName must be at most 128 characters", "%s.domainName", path);
+        for (size_t i = 0; i < domain.len; i++) {
+            char c = domain.ptr[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.'))
+                return fail(error, trigger, "domainName must be a lower-case bucket DNS name", "%s.domainName", path);
+        }
+    }
+    slice_t origin_path = origin->path;
+    if (origin_path.len > 0 && (origin_path.ptr[0] != '/' || origin_path.ptr[origin_path.len - 1] == '/'))
+        return fail(error, trigger, "path must start with '/' and not end with '/'", "%s.path", path);
+    for (size_t i = 0; i < origin_path.len; i++)
+        if ((unsigned char)origin_path.ptr[i] <= 0x20 || origin_path.ptr[i] == 0x7f)
+            return fail(error, trigger, "path must be URL-encoded", "%s.path", path);
+    if (custom) {
+        if (origin_path.len > 255)
+            return fail(error, trigger, "path must be at most 255 characters", "%s.path", path);
+        if (origin->port != 80 && origin->port != 443 && (origin->port < 1024 || origin->port > 65535))
+            return fail(error, trigger, "port must be 80, 443 or 1024-65535", "%s.port", path);
+        if (!slice_equal(origin->protocol, SLICE_LITERAL("http")) && !slice_equal(origin->protocol, SLICE_LITERAL("https")))
+            return fail(error, trigger, "protocol must be http or https", "%s.protocol", path);
+        if (origin->read_timeout < 4 || origin->read_timeout > 60)
+            return fail(error, trigger, "readTimeout must be 4-60", "%s.readTimeout", path);
+        if (origin->keepalive_timeout < 1 || origin->keepalive_timeout > 60)
+            return fail(error, trigger, "keepaliveTimeout must be 1-60", "%s.keepaliveTimeout", path);
+        for (size_t i = 0; i < origin->ssl_protocol_count; i++) {
+            slice_t p = origin->ssl_protocols[i];
+            if (!slice_equal(p, SLICE_LITERAL("TLSv1.2")) && !slice_equal(p, SLICE_LITERAL("TLSv1.1")) &&
+                !slice_equal(p, SLICE_LITERAL("TLSv1")) && !slice_equal(p, SLICE_LITERAL("SSLv3")))
+                return fail(error, trigger, "sslProtocols entries must be TLSv1.2, TLSv1.1, TLSv1 or SSLv3", "%s.sslProtocols[%zu]",
+                            path, i);
+        }
+    } else {
+        bool oai = slice_equal(origin->auth_method, SLICE_LITERAL("origin-access-identity"));
+        if (!oai && !slice_equal(origin->auth_method, SLICE_LITERAL("none")))
+            return fail(error, trigger, "authMethod must be origin-access-identity or none", "%s.authMethod", path);
+        if (oai && origin->region.len == 0)
+            return fail(error, trigger, "region is required with origin-access-identity", "%s.region", path);
+    }
+    char headers_path[64];
+    snprintf(headers_path, sizeof headers_path, "%s.customHeaders", path);
+    if (!check_headers(trigger, headers_path, &origin->custom_headers, NULL, true, error))
+        return false;
+    size_t total = 0;
+    for (size_t i = 0; i < origin->custom_headers.count; i++) {
+        const struct event_header *header = &origin->custom_headers.items[i];
+        if (header->name.len > 256)
+            return fail(error, trigger, "custom header name exceeds 256 characters", "%s[\"%.*s\"]", headers_path,
+                        NAME_ARG(header->name));
+        for (size_t j = 0; j < header->value_count; j++) {
+            if (header->values[j].value.len > 1783)
+                return fail(error, trigger, "custom header value exceeds 1783 characters", "%s[\"%.*s\"][%zu].value", headers_path,
+                            NAME_ARG(header->name), j);
+            total += header->name.len + header->values[j].value.len;
+        }
+        if (total > 10240)
+            return fail(error, trigger, "custom headers exceed 10240 characters", "%s", headers_path);
+        if (event_headers_find(&request->headers, header->name) != NULL)
+            return fail(error, trigger, "custom header also present in request.headers", "%s[\"%.*s\"]", headers_path,
+                        NAME_ARG(header->name));
+    }
+    return true;
+}
+
+static bool check_request(const struct event_input *input, const struct event_request *request, struct event_error *error)
+{
+    enum event_trigger trigger = input->trigger;
+    const struct event_request *in = &input->request;
+    if (request->has_client_ip && !field_writable(trigger, FIELD_CLIENT_IP) && !slice_equal(request->client_ip, in->client_ip))
+        return fail(error, trigger, "read-only field changed", "request.clientIp");
+    if (request->has_method && !field_writable(trigger, FIELD_METHOD) && !slice_equal(request->method, in->method))
+        return fail(error, trigger, "read-only field changed", "request.method");
+    if (!field_writable(trigger, FIELD_URI) && !slice_equal(request->uri, in->uri))
+        return fail(error, trigger, "read-only field changed", "request.uri");
+    if (request->has_querystring && !field_writable(trigger, FIELD_QUERYSTRING) &&
+        !slice_equal(request->querystring, in->querystring))
+        return fail(error, trigger, "read-only field changed", "request.querystring");
+    if (!check_uri_and_querystring(trigger, request, in, error))
+        return false;
+    if (!check_headers(trigger, "request.headers", &request->headers, &in->headers, false, error))
+        return false;
+    if (request->has_body) {
+        if (!field_writable(trigger, FIELD_BODY))
+            return fail(error, trigger, "body not allowed at this trigger", "request.body");
+        const struct event_request_body *body = &request->body;
+        if (body->action == EVENT_BODY_REPLACE) {
+            size_t limit = trigger == EVENT_VIEWER_REQUEST ? EVENT_VIEWER_BODY_LIMIT : EVENT_ORIGIN_BODY_LIMIT;
+            long long size = (long long)body->data.len;
+            if (body->encoding == EVENT_BODY_BASE64 && (size = base64_decoded_length(body->data)) < 0)
+                return fail(error, trigger, "body data must be valid base64", "request.body.data");
+            if ((unsigned long long)size > limit)
+                return fail(error, trigger, trigger == EVENT_VIEWER_REQUEST ? "body exceeds 40 KB" : "body exceeds 1 MB",
+                            "request.body.data");
+        }
+    }
+    if (request->has_origin) {
+        if (!field_writable(trigger, FIELD_ORIGIN))
+            return fail(error, trigger, "origin not allowed at this trigger", "request.origin");
+        if (!check_origin(trigger, request, error))
+            return false;
+    } else if (field_writable(trigger, FIELD_ORIGIN) && in->has_origin) {
+        return fail(error, trigger, "required field missing", "request.origin");
+    }
+    return true;
+}
+
+static bool check_response(const struct event_input *input, const struct event_response *response, struct event_error *error)
+{
+    enum event_trigger trigger = input->trigger;
+    bool generated = event_trigger_is_request(trigger);
+    if (response->status < 200 || response->status > 599)
+        return fail(error, trigger, "status must be 200-599", "response.status");
+    if (!generated && !field_writable(trigger, FIELD_STATUS) && response->status != input->response.status)
+        return fail(error, trigger, "status may not change at viewer-response", "response.status");
+    if (response->has_status_description && has_line_break(response->status_description))
+        return fail(error, trigger, "statusDescription must not contain CR, LF or NUL", "response.statusDescription");
+    if (!check_headers(trigger, "response.headers", &response->headers, generated ? NULL : &input->response.headers, false, error))
+        return false;
+    size_t body_size = 0;
+    if (response->has_body) {
+        if (!generated && !field_writable(trigger, FIELD_RESPONSE_BODY))
+            return fail(error, trigger, "body may not change at viewer-response", "response.body");
+        body_size = response->body.len;
+        if (response->body_encoding == EVENT_BODY_BASE64) {
+            long long decoded = base64_decoded_length(response->body);
+            if (decoded < 0)
+                return fail(error, trigger, "body must be valid base64", "response.body");
+            body_size = (size_t)decoded;
+        }
+    }
+    if (trigger == EVENT_VIEWER_REQUEST && response->status == 204 && body_size > 0)
+        return fail(error, trigger, "204 response must not have a body", "response.body");
+    if (generated) {
+        size_t size = body_size, limit = trigger == EVENT_VIEWER_REQUEST ? EVENT_VIEWER_BODY_LIMIT : EVENT_ORIGIN_BODY_LIMIT;
+        for (size_t i = 0; i < response->headers.count; i++)
+            for (size_t j = 0; j < response->headers.items[i].value_count; j++)
+                size += response->headers.items[i].values[j].key.len + response->headers.items[i].values[j].value.len + 4;
+        if (size > limit)
+            return fail(error, trigger,
+                        trigger == EVENT_VIEWER_REQUEST ? "generated response exceeds 40 KB" : "generated response exceeds 1 MB",
+                        "response");
+    }
+    return true;
+}
+
+bool event_validate_result(const struct event_input *input, const struct event_result *result, struct event_error *error)
+{
+    enum event_trigger trigger = input->trigger;
+    if (result->kind == EVENT_RESULT_REQUEST) {
+        if (!event_trigger_is_request(trigger))
+            return fail(error, trigger, "response object required", "response");
+        return check_request(input, &result->request, error);
+    }
+    return check_response(input, &result->response, error);
+}

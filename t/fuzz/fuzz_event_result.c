@@ -1,0 +1,70 @@
+/* fuzz_event_result.c — libFuzzer target: arbitrary bytes as a function's
+ * result at each of the four triggers, through event_parse_result and
+ * event_validate_result against a fixed input event.
+ *
+ * Nothing may crash, leak or hang; a rejected result must name a rule and a
+ * field. The input events are parsed once from JSON with event_parse_event.
+ */
+#include "../../hooks/event.h"
+
+#include <stdlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const input_events[EVENT_TRIGGER_COUNT] = {
+    "{\"Records\":[{\"cf\":{\"config\":{\"distributionDomainName\":\"d.example\",\"distributionId\":\"E1\",\"eventType\":"
+    "\"viewer-request\",\"requestId\":\"r\"},\"request\":{\"body\":{\"inputTruncated\":false,\"action\":\"read-only\","
+    "\"encoding\":\"base64\",\"data\":\"\"},\"clientIp\":\"203.0.113.1\",\"headers\":{\"host\":[{\"key\":\"Host\",\"value\":"
+    "\"d.example\"}]},\"method\":\"POST\",\"querystring\":\"\",\"uri\":\"/\"}}}]}",
+    "{\"Records\":[{\"cf\":{\"config\":{\"distributionDomainName\":\"d.example\",\"distributionId\":\"E1\",\"eventType\":"
+    "\"origin-request\",\"requestId\":\"r\"},\"request\":{\"clientIp\":\"203.0.113.1\",\"headers\":{\"host\":[{\"key\":"
+    "\"Host\",\"value\":\"example.org\"}],\"via\":[{\"key\":\"Via\",\"value\":\"2.0 x\"}]},\"method\":\"GET\",\"origin\":"
+    "{\"custom\":{\"customHeaders\":{},\"domainName\":\"example.org\",\"keepaliveTimeout\":5,\"path\":\"\",\"port\":443,"
+    "\"protocol\":\"https\",\"readTimeout\":30,\"sslProtocols\":[\"TLSv1.2\"]}},\"querystring\":\"\",\"uri\":\"/\"}}}]}",
+    "{\"Records\":[{\"cf\":{\"config\":{\"distributionDomainName\":\"d.example\",\"distributionId\":\"E1\",\"eventType\":"
+    "\"origin-response\",\"requestId\":\"r\"},\"request\":{\"clientIp\":\"203.0.113.1\",\"headers\":{},\"method\":\"GET\","
+    "\"querystring\":\"\",\"uri\":\"/\"},\"response\":{\"headers\":{\"transfer-encoding\":[{\"key\":\"Transfer-Encoding\","
+    "\"value\":\"chunked\"}]},\"status\":\"200\",\"statusDescription\":\"OK\"}}}]}",
+    "{\"Records\":[{\"cf\":{\"config\":{\"distributionDomainName\":\"d.example\",\"distributionId\":\"E1\",\"eventType\":"
+    "\"viewer-response\",\"requestId\":\"r\"},\"request\":{\"clientIp\":\"203.0.113.1\",\"headers\":{},\"method\":\"GET\","
+    "\"querystring\":\"\",\"uri\":\"/\"},\"response\":{\"headers\":{},\"status\":\"200\",\"statusDescription\":\"OK\"}}}]}",
+};
+
+/* The input events are parsed once; their arena stays reachable (no leak). */
+static struct arena input_arena;
+static struct event_input inputs[EVENT_TRIGGER_COUNT];
+static bool inputs_ready;
+
+static void parse_inputs(void)
+{
+    arena_init(&input_arena);
+    for (int t = 0; t < EVENT_TRIGGER_COUNT; t++) {
+        struct event_error error = {0};
+        if (!event_parse_event(input_events[t], strlen(input_events[t]), &input_arena, &inputs[t], &error) ||
+            inputs[t].trigger != (enum event_trigger)t)
+            abort();
+    }
+    inputs_ready = true;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!inputs_ready)
+        parse_inputs();
+    struct arena arena;
+    arena_init(&arena);
+    for (int t = 0; t < EVENT_TRIGGER_COUNT; t++) {
+        struct event_result result;
+        struct event_error error = {0};
+        if (!event_parse_result((enum event_trigger)t, (const char *)data, size, &arena, &result, &error)) {
+            if (error.rule == NULL || error.field[0] == '\0')
+                abort();
+            continue;
+        }
+        error = (struct event_error){0};
+        if (!event_validate_result(&inputs[t], &result, &error) && (error.rule == NULL || error.field[0] == '\0'))
+            abort();
+    }
+    arena_destroy(&arena);
+    return 0;
+}
