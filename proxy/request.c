@@ -175,6 +175,19 @@ static void end_fill(struct request *request, bool complete, int64_t pass_second
     request->cache_fill = NULL;
 }
 
+/* Copies response body bytes into the object this request fills. An object
+ * that outgrows max_object_mb stops being filled (its memory is not held for
+ * a response that cannot be stored); the viewer is served all the same. */
+static void tee_to_fill(struct request *request, const void *data, size_t len)
+{
+    if (request->cache_fill == NULL || request->cache_result != CACHE_RESULT_MISS_STORED)
+        return;
+    if (!cache_object_append(request->cache_fill, data, len)) {
+        end_fill(request, false, 0);
+        request->cache_result = CACHE_RESULT_MISS;
+    }
+}
+
 static void request_init(struct request *request, struct viewer_connection *viewer)
 {
     struct arena arena = request->arena;
@@ -495,14 +508,15 @@ static enum step_result step_origin_request(struct request *request)
 
 static void fetch_static(struct request *request)
 {
-    struct static_request query = {
-        .method = request->method,
-        .path = request->path,
-        .if_none_match = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_NONE_MATCH),
-        .if_modified_since = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_MODIFIED_SINCE),
-        .range = find_header(request->headers, request->header_count, HTTP_TOKEN_RANGE),
-        .if_range = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_RANGE),
-    };
+    struct static_request query = {.method = request->method, .path = request->path};
+    if (request->cache_fill == NULL) {
+        /* A fill asks for the whole file; the viewer's conditionals and range
+         * are answered from the stored object, as for url origins. */
+        query.if_none_match = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_NONE_MATCH);
+        query.if_modified_since = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_MODIFIED_SINCE);
+        query.range = find_header(request->headers, request->header_count, HTTP_TOKEN_RANGE);
+        query.if_range = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_RANGE);
+    }
     struct static_response response;
     uint64_t started = time_now_monotonic_us();
     static_origin_respond(request->origin->static_root, &query, (int64_t)time(NULL), &response);
@@ -741,7 +755,10 @@ static enum step_result step_store(struct request *request)
     struct cache_store_decision decision;
     cache_decide_store(request->cache_settings, request->method, has_authorization, request->status, headers, count, now,
                        &decision);
-    int64_t content_length = request->framing == FRAMING_LENGTH ? (int64_t)request->response_content_length : -1;
+    int64_t content_length = request->body_source == RESPONSE_BODY_FILE     ? (int64_t)request->file_remaining
+                             : request->body_source == RESPONSE_BODY_MEMORY ? (int64_t)request->memory_body.len
+                             : request->framing == FRAMING_LENGTH           ? (int64_t)request->response_content_length
+                                                                            : -1;
     const struct config *config = request->generation->config;
     uint64_t max_object =
         config->cache.max_object_bytes < config->cache.memory_bytes ? config->cache.max_object_bytes : config->cache.memory_bytes;
@@ -920,6 +937,7 @@ static void pump_file(struct request *request)
         request->file_offset += (uint64_t)n;
         request->file_remaining -= (uint64_t)n;
         request->body_bytes_sent += (uint64_t)n;
+        tee_to_fill(request, buffer, (size_t)n);
         viewer_write(viewer, buffer, (size_t)n);
         viewer_uncork(viewer); /* the head went out with the first chunk */
     }
@@ -1062,6 +1080,7 @@ static enum step_result step_deliver(struct request *request)
             request->response_complete = true;
             break;
         case RESPONSE_BODY_MEMORY:
+            tee_to_fill(request, request->memory_body.ptr, request->memory_body.len);
             viewer_write(request->viewer, request->memory_body.ptr, request->memory_body.len);
             request->body_bytes_sent += request->memory_body.len;
             request->response_complete = true;
@@ -1090,6 +1109,9 @@ static enum step_result step_deliver(struct request *request)
 
 static enum step_result step_done(struct request *request)
 {
+    /* The whole response went out: a fill fed from a file or memory is complete
+     * (an origin-fed fill already ended with the origin's body). */
+    end_fill(request, true, 0);
     /* May start the next pipelined request on this same struct: return at once. */
     viewer_request_finished(request->viewer);
     return RUN_STOP;
@@ -1179,12 +1201,7 @@ static void on_origin_body(void *context, const char *data, size_t len)
     struct viewer_connection *viewer = request->viewer;
     if (request->origin_answer_absorbed)
         return;
-    if (request->cache_fill != NULL && !cache_object_append(request->cache_fill, data, len)) {
-        /* Too big to keep: stop holding the body in memory; the viewer of this
-         * request is still served from the origin stream. */
-        end_fill(request, false, 0);
-        request->cache_result = CACHE_RESULT_MISS;
-    }
+    tee_to_fill(request, data, len);
     if (request->framing == FRAMING_NONE)
         return; /* HEAD: an origin that sends a body anyway is ignored */
     if (request->framing == FRAMING_CHUNKED) {

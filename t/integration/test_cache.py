@@ -581,3 +581,28 @@ def test_reload_applies_a_smaller_memory_budget(verge, origin):
         for i in range(10, 16):
             assert c.request("GET", "/f%d" % i, keep_body=False).status == 200
     assert v.metrics().get("verge_cache_bytes") <= 2 * 1024 * 1024
+
+
+def test_static_origin_responses_are_stored_whole(tmp_path, verge):
+    """A static origin fills the cache like a url origin: the whole file (not a 304 or a range the
+    first viewer asked for), then hits; its 404s are stored with error_ttl."""
+    root = tmp_path / "www"
+    root.mkdir()
+    body = bytes(range(256)) * 400  # 100 KiB: file-backed chunks
+    (root / "big.bin").write_bytes(body)
+    v = verge({"origins": {"files": {"static": str(root)}},
+               "behaviors": [{"path": "*", "origin": "files", "cache": {}}]})
+    first = v.get("/big.bin", headers=[("If-None-Match", '"nope"'), ("Range", "bytes=0-9")])
+    assert first.status == 200 and first.body == body  # the filling viewer gets it whole
+    assert first.header("x-cache") == MISS and first.header("cache-status") == CACHE_STATUS_STORED
+    hit = v.get("/big.bin")
+    assert hit.status == 200 and hit.body == body
+    assert hit.header("x-cache") == HIT
+    ranged = v.get("/big.bin", headers=[("Range", "bytes=10-19")])
+    assert ranged.status == 206 and ranged.body == body[10:20] and ranged.header("x-cache") == HIT
+    etag = hit.header("etag")
+    assert v.get("/big.bin", headers=[("If-None-Match", etag)]).status == 304
+    missing = v.get("/nope.txt")
+    assert missing.status == 404 and missing.header("cache-status") == CACHE_STATUS_STORED
+    again = v.get("/nope.txt")
+    assert again.status == 404 and again.header("cache-status") == CACHE_STATUS_HIT and again.body == missing.body
