@@ -331,6 +331,8 @@ static const char *describe_expected(struct loader *L, const struct schema_key *
         return "\"none\", \"all\", an array of names or {\"except\": [names]}";
     case SCHEMA_NAME_ARRAY:
         return "an array of names";
+    case SCHEMA_CUSTOM:
+        return key->expected;
     }
     return "?";
 }
@@ -515,6 +517,7 @@ static void walk_value(struct loader *L, const struct schema_key *key, const str
     }
     case SCHEMA_NAME_LIST:
     case SCHEMA_NAME_ARRAY:
+    case SCHEMA_CUSTOM:
         VERGE_ASSERT(key->set != NULL);
         key->set(L, key, path, v, target);
         return;

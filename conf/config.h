@@ -47,9 +47,44 @@ struct config_origin {
     char *static_root; /* absolute, canonical path (realpath) of the directory */
 };
 
+/* An edge function (issue 4). Not used by the proxy yet. */
+struct config_function {
+    char *name;
+    char *code_path; /* absolute; a readable regular file at load time */
+    char *handler;   /* a Lua identifier or dotted field name, default "handler" */
+    int memory_mb;   /* as configured: 128..10240 */
+    int timeout_ms;  /* as configured: 1..900000 */
+    bool relaxed;    /* "limits": "relaxed": Lambda@Edge's per-trigger quotas do not cap it */
+    char **env_names, **env_values;
+    size_t env_count;
+};
+
+/* The four triggers, the order of config_behavior.triggers. */
+enum config_trigger_kind {
+    CONFIG_TRIGGER_VIEWER_REQUEST,
+    CONFIG_TRIGGER_ORIGIN_REQUEST,
+    CONFIG_TRIGGER_ORIGIN_RESPONSE,
+    CONFIG_TRIGGER_VIEWER_RESPONSE,
+    CONFIG_TRIGGER_COUNT
+};
+
+/* Lambda@Edge's quotas at a trigger (spec §3.1), applied unless relaxed. */
+#define CONFIG_VIEWER_TIMEOUT_MS_MAX 5000
+#define CONFIG_ORIGIN_TIMEOUT_MS_MAX 30000
+#define CONFIG_VIEWER_MEMORY_MB_MAX 128
+
+struct config_trigger {
+    bool set;
+    size_t function_index; /* into config.functions */
+    bool include_body;     /* only viewer-request and origin-request */
+    bool continue_on_error;
+    int timeout_ms, memory_mb; /* effective: the function's, capped by the trigger's quota unless relaxed */
+};
+
 struct config_behavior {
     char *path_pattern;  /* as written */
     size_t origin_index; /* into config.origins */
+    struct config_trigger triggers[CONFIG_TRIGGER_COUNT];
     /* "cache": false leaves it zeroed (enabled false); absent, it holds the
      * defaults with enabled true. TTLs already follow CloudFront's defaulting
      * (min_ttl <= default_ttl <= max_ttl holds). Name lists live in the
@@ -72,6 +107,13 @@ struct config {
     size_t origin_count;
     struct config_behavior *behaviors;
     size_t behavior_count;
+    struct config_function *functions;
+    size_t function_count;
+
+    struct {
+        int max_concurrency; /* events in flight or waiting, all functions together */
+        int idle_timeout_s;  /* an idle worker exits after this */
+    } workers;
 
     struct {
         char *path;   /* "-" is stdout; NULL when access logging is off ("access_log": false) */
@@ -111,7 +153,7 @@ void config_errors_free(struct config_errors *errors);
 
 /* Reads, parses and validates the file at `path`. Returns a new generation
  * (refcount 1), or NULL with at least one message in `errors`. Relative
- * paths in the file (static roots, token files, log paths) are resolved
+ * paths in the file (static roots, token files, log paths, function code) are resolved
  * against the directory holding the file. Origin hosts are resolved here. */
 struct config *config_load(const char *path, struct config_errors *errors);
 

@@ -1,13 +1,15 @@
 /* schema.c — every config key, declared once in config_schema: its JSON
  * path, type, range, default, one-line doc and where its value lands in
  * struct config; plus the setters for keys that need more than a type check
- * (addresses, URLs, directories, token files, cache-key name lists), the
- * finishers that check rules spanning several keys (CloudFront's TTL
- * defaulting among them), and the Markdown reference generated from the table.
+ * (addresses, URLs, directories, token files, cache-key name lists, edge
+ * function files, env maps and triggers), the finishers that check rules
+ * spanning several keys (CloudFront's TTL defaulting among them), and the
+ * Markdown reference generated from the table.
  *
  * The walk that applies the table is in config.c. Table order is the order of
- * the reference and of the walk: origins come before behaviors (a behavior
- * names an origin) and listen before admin (they must not collide).
+ * the reference and of the walk: origins and functions come before behaviors
+ * (a behavior names an origin, its triggers name functions and take their
+ * limits) and listen before admin (they must not collide).
  * Everything here runs inside one config_load call; no shared state besides
  * reading config_resolve_hosts.
  */
@@ -46,8 +48,22 @@ static void set_header_names(struct loader *, const struct schema_key *, const c
 static void set_cookie_names(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void finish_behavior_cache(struct loader *, const char *, const struct json_value *, char *);
 static void finish_cache(struct loader *, const char *, const struct json_value *, char *);
+static void set_function_code(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_function_handler(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_function_env(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_function_limits(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_trigger(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 
 static const char *const access_log_formats[] = {"json", NULL};
+static const char *const function_limits[] = {"lambda", "relaxed", NULL};
+#define FUNCTION_ENV_MAX 64
+#define FUNCTION_HANDLER_MAX 255
+#define TRIGGER_EXPECTED "a function name or {\"function\": name, \"include_body\": bool, \"on_error\": \"fail\" or \"continue\"}"
+#define TRIGGER_ROW(trigger_name, kind, what)                                                                                      \
+    {                                                                                                                              \
+        .pattern = "behaviors[].triggers." trigger_name, .type = SCHEMA_CUSTOM, .expected = TRIGGER_EXPECTED,                      \
+        .default_doc = "none", .set = set_trigger, .offset = offsetof(struct config_behavior, triggers[kind]), .doc = what         \
+    }
 /* Same order as enum cache_eviction_policy: the index is what is stored. */
 static const char *const cache_evictions[] = {"sieve", "lru", NULL};
 
@@ -64,7 +80,8 @@ static const char *const cache_evictions[] = {"sieve", "lru", NULL};
 #define ADDRESS_EXPECTED "\"IPv4:port\" or \"[IPv6]:port\""
 
 /* Every key, once. Order matters twice: it is the order of the reference
- * and of the walk (origins before behaviors, listen before admin). */
+ * and of the walk (origins and functions before behaviors, listen before
+ * admin). */
 const struct schema_key config_schema[] = {
     {.pattern = "", .type = SCHEMA_OBJECT, .doc = "the whole file"},
 
@@ -142,6 +159,62 @@ const struct schema_key config_schema[] = {
      .default_value = "32",
      .offset = offsetof(struct config_origin, max_idle),
      .doc = "Idle keep-alive connections to a `url` origin kept per thread."},
+
+    {.pattern = "functions",
+     .type = SCHEMA_MAP,
+     .min = 0,
+     .max = 1024,
+     .offset = offsetof(struct config, functions),
+     .count_offset = offsetof(struct config, function_count),
+     .element_size = sizeof(struct config_function),
+     .name_offset = offsetof(struct config_function, name),
+     .default_doc = "none",
+     .doc = "Edge functions (Lua) by name (letters, digits, `_`, `-`); behaviors' triggers refer to them by that name."},
+    {.pattern = "functions.*", .type = SCHEMA_OBJECT, .doc = "One edge function."},
+    {.pattern = "functions.*.code",
+     .type = SCHEMA_STRING,
+     .flags = KEY_REQUIRED,
+     .expected = "a file path",
+     .set = set_function_code,
+     .offset = offsetof(struct config_function, code_path),
+     .doc = "The Lua file (relative to the config file's directory); it must be a readable regular file."},
+    {.pattern = "functions.*.handler",
+     .type = SCHEMA_STRING,
+     .default_value = "handler",
+     .expected = "a Lua name or dotted field name (e.g. \"handler\", \"app.handle\")",
+     .set = set_function_handler,
+     .offset = offsetof(struct config_function, handler),
+     .doc = "The global the chunk defines, or the field of the table it returns, called as `handler(event, context)`."},
+    {.pattern = "functions.*.memory_mb",
+     .type = SCHEMA_INTEGER,
+     .min = 128,
+     .max = 10240,
+     .default_value = "128",
+     .offset = offsetof(struct config_function, memory_mb),
+     .doc = "Memory limit in MB; viewer triggers cap it at 128 unless `limits` is `relaxed`."},
+    {.pattern = "functions.*.timeout_ms",
+     .type = SCHEMA_INTEGER,
+     .min = 1,
+     .max = 900000,
+     .default_value = "3000",
+     .offset = offsetof(struct config_function, timeout_ms),
+     .doc = "Time limit per invocation; capped at 5000 at viewer triggers and 30000 at origin triggers unless `limits` is "
+            "`relaxed`."},
+    {.pattern = "functions.*.env",
+     .type = SCHEMA_CUSTOM,
+     .max = FUNCTION_ENV_MAX,
+     .expected = "object of strings",
+     .default_doc = "`{}`",
+     .set = set_function_env,
+     .doc = "Environment the function sees with `os.getenv` (and nothing else); names match `[A-Za-z_][A-Za-z0-9_]*`, at "
+            "most 64."},
+    {.pattern = "functions.*.limits",
+     .type = SCHEMA_ENUM,
+     .values = function_limits,
+     .default_value = "lambda",
+     .set = set_function_limits,
+     .offset = offsetof(struct config_function, relaxed),
+     .doc = "`lambda`: Lambda@Edge's per-trigger quotas cap `timeout_ms` and `memory_mb`; `relaxed`: they apply as written."},
 
     {.pattern = "behaviors",
      .type = SCHEMA_ARRAY,
@@ -256,6 +329,20 @@ const struct schema_key config_schema[] = {
      .offset = offsetof(struct config_behavior, cache.cookies),
      .doc = "Cookies in the key: none, all, the listed names, or all but the listed names."},
 
+    {.pattern = "behaviors[].triggers",
+     .type = SCHEMA_OBJECT,
+     .default_doc = "none",
+     .doc = "Edge functions run for matching requests, by trigger. Origin triggers run only on a cache miss or refresh."},
+    TRIGGER_ROW("viewer-request", CONFIG_TRIGGER_VIEWER_REQUEST,
+                "Runs on every viewer request, before the cache. `include_body` is allowed; at most 5000 ms and 128 MB unless "
+                "relaxed."),
+    TRIGGER_ROW("origin-request", CONFIG_TRIGGER_ORIGIN_REQUEST,
+                "Runs before a request goes to the origin. `include_body` is allowed; at most 30000 ms unless relaxed."),
+    TRIGGER_ROW("origin-response", CONFIG_TRIGGER_ORIGIN_RESPONSE,
+                "Runs on the origin's response, before it is cached; at most 30000 ms unless relaxed."),
+    TRIGGER_ROW("viewer-response", CONFIG_TRIGGER_VIEWER_RESPONSE,
+                "Runs on every response before it goes to the viewer; at most 5000 ms and 128 MB unless relaxed."),
+
     {.pattern = "access_log",
      .type = SCHEMA_OBJECT,
      .flags = KEY_FALSE_DISABLES,
@@ -358,6 +445,25 @@ const struct schema_key config_schema[] = {
      .set = set_enum_index,
      .offset = offsetof(struct config, cache.eviction),
      .doc = "Which object goes when memory is short: `sieve` (scan-resistant) or `lru` (least recently used)."},
+
+    {.pattern = "workers",
+     .type = SCHEMA_OBJECT,
+     .default_doc = "the defaults of its keys",
+     .doc = "The processes that run edge functions."},
+    {.pattern = "workers.max_concurrency",
+     .type = SCHEMA_INTEGER,
+     .min = 1,
+     .max = 100000,
+     .default_value = "1000",
+     .offset = offsetof(struct config, workers.max_concurrency),
+     .doc = "Function events in flight or waiting, all functions together; past it an event is throttled (503)."},
+    {.pattern = "workers.idle_timeout_s",
+     .type = SCHEMA_INTEGER,
+     .min = 1,
+     .max = 86400,
+     .default_value = "60",
+     .offset = offsetof(struct config, workers.idle_timeout_s),
+     .doc = "An idle worker process exits after this many seconds."},
 };
 
 const size_t config_schema_count = VERGE_ARRAY_SIZE(config_schema);
@@ -862,6 +968,235 @@ static void set_header_names(struct loader *L, const struct schema_key *key, con
     read_key_names(L, key, path, v, KEY_NAME_HEADER, FIELD(struct cache_name_list, target, key));
 }
 
+/* ---- edge functions and triggers ----------------------------------------------------- */
+
+/* Opened now (not only stat'ed) so a reload with an unreadable file fails
+ * instead of failing every invocation later. */
+static void set_function_code(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                              char *target)
+{
+    if (v->text.len == 0) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    const char *file = resolve_relative(L, v->text.ptr);
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        config_load_error(L, "%s: cannot read %s: %s", path, config_quote_text(L, slice_from_cstr(file)), strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        config_load_error(L, "%s: expected a regular file, got %s (not a regular file)", path,
+                          config_quote_text(L, slice_from_cstr(file)));
+    else
+        *FIELD(char *, target, key) = arena_strndup(&L->config->arena, file, strlen(file));
+    if (fd >= 0)
+        close(fd);
+}
+
+static bool is_lua_name_start(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static bool is_lua_name_char(unsigned char c)
+{
+    return is_lua_name_start(c) || (c >= '0' && c <= '9');
+}
+
+/* "name" or "a.b.c": each part a Lua identifier. */
+static void set_function_handler(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                                 char *target)
+{
+    bool ok = v->text.len > 0 && v->text.len <= FUNCTION_HANDLER_MAX;
+    bool part_start = true;
+    for (size_t i = 0; i < v->text.len && ok; i++) {
+        unsigned char c = (unsigned char)v->text.ptr[i];
+        if (c == '.' && !part_start)
+            part_start = true;
+        else if (part_start ? is_lua_name_start(c) : is_lua_name_char(c))
+            part_start = false;
+        else
+            ok = false;
+    }
+    if (!ok || part_start) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    *FIELD(char *, target, key) = arena_strndup(&L->config->arena, v->text.ptr, v->text.len);
+}
+
+static void set_function_limits(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                                char *target)
+{
+    (void)L, (void)path;
+    *FIELD(bool, target, key) = strcmp(v->text.ptr, "relaxed") == 0;
+}
+
+static bool is_env_name(slice_t name)
+{
+    if (name.len == 0 || !is_lua_name_start((unsigned char)name.ptr[0]))
+        return false;
+    for (size_t i = 1; i < name.len; i++)
+        if (!is_lua_name_char((unsigned char)name.ptr[i]))
+            return false;
+    return true;
+}
+
+/* { "NAME": "value", ... } into the function's parallel env arrays. */
+static void set_function_env(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                             char *target)
+{
+    struct config_function *function = (struct config_function *)target;
+    if (v->kind != JSON_OBJECT) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    if ((long long)v->count > key->max) {
+        config_load_error(L, "%s: expected at most %lld entries, got %zu", path, key->max, v->count);
+        return;
+    }
+    if (v->count == 0)
+        return;
+    struct arena *arena = &L->config->arena;
+    char **names = arena_alloc(arena, v->count * sizeof *names);
+    char **values = arena_alloc(arena, v->count * sizeof *values);
+    size_t count = 0;
+    bool ok = true;
+    for (const struct json_value *m = v->first; m != NULL; m = m->next) {
+        const char *member_path = arena_printf(&L->scratch, "%s.%s", path, member_name_shown(L, m->key));
+        if (!is_env_name(m->key)) {
+            config_load_error(L, "%s: expected names matching [A-Za-z_][A-Za-z0-9_]*, got %s", path, config_quote_text(L, m->key));
+            ok = false;
+            continue;
+        }
+        bool duplicate = false;
+        for (size_t earlier = 0; earlier < count && !duplicate; earlier++)
+            duplicate = strlen(names[earlier]) == m->key.len && memcmp(names[earlier], m->key.ptr, m->key.len) == 0;
+        if (duplicate) {
+            config_load_error(L, "%s: duplicate key", member_path);
+            ok = false;
+            continue;
+        }
+        if (m->kind != JSON_STRING || memchr(m->text.ptr, '\0', m->text.len) != NULL) {
+            config_load_error(L, "%s: expected a string, got %s", member_path, config_describe_value(L, m));
+            ok = false;
+            continue;
+        }
+        names[count] = arena_strndup(arena, m->key.ptr, m->key.len);
+        values[count++] = arena_strndup(arena, m->text.ptr, m->text.len);
+    }
+    if (!ok)
+        return;
+    function->env_names = names;
+    function->env_values = values;
+    function->env_count = count;
+}
+
+static const char *const trigger_names[CONFIG_TRIGGER_COUNT] = {"viewer-request", "origin-request", "origin-response",
+                                                                "viewer-response"};
+
+/* Finds the function named `name`; reports at `path` when there is none. */
+static bool find_function(struct loader *L, const char *path, const struct json_value *name, size_t *index)
+{
+    const struct config *config = L->config;
+    for (size_t i = 0; i < config->function_count; i++)
+        if (config->functions[i].name != NULL && strcmp(config->functions[i].name, name->text.ptr) == 0) {
+            *index = i;
+            return true;
+        }
+    struct bytebuf known = {0};
+    for (size_t i = 0; i < config->function_count; i++)
+        bytebuf_appendf(&known, "%s%s", i > 0 ? ", " : "", config->functions[i].name);
+    config_load_error(L, "%s: unknown function %s (known: %s)", path, config_describe_value(L, name),
+                      known.len > 0 ? arena_strndup(&L->scratch, known.data, known.len) : "none");
+    bytebuf_free(&known);
+    return false;
+}
+
+/* "name" | {"function": "name", "include_body": bool, "on_error": "fail"|"continue"}.
+ * Functions come before behaviors in the table, so they are known here and
+ * the effective limits (spec §3.1) are computed now. */
+static void set_trigger(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v, char *target)
+{
+    struct config_trigger *trigger = FIELD(struct config_trigger, target, key);
+    size_t kind = (key->offset - offsetof(struct config_behavior, triggers)) / sizeof(struct config_trigger);
+    VERGE_ASSERT(kind < CONFIG_TRIGGER_COUNT);
+    bool is_viewer = kind == CONFIG_TRIGGER_VIEWER_REQUEST || kind == CONFIG_TRIGGER_VIEWER_RESPONSE;
+    bool is_request = kind == CONFIG_TRIGGER_VIEWER_REQUEST || kind == CONFIG_TRIGGER_ORIGIN_REQUEST;
+    struct config_trigger parsed = {.set = true};
+    const struct json_value *name = NULL;
+    const char *name_path = path;
+    bool ok = true;
+    if (v->kind == JSON_STRING && memchr(v->text.ptr, '\0', v->text.len) == NULL) {
+        name = v;
+    } else if (v->kind == JSON_OBJECT) {
+        const struct json_value *include_body = NULL, *on_error = NULL;
+        for (const struct json_value *m = v->first; m != NULL; m = m->next) {
+            const char *member_path = arena_printf(&L->scratch, "%s.%s", path, member_name_shown(L, m->key));
+            const struct json_value **slot = slice_equal(m->key, SLICE_LITERAL("function"))       ? &name
+                                             : slice_equal(m->key, SLICE_LITERAL("include_body")) ? &include_body
+                                             : slice_equal(m->key, SLICE_LITERAL("on_error"))     ? &on_error
+                                                                                                  : NULL;
+            if (slot == NULL) {
+                config_load_error(L, "%s: unknown key (known: function, include_body, on_error)", member_path);
+                ok = false;
+            } else if (*slot != NULL) {
+                config_load_error(L, "%s: duplicate key", member_path);
+                ok = false;
+            } else {
+                *slot = m;
+            }
+        }
+        name_path = arena_printf(&L->scratch, "%s.function", path);
+        if (name == NULL) {
+            config_load_error(L, "%s: required key is missing", name_path);
+            ok = false;
+        } else if (name->kind != JSON_STRING || memchr(name->text.ptr, '\0', name->text.len) != NULL) {
+            config_load_error(L, "%s: expected a function name, got %s", name_path, config_describe_value(L, name));
+            ok = false;
+        }
+        if (include_body != NULL) {
+            if (include_body->kind != JSON_BOOLEAN) {
+                config_load_error(L, "%s.include_body: expected true or false, got %s", path,
+                                  config_describe_value(L, include_body));
+                ok = false;
+            } else if (include_body->boolean && !is_request) {
+                config_load_error(L, "%s.include_body: only valid for viewer-request and origin-request, not %s", path,
+                                  trigger_names[kind]);
+                ok = false;
+            } else {
+                parsed.include_body = include_body->boolean;
+            }
+        }
+        if (on_error != NULL) {
+            bool is_fail = on_error->kind == JSON_STRING && slice_equal(on_error->text, SLICE_LITERAL("fail"));
+            bool is_continue = on_error->kind == JSON_STRING && slice_equal(on_error->text, SLICE_LITERAL("continue"));
+            if (!is_fail && !is_continue) {
+                config_load_error(L, "%s.on_error: expected one of \"fail\", \"continue\", got %s", path,
+                                  config_describe_value(L, on_error));
+                ok = false;
+            }
+            parsed.continue_on_error = is_continue;
+        }
+    } else {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    if (!ok || !find_function(L, name_path, name, &parsed.function_index))
+        return;
+    const struct config_function *function = &L->config->functions[parsed.function_index];
+    parsed.timeout_ms = function->timeout_ms;
+    parsed.memory_mb = function->memory_mb;
+    if (!function->relaxed) {
+        int timeout_cap = is_viewer ? CONFIG_VIEWER_TIMEOUT_MS_MAX : CONFIG_ORIGIN_TIMEOUT_MS_MAX;
+        if (parsed.timeout_ms > timeout_cap)
+            parsed.timeout_ms = timeout_cap;
+        if (is_viewer && parsed.memory_mb > CONFIG_VIEWER_MEMORY_MB_MAX)
+            parsed.memory_mb = CONFIG_VIEWER_MEMORY_MB_MAX;
+    }
+    *trigger = parsed;
+}
+
 /* ---- finishers: rules across keys ------------------------------------------------------ */
 
 static void finish_listen(struct loader *L, const char *path, const struct json_value *v, char *target)
@@ -1002,6 +1337,7 @@ void config_write_reference(struct bytebuf *out)
         [SCHEMA_ENUM] = "string enum",
         [SCHEMA_NAME_LIST] = "`\"none\"`, `\"all\"`, array of names or `{\"except\": [names]}`",
         [SCHEMA_NAME_ARRAY] = "array of names",
+        [SCHEMA_CUSTOM] = NULL, /* key->expected */
     };
     bytebuf_appendf(out, "| key | type | default | range / values | description |\n");
     bytebuf_appendf(out, "| --- | --- | --- | --- | --- |\n");
@@ -1013,8 +1349,9 @@ void config_write_reference(struct bytebuf *out)
         bytebuf_append(out, "|", 1);
         snprintf(cell, sizeof cell, "`%s`", key->pattern);
         append_cell(out, cell);
-        append_cell(out,
-                    key->type == SCHEMA_OBJECT && (key->flags & KEY_FALSE_DISABLES) ? "object or `false`" : type_names[key->type]);
+        append_cell(out, key->type == SCHEMA_OBJECT && (key->flags & KEY_FALSE_DISABLES) ? "object or `false`"
+                         : key->type == SCHEMA_CUSTOM                                    ? key->expected
+                                                                                         : type_names[key->type]);
         if (key->flags & KEY_REQUIRED)
             snprintf(cell, sizeof cell, "required");
         else if (key->default_doc != NULL)
@@ -1033,6 +1370,9 @@ void config_write_reference(struct bytebuf *out)
             snprintf(cell, sizeof cell, "%lld to %lld", key->min, key->max);
         } else if (key->type == SCHEMA_ARRAY || key->type == SCHEMA_MAP) {
             snprintf(cell, sizeof cell, "%lld to %lld entries", key->min, key->max);
+        } else if (key->type == SCHEMA_CUSTOM) {
+            if (key->max > 0)
+                snprintf(cell, sizeof cell, "at most %lld entries", key->max);
         } else if (key->type == SCHEMA_NAME_LIST || key->type == SCHEMA_NAME_ARRAY) {
             snprintf(cell, sizeof cell, "at most %lld names", key->max);
         } else if (key->type == SCHEMA_ENUM) {

@@ -59,6 +59,10 @@ enum schema_type {
      * the key's setter, which parses and reports. */
     SCHEMA_NAME_LIST,  /* "none" | "all" | ["a", ...] | {"except": ["a", ...]}; max: names per list */
     SCHEMA_NAME_ARRAY, /* ["a", ...] only; max: names per list */
+    /* Values of more than one shape (a function name or an object) or maps of
+     * strings: the walk hands the raw value to the key's setter; `expected`
+     * is what the messages and the reference's type column say. */
+    SCHEMA_CUSTOM,
 };
 
 enum {

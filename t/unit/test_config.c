@@ -49,11 +49,12 @@ static void fixture_create(void)
     write_file("admin.token", "  secret-token\n");
     write_file("empty.token", " \n");
     write_file("spaced.token", "two words\n");
+    write_file("fn.lua", "function handler(event, context) return event.Records[1].cf.request end\n");
 }
 
 static void fixture_remove(void)
 {
-    static const char *const files[] = {"file.txt", "admin.token", "empty.token", "spaced.token", "verge.json"};
+    static const char *const files[] = {"file.txt", "admin.token", "empty.token", "spaced.token", "verge.json", "fn.lua"};
     char path[PATH_MAX];
     for (size_t i = 0; i < VERGE_ARRAY_SIZE(files); i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -106,6 +107,23 @@ static void expect_error(int line, const char *text, const char *message)
     bool found = errors_contain(&errors, message);
     if (!found)
         print_errors(line, message, &errors);
+    CHECK(found);
+    config_unref(config);
+    config_errors_free(&errors);
+}
+
+/* Like EXPECT_ERROR, for messages that end in a system path or errno text. */
+#define EXPECT_ERROR_PREFIX(text, prefix) expect_error_prefix(__LINE__, (text), (prefix))
+static void expect_error_prefix(int line, const char *text, const char *prefix)
+{
+    struct config_errors errors = {0};
+    struct config *config = load_text(text, &errors);
+    CHECK(config == NULL);
+    bool found = false;
+    for (size_t i = 0; i < errors.count && !found; i++)
+        found = strncmp(errors.messages[i], prefix, strlen(prefix)) == 0;
+    if (!found)
+        print_errors(line, prefix, &errors);
     CHECK(found);
     config_unref(config);
     config_errors_free(&errors);
@@ -400,14 +418,15 @@ static void test_unknown_keys(void)
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9000', 'conect_timeout_ms': 5}")),
                  "origins.app.conect_timeout_ms: unknown key (known: url, static, connect_timeout_ms, read_timeout_ms, "
                  "max_idle)");
-    EXPECT_ERROR(q(WITH("'thread': 2")),
-                 "thread: unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts, cache)");
+    EXPECT_ERROR(
+        q(WITH("'thread': 2")),
+        "thread: unknown key (known: listen, threads, origins, functions, behaviors, access_log, admin, timeouts, cache, workers)");
     EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
                  "timeouts.idle: unknown key (known: header_read_ms, idle_ms, send_ms, drain_ms)");
     EXPECT_ERROR(q("{'listen': [{'address': '127.0.0.1:80', 'port': 1}], " ORIGINS ", " BEHAVIORS "}"),
                  "listen[0].port: unknown key (known: address)");
-    EXPECT_ERROR(q(WITH("'a.b c': 1")),
-                 "\"a.b c\": unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts, cache)");
+    EXPECT_ERROR(q(WITH("'a.b c': 1")), "\"a.b c\": unknown key (known: listen, threads, origins, functions, behaviors, "
+                                        "access_log, admin, timeouts, cache, workers)");
 }
 
 static void test_wrong_types(void)
@@ -669,8 +688,9 @@ static void test_all_errors_are_collected(void)
     CHECK(errors_contain(&errors, "origins.app.url: https origins are not supported yet"));
     CHECK(errors_contain(&errors, "behaviors[0].origin: unknown origin \"ap\" (known: app)"));
     CHECK(errors_contain(&errors, "behaviors[0].path: expected \"*\" for the last behavior (the default), got \"/x\""));
-    CHECK(errors_contain(&errors,
-                         "extra: unknown key (known: listen, threads, origins, behaviors, access_log, admin, timeouts, cache)"));
+    CHECK(errors_contain(
+        &errors,
+        "extra: unknown key (known: listen, threads, origins, functions, behaviors, access_log, admin, timeouts, cache, workers)"));
     config_errors_free(&errors);
 
     /* the list is capped, with a note */
@@ -1290,6 +1310,261 @@ static void test_reference(void)
     bytebuf_free(&out);
 }
 
+/* ---- edge functions, triggers, workers ------------------------------------------- */
+
+/* MINIMAL plus "functions": {functions} and one behavior with "triggers": {triggers} */
+#define WITH_FUNCTIONS(functions, triggers)                                                                                        \
+    "{" LISTEN ", " ORIGINS ", 'functions': {" functions "}, 'behaviors': [{'path': '*', 'origin': 'app', 'triggers': {" triggers  \
+    "}}]}"
+#define FN_A "'a': {'code': 'fn.lua'}"
+#define FN_AB FN_A ", 'b': {'code': 'fn.lua', 'timeout_ms': 60000, 'memory_mb': 1024}"
+
+static void expect_ok_and_free(int line, const char *text)
+{
+    config_unref(expect_ok(line, text));
+}
+
+static void test_function_defaults(void)
+{
+    struct config *config = EXPECT_OK(q(MINIMAL));
+    if (config == NULL)
+        return;
+    CHECK_INT(config->function_count, 0);
+    CHECK_INT(config->workers.max_concurrency, 1000);
+    CHECK_INT(config->workers.idle_timeout_s, 60);
+    for (size_t t = 0; t < CONFIG_TRIGGER_COUNT; t++)
+        CHECK(!config->behaviors[0].triggers[t].set);
+    config_unref(config);
+
+    config = EXPECT_OK(q(WITH_FUNCTIONS(FN_A, "")));
+    if (config == NULL)
+        return;
+    CHECK_INT(config->function_count, 1);
+    const struct config_function *f = &config->functions[0];
+    CHECK_STR(f->name, "a");
+    char expected[PATH_MAX + 16];
+    snprintf(expected, sizeof expected, "%s/fn.lua", real_dir);
+    char *real = realpath(f->code_path, NULL);
+    CHECK(real != NULL && strcmp(real, expected) == 0);
+    free(real);
+    CHECK(f->code_path[0] == '/');
+    CHECK_STR(f->handler, "handler");
+    CHECK_INT(f->memory_mb, 128);
+    CHECK_INT(f->timeout_ms, 3000);
+    CHECK(!f->relaxed);
+    CHECK_INT(f->env_count, 0);
+    config_unref(config);
+
+    expect_ok_and_free(__LINE__, q("{" LISTEN ", " ORIGINS ", 'functions': {}, " BEHAVIORS "}"));
+}
+
+static void test_function_keys(void)
+{
+    struct config *config = EXPECT_OK(
+        q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'handler': 'app.handlers._go1', 'memory_mb': 10240, 'timeout_ms': 900000, "
+                         "'env': {'REALM': 'x', '_b2': ''}, 'limits': 'relaxed'}, 'g': {'code': 'fn.lua', 'memory_mb': 128, "
+                         "'timeout_ms': 1, 'limits': 'lambda'}",
+                         "")));
+    if (config == NULL)
+        return;
+    CHECK_INT(config->function_count, 2);
+    const struct config_function *f = &config->functions[0];
+    CHECK_STR(f->handler, "app.handlers._go1");
+    CHECK_INT(f->memory_mb, 10240);
+    CHECK_INT(f->timeout_ms, 900000);
+    CHECK(f->relaxed);
+    CHECK_INT(f->env_count, 2);
+    if (f->env_count == 2) {
+        CHECK_STR(f->env_names[0], "REALM");
+        CHECK_STR(f->env_values[0], "x");
+        CHECK_STR(f->env_names[1], "_b2");
+        CHECK_STR(f->env_values[1], "");
+    }
+    CHECK_STR(config->functions[1].name, "g");
+    CHECK_INT(config->functions[1].timeout_ms, 1);
+    CHECK(!config->functions[1].relaxed);
+    config_unref(config);
+
+    /* 64 env entries are fine, 65 are not */
+    char text[8192], env[4096];
+    size_t used = 0;
+    for (int i = 0; i < 65; i++)
+        used += (size_t)snprintf(env + used, sizeof env - used, "%s'V%d': 'x'", i > 0 ? ", " : "", i);
+    snprintf(text, sizeof text, WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'env': {%s}}", ""), env);
+    EXPECT_ERROR(q(text), "functions.f.env: expected at most 64 entries, got 65");
+    *strrchr(env, ',') = '\0';
+    snprintf(text, sizeof text, WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'env': {%s}}", ""), env);
+    expect_ok_and_free(__LINE__, q(text));
+
+    config = EXPECT_OK(q(WITH("'workers': {'max_concurrency': 100000, 'idle_timeout_s': 86400}")));
+    if (config != NULL) {
+        CHECK_INT(config->workers.max_concurrency, 100000);
+        CHECK_INT(config->workers.idle_timeout_s, 86400);
+        config_unref(config);
+    }
+}
+
+static void test_function_errors(void)
+{
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {}", "")), "functions.f.code: required key is missing");
+    EXPECT_ERROR_PREFIX(q(WITH_FUNCTIONS("'f': {'code': 'nope.lua'}", "")), "functions.f.code: cannot read \"");
+    EXPECT_ERROR_PREFIX(q(WITH_FUNCTIONS("'f': {'code': 'public'}", "")), "functions.f.code: expected a regular file, got \"");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': ''}", "")), "functions.f.code: expected a file path, got \"\"");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 3}", "")), "functions.f.code: expected a file path, got 3");
+    static const char *const bad_handlers[] = {"\"\"", "\"1a\"", "\"a.\"", "\".a\"", "\"a..b\"", "\"a-b\"", "\"a b\"", "3"};
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(bad_handlers); i++) {
+        char text[1024], message[256];
+        snprintf(text, sizeof text, WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'handler': %s}", ""), bad_handlers[i]);
+        snprintf(message, sizeof message,
+                 "functions.f.handler: expected a Lua name or dotted field name (e.g. \"handler\", \"app.handle\"), got %s",
+                 bad_handlers[i]);
+        EXPECT_ERROR(q(text), message);
+    }
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'memory_mb': 127}", "")),
+                 "functions.f.memory_mb: expected an integer from 128 to 10240, got 127");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'memory_mb': 10241}", "")),
+                 "functions.f.memory_mb: expected an integer from 128 to 10240, got 10241");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'timeout_ms': 0}", "")),
+                 "functions.f.timeout_ms: expected an integer from 1 to 900000, got 0");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'timeout_ms': 900001}", "")),
+                 "functions.f.timeout_ms: expected an integer from 1 to 900000, got 900001");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'limits': 'none'}", "")),
+                 "functions.f.limits: expected one of \"lambda\", \"relaxed\", got \"none\"");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'env': []}", "")),
+                 "functions.f.env: expected object of strings, got an array");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'env': {'A': 1}}", "")), "functions.f.env.A: expected a string, got 1");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'env': {'1A': 'x'}}", "")),
+                 "functions.f.env: expected names matching [A-Za-z_][A-Za-z0-9_]*, got \"1A\"");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'env': {'A-B': 'x'}}", "")),
+                 "functions.f.env: expected names matching [A-Za-z_][A-Za-z0-9_]*, got \"A-B\"");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'env': {'A': 'x', 'A': 'y'}}", "")), "functions.f.env.A: duplicate key");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'fn.lua', 'timeout': 1}", "")),
+                 "functions.f.timeout: unknown key (known: code, handler, memory_mb, timeout_ms, env, limits)");
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'a b': {'code': 'fn.lua'}", "")),
+                 "functions: expected names of letters, digits, '_' or '-', got \"a b\"");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'functions': [], " BEHAVIORS "}"), "functions: expected an object, got an array");
+    EXPECT_ERROR(q(WITH("'workers': {'max_concurrency': 0}")),
+                 "workers.max_concurrency: expected an integer from 1 to 100000, got 0");
+    EXPECT_ERROR(q(WITH("'workers': {'max_concurrency': 100001}")),
+                 "workers.max_concurrency: expected an integer from 1 to 100000, got 100001");
+    EXPECT_ERROR(q(WITH("'workers': {'idle_timeout_s': 0}")), "workers.idle_timeout_s: expected an integer from 1 to 86400, got 0");
+    EXPECT_ERROR(q(WITH("'workers': {'idle_timeout_s': 86401}")),
+                 "workers.idle_timeout_s: expected an integer from 1 to 86400, got 86401");
+    EXPECT_ERROR(q(WITH("'workers': {'threads': 1}")), "workers.threads: unknown key (known: max_concurrency, idle_timeout_s)");
+}
+
+static void test_triggers(void)
+{
+    struct config *config =
+        EXPECT_OK(q(WITH_FUNCTIONS(FN_AB, "'viewer-request': 'a', 'origin-request': {'function': 'b', 'include_body': true}, "
+                                          "'origin-response': {'function': 'a', 'on_error': 'continue'}, "
+                                          "'viewer-response': {'function': 'b', 'on_error': 'fail', 'include_body': false}")));
+    if (config == NULL)
+        return;
+    const struct config_trigger *t = config->behaviors[0].triggers;
+    CHECK(t[CONFIG_TRIGGER_VIEWER_REQUEST].set);
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_REQUEST].function_index, 0);
+    CHECK(!t[CONFIG_TRIGGER_VIEWER_REQUEST].include_body);
+    CHECK(!t[CONFIG_TRIGGER_VIEWER_REQUEST].continue_on_error);
+    CHECK(t[CONFIG_TRIGGER_ORIGIN_REQUEST].set);
+    CHECK_INT(t[CONFIG_TRIGGER_ORIGIN_REQUEST].function_index, 1);
+    CHECK(t[CONFIG_TRIGGER_ORIGIN_REQUEST].include_body);
+    CHECK(!t[CONFIG_TRIGGER_ORIGIN_REQUEST].continue_on_error);
+    CHECK(t[CONFIG_TRIGGER_ORIGIN_RESPONSE].set);
+    CHECK_INT(t[CONFIG_TRIGGER_ORIGIN_RESPONSE].function_index, 0);
+    CHECK(t[CONFIG_TRIGGER_ORIGIN_RESPONSE].continue_on_error);
+    CHECK(t[CONFIG_TRIGGER_VIEWER_RESPONSE].set);
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_RESPONSE].function_index, 1);
+    CHECK(!t[CONFIG_TRIGGER_VIEWER_RESPONSE].continue_on_error);
+    config_unref(config);
+
+    /* only the triggers written are set */
+    config = EXPECT_OK(q(WITH_FUNCTIONS(FN_A, "'origin-response': 'a'")));
+    if (config != NULL) {
+        CHECK(!config->behaviors[0].triggers[CONFIG_TRIGGER_VIEWER_REQUEST].set);
+        CHECK(config->behaviors[0].triggers[CONFIG_TRIGGER_ORIGIN_RESPONSE].set);
+        CHECK(!config->behaviors[0].triggers[CONFIG_TRIGGER_VIEWER_RESPONSE].set);
+        config_unref(config);
+    }
+}
+
+static void test_trigger_errors(void)
+{
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_AB, "'viewer-request': 'x'")),
+                 "behaviors[0].triggers.viewer-request: unknown function \"x\" (known: a, b)");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_AB, "'origin-request': {'function': 'x'}")),
+                 "behaviors[0].triggers.origin-request.function: unknown function \"x\" (known: a, b)");
+    EXPECT_ERROR(q("{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '*', 'origin': 'app', 'triggers': {'viewer-request': 'x'}}]}"),
+                 "behaviors[0].triggers.viewer-request: unknown function \"x\" (known: none)");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'viewer-request': 3")),
+                 "behaviors[0].triggers.viewer-request: expected a function name or {\"function\": name, \"include_body\": "
+                 "bool, \"on_error\": \"fail\" or \"continue\"}, got 3");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'viewer-request': {}")),
+                 "behaviors[0].triggers.viewer-request.function: required key is missing");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'viewer-request': {'function': 1}")),
+                 "behaviors[0].triggers.viewer-request.function: expected a function name, got 1");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'origin-response': {'function': 'a', 'include_body': true}")),
+                 "behaviors[0].triggers.origin-response.include_body: only valid for viewer-request and origin-request, not "
+                 "origin-response");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'viewer-response': {'function': 'a', 'include_body': true}")),
+                 "behaviors[0].triggers.viewer-response.include_body: only valid for viewer-request and origin-request, not "
+                 "viewer-response");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'viewer-request': {'function': 'a', 'include_body': 'yes'}")),
+                 "behaviors[0].triggers.viewer-request.include_body: expected true or false, got \"yes\"");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'viewer-request': {'function': 'a', 'on_error': 'ignore'}")),
+                 "behaviors[0].triggers.viewer-request.on_error: expected one of \"fail\", \"continue\", got \"ignore\"");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'viewer-request': {'function': 'a', 'body': true}")),
+                 "behaviors[0].triggers.viewer-request.body: unknown key (known: function, include_body, on_error)");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'viewer-request': {'function': 'a', 'function': 'a'}")),
+                 "behaviors[0].triggers.viewer-request.function: duplicate key");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'request': 'a'")),
+                 "behaviors[0].triggers.request: unknown key (known: viewer-request, origin-request, origin-response, "
+                 "viewer-response)");
+    EXPECT_ERROR(q(WITH_FUNCTIONS(FN_A, "'viewer-request': 'a', 'viewer-request': 'a'")),
+                 "behaviors[0].triggers.viewer-request: duplicate key");
+    EXPECT_ERROR(
+        q("{" LISTEN ", " ORIGINS ", 'functions': {" FN_A "}, 'behaviors': [{'path': '*', 'origin': 'app', 'triggers': []}]}"),
+        "behaviors[0].triggers: expected an object, got an array");
+}
+
+/* Lambda@Edge's quotas (spec §3.1) cap the effective limits unless relaxed. */
+static void test_trigger_limits_are_capped(void)
+{
+    struct config *config =
+        EXPECT_OK(q(WITH_FUNCTIONS("'big': {'code': 'fn.lua', 'timeout_ms': 60000, 'memory_mb': 1024}, "
+                                   "'mid': {'code': 'fn.lua', 'timeout_ms': 10000, 'memory_mb': 256}",
+                                   "'viewer-request': 'big', 'origin-request': 'big', 'origin-response': 'mid', "
+                                   "'viewer-response': 'mid'")));
+    if (config == NULL)
+        return;
+    const struct config_trigger *t = config->behaviors[0].triggers;
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_REQUEST].timeout_ms, 5000);
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_REQUEST].memory_mb, 128);
+    CHECK_INT(t[CONFIG_TRIGGER_ORIGIN_REQUEST].timeout_ms, 30000);
+    CHECK_INT(t[CONFIG_TRIGGER_ORIGIN_REQUEST].memory_mb, 1024);
+    CHECK_INT(t[CONFIG_TRIGGER_ORIGIN_RESPONSE].timeout_ms, 10000);
+    CHECK_INT(t[CONFIG_TRIGGER_ORIGIN_RESPONSE].memory_mb, 256);
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_RESPONSE].timeout_ms, 5000);
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_RESPONSE].memory_mb, 128);
+    /* the configured values stay as written */
+    CHECK_INT(config->functions[0].timeout_ms, 60000);
+    CHECK_INT(config->functions[0].memory_mb, 1024);
+    config_unref(config);
+
+    config = EXPECT_OK(q(WITH_FUNCTIONS("'small': {'code': 'fn.lua', 'timeout_ms': 100}, "
+                                        "'free': {'code': 'fn.lua', 'timeout_ms': 60000, 'memory_mb': 1024, 'limits': 'relaxed'}",
+                                        "'viewer-request': 'free', 'origin-request': 'free', 'viewer-response': 'small'")));
+    if (config == NULL)
+        return;
+    t = config->behaviors[0].triggers;
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_REQUEST].timeout_ms, 60000);
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_REQUEST].memory_mb, 1024);
+    CHECK_INT(t[CONFIG_TRIGGER_ORIGIN_REQUEST].timeout_ms, 60000);
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_RESPONSE].timeout_ms, 100);
+    CHECK_INT(t[CONFIG_TRIGGER_VIEWER_RESPONSE].memory_mb, 128);
+    config_unref(config);
+}
+
 int main(void)
 {
     fixture_create();
@@ -1323,6 +1598,12 @@ int main(void)
     UNIT_RUN(test_path_pattern_match);
     UNIT_RUN(test_first_matching_behavior_wins);
     UNIT_RUN(test_reference);
+    UNIT_RUN(test_function_defaults);
+    UNIT_RUN(test_function_keys);
+    UNIT_RUN(test_function_errors);
+    UNIT_RUN(test_triggers);
+    UNIT_RUN(test_trigger_errors);
+    UNIT_RUN(test_trigger_limits_are_capped);
     fixture_remove();
     return unit_summary();
 }
