@@ -31,10 +31,7 @@ bool event_trigger_is_request(enum event_trigger trigger)
     return trigger == EVENT_VIEWER_REQUEST || trigger == EVENT_ORIGIN_REQUEST;
 }
 
-static bool set_error(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static bool set_error(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
+bool event_error_set(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
 {
     error->trigger = trigger;
     error->rule = rule;
@@ -301,9 +298,9 @@ static bool get_string(struct parser *p, yajl_val object, const char *key, const
     if (present)
         *present = v != NULL;
     if (v == NULL)
-        return required ? set_error(p->error, p->trigger, "required field missing", "%s.%s", path, key) : true;
+        return required ? event_error_set(p->error, p->trigger, "required field missing", "%s.%s", path, key) : true;
     if (!YAJL_IS_STRING(v))
-        return set_error(p->error, p->trigger, "must be a string", "%s.%s", path, key);
+        return event_error_set(p->error, p->trigger, "must be a string", "%s.%s", path, key);
     *out = copy_string(p, v);
     return true;
 }
@@ -312,9 +309,9 @@ static bool get_integer(struct parser *p, yajl_val object, const char *key, cons
 {
     yajl_val v = object_get(object, key);
     if (v == NULL)
-        return set_error(p->error, p->trigger, "required field missing", "%s.%s", path, key);
+        return event_error_set(p->error, p->trigger, "required field missing", "%s.%s", path, key);
     if (!YAJL_IS_INTEGER(v))
-        return set_error(p->error, p->trigger, "must be an integer", "%s.%s", path, key);
+        return event_error_set(p->error, p->trigger, "must be an integer", "%s.%s", path, key);
     *out = v->u.number.i;
     return true;
 }
@@ -323,17 +320,18 @@ static bool parse_headers(struct parser *p, yajl_val v, const char *path, struct
 {
     *out = (struct event_headers){0};
     if (v == NULL)
-        return set_error(p->error, p->trigger, "required field missing", "%s", path);
+        return event_error_set(p->error, p->trigger, "required field missing", "%s", path);
     if (!YAJL_IS_OBJECT(v))
-        return set_error(p->error, p->trigger, "must be an object", "%s", path);
+        return event_error_set(p->error, p->trigger, "must be an object", "%s", path);
     for (size_t i = 0; i < v->u.object.len; i++) {
         const char *name_text = v->u.object.keys[i];
         yajl_val list = v->u.object.values[i];
         slice_t name = arena_slice_copy(p->arena, slice_from_cstr(name_text));
         if (!YAJL_IS_ARRAY(list))
-            return set_error(p->error, p->trigger, "header must be an array of {key, value}", "%s[\"%.60s\"]", path, name_text);
+            return event_error_set(p->error, p->trigger, "header must be an array of {key, value}", "%s[\"%.60s\"]", path,
+                                   name_text);
         if (event_headers_find(out, name) != NULL)
-            return set_error(p->error, p->trigger, "duplicate header name", "%s[\"%.60s\"]", path, name_text);
+            return event_error_set(p->error, p->trigger, "duplicate header name", "%s[\"%.60s\"]", path, name_text);
         /* an empty list still names the header (it means "no value"); keep it */
         if (list->u.array.len == 0) {
             out->items = arena_grow(p->arena, out->items, out->count, sizeof *out->items);
@@ -342,13 +340,15 @@ static bool parse_headers(struct parser *p, yajl_val v, const char *path, struct
         for (size_t j = 0; j < list->u.array.len; j++) {
             yajl_val entry = list->u.array.values[j];
             if (!YAJL_IS_OBJECT(entry))
-                return set_error(p->error, p->trigger, "header entry must be an object", "%s[\"%.60s\"][%zu]", path, name_text, j);
+                return event_error_set(p->error, p->trigger, "header entry must be an object", "%s[\"%.60s\"][%zu]", path,
+                                       name_text, j);
             yajl_val key = object_get(entry, "key"), value = object_get(entry, "value");
             if (value == NULL || !YAJL_IS_STRING(value))
-                return set_error(p->error, p->trigger, "header value must be a string", "%s[\"%.60s\"][%zu].value", path, name_text,
-                                 j);
+                return event_error_set(p->error, p->trigger, "header value must be a string", "%s[\"%.60s\"][%zu].value", path,
+                                       name_text, j);
             if (key != NULL && !YAJL_IS_STRING(key))
-                return set_error(p->error, p->trigger, "header key must be a string", "%s[\"%.60s\"][%zu].key", path, name_text, j);
+                return event_error_set(p->error, p->trigger, "header key must be a string", "%s[\"%.60s\"][%zu].key", path,
+                                       name_text, j);
             slice_t key_slice = key ? copy_string(p, key) : capitalised_key(p->arena, name);
             headers_add_named(p->arena, out, name, key_slice, copy_string(p, value));
         }
@@ -359,37 +359,37 @@ static bool parse_headers(struct parser *p, yajl_val v, const char *path, struct
 static bool parse_body_encoding(struct parser *p, yajl_val v, const char *path, enum event_body_encoding *out)
 {
     if (!YAJL_IS_STRING(v))
-        return set_error(p->error, p->trigger, "must be a string", "%s", path);
+        return event_error_set(p->error, p->trigger, "must be a string", "%s", path);
     if (strcmp(v->u.string, "base64") == 0)
         *out = EVENT_BODY_BASE64;
     else if (strcmp(v->u.string, "text") == 0)
         *out = EVENT_BODY_TEXT;
     else
-        return set_error(p->error, p->trigger, "encoding must be text or base64", "%s", path);
+        return event_error_set(p->error, p->trigger, "encoding must be text or base64", "%s", path);
     return true;
 }
 
 static bool parse_request_body(struct parser *p, yajl_val v, struct event_request_body *out)
 {
     if (!YAJL_IS_OBJECT(v))
-        return set_error(p->error, p->trigger, "must be an object", "request.body");
+        return event_error_set(p->error, p->trigger, "must be an object", "request.body");
     *out = (struct event_request_body){.action = EVENT_BODY_READ_ONLY, .encoding = EVENT_BODY_BASE64};
     yajl_val truncated = object_get(v, "inputTruncated");
     if (truncated != NULL) {
         if (!YAJL_IS_TRUE(truncated) && !YAJL_IS_FALSE(truncated))
-            return set_error(p->error, p->trigger, "must be a boolean", "request.body.inputTruncated");
+            return event_error_set(p->error, p->trigger, "must be a boolean", "request.body.inputTruncated");
         out->input_truncated = YAJL_IS_TRUE(truncated);
     }
     yajl_val action = object_get(v, "action");
     if (action != NULL) {
         if (!YAJL_IS_STRING(action))
-            return set_error(p->error, p->trigger, "must be a string", "request.body.action");
+            return event_error_set(p->error, p->trigger, "must be a string", "request.body.action");
         if (strcmp(action->u.string, "read-only") == 0)
             out->action = EVENT_BODY_READ_ONLY;
         else if (strcmp(action->u.string, "replace") == 0)
             out->action = EVENT_BODY_REPLACE;
         else
-            return set_error(p->error, p->trigger, "action must be read-only or replace", "request.body.action");
+            return event_error_set(p->error, p->trigger, "action must be read-only or replace", "request.body.action");
     }
     yajl_val encoding = object_get(v, "encoding");
     if (encoding != NULL && !parse_body_encoding(p, encoding, "request.body.encoding", &out->encoding))
@@ -401,16 +401,16 @@ static bool parse_origin(struct parser *p, yajl_val v, struct event_origin *out)
 {
     *out = (struct event_origin){0};
     if (!YAJL_IS_OBJECT(v))
-        return set_error(p->error, p->trigger, "must be an object", "request.origin");
+        return event_error_set(p->error, p->trigger, "must be an object", "request.origin");
     yajl_val custom = object_get(v, "custom"), s3 = object_get(v, "s3");
     if ((custom != NULL) == (s3 != NULL) || v->u.object.len != 1)
-        return set_error(p->error, p->trigger, "origin must have exactly one of custom or s3", "request.origin");
+        return event_error_set(p->error, p->trigger, "origin must have exactly one of custom or s3", "request.origin");
     yajl_val o = custom ? custom : s3;
     const char *path = custom ? "request.origin.custom" : "request.origin.s3";
     char headers_path[64];
     snprintf(headers_path, sizeof headers_path, "%s.customHeaders", path);
     if (!YAJL_IS_OBJECT(o))
-        return set_error(p->error, p->trigger, "must be an object", "%s", path);
+        return event_error_set(p->error, p->trigger, "must be an object", "%s", path);
     out->kind = custom ? EVENT_ORIGIN_CUSTOM : EVENT_ORIGIN_S3;
     yajl_val custom_headers = object_get(o, "customHeaders");
     if (custom_headers != NULL && !parse_headers(p, custom_headers, headers_path, &out->custom_headers))
@@ -427,13 +427,13 @@ static bool parse_origin(struct parser *p, yajl_val v, struct event_origin *out)
         return false;
     yajl_val ssl = object_get(o, "sslProtocols");
     if (ssl == NULL)
-        return set_error(p->error, p->trigger, "required field missing", "%s.sslProtocols", path);
+        return event_error_set(p->error, p->trigger, "required field missing", "%s.sslProtocols", path);
     if (!YAJL_IS_ARRAY(ssl))
-        return set_error(p->error, p->trigger, "must be an array of strings", "%s.sslProtocols", path);
+        return event_error_set(p->error, p->trigger, "must be an array of strings", "%s.sslProtocols", path);
     out->ssl_protocols = arena_alloc(p->arena, (ssl->u.array.len + 1) * sizeof *out->ssl_protocols);
     for (size_t i = 0; i < ssl->u.array.len; i++) {
         if (!YAJL_IS_STRING(ssl->u.array.values[i]))
-            return set_error(p->error, p->trigger, "must be a string", "%s.sslProtocols[%zu]", path, i);
+            return event_error_set(p->error, p->trigger, "must be a string", "%s.sslProtocols[%zu]", path, i);
         out->ssl_protocols[out->ssl_protocol_count++] = copy_string(p, ssl->u.array.values[i]);
     }
     return true;
@@ -443,7 +443,7 @@ static bool parse_request(struct parser *p, yajl_val v, struct event_request *ou
 {
     *out = (struct event_request){0};
     if (!YAJL_IS_OBJECT(v))
-        return set_error(p->error, p->trigger, "must be an object", "request");
+        return event_error_set(p->error, p->trigger, "must be an object", "request");
     if (!get_string(p, v, "clientIp", "request", false, &out->client_ip, &out->has_client_ip) ||
         !get_string(p, v, "method", "request", false, &out->method, &out->has_method) ||
         !get_string(p, v, "uri", "request", true, &out->uri, NULL) ||
@@ -469,7 +469,7 @@ static bool parse_request(struct parser *p, yajl_val v, struct event_request *ou
 static bool parse_status(struct parser *p, yajl_val v, int *out)
 {
     if (v == NULL)
-        return set_error(p->error, p->trigger, "required field missing", "response.status");
+        return event_error_set(p->error, p->trigger, "required field missing", "response.status");
     if (YAJL_IS_INTEGER(v)) {
         long long n = v->u.number.i;
         *out = n < 0 ? -1 : n > 99999 ? 99999 : (int)n;
@@ -480,14 +480,14 @@ static bool parse_status(struct parser *p, yajl_val v, int *out)
         *out = n > 99999 ? 99999 : (int)n;
         return true;
     }
-    return set_error(p->error, p->trigger, "status must be an integer or a string of digits", "response.status");
+    return event_error_set(p->error, p->trigger, "status must be an integer or a string of digits", "response.status");
 }
 
 static bool parse_response(struct parser *p, yajl_val v, struct event_response *out)
 {
     *out = (struct event_response){.body_encoding = EVENT_BODY_TEXT};
     if (!YAJL_IS_OBJECT(v))
-        return set_error(p->error, p->trigger, "must be an object", "response");
+        return event_error_set(p->error, p->trigger, "must be an object", "response");
     if (!parse_status(p, object_get(v, "status"), &out->status) ||
         !get_string(p, v, "statusDescription", "response", false, &out->status_description, &out->has_status_description))
         return false;
@@ -530,7 +530,7 @@ static bool json_precheck(const char *json, size_t len)
 static yajl_val json_parse(enum event_trigger trigger, const char *json, size_t len, struct event_error *error)
 {
     if (!json_precheck(json, len)) {
-        set_error(error, trigger, "JSON output is not parsable", "$");
+        event_error_set(error, trigger, "JSON output is not parsable", "$");
         return NULL;
     }
     char *text = malloc(len + 1);
@@ -540,12 +540,12 @@ static yajl_val json_parse(enum event_trigger trigger, const char *json, size_t 
     yajl_val root = yajl_tree_parse(text, NULL, 0);
     free(text);
     if (root == NULL) {
-        set_error(error, trigger, "JSON output is not parsable", "$");
+        event_error_set(error, trigger, "JSON output is not parsable", "$");
         return NULL;
     }
     if (!YAJL_IS_OBJECT(root)) {
         yajl_tree_free(root);
-        set_error(error, trigger, "JSON output must be an object", "$");
+        event_error_set(error, trigger, "JSON output must be an object", "$");
         return NULL;
     }
     return root;
@@ -567,7 +567,7 @@ bool event_parse_result(enum event_trigger trigger, const char *json, size_t len
         out->kind = EVENT_RESULT_REQUEST;
         ok = parse_request(&p, root, &out->request);
     } else {
-        ok = set_error(error, trigger, "response object required", "response");
+        ok = event_error_set(error, trigger, "response object required", "response");
     }
     yajl_tree_free(root);
     return ok;
@@ -586,7 +586,7 @@ bool event_parse_event(const char *json, size_t len, struct arena *arena, struct
     yajl_val cf = YAJL_IS_OBJECT(record) ? object_get(record, "cf") : NULL;
     yajl_val config = YAJL_IS_OBJECT(cf) ? object_get(cf, "config") : NULL;
     if (!YAJL_IS_OBJECT(config)) {
-        set_error(error, p.trigger, "required field missing", "Records[0].cf.config");
+        event_error_set(error, p.trigger, "required field missing", "Records[0].cf.config");
         goto done;
     }
     slice_t event_type = {0};
@@ -597,7 +597,7 @@ bool event_parse_event(const char *json, size_t len, struct arena *arena, struct
         if (slice_equal(event_type, slice_from_cstr(trigger_names[i])))
             trigger = i;
     if (trigger < 0) {
-        set_error(error, p.trigger, "unknown event type", "config.eventType");
+        event_error_set(error, p.trigger, "unknown event type", "config.eventType");
         goto done;
     }
     out->trigger = p.trigger = (enum event_trigger)trigger;

@@ -175,6 +175,11 @@ bool event_parse_result(enum event_trigger trigger, const char *json, size_t len
                         struct event_error *error);
 
 /* Checks a parsed result against the input the function saw (spec §2.6). */
+/* Fills `error` (field formatted from `fmt`) and returns false, so a check
+ * can `return event_error_set(...)`. Shared by event.c and rules.c. */
+bool event_error_set(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 bool event_validate_result(const struct event_input *input, const struct event_result *result, struct event_error *error);
 
 /* Limits (spec §1.5, §2.2, §2.4). */

@@ -138,20 +138,6 @@ static bool field_writable(enum event_trigger trigger, enum field_id field)
     return false;
 }
 
-static bool fail(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static bool fail(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
-{
-    error->trigger = trigger;
-    error->rule = rule;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(error->field, sizeof error->field, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
 static bool rule_name_matches(const char *pattern, slice_t name)
 {
     size_t n = strlen(pattern);
@@ -195,19 +181,20 @@ static bool check_headers(enum event_trigger trigger, const char *path, const st
         const struct event_header *header = &headers->items[i];
         slice_t name = header->name;
         if (name.len == 0)
-            return fail(error, trigger, "header name must not be empty", "%s[\"\"]", path);
+            return event_error_set(error, trigger, "header name must not be empty", "%s[\"\"]", path);
         for (size_t k = 0; k < name.len; k++) {
             if (!is_token_char(name.ptr[k]))
-                return fail(error, trigger, "header name must be a token", "%s[\"%.*s\"]", path, NAME_ARG(name));
+                return event_error_set(error, trigger, "header name must be a token", "%s[\"%.*s\"]", path, NAME_ARG(name));
             if (name.ptr[k] >= 'A' && name.ptr[k] <= 'Z')
-                return fail(error, trigger, "header name must be lower case", "%s[\"%.*s\"]", path, NAME_ARG(name));
+                return event_error_set(error, trigger, "header name must be lower case", "%s[\"%.*s\"]", path, NAME_ARG(name));
         }
         for (size_t j = 0; j < header->value_count; j++) {
             if (!slice_equal_nocase(header->values[j].key, name))
-                return fail(error, trigger, "header key must match the name", "%s[\"%.*s\"][%zu].key", path, NAME_ARG(name), j);
+                return event_error_set(error, trigger, "header key must match the name", "%s[\"%.*s\"][%zu].key", path,
+                                       NAME_ARG(name), j);
             if (has_line_break(header->values[j].value))
-                return fail(error, trigger, "header value must not contain CR, LF or NUL", "%s[\"%.*s\"][%zu].value", path,
-                            NAME_ARG(name), j);
+                return event_error_set(error, trigger, "header value must not contain CR, LF or NUL", "%s[\"%.*s\"][%zu].value",
+                                       path, NAME_ARG(name), j);
         }
     }
     for (size_t r = 0; r < VERGE_ARRAY_SIZE(header_rules); r++) {
@@ -221,7 +208,7 @@ static bool check_headers(enum event_trigger trigger, const char *path, const st
                 continue; /* a generated response has no input headers to keep */
             slice_t rule_name = slice_from_cstr(rule->name);
             if (!headers_equal(event_headers_find(headers, rule_name), event_headers_find(input, rule_name)))
-                return fail(error, trigger, rule->rule, "%s[\"%s\"]", path, rule->name);
+                return event_error_set(error, trigger, rule->rule, "%s[\"%s\"]", path, rule->name);
             continue;
         }
         for (size_t i = 0; i < headers->count; i++) {
@@ -230,7 +217,7 @@ static bool check_headers(enum event_trigger trigger, const char *path, const st
                 continue;
             if (rule->kind == HEADER_NO_ADD && (input == NULL || event_headers_find(input, header->name) != NULL))
                 continue;
-            return fail(error, trigger, rule->rule, "%s[\"%.*s\"]", path, NAME_ARG(header->name));
+            return event_error_set(error, trigger, rule->rule, "%s[\"%.*s\"]", path, NAME_ARG(header->name));
         }
     }
     return true;
@@ -263,18 +250,18 @@ static bool check_uri_and_querystring(enum event_trigger trigger, const struct e
 {
     slice_t uri = request->uri, qs = request->has_querystring ? request->querystring : input->querystring;
     if (uri.len == 0 || uri.ptr[0] != '/')
-        return fail(error, trigger, "uri must start with '/'", "request.uri");
+        return event_error_set(error, trigger, "uri must start with '/'", "request.uri");
     if (!slice_equal(uri, input->uri))
         for (size_t i = 0; i < uri.len; i++)
             if ((unsigned char)uri.ptr[i] <= 0x20 || uri.ptr[i] == 0x7f)
-                return fail(error, trigger, "uri must not contain spaces or control characters", "request.uri");
+                return event_error_set(error, trigger, "uri must not contain spaces or control characters", "request.uri");
     if (!slice_equal(qs, input->querystring))
         for (size_t i = 0; i < qs.len; i++)
             if ((unsigned char)qs.ptr[i] <= 0x20 || qs.ptr[i] == 0x7f || qs.ptr[i] == '#')
-                return fail(error, trigger, "querystring must not contain spaces, control characters or '#'",
-                            "request.querystring");
+                return event_error_set(error, trigger, "querystring must not contain spaces, control characters or '#'",
+                                       "request.querystring");
     if (uri.len + (qs.len ? qs.len + 1 : 0) >= EVENT_URI_LIMIT)
-        return fail(error, trigger, "uri and querystring must be shorter than 8192 characters", "request.uri");
+        return event_error_set(error, trigger, "uri and querystring must be shorter than 8192 characters", "request.uri");
     return true;
 }
 
@@ -285,61 +272,61 @@ static bool check_origin(enum event_trigger trigger, const struct event_request 
     const char *path = custom ? "request.origin.custom" : "request.origin.s3";
     slice_t domain = origin->domain_name;
     if (domain.len == 0)
-        return fail(error, trigger, "domainName must not be empty", "%s.domainName", path);
+        return event_error_set(error, trigger, "domainName must not be empty", "%s.domainName", path);
     if (custom) {
         if (domain.len > 253)
-            return fail(error, trigger, "domainName must be at most 253 characters", "%s.domainName", path);
+            return event_error_set(error, trigger, "domainName must be at most 253 characters", "%s.domainName", path);
         bool all_digits_dots = true;
         for (size_t i = 0; i < domain.len; i++) {
             char c = domain.ptr[i];
             if (c == ':')
-                return fail(error, trigger, "domainName must be a DNS name, not an IP address", "%s.domainName", path);
+                return event_error_set(error, trigger, "domainName must be a DNS name, not an IP address", "%s.domainName", path);
             if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'))
-                return fail(error, trigger, "domainName must be a DNS name", "%s.domainName", path);
+                return event_error_set(error, trigger, "domainName must be a DNS name", "%s.domainName", path);
             if (!((c >= '0' && c <= '9') || c == '.'))
                 all_digits_dots = false;
         }
         if (all_digits_dots)
-            return fail(error, trigger, "domainName must be a DNS name, not an IP address", "%s.domainName", path);
+            return event_error_set(error, trigger, "domainName must be a DNS name, not an IP address", "%s.domainName", path);
     } else {
         if (domain.len > 128)
-            return fail(error, trigger, "domainName must be at most 128 characters", "%s.domainName", path);
+            return event_error_set(error, trigger, "domainName must be at most 128 characters", "%s.domainName", path);
         for (size_t i = 0; i < domain.len; i++) {
             char c = domain.ptr[i];
             if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.'))
-                return fail(error, trigger, "domainName must be a lower-case bucket DNS name", "%s.domainName", path);
+                return event_error_set(error, trigger, "domainName must be a lower-case bucket DNS name", "%s.domainName", path);
         }
     }
     slice_t origin_path = origin->path;
     if (origin_path.len > 0 && (origin_path.ptr[0] != '/' || origin_path.ptr[origin_path.len - 1] == '/'))
-        return fail(error, trigger, "path must start with '/' and not end with '/'", "%s.path", path);
+        return event_error_set(error, trigger, "path must start with '/' and not end with '/'", "%s.path", path);
     for (size_t i = 0; i < origin_path.len; i++)
         if ((unsigned char)origin_path.ptr[i] <= 0x20 || origin_path.ptr[i] == 0x7f)
-            return fail(error, trigger, "path must be URL-encoded", "%s.path", path);
+            return event_error_set(error, trigger, "path must be URL-encoded", "%s.path", path);
     if (custom) {
         if (origin_path.len > 255)
-            return fail(error, trigger, "path must be at most 255 characters", "%s.path", path);
+            return event_error_set(error, trigger, "path must be at most 255 characters", "%s.path", path);
         if (origin->port != 80 && origin->port != 443 && (origin->port < 1024 || origin->port > 65535))
-            return fail(error, trigger, "port must be 80, 443 or 1024-65535", "%s.port", path);
+            return event_error_set(error, trigger, "port must be 80, 443 or 1024-65535", "%s.port", path);
         if (!slice_equal(origin->protocol, SLICE_LITERAL("http")) && !slice_equal(origin->protocol, SLICE_LITERAL("https")))
-            return fail(error, trigger, "protocol must be http or https", "%s.protocol", path);
+            return event_error_set(error, trigger, "protocol must be http or https", "%s.protocol", path);
         if (origin->read_timeout < 4 || origin->read_timeout > 60)
-            return fail(error, trigger, "readTimeout must be 4-60", "%s.readTimeout", path);
+            return event_error_set(error, trigger, "readTimeout must be 4-60", "%s.readTimeout", path);
         if (origin->keepalive_timeout < 1 || origin->keepalive_timeout > 60)
-            return fail(error, trigger, "keepaliveTimeout must be 1-60", "%s.keepaliveTimeout", path);
+            return event_error_set(error, trigger, "keepaliveTimeout must be 1-60", "%s.keepaliveTimeout", path);
         for (size_t i = 0; i < origin->ssl_protocol_count; i++) {
             slice_t p = origin->ssl_protocols[i];
             if (!slice_equal(p, SLICE_LITERAL("TLSv1.2")) && !slice_equal(p, SLICE_LITERAL("TLSv1.1")) &&
                 !slice_equal(p, SLICE_LITERAL("TLSv1")) && !slice_equal(p, SLICE_LITERAL("SSLv3")))
-                return fail(error, trigger, "sslProtocols entries must be TLSv1.2, TLSv1.1, TLSv1 or SSLv3", "%s.sslProtocols[%zu]",
-                            path, i);
+                return event_error_set(error, trigger, "sslProtocols entries must be TLSv1.2, TLSv1.1, TLSv1 or SSLv3",
+                                       "%s.sslProtocols[%zu]", path, i);
         }
     } else {
         bool oai = slice_equal(origin->auth_method, SLICE_LITERAL("origin-access-identity"));
         if (!oai && !slice_equal(origin->auth_method, SLICE_LITERAL("none")))
-            return fail(error, trigger, "authMethod must be origin-access-identity or none", "%s.authMethod", path);
+            return event_error_set(error, trigger, "authMethod must be origin-access-identity or none", "%s.authMethod", path);
         if (oai && origin->region.len == 0)
-            return fail(error, trigger, "region is required with origin-access-identity", "%s.region", path);
+            return event_error_set(error, trigger, "region is required with origin-access-identity", "%s.region", path);
     }
     char headers_path[64];
     snprintf(headers_path, sizeof headers_path, "%s.customHeaders", path);
@@ -349,19 +336,19 @@ static bool check_origin(enum event_trigger trigger, const struct event_request 
     for (size_t i = 0; i < origin->custom_headers.count; i++) {
         const struct event_header *header = &origin->custom_headers.items[i];
         if (header->name.len > 256)
-            return fail(error, trigger, "custom header name exceeds 256 characters", "%s[\"%.*s\"]", headers_path,
-                        NAME_ARG(header->name));
+            return event_error_set(error, trigger, "custom header name exceeds 256 characters", "%s[\"%.*s\"]", headers_path,
+                                   NAME_ARG(header->name));
         for (size_t j = 0; j < header->value_count; j++) {
             if (header->values[j].value.len > 1783)
-                return fail(error, trigger, "custom header value exceeds 1783 characters", "%s[\"%.*s\"][%zu].value", headers_path,
-                            NAME_ARG(header->name), j);
+                return event_error_set(error, trigger, "custom header value exceeds 1783 characters", "%s[\"%.*s\"][%zu].value",
+                                       headers_path, NAME_ARG(header->name), j);
             total += header->name.len + header->values[j].value.len;
         }
         if (total > 10240)
-            return fail(error, trigger, "custom headers exceed 10240 characters", "%s", headers_path);
+            return event_error_set(error, trigger, "custom headers exceed 10240 characters", "%s", headers_path);
         if (event_headers_find(&request->headers, header->name) != NULL)
-            return fail(error, trigger, "custom header also present in request.headers", "%s[\"%.*s\"]", headers_path,
-                        NAME_ARG(header->name));
+            return event_error_set(error, trigger, "custom header also present in request.headers", "%s[\"%.*s\"]", headers_path,
+                                   NAME_ARG(header->name));
     }
     return true;
 }
@@ -371,39 +358,39 @@ static bool check_request(const struct event_input *input, const struct event_re
     enum event_trigger trigger = input->trigger;
     const struct event_request *in = &input->request;
     if (request->has_client_ip && !field_writable(trigger, FIELD_CLIENT_IP) && !slice_equal(request->client_ip, in->client_ip))
-        return fail(error, trigger, "read-only field changed", "request.clientIp");
+        return event_error_set(error, trigger, "read-only field changed", "request.clientIp");
     if (request->has_method && !field_writable(trigger, FIELD_METHOD) && !slice_equal(request->method, in->method))
-        return fail(error, trigger, "read-only field changed", "request.method");
+        return event_error_set(error, trigger, "read-only field changed", "request.method");
     if (!field_writable(trigger, FIELD_URI) && !slice_equal(request->uri, in->uri))
-        return fail(error, trigger, "read-only field changed", "request.uri");
+        return event_error_set(error, trigger, "read-only field changed", "request.uri");
     if (request->has_querystring && !field_writable(trigger, FIELD_QUERYSTRING) &&
         !slice_equal(request->querystring, in->querystring))
-        return fail(error, trigger, "read-only field changed", "request.querystring");
+        return event_error_set(error, trigger, "read-only field changed", "request.querystring");
     if (!check_uri_and_querystring(trigger, request, in, error))
         return false;
     if (!check_headers(trigger, "request.headers", &request->headers, &in->headers, false, error))
         return false;
     if (request->has_body) {
         if (!field_writable(trigger, FIELD_BODY))
-            return fail(error, trigger, "body not allowed at this trigger", "request.body");
+            return event_error_set(error, trigger, "body not allowed at this trigger", "request.body");
         const struct event_request_body *body = &request->body;
         if (body->action == EVENT_BODY_REPLACE) {
             size_t limit = trigger == EVENT_VIEWER_REQUEST ? EVENT_VIEWER_BODY_LIMIT : EVENT_ORIGIN_BODY_LIMIT;
             long long size = (long long)body->data.len;
             if (body->encoding == EVENT_BODY_BASE64 && (size = base64_decoded_length(body->data)) < 0)
-                return fail(error, trigger, "body data must be valid base64", "request.body.data");
+                return event_error_set(error, trigger, "body data must be valid base64", "request.body.data");
             if ((unsigned long long)size > limit)
-                return fail(error, trigger, trigger == EVENT_VIEWER_REQUEST ? "body exceeds 40 KB" : "body exceeds 1 MB",
-                            "request.body.data");
+                return event_error_set(error, trigger, trigger == EVENT_VIEWER_REQUEST ? "body exceeds 40 KB" : "body exceeds 1 MB",
+                                       "request.body.data");
         }
     }
     if (request->has_origin) {
         if (!field_writable(trigger, FIELD_ORIGIN))
-            return fail(error, trigger, "origin not allowed at this trigger", "request.origin");
+            return event_error_set(error, trigger, "origin not allowed at this trigger", "request.origin");
         if (!check_origin(trigger, request, error))
             return false;
     } else if (field_writable(trigger, FIELD_ORIGIN) && in->has_origin) {
-        return fail(error, trigger, "required field missing", "request.origin");
+        return event_error_set(error, trigger, "required field missing", "request.origin");
     }
     return true;
 }
@@ -413,36 +400,37 @@ static bool check_response(const struct event_input *input, const struct event_r
     enum event_trigger trigger = input->trigger;
     bool generated = event_trigger_is_request(trigger);
     if (response->status < 200 || response->status > 599)
-        return fail(error, trigger, "status must be 200-599", "response.status");
+        return event_error_set(error, trigger, "status must be 200-599", "response.status");
     if (!generated && !field_writable(trigger, FIELD_STATUS) && response->status != input->response.status)
-        return fail(error, trigger, "status may not change at viewer-response", "response.status");
+        return event_error_set(error, trigger, "status may not change at viewer-response", "response.status");
     if (response->has_status_description && has_line_break(response->status_description))
-        return fail(error, trigger, "statusDescription must not contain CR, LF or NUL", "response.statusDescription");
+        return event_error_set(error, trigger, "statusDescription must not contain CR, LF or NUL", "response.statusDescription");
     if (!check_headers(trigger, "response.headers", &response->headers, generated ? NULL : &input->response.headers, false, error))
         return false;
     size_t body_size = 0;
     if (response->has_body) {
         if (!generated && !field_writable(trigger, FIELD_RESPONSE_BODY))
-            return fail(error, trigger, "body may not change at viewer-response", "response.body");
+            return event_error_set(error, trigger, "body may not change at viewer-response", "response.body");
         body_size = response->body.len;
         if (response->body_encoding == EVENT_BODY_BASE64) {
             long long decoded = base64_decoded_length(response->body);
             if (decoded < 0)
-                return fail(error, trigger, "body must be valid base64", "response.body");
+                return event_error_set(error, trigger, "body must be valid base64", "response.body");
             body_size = (size_t)decoded;
         }
     }
     if (trigger == EVENT_VIEWER_REQUEST && response->status == 204 && body_size > 0)
-        return fail(error, trigger, "204 response must not have a body", "response.body");
+        return event_error_set(error, trigger, "204 response must not have a body", "response.body");
     if (generated) {
         size_t size = body_size, limit = trigger == EVENT_VIEWER_REQUEST ? EVENT_VIEWER_BODY_LIMIT : EVENT_ORIGIN_BODY_LIMIT;
         for (size_t i = 0; i < response->headers.count; i++)
             for (size_t j = 0; j < response->headers.items[i].value_count; j++)
                 size += response->headers.items[i].values[j].key.len + response->headers.items[i].values[j].value.len + 4;
         if (size > limit)
-            return fail(error, trigger,
-                        trigger == EVENT_VIEWER_REQUEST ? "generated response exceeds 40 KB" : "generated response exceeds 1 MB",
-                        "response");
+            return event_error_set(error, trigger,
+                                   trigger == EVENT_VIEWER_REQUEST ? "generated response exceeds 40 KB"
+                                                                   : "generated response exceeds 1 MB",
+                                   "response");
     }
     return true;
 }
@@ -452,7 +440,7 @@ bool event_validate_result(const struct event_input *input, const struct event_r
     enum event_trigger trigger = input->trigger;
     if (result->kind == EVENT_RESULT_REQUEST) {
         if (!event_trigger_is_request(trigger))
-            return fail(error, trigger, "response object required", "response");
+            return event_error_set(error, trigger, "response object required", "response");
         return check_request(input, &result->request, error);
     }
     return check_response(input, &result->response, error);

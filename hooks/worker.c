@@ -252,6 +252,19 @@ static int sandbox_getenv(lua_State *L)
 }
 
 /* package.loaders entry: text .lua modules in the function's directory only. */
+/* Pushes the whole contents of `f` as a Lua string and closes it. */
+static void push_file_contents(lua_State *L, FILE *f)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        luaL_addlstring(&b, chunk, n);
+    fclose(f);
+    luaL_pushresult(&b);
+}
+
 static int sandbox_module_searcher(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -276,14 +289,7 @@ static int sandbox_module_searcher(lua_State *L)
         lua_pushfstring(L, "\n\tno file '%s'", path);
         return 1;
     }
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        luaL_addlstring(&b, chunk, n);
-    fclose(f);
-    luaL_pushresult(&b);
+    push_file_contents(L, f);
     size_t len;
     const char *code = lua_tolstring(L, -1, &len);
     lua_pushfstring(L, "@%s", path);
@@ -790,14 +796,7 @@ static int load_protected(lua_State *L)
     FILE *f = fopen(call->file, "rb");
     if (f == NULL)
         return luaL_error(L, "cannot open %s: %s", call->file, strerror(errno));
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        luaL_addlstring(&b, chunk, n);
-    fclose(f);
-    luaL_pushresult(&b);
+    push_file_contents(L, f);
     size_t len;
     const char *code = lua_tolstring(L, -1, &len);
     if (luaL_loadbufferx(L, code, len, lua_tostring(L, 2), "t") != 0)
