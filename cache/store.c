@@ -13,7 +13,7 @@
  * Objects: the head (status, headers, Vary, path, tags) is one allocation
  * whose slices point into itself; the body is a refcounted chunk list
  * (shared between a stale object and its 304 refresh). Chunks never move or
- * shrink, so body_at slices stay valid while a reference is held. Chunk
+ * shrink, so piece_at spans stay valid while a reference is held. Chunk
  * sizes follow Content-Length when it is known (capped at CHUNK_MAX) and
  * otherwise double from CHUNK_MIN, so small chunked bodies do not cost a
  * whole 64 KiB chunk each.
@@ -984,27 +984,6 @@ struct cache_body_piece cache_object_piece_at(struct cache_object *object, uint6
     struct cache_body_piece piece = piece_at_unlocked(object, offset);
     pthread_mutex_unlock(&object->lock);
     return piece;
-}
-
-static slice_t body_at_unlocked(struct cache_object *object, uint64_t offset)
-{
-    const struct object_body *body = object->body;
-    if (body == NULL || offset >= body->size)
-        return slice_make(NULL, 0);
-    const struct body_chunk *chunk = body_chunk_at(body, offset);
-    uint64_t chunk_end = chunk->start + chunk->capacity < body->size ? chunk->start + chunk->capacity : body->size;
-    return slice_make(chunk->data + (offset - chunk->start), (size_t)(chunk_end - offset));
-}
-
-slice_t cache_object_body_at(struct cache_object *object, uint64_t offset)
-{
-    VERGE_CHECK_MAGIC(object, OBJECT_MAGIC);
-    if (state_of(object) == CACHE_OBJECT_COMPLETE)
-        return body_at_unlocked(object, offset);
-    pthread_mutex_lock(&object->lock);
-    slice_t s = body_at_unlocked(object, offset);
-    pthread_mutex_unlock(&object->lock);
-    return s;
 }
 
 void cache_object_touch(struct cache_object *object)

@@ -172,12 +172,11 @@ void cache_object_view(struct cache_object *object, struct cache_object_view *vi
  * number copied (0 when nothing is available yet at that offset). */
 size_t cache_object_read(struct cache_object *object, uint64_t offset, void *out, size_t max);
 /* Zero-copy form of cache_object_read: the contiguous body bytes available
- * at `offset` (up to the end of one chunk; empty when none yet). The bytes
- * stay valid and unchanged while a reference on the object is held. */
-slice_t cache_object_body_at(struct cache_object *object, uint64_t offset);
-/* The same piece with where it lives: `fd` >= 0 when the bytes are also in a
- * memfd at `file_offset` (see cache/chunk_memory.h), so sendfile(2) can send
- * them without a copy; -1 for heap memory. */
+ * at `offset` (up to the end of one chunk; empty when none yet), valid and
+ * unchanged while a reference on the object is held, and where they live:
+ * `fd` >= 0 when they are also in a memfd at `file_offset` (see
+ * cache/chunk_memory.h), so sendfile(2) can send them without a copy; -1 for
+ * heap memory. */
 struct cache_body_piece {
     const char *data;
     size_t len;

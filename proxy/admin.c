@@ -409,7 +409,6 @@ static void handle_purge(const struct http1_request *request, slice_t body, stru
         purged += cache_purge_all();
     yajl_tree_free(root);
 
-    atomic_fetch_add_explicit(&metrics.cache_purged, purged, memory_order_relaxed);
     log_info("admin: purged %zu objects (%zu paths, %zu tags%s)", purged, path_count, tag_count, purge.all ? ", all" : "");
     response->status = 200;
     response->content_type = "application/json";

@@ -201,7 +201,7 @@ static void render_cache(struct bytebuf *out)
     bytebuf_appendf(out, "verge_cache_objects %llu\n", load(&cache_stats.objects));
     append_header(out, "verge_cache_bytes", "gauge", "Bytes held by cached objects (heads and bodies).");
     bytebuf_appendf(out, "verge_cache_bytes %llu\n", load(&cache_stats.bytes));
-    render_counter(out, "verge_cache_purged_total", "Objects removed by POST /purge.", load(&metrics.cache_purged));
+    render_counter(out, "verge_cache_purged_total", "Objects removed by POST /purge.", load(&cache_stats.purged));
 }
 
 void metrics_render(struct bytebuf *out)

@@ -50,7 +50,6 @@ struct metrics {
     atomic_ullong cache_stale_while_revalidate; /* stale served while one background refresh runs */
     atomic_ullong cache_stale_if_error;         /* stale served because the origin failed */
     atomic_ullong cache_collapsed;              /* requests that waited on another request's fetch */
-    atomic_ullong cache_purged;                 /* objects removed by POST /purge */
 };
 
 extern struct metrics metrics;

@@ -665,22 +665,22 @@ static enum step_result step_fetch(struct request *request)
         request->step = STEP_ORIGIN_RESPONSE;
         return RUN_NEXT;
     }
-    struct bytebuf head = {0};
+    struct bytebuf *head = &request->viewer->thread->scratch; /* copied by the fetch: no malloc per request */
+    head->len = 0;
     struct cache_object_view stale;
     if (request->cache_revalidating)
         cache_object_view(request->cache_stale, &stale);
-    build_origin_request_head(request, &head, request->cache_revalidating ? &stale : NULL);
+    build_origin_request_head(request, head, request->cache_revalidating ? &stale : NULL);
     request->origin_request_time = (int64_t)time(NULL);
     struct origin_fetch_params params = {
         .origin = request->origin,
         .metrics = request->generation->origin_metrics[request->origin_index],
         .method = request->method,
-        .request_head = &head,
+        .request_head = head,
         .has_body = request->body_kind != HTTP1_BODY_NONE,
         .retryable = request->body_kind == HTTP1_BODY_NONE && method_is_idempotent(request->method),
     };
     request->fetch = origin_fetch_start(request->viewer->thread, &params, &origin_callbacks, request);
-    bytebuf_free(&head);
     if (params.has_body)
         origin_fetch_set_drain_callback(request->fetch, on_origin_output_drained);
     request->step = STEP_ORIGIN_RESPONSE; /* set by on_origin_head; SYNTH on errors */
@@ -730,20 +730,38 @@ static enum step_result step_store(struct request *request)
     int64_t now = (int64_t)time(NULL);
     struct http_header *headers;
     size_t count = storable_headers(request, &headers);
+    bool has_authorization = find_header(request->headers, request->header_count, HTTP_TOKEN_AUTHORIZATION).len > 0;
+    int64_t content_length = request->body_source == RESPONSE_BODY_FILE     ? (int64_t)request->file_remaining
+                             : request->body_source == RESPONSE_BODY_MEMORY ? (int64_t)request->memory_body.len
+                             : request->framing == FRAMING_LENGTH           ? (int64_t)request->response_content_length
+                                                                            : -1;
+    struct object_head_source source = {
+        .settings = request->cache_settings,
+        .method = request->method,
+        .has_authorization = has_authorization,
+        .status = request->status,
+        .headers = headers,
+        .header_count = count,
+        .content_length = content_length,
+        .request_headers = request->headers,
+        .request_header_count = request->header_count,
+        .path = request->path,
+        .request_time = request->origin_request_time ? request->origin_request_time : now,
+    };
+    struct cache_object_head head;
+    const char *reason;
     if (request->cache_stale != NULL) {
         struct cache_object_view stale;
         cache_object_view(request->cache_stale, &stale);
         if (request->status == 304 && request->cache_revalidating) {
-            struct http_header *merged = arena_alloc(&request->arena, sizeof *merged * (stale.header_count + count + 1));
-            size_t merged_count = cache_merge_not_modified(stale.headers, stale.header_count, headers, count, merged);
-            struct cache_store_decision decision;
-            cache_decide_store(request->cache_settings, request->method, false, stale.status, merged, merged_count, now, &decision);
-            struct cache_object_head head;
-            if (request_cache_object_head(request, stale.status, merged, merged_count, (int64_t)stale.body_available, &decision,
-                                          &head)) {
+            source.revalidated = &stale;
+            source.has_authorization = false; /* the stored response was already judged */
+            if (cache_object_head_build(&request->arena, &source, now, &head, &reason)) {
                 struct cache_object *fresh = cache_object_refresh(request->cache_stale, &head);
                 return absorb_origin_answer(request, fresh, CACHE_RESULT_REFRESH_HIT, head.initial_age);
             }
+            source.revalidated = NULL;
+            source.has_authorization = has_authorization;
         }
         if (request->status >= 500 && cache_may_serve_stale_on_error(request->cache_stale_age, stale.ttl, stale.stale_if_error)) {
             struct cache_object *stale_object = request->cache_stale;
@@ -751,14 +769,6 @@ static enum step_result step_store(struct request *request)
             return absorb_origin_answer(request, stale_object, CACHE_RESULT_STALE_IF_ERROR, request->cache_stale_age);
         }
     }
-    bool has_authorization = find_header(request->headers, request->header_count, HTTP_TOKEN_AUTHORIZATION).len > 0;
-    struct cache_store_decision decision;
-    cache_decide_store(request->cache_settings, request->method, has_authorization, request->status, headers, count, now,
-                       &decision);
-    int64_t content_length = request->body_source == RESPONSE_BODY_FILE     ? (int64_t)request->file_remaining
-                             : request->body_source == RESPONSE_BODY_MEMORY ? (int64_t)request->memory_body.len
-                             : request->framing == FRAMING_LENGTH           ? (int64_t)request->response_content_length
-                                                                            : -1;
     const struct config *config = request->generation->config;
     uint64_t max_object =
         config->cache.max_object_bytes < config->cache.memory_bytes ? config->cache.max_object_bytes : config->cache.memory_bytes;
@@ -767,9 +777,8 @@ static enum step_result step_store(struct request *request)
         end_fill(request, false, 10); /* objects over max_object_mb pass through */
         return RUN_NEXT;
     }
-    struct cache_object_head head;
-    if (!decision.store || !request_cache_object_head(request, request->status, headers, count, content_length, &decision, &head)) {
-        log_debug("request %s: not stored: %s", request->id, decision.store ? "Vary: *" : decision.reason);
+    if (!cache_object_head_build(&request->arena, &source, now, &head, &reason)) {
+        log_debug("request %s: not stored: %s", request->id, reason);
         /* Hit-for-pass, so the next burst for this key is not serialized; not
          * when the refusal came from this request's own Authorization. */
         end_fill(request, false, has_authorization ? 0 : 10);
@@ -959,13 +968,13 @@ static void pump_cache(struct request *request)
         if (request->framing == FRAMING_CHUNKED) {
             /* Unknown length (the object still fills): frame what is there. */
             while (request->cache_read_offset < request->cache_read_end && viewer_output_pending(viewer) < PUMP_HIGH_WATERMARK) {
-                slice_t bytes = cache_object_body_at(request->cache_object, request->cache_read_offset);
+                struct cache_body_piece bytes = cache_object_piece_at(request->cache_object, request->cache_read_offset);
                 if (bytes.len == 0)
                     break;
                 char size_line[24];
                 int line = snprintf(size_line, sizeof size_line, "%zx\r\n", bytes.len);
                 viewer_write(viewer, size_line, (size_t)line);
-                viewer_write(viewer, bytes.ptr, bytes.len);
+                viewer_write(viewer, bytes.data, bytes.len);
                 viewer_write(viewer, "\r\n", 2);
                 request->cache_read_offset += bytes.len;
                 request->body_bytes_sent += bytes.len;

@@ -223,10 +223,31 @@ void cache_wakeup_wait(struct request *request, struct cache_object *object);
 void cache_wakeup_cancel(struct request *request);
 /* request.c: an object the request waits on changed. */
 void request_on_cache_event(struct request *request);
-/* Fills the head of an object storing a response to `request`; false for
- * `Vary: *`. */
-bool request_cache_object_head(struct request *request, int status, const struct http_header *headers, size_t count,
-                               int64_t content_length, const struct cache_store_decision *decision, struct cache_object_head *head);
+/* What a stored object's head is made from. */
+struct object_head_source {
+    const struct cache_settings *settings;
+    slice_t method;
+    bool has_authorization;            /* the viewer request carried Authorization */
+    int status;                        /* the origin's */
+    const struct http_header *headers; /* the origin's, hop-by-hop removed */
+    size_t header_count;
+    int64_t content_length; /* -1 when unknown */
+    /* Non-NULL when `status` is a 304 revalidating this stale object: its
+     * headers are updated by the 304 (RFC 9111 §3.2) and its body kept. */
+    const struct cache_object_view *revalidated;
+    /* The Vary signature comes from these request headers, or, when they are
+     * NULL (a refresh no viewer asked for), from `variant`. */
+    const struct http_header *request_headers;
+    size_t request_header_count;
+    const struct cache_object_view *variant;
+    slice_t path;
+    int64_t request_time; /* when the origin request went out */
+};
+
+/* Decides whether the response may be stored (cache_decide_store) and fills
+ * `head` (memory from `arena`). Returns false with `reason` when it may not. */
+bool cache_object_head_build(struct arena *arena, const struct object_head_source *source, int64_t now,
+                             struct cache_object_head *head, const char **reason);
 /* The viewer of a request that fills a stored object left: the fetch goes on
  * without it, so the object completes for the requests that wait on it (and
  * for later ones). Takes request->fetch and request->cache_fill. */

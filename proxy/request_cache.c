@@ -121,48 +121,68 @@ static void request_signature_of(slice_t names, void *context, struct bytebuf *o
 enum cache_lookup_outcome request_cache_lookup(struct request *request, struct cache_object **object)
 {
     if (request->cache_key.len == 0) {
-        struct bytebuf key = {0};
+        struct bytebuf *key = &request->viewer->thread->scratch; /* no malloc per request */
+        key->len = 0;
         cache_build_key(request->cache_settings, request->method, request->authority, request->path, request->query,
-                        request->headers, request->header_count, &key);
-        request->cache_key = arena_slice_copy(&request->arena, slice_make(key.data, key.len));
+                        request->headers, request->header_count, key);
+        request->cache_key = arena_slice_copy(&request->arena, slice_make(key->data, key->len));
         cache_key_hash(request->cache_key, request->cache_hash);
-        bytebuf_free(&key);
     }
     return cache_lookup(request->cache_hash, request->cache_key, request_signature_of, request, (int64_t)time(NULL), object);
 }
 
-/* Fills `head` for storing a response to `request`: the caller's headers
- * (hop-by-hop already removed), the request's Vary signature, freshness from
- * `decision`. Returns false when the response varies on `*` (never stored).
- * Memory for the Vary strings comes from the request arena. */
-bool request_cache_object_head(struct request *request, int status, const struct http_header *headers, size_t count,
-                               int64_t content_length, const struct cache_store_decision *decision, struct cache_object_head *head)
+bool cache_object_head_build(struct arena *arena, const struct object_head_source *source, int64_t now,
+                             struct cache_object_head *head, const char **reason)
 {
-    struct bytebuf names = {0}, signature = {0};
+    const struct http_header *headers = source->headers;
+    size_t count = source->header_count;
+    int status = source->status;
+    int64_t content_length = source->content_length;
+    const struct cache_object_view *stale = source->revalidated;
+    if (stale != NULL) {
+        /* A 304: the stored headers updated by it (RFC 9111 §3.2), the stored body. */
+        struct http_header *merged = arena_alloc(arena, sizeof *merged * (stale->header_count + count + 1));
+        count = cache_merge_not_modified(stale->headers, stale->header_count, headers, count, merged);
+        headers = merged;
+        status = stale->status;
+        content_length = (int64_t)stale->body_available;
+    }
+    struct cache_store_decision decision;
+    cache_decide_store(source->settings, source->method, source->has_authorization, status, headers, count, now, &decision);
+    *reason = decision.reason;
+    if (!decision.store)
+        return false;
+    struct bytebuf names = {0};
     if (!cache_vary_names(headers, count, &names)) {
         bytebuf_free(&names);
+        *reason = "Vary: *";
         return false;
     }
-    cache_vary_signature(slice_make(names.data, names.len), request->headers, request->header_count, &signature);
-    int64_t now = (int64_t)time(NULL);
-    int64_t request_time = request->origin_request_time ? request->origin_request_time : now;
+    slice_t signature;
+    if (source->request_headers != NULL) {
+        struct bytebuf computed = {0};
+        cache_vary_signature(slice_make(names.data, names.len), source->request_headers, source->request_header_count, &computed);
+        signature = arena_slice_copy(arena, slice_make(computed.data, computed.len));
+        bytebuf_free(&computed);
+    } else {
+        signature = source->variant->vary_signature; /* no viewer request: the variant being refreshed */
+    }
     *head = (struct cache_object_head){
         .status = status,
         .headers = headers,
         .header_count = count,
-        .vary_names = arena_slice_copy(&request->arena, slice_make(names.data, names.len)),
-        .vary_signature = arena_slice_copy(&request->arena, slice_make(signature.data, signature.len)),
-        .path = request->path,
-        .request_time = request_time,
+        .vary_names = arena_slice_copy(arena, slice_make(names.data, names.len)),
+        .vary_signature = signature,
+        .path = source->path,
+        .request_time = source->request_time,
         .response_time = now,
-        .initial_age = cache_initial_age(headers, count, request_time, now),
-        .ttl = decision->ttl,
-        .stale_while_revalidate = decision->stale_while_revalidate,
-        .stale_if_error = decision->stale_if_error,
+        .initial_age = cache_initial_age(headers, count, source->request_time, now),
+        .ttl = decision.ttl,
+        .stale_while_revalidate = decision.stale_while_revalidate,
+        .stale_if_error = decision.stale_if_error,
         .content_length = content_length,
     };
     bytebuf_free(&names);
-    bytebuf_free(&signature);
     return true;
 }
 
@@ -180,7 +200,6 @@ struct background_refresh {
     struct cache_object *stale;
     struct origin_fetch *fetch;
     bool storing;       /* a 200 is being stored into `fill` */
-    bool refreshed;     /* a 304 refreshed `stale` */
     bool fill_finished; /* `fill` was finished early (too big to keep) */
     int64_t request_time;
     slice_t path;
@@ -234,47 +253,28 @@ static void background_on_head(void *context, const struct http1_response *respo
         kept[count].value = arena_slice_copy(&refresh->arena, response->headers[i].value);
         count++;
     }
+    if (response->status != 304 && response->status != 200)
+        return; /* the fill is abandoned at the end; the stale object stays until purged or evicted */
     struct cache_object_view stale;
     cache_object_view(refresh->stale, &stale);
-    const struct http_header *headers = kept;
-    int status = response->status;
-    if (status == 304) {
-        struct http_header *merged = arena_alloc(&refresh->arena, sizeof *merged * (stale.header_count + count + 1));
-        count = cache_merge_not_modified(stale.headers, stale.header_count, kept, count, merged);
-        headers = merged;
-        status = stale.status;
-    }
-    struct cache_store_decision decision;
-    cache_decide_store(refresh->settings, SLICE_LITERAL("GET"), false, status, headers, count, now, &decision);
-    if (!decision.store || (response->status != 304 && response->status != 200))
-        return; /* the fill is abandoned at the end; the stale object stays until purged or evicted */
-    struct bytebuf names = {0};
-    if (!cache_vary_names(headers, count, &names)) {
-        bytebuf_free(&names);
-        return;
-    }
-    /* A background refresh has no viewer request: it stores the variant with
-     * the stale object's Vary signature, which is the one it refreshes. */
-    struct cache_object_head head = {
-        .status = status,
-        .headers = headers,
+    struct object_head_source source = {
+        .settings = refresh->settings,
+        .method = SLICE_LITERAL("GET"),
+        .status = response->status,
+        .headers = kept,
         .header_count = count,
-        .vary_names = arena_slice_copy(&refresh->arena, slice_make(names.data, names.len)),
+        .content_length = response->body_kind == HTTP1_BODY_LENGTH ? (int64_t)response->content_length : -1,
+        .revalidated = response->status == 304 ? &stale : NULL,
+        .variant = &stale, /* no viewer request to take a Vary signature from */
         .path = refresh->path,
         .request_time = refresh->request_time,
-        .response_time = now,
-        .initial_age = cache_initial_age(headers, count, refresh->request_time, now),
-        .ttl = decision.ttl,
-        .stale_while_revalidate = decision.stale_while_revalidate,
-        .stale_if_error = decision.stale_if_error,
-        .content_length = response->body_kind == HTTP1_BODY_LENGTH ? (int64_t)response->content_length : -1,
     };
-    bytebuf_free(&names);
-    head.vary_signature = stale.vary_signature;
+    struct cache_object_head head;
+    const char *reason;
+    if (!cache_object_head_build(&refresh->arena, &source, now, &head, &reason))
+        return;
     if (response->status == 304) {
-        struct cache_object *fresh = cache_object_refresh(refresh->stale, &head);
-        cache_object_unref(fresh);
-        refresh->refreshed = true;
+        cache_object_unref(cache_object_refresh(refresh->stale, &head));
     } else {
         cache_object_set_head(refresh->fill, &head);
         refresh->storing = true;

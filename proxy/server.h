@@ -57,7 +57,7 @@ struct loop_thread {
     struct generation *generation;    /* this thread's cached ref on the current generation */
     uint64_t request_counter;
     uint64_t random_state[2];           /* for request ids */
-    struct bytebuf scratch;             /* response heads are built here, then written */
+    struct bytebuf scratch;             /* cache keys, origin request heads, response heads: built here one at a time */
     pthread_mutex_t cache_wakeup_lock;  /* guards cache_wakeups: other threads append */
     struct cache_wakeup *cache_wakeups; /* cache objects that changed for this thread's requests */
     ev_async cache_async;

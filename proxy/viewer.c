@@ -201,10 +201,11 @@ void viewer_write(struct viewer_connection *viewer, const void *data, size_t len
 
 /* Sends queued output until done or the socket is full. Returns false when
  * the connection broke. */
-static bool viewer_send_queued(struct viewer_connection *viewer)
+static bool viewer_send_queued(struct viewer_connection *viewer, int flags)
 {
     while (viewer_output_pending(viewer) > 0) {
-        ssize_t n = send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL);
+        ssize_t n =
+            send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL | flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -269,19 +270,8 @@ size_t viewer_sendfile(struct viewer_connection *viewer, int fd, uint64_t offset
         return 0;
     /* What is queued (a corked head) goes first, marked as not the end so
      * the kernel may put it in one packet with the file bytes. */
-    while (viewer_output_pending(viewer) > 0) {
-        ssize_t n =
-            send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL | MSG_MORE);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno != EAGAIN) {
-            viewer_mark_broken(viewer);
-            return 0;
-        }
-        if (n <= 0)
-            break;
-        viewer->output_sent += (size_t)n;
-    }
+    if (!viewer_send_queued(viewer, MSG_MORE))
+        return 0;
     viewer->corked = false;
     size_t sent = 0;
     if (viewer_output_pending(viewer) == 0) {
@@ -316,7 +306,7 @@ void viewer_uncork(struct viewer_connection *viewer)
     viewer->corked = false;
     if (viewer->state == VIEWER_BROKEN || viewer_output_pending(viewer) == 0 || ev_is_active(&viewer->write_watcher))
         return;
-    if (!viewer_send_queued(viewer))
+    if (!viewer_send_queued(viewer, 0))
         return;
     if (viewer_output_pending(viewer) == 0) {
         viewer->output.len = viewer->output_sent = 0;
@@ -338,7 +328,7 @@ static void viewer_start_lingering(struct viewer_connection *viewer)
 
 static void viewer_flush(struct viewer_connection *viewer)
 {
-    if (!viewer_send_queued(viewer))
+    if (!viewer_send_queued(viewer, 0))
         return;
     size_t pending = viewer_output_pending(viewer);
     if (pending == 0) {

@@ -250,8 +250,8 @@ static void test_leader_busy_hit_fill(void)
     CHECK_INT(cache_object_read(other, 11, buffer, sizeof buffer), 0);
     CHECK_INT(cache_object_read(other, 3, buffer, 4), 4);
     CHECK(memcmp(buffer, "lo w", 4) == 0);
-    slice_t span = cache_object_body_at(other, 2);
-    CHECK(slice_equal(span, SLICE_LITERAL("llo world")));
+    struct cache_body_piece span = cache_object_piece_at(other, 2);
+    CHECK(slice_equal(slice_make(span.data, span.len), SLICE_LITERAL("llo world")));
     cache_object_finish(leader, true);
     cache_object_view(other, &view);
     CHECK_INT(view.state, CACHE_OBJECT_COMPLETE);
@@ -295,9 +295,9 @@ static void test_large_bodies_cross_chunks(void)
         /* The zero-copy spans cover the body exactly. */
         uint64_t offset = 0;
         bool spans_match = true;
-        for (slice_t span; (span = cache_object_body_at(object, offset)).len > 0; offset += span.len)
+        for (struct cache_body_piece span; (span = cache_object_piece_at(object, offset)).len > 0; offset += span.len)
             for (size_t i = 0; i < span.len; i++)
-                spans_match = spans_match && span.ptr[i] == pattern_byte(5, offset + i);
+                spans_match = spans_match && span.data[i] == pattern_byte(5, offset + i);
         CHECK(spans_match);
         CHECK_INT(offset, length);
         cache_object_unref(object);
@@ -529,7 +529,7 @@ static void test_refresh(void)
     CHECK(slice_equal(view.headers[1].value, SLICE_LITERAL("2")));
     CHECK_INT(view.body_available, 5000);
     CHECK(body_matches(fresh, 4, 5000));
-    CHECK(cache_object_body_at(fresh, 0).ptr == cache_object_body_at(stale, 0).ptr); /* shared, not copied */
+    CHECK(cache_object_piece_at(fresh, 0).data == cache_object_piece_at(stale, 0).data); /* shared, not copied */
     struct cache_object *found;
     CHECK_INT(lookup(&key, NULL, 2000, &found), CACHE_LOOKUP_HIT);
     CHECK(found == fresh);

@@ -185,7 +185,7 @@ static void test_cache_counters(void)
     atomic_fetch_add(&metrics.cache_stale_while_revalidate, 2);
     atomic_fetch_add(&metrics.cache_stale_if_error, 5);
     atomic_fetch_add(&metrics.cache_collapsed, 99);
-    atomic_fetch_add(&metrics.cache_purged, 7);
+    atomic_fetch_add(&cache_stats.purged, 7);
     /* the store's own counters */
     atomic_store(&cache_stats.objects, 12);
     atomic_store(&cache_stats.bytes, 123456789012ull);
