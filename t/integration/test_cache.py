@@ -12,8 +12,11 @@ wall-clock times of the two fetches allow (conftest.age_range), which is one val
 runs right after a second boundary (align_to_second).
 """
 
+import hashlib
 import json
 import os
+import socket
+import time
 from email.utils import formatdate
 
 from conftest import (CACHE_STATUS_BYPASS, CACHE_STATUS_HIT, CACHE_STATUS_NOT_STORED, CACHE_STATUS_STORED, ERROR, HIT,
@@ -606,3 +609,30 @@ def test_static_origin_responses_are_stored_whole(tmp_path, verge):
     assert missing.status == 404 and missing.header("cache-status") == CACHE_STATUS_STORED
     again = v.get("/nope.txt")
     assert again.status == 404 and again.header("cache-status") == CACHE_STATUS_HIT and again.body == missing.body
+
+
+def test_a_slow_reader_of_a_stored_object_gets_it_whole(verge, origin):
+    """Stored bodies go out without a copy (sendfile / sendmsg of the stored chunks): what a full
+    socket does not take must be offered again when it drains, from the right offset."""
+    size = 9 * 1024 * 1024 + 5  # more than a socket send buffer holds (tcp_wmem max is 4 MiB)
+    origin.route("/slow-reader", size=size, header="Cache-Control: max-age=100")
+    v = verge(cache_config(origin))
+    assert v.fetch("/slow-reader").header("x-cache") == MISS
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # a small window: verge meets a full socket
+    s.settimeout(10)
+    s.connect(("127.0.0.1", v.port))
+    s.sendall(b"GET /slow-reader HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % v.port)  # the key's host
+    time.sleep(0.3)  # let verge fill the socket and wait for it to drain
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) < 64 * 1024:
+            time.sleep(0.001)  # read the first part slowly
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"X-Cache: Hit from verge" in head, head
+    assert len(body) == size and hashlib.sha256(body).hexdigest() == pattern_sha256(size)
