@@ -1,17 +1,42 @@
-/* worker.c — the edge-function worker: a sandboxed LuaJIT state answering framed INVOKE messages.
+/* worker.c — the edge-function worker process: a hardened process with one LuaJIT state answering framed messages.
  *
  * Single-threaded, one process per worker, one event at a time; the state stays
- * warm between events. Isolation layers here: a reduced Lua environment (no io,
- * ffi, debug, os.execute/exit/remove/rename/tmpname, package.loadlib, no bytecode
- * loading anywhere: load/loadstring accept text only, dofile/loadfile are gone,
- * require only finds text .lua modules next to the function file) and a counting
- * allocator that refuses growth past the memory limit, so a memory bomb becomes a
- * Lua "not enough memory" error, not a bigger process. Still to come with the
- * exec-based pool: rlimit, seccomp, dropping privileges. Endless loops are the
- * proxy's business (SIGKILL at the deadline): JIT code ignores debug hooks.
+ * warm between events. worker_main is the whole life of the process:
+ *   1. read INIT (memory limit, function file, handler, env);
+ *   2. read the function file and every *.lua file below its directory into
+ *      memory (bounded: WORKER_SOURCE_MAX_*), because after step 3 the process
+ *      can open nothing; `require` is served from these copies;
+ *   3. harden, each step checked, any failure → a line on stderr and _exit(70):
+ *      a. close every descriptor but the channel (and stderr in sanitizer
+ *         builds): nothing inherited from the proxy (listeners, TLS keys, the
+ *         cache, the log) is reachable, even by a VM escape;
+ *      b. rlimits: no core dumps (no memory image of other tenants' events on
+ *         disk), no file writes (FSIZE 0), no new descriptors (NOFILE), and an
+ *         address-space cap (AS) behind the Lua allocator's own count, for C-level
+ *         leaks the counting allocator cannot see;
+ *      c. when started as root: drop to nobody/nogroup with no supplementary
+ *         groups, verified, so an escape runs without root's file access or
+ *         capabilities;
+ *      d. no_new_privs + a seccomp allowlist (hand-written BPF, x86_64 only):
+ *         after an escape to native code the process still cannot open files,
+ *         create sockets, connect, exec, fork, signal or trace other processes;
+ *         everything off the list fails with EPERM, a foreign-architecture or
+ *         x32 syscall kills the process;
+ *   4. create the Lua state and load the function from memory; send READY;
+ *   5. answer INVOKE until the channel closes, then _exit(0): no atexit
+ *      handlers, no LeakSanitizer pass under seccomp.
+ * Inside the VM: a reduced Lua environment (no io, ffi, debug, jit,
+ * os.execute/exit/remove/rename/tmpname, package.loadlib, string.dump, no
+ * bytecode loading anywhere: load/loadstring accept text only, dofile/loadfile
+ * are gone, require only finds the in-memory text modules) and a counting
+ * allocator that refuses growth past the memory limit, so a memory bomb becomes
+ * a Lua "not enough memory" error, not a bigger process. os.getenv sees only the
+ * INIT env; verge.sleep lets a function simulate a slow dependency. Endless
+ * loops are the proxy's business (SIGKILL at the deadline): JIT code ignores
+ * debug hooks.
  *
  * Invariant: every Lua call that can raise (allocation included) runs under
- * lua_pcall/lua_cpcall, so an error never unwinds past worker_run's loop. JSON
+ * lua_pcall/lua_cpcall, so an error never unwinds past worker_main's loop. JSON
  * decoding raises from inside yajl callbacks; the yajl handle is owned by the C
  * frame outside the protected call and freed there.
  */
@@ -19,15 +44,31 @@
 
 #include "event.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -151,7 +192,89 @@ bool worker_result_decode(const char *payload, size_t len, struct worker_result 
     return true;
 }
 
+static bool take_u16(const char **p, const char *end, uint16_t *out)
+{
+    if ((size_t)(end - *p) < sizeof *out)
+        return false;
+    memcpy(out, *p, sizeof *out);
+    *p += sizeof *out;
+    return true;
+}
+
+void worker_init_encode(const struct worker_init *init, struct bytebuf *out)
+{
+    bytebuf_append(out, &init->memory_limit_mb, sizeof init->memory_limit_mb);
+    append_string16(out, init->function_file);
+    append_string16(out, init->handler);
+    uint16_t count = init->env_count > UINT16_MAX ? UINT16_MAX : (uint16_t)init->env_count;
+    bytebuf_append(out, &count, sizeof count);
+    for (size_t i = 0; i < count; i++) {
+        append_string16(out, init->env_names[i]);
+        append_string16(out, init->env_values[i]);
+    }
+}
+
+bool worker_init_decode(const char *payload, size_t len, struct worker_init *out, struct arena *arena)
+{
+    const char *p = payload, *end = payload + len;
+    *out = (struct worker_init){0};
+    if (len < sizeof out->memory_limit_mb)
+        return false;
+    memcpy(&out->memory_limit_mb, p, sizeof out->memory_limit_mb);
+    p += sizeof out->memory_limit_mb;
+    uint16_t count;
+    if (!take_string16(&p, end, &out->function_file) || !take_string16(&p, end, &out->handler) || !take_u16(&p, end, &count))
+        return false;
+    /* Both become C strings and Lua names: empty or NUL-carrying ones are garbage. */
+    if (out->function_file.len == 0 || out->handler.len == 0 || memchr(out->function_file.ptr, '\0', out->function_file.len) ||
+        memchr(out->handler.ptr, '\0', out->handler.len))
+        return false;
+    /* Each pair takes at least 4 bytes: a count the payload cannot hold is rejected before allocating. */
+    if ((size_t)(end - p) < (size_t)count * 4)
+        return false;
+    out->env_names = arena_alloc(arena, sizeof(slice_t) * (count ? count : 1));
+    out->env_values = arena_alloc(arena, sizeof(slice_t) * (count ? count : 1));
+    for (size_t i = 0; i < count; i++)
+        if (!take_string16(&p, end, &out->env_names[i]) || !take_string16(&p, end, &out->env_values[i]))
+            return false;
+    out->env_count = count;
+    return p == end;
+}
+
+bool worker_ready_decode(const char *payload, size_t len, bool *loaded, slice_t *error)
+{
+    if (len < 1)
+        return false;
+    if (payload[0] == WORKER_READY_LOADED && len == 1) {
+        *loaded = true;
+        *error = slice_make(payload + 1, 0);
+        return true;
+    }
+    if (payload[0] == WORKER_READY_LOAD_ERROR) {
+        *loaded = false;
+        *error = slice_make(payload + 1, len - 1);
+        return true;
+    }
+    return false;
+}
+
 /* ---- the worker state ---------------------------------------------------- */
+
+/* One source file read before hardening. */
+struct source_file {
+    char *relative_path; /* "a/b.lua", relative to the function's directory */
+    char *code;
+    size_t len;
+};
+
+struct source_set {
+    char directory[PATH_MAX];      /* the function file's directory, as given (chunk names) */
+    char real_directory[PATH_MAX]; /* its realpath, to tell symlinks that leave it */
+    struct source_file function;   /* the function file itself */
+    struct source_file *files;     /* every *.lua below directory (the function file too) */
+    size_t count, capacity;
+    size_t total_bytes;
+};
 
 struct worker {
     lua_State *L;
@@ -160,8 +283,9 @@ struct worker {
     int handler_ref;    /* LUA_NOREF when the function failed to load */
     int array_meta_ref; /* metatable marking decoded JSON arrays (so [] stays []) */
     char load_error[2048];
-    const char *function_dir; /* for require */
-    uint64_t deadline_ms;     /* monotonic */
+    const struct worker_init *init;
+    struct source_set *sources;
+    uint64_t deadline_ms; /* monotonic */
 };
 
 static uint64_t monotonic_ms(void)
@@ -243,58 +367,80 @@ static int sandbox_load(lua_State *L)
     return 1;
 }
 
-/* os.getenv sees only the function's env (none yet: the config wiring comes with the pool). */
+/* The registry key of the env table (name → value from INIT). */
+static const char env_registry_key = 'e';
+
+/* os.getenv sees only the function's env from INIT, never the process environment. */
 static int sandbox_getenv(lua_State *L)
 {
     luaL_checkstring(L, 1);
-    lua_pushnil(L);
+    lua_pushlightuserdata(L, (void *)&env_registry_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 1);
+    lua_rawget(L, -2); /* nil when absent */
     return 1;
 }
 
-/* package.loaders entry: text .lua modules in the function's directory only. */
-/* Pushes the whole contents of `f` as a Lua string and closes it. */
-static void push_file_contents(lua_State *L, FILE *f)
+/* verge.sleep(milliseconds): for functions that simulate a slow dependency.
+ * The proxy's deadline still applies (SIGKILL), so a long sleep only costs
+ * this invocation. */
+static int verge_sleep(lua_State *L)
 {
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        luaL_addlstring(&b, chunk, n);
-    fclose(f);
-    luaL_pushresult(&b);
+    lua_Number ms = luaL_checknumber(L, 1);
+    if (!(ms >= 0))
+        return luaL_argerror(L, 1, "milliseconds must be a number >= 0");
+    if (ms > 86400e3)
+        ms = 86400e3;
+    struct timespec left = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(fmod(ms, 1000) * 1e6)};
+    while (nanosleep(&left, &left) != 0 && errno == EINTR) {
+    }
+    return 0;
 }
 
+/* package.loaders entry: text .lua modules read from the function's directory
+ * before hardening. Module names are dot-separated components of
+ * [A-Za-z0-9_-]; "a.b" is a/b.lua below the function's directory. */
 static int sandbox_module_searcher(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
+    size_t name_len;
+    const char *name = luaL_checklstring(L, 1, &name_len);
     struct worker *w = worker_of(L);
-    char path[4096];
-    size_t used = (size_t)snprintf(path, sizeof path, "%s/", w->function_dir);
-    for (const char *c = name; *c; c++) {
-        char ch = *c;
-        if (ch == '.')
+    char path[512];
+    if (name_len + 5 > sizeof path)
+        return luaL_error(L, "module name too long");
+    size_t used = 0;
+    bool component_empty = true;
+    for (size_t i = 0; i < name_len; i++) {
+        char ch = name[i];
+        if (ch == '.') {
+            if (component_empty)
+                break;
             ch = '/';
-        else if (!(ch == '_' || ch == '-' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))) {
-            lua_pushfstring(L, "\n\tmodule name '%s' not allowed", name);
-            return 1;
+            component_empty = true;
+        } else if (ch == '_' || ch == '-' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) {
+            component_empty = false;
+        } else {
+            component_empty = true;
+            break;
         }
-        if (used + 5 >= sizeof path)
-            return luaL_error(L, "module name too long");
         path[used++] = ch;
     }
-    memcpy(path + used, ".lua", 5);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        lua_pushfstring(L, "\n\tno file '%s'", path);
+    if (used != name_len || component_empty) {
+        lua_pushfstring(L, "\n\tmodule name '%s' not allowed (dot-separated names of letters, digits, '_' and '-')", name);
         return 1;
     }
-    push_file_contents(L, f);
-    size_t len;
-    const char *code = lua_tolstring(L, -1, &len);
-    lua_pushfstring(L, "@%s", path);
-    if (luaL_loadbufferx(L, code, len, lua_tostring(L, -1), "t") != 0)
-        return lua_error(L);
+    memcpy(path + used, ".lua", 5);
+    const struct source_set *sources = w->sources;
+    for (size_t i = 0; i < sources->count; i++) {
+        const struct source_file *file = &sources->files[i];
+        if (strcmp(file->relative_path, path) != 0)
+            continue;
+        lua_pushfstring(L, "@%s/%s", sources->directory, path);
+        if (luaL_loadbufferx(L, file->code, file->len, lua_tostring(L, -1), "t") != 0)
+            return lua_error(L);
+        return 1;
+    }
+    lua_pushfstring(L, "\n\tno file '%s/%s'", sources->directory, path);
     return 1;
 }
 
@@ -346,6 +492,10 @@ static int sandbox_open(lua_State *L)
     lua_setfield(L, -2, "getenv");
     lua_pop(L, 1);
     set_field_nil(L, "string", "dump");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, verge_sleep);
+    lua_setfield(L, -2, "sleep");
+    lua_setglobal(L, "verge");
 
     /* package: no C loaders, no loadlib, nothing preloaded (ffi/jit are never opened). */
     lua_getglobal(L, "package");
@@ -771,108 +921,458 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
     return worker_message_write(w->channel_fd, WORKER_MESSAGE_RESULT, out->data, out->len);
 }
 
-/* ---- loading the function ------------------------------------------------ */
+/* ---- reading the function's sources (before hardening) ------------------ */
 
-struct load_call {
-    struct worker *worker;
-    const char *file;
-    const char *handler;
-};
+static bool source_error(char *error, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static bool source_error(char *error, size_t size, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(error, size, fmt, args);
+    va_end(args);
+    return false;
+}
+
+/* Reads a regular file whole, within what is left of WORKER_SOURCE_MAX_BYTES. */
+static bool source_read(struct source_set *set, const char *path, int open_flags, struct source_file *out, char *error,
+                        size_t error_size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | open_flags);
+    if (fd < 0)
+        return source_error(error, error_size, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return source_error(error, error_size, "%s: not a regular file", path);
+    }
+    size_t budget = WORKER_SOURCE_MAX_BYTES - set->total_bytes;
+    if ((uint64_t)st.st_size > budget) {
+        close(fd);
+        return source_error(error, error_size, "%s: the function's sources exceed %u MiB in all (limit)", path,
+                            WORKER_SOURCE_MAX_BYTES / (1024u * 1024u));
+    }
+    /* One byte more than the size seen, so a file that grows meanwhile is caught. */
+    size_t capacity = (size_t)st.st_size + 1, len = 0;
+    char *code = malloc(capacity);
+    VERGE_ASSERT(code != NULL);
+    for (;;) {
+        ssize_t n = read(fd, code + len, capacity - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int saved = errno;
+            close(fd);
+            free(code);
+            return source_error(error, error_size, "cannot read %s: %s", path, strerror(saved));
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len == capacity) {
+            close(fd);
+            free(code);
+            return source_error(error, error_size, "%s changed while being read", path);
+        }
+    }
+    close(fd);
+    set->total_bytes += len;
+    out->code = code;
+    out->len = len;
+    return true;
+}
+
+static bool source_add(struct source_set *set, const char *relative_path, const char *path, int open_flags, char *error,
+                       size_t error_size)
+{
+    if (set->count >= WORKER_SOURCE_MAX_FILES)
+        return source_error(error, error_size, "%s: more than %d .lua files below the function's directory (limit)", set->directory,
+                            WORKER_SOURCE_MAX_FILES);
+    if (set->count == set->capacity) {
+        set->capacity = set->capacity ? set->capacity * 2 : 32;
+        set->files = realloc(set->files, set->capacity * sizeof *set->files);
+        VERGE_ASSERT(set->files != NULL);
+    }
+    struct source_file *file = &set->files[set->count];
+    if (!source_read(set, path, open_flags, file, error, error_size))
+        return false;
+    file->relative_path = strdup(relative_path);
+    VERGE_ASSERT(file->relative_path != NULL);
+    set->count++;
+    return true;
+}
+
+static bool name_is_lua_file(const char *name)
+{
+    size_t len = strlen(name);
+    return len > 4 && strcmp(name + len - 4, ".lua") == 0;
+}
+
+/* Walks directory/relative (depth levels below the function's directory).
+ * Dot entries are skipped: no module name can reach them. A symlink counts
+ * when it resolves to a regular file inside the directory; symlinks that
+ * leave it, and symlinked directories (loops), are skipped. */
+static bool source_scan(struct source_set *set, const char *relative, int depth, char *error, size_t error_size)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s%s%s", set->directory, relative[0] ? "/" : "", relative) >= sizeof path)
+        return source_error(error, error_size, "%s/%s: path too long", set->directory, relative);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return source_error(error, error_size, "cannot open directory %s: %s", path, strerror(errno));
+    bool ok = true;
+    struct dirent *entry;
+    while (ok && (errno = 0, entry = readdir(dir)) != NULL) {
+        if (entry->d_name[0] == '.')
+            continue;
+        char child_relative[PATH_MAX], child_path[PATH_MAX];
+        if ((size_t)snprintf(child_relative, sizeof child_relative, "%s%s%s", relative, relative[0] ? "/" : "", entry->d_name) >=
+                sizeof child_relative ||
+            (size_t)snprintf(child_path, sizeof child_path, "%s/%s", set->directory, child_relative) >= sizeof child_path) {
+            ok = source_error(error, error_size, "%s/%s: path too long", path, entry->d_name);
+            break;
+        }
+        struct stat st;
+        if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            ok = source_error(error, error_size, "cannot stat %s: %s", child_path, strerror(errno));
+            break;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            if (depth + 1 > WORKER_SOURCE_MAX_DEPTH)
+                ok = source_error(error, error_size,
+                                  "%s: directories nested more than %d levels below the function's directory (limit)", child_path,
+                                  WORKER_SOURCE_MAX_DEPTH);
+            else
+                ok = source_scan(set, child_relative, depth + 1, error, error_size);
+        } else if (S_ISREG(st.st_mode) && name_is_lua_file(entry->d_name)) {
+            ok = source_add(set, child_relative, child_path, O_NOFOLLOW, error, error_size);
+        } else if (S_ISLNK(st.st_mode) && name_is_lua_file(entry->d_name)) {
+            char resolved[PATH_MAX];
+            size_t base_len = strlen(set->real_directory);
+            struct stat target;
+            if (realpath(child_path, resolved) != NULL && strncmp(resolved, set->real_directory, base_len) == 0 &&
+                (resolved[base_len] == '/' || (base_len == 1 && set->real_directory[0] == '/')) && stat(resolved, &target) == 0 &&
+                S_ISREG(target.st_mode))
+                ok = source_add(set, child_relative, resolved, 0, error, error_size);
+        }
+    }
+    if (ok && errno != 0)
+        ok = source_error(error, error_size, "cannot read directory %s: %s", path, strerror(errno));
+    closedir(dir);
+    return ok;
+}
+
+/* Reads the function file and every *.lua file below its directory. */
+static bool sources_load(struct source_set *set, const char *function_file, char *error, size_t error_size)
+{
+    if (function_file[0] != '/')
+        return source_error(error, error_size, "%s: the function file must be an absolute path", function_file);
+    const char *slash = strrchr(function_file, '/');
+    size_t dir_len = (size_t)(slash - function_file);
+    if (dir_len >= sizeof set->directory)
+        return source_error(error, error_size, "%s: path too long", function_file);
+    memcpy(set->directory, function_file, dir_len);
+    set->directory[dir_len] = '\0';
+    if (realpath(dir_len ? set->directory : "/", set->real_directory) == NULL)
+        return source_error(error, error_size, "cannot open %s: %s", function_file, strerror(errno));
+    if (!source_read(set, function_file, 0, &set->function, error, error_size))
+        return false;
+    return source_scan(set, "", 0, error, error_size);
+}
+
+/* ---- loading the function (after hardening, from memory) ----------------- */
 
 /* Runs under lua_cpcall. Errors raised here become the worker's load error. */
 static int load_protected(lua_State *L)
 {
-    struct load_call *call = lua_touserdata(L, 1);
-    struct worker *w = call->worker;
+    struct worker *w = lua_touserdata(L, 1);
+    const struct worker_init *init = w->init;
     lua_settop(L, 0);
     sandbox_open(L);
     /* The decoded-array metatable, keyed by an address only this file knows. */
     lua_pushlightuserdata(L, (void *)&counting_alloc);
     lua_newtable(L);
     lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, (void *)&env_registry_key);
+    lua_createtable(L, 0, (int)init->env_count);
+    for (size_t i = 0; i < init->env_count; i++) {
+        push_slice(L, init->env_names[i]);
+        push_slice(L, init->env_values[i]);
+        lua_rawset(L, -3);
+    }
+    lua_rawset(L, LUA_REGISTRYINDEX);
 
-    lua_pushcfunction(L, traceback_handler);
-    lua_pushfstring(L, "@%s", call->file);
-    FILE *f = fopen(call->file, "rb");
-    if (f == NULL)
-        return luaL_error(L, "cannot open %s: %s", call->file, strerror(errno));
-    push_file_contents(L, f);
-    size_t len;
-    const char *code = lua_tolstring(L, -1, &len);
-    if (luaL_loadbufferx(L, code, len, lua_tostring(L, 2), "t") != 0)
+    lua_pushcfunction(L, traceback_handler); /* 1 */
+    lua_pushliteral(L, "@");
+    push_slice(L, init->function_file);
+    lua_concat(L, 2); /* 2: the chunk name */
+    const struct source_file *function = &w->sources->function;
+    if (luaL_loadbufferx(L, function->code, function->len, lua_tostring(L, 2), "t") != 0)
         return lua_error(L);
     if (lua_pcall(L, 0, 1, 1) != 0)
         return lua_error(L);
-    if (lua_istable(L, -1))
-        lua_getfield(L, -1, call->handler);
-    else
+    push_slice(L, init->handler); /* 4 */
+    if (lua_istable(L, 3)) {
+        lua_pushvalue(L, 4);
+        lua_gettable(L, 3);
+    } else {
         lua_pushnil(L);
+    }
     if (!lua_isfunction(L, -1)) {
         lua_pop(L, 1);
-        lua_getglobal(L, call->handler);
+        lua_pushvalue(L, 4);
+        lua_gettable(L, LUA_GLOBALSINDEX);
     }
     if (!lua_isfunction(L, -1))
-        return luaL_error(L, "%s: handler '%s' is not a function (neither a global nor a field of the returned table)", call->file,
-                          call->handler);
+        return luaL_error(L, "%s: handler '%s' is not a function (neither a global nor a field of the returned table)",
+                          lua_tostring(L, 2) + 1, lua_tostring(L, 4));
     w->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
-static void file_directory(const char *file, char *out, size_t size)
+/* ---- hardening ------------------------------------------------------------ */
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define WORKER_SANITIZER_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define WORKER_SANITIZER_BUILD 1
+#endif
+#endif
+#ifndef WORKER_SANITIZER_BUILD
+#define WORKER_SANITIZER_BUILD 0
+#endif
+
+#if !defined(__x86_64__)
+#error "the worker's seccomp allowlist is written for x86_64 syscall numbers"
+#endif
+
+static void harden_fail(const char *step) __attribute__((noreturn));
+static void harden_fail(const char *step)
 {
-    const char *slash = strrchr(file, '/');
-    if (slash == NULL)
-        snprintf(out, size, ".");
-    else
-        snprintf(out, size, "%.*s", (int)(slash - file), file);
+    char line[256];
+    int len =
+        snprintf(line, sizeof line, "verge worker: hardening step '%s' failed: %s (errno %d)\n", step, strerror(errno), errno);
+    /* Best effort: outside sanitizer builds stderr is already closed after step a. */
+    if (write(STDERR_FILENO, line, (size_t)len) < 0) {
+    }
+    _exit(70);
 }
 
-int worker_run(int channel_fd, const struct worker_options *options)
+static void harden_close_descriptors(int channel_fd)
 {
-    struct worker w = {.channel_fd = channel_fd, .memory_limit = options->memory_limit_bytes, .handler_ref = LUA_NOREF};
-    char directory[4096];
-    file_directory(options->function_file, directory, sizeof directory);
-    w.function_dir = directory;
-    w.L = lua_newstate(counting_alloc, &w);
-    if (w.L == NULL)
-        return 3;
-    struct load_call load = {.worker = &w, .file = options->function_file, .handler = options->handler};
-    if (lua_cpcall(w.L, load_protected, &load) != 0) {
-        const char *message = lua_tostring(w.L, -1);
-        snprintf(w.load_error, sizeof w.load_error, "%s", message ? message : "cannot load function");
-        w.handler_ref = LUA_NOREF;
+    int keep[2] = {channel_fd, channel_fd};
+    if (WORKER_SANITIZER_BUILD) /* ASan/UBSan must be able to print their reports */
+        keep[channel_fd < STDERR_FILENO ? 1 : 0] = STDERR_FILENO;
+    unsigned next = 0;
+    for (int i = 0; i < 2; i++) {
+        if ((unsigned)keep[i] > next && close_range(next, (unsigned)keep[i] - 1, 0) != 0)
+            harden_fail("close descriptors");
+        next = (unsigned)keep[i] + 1;
     }
-    lua_settop(w.L, 0);
-    lua_gc(w.L, LUA_GCCOLLECT, 0);
+    if (close_range(next, ~0u, 0) != 0)
+        harden_fail("close descriptors");
+}
+
+static void harden_set_limit(int resource, rlim_t value, const char *step)
+{
+    struct rlimit limit = {value, value};
+    if (setrlimit(resource, &limit) != 0)
+        harden_fail(step);
+}
+
+static void harden_limits(int channel_fd, uint32_t memory_limit_mb)
+{
+    harden_set_limit(RLIMIT_CORE, 0, "setrlimit(RLIMIT_CORE)");
+    /* Sanitizer builds keep stderr for reports, and stderr is often a file:
+     * FSIZE 0 would turn the report into SIGXFSZ. */
+    if (!WORKER_SANITIZER_BUILD)
+        harden_set_limit(RLIMIT_FSIZE, 0, "setrlimit(RLIMIT_FSIZE)");
+    int highest = channel_fd > STDERR_FILENO ? channel_fd : STDERR_FILENO;
+    harden_set_limit(RLIMIT_NOFILE, (rlim_t)highest + 1, "setrlimit(RLIMIT_NOFILE)");
+    /* The Lua heap is capped by the counting allocator; AS catches what it
+     * cannot see (C-level growth) with 1 GiB headroom for LuaJIT's machine code
+     * areas, libc and the in-memory sources. Skipped in sanitizer builds:
+     * ASan/TSan reserve terabytes of shadow address space up front. */
+    if (!WORKER_SANITIZER_BUILD)
+        harden_set_limit(RLIMIT_AS, ((rlim_t)memory_limit_mb + 1024) * 1024 * 1024, "setrlimit(RLIMIT_AS)");
+}
+
+static void harden_drop_root(void)
+{
+    if (geteuid() != 0)
+        return;
+    const uid_t nobody = 65534;
+    const gid_t nogroup = 65534;
+    if (setgroups(0, NULL) != 0)
+        harden_fail("setgroups");
+    if (setgid(nogroup) != 0)
+        harden_fail("setgid(65534)");
+    if (setuid(nobody) != 0)
+        harden_fail("setuid(65534)");
+    errno = EPERM;
+    if (getuid() == 0 || geteuid() == 0 || getgid() == 0 || getegid() == 0 || getgroups(0, NULL) != 0)
+        harden_fail("verify uid/gid");
+    if (setuid(0) == 0) {
+        errno = 0;
+        harden_fail("verify setuid(0) fails");
+    }
+}
+
+/* Every syscall a LuaJIT worker makes after hardening (glibc on x86_64: stdio,
+ * malloc, the socket channel, nanosleep, clocks, LuaJIT's machine code areas),
+ * plus what ASan/UBSan use while running and reporting. */
+static const unsigned allowed_syscalls[] = {
+    __NR_read,       __NR_write,      __NR_readv,         __NR_writev,          __NR_recvfrom,     __NR_sendto,
+    __NR_recvmsg,    __NR_sendmsg,    __NR_mmap,          __NR_munmap,          __NR_mremap,       __NR_mprotect,
+    __NR_brk,        __NR_madvise,    __NR_clock_gettime, __NR_clock_nanosleep, __NR_nanosleep,    __NR_gettimeofday,
+    __NR_exit,       __NR_exit_group, __NR_rt_sigreturn,  __NR_rt_sigprocmask,  __NR_rt_sigaction, __NR_futex,
+    __NR_getpid,     __NR_gettid,     __NR_sched_yield,   __NR_getrandom,       __NR_close,        __NR_fstat,
+    __NR_newfstatat, __NR_lseek,      __NR_sigaltstack,   __NR_getrlimit,       __NR_uname,
+};
+
+static void harden_seccomp(void)
+{
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        harden_fail("prctl(PR_SET_NO_NEW_PRIVS)");
+    struct sock_filter filter[6 + 2 * VERGE_ARRAY_SIZE(allowed_syscalls) + 11]; /* head, list, prlimit64 tail */
+    size_t n = 0;
+#define EMIT(instruction) (filter[n++] = (struct sock_filter)instruction)
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, __X32_SYSCALL_BIT, 0, 1)); /* x32 ABI numbers */
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(allowed_syscalls); i++) {
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, allowed_syscalls[i], 0, 1));
+        EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    }
+    /* prlimit64 only on this process (pid 0) and only to read: glibc's getrlimit. */
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_prlimit64, 0, 8));
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 6));
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 4));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 4));
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2));
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2]) + 4));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0));
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)));
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+#undef EMIT
+    VERGE_ASSERT(n == VERGE_ARRAY_SIZE(filter));
+    struct sock_fprog program = {.len = (unsigned short)n, .filter = filter};
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program) != 0)
+        harden_fail("seccomp(SECCOMP_SET_MODE_FILTER)");
+    /* A call off the list must now fail with EPERM. */
+    if (syscall(SYS_getppid) != -1 || errno != EPERM) {
+        errno = 0;
+        harden_fail("verify seccomp");
+    }
+}
+
+static void harden(int channel_fd, uint32_t memory_limit_mb)
+{
+    harden_close_descriptors(channel_fd);
+    harden_limits(channel_fd, memory_limit_mb);
+    harden_drop_root();
+    harden_seccomp();
+}
+
+/* ---- the process --------------------------------------------------------- */
+
+static void send_ready(struct worker *w)
+{
+    struct bytebuf ready = {0};
+    uint8_t status = w->handler_ref == LUA_NOREF ? WORKER_READY_LOAD_ERROR : WORKER_READY_LOADED;
+    bytebuf_append(&ready, &status, 1);
+    if (status == WORKER_READY_LOAD_ERROR)
+        bytebuf_append(&ready, w->load_error, strlen(w->load_error));
+    if (!worker_message_write(w->channel_fd, WORKER_MESSAGE_READY, ready.data, ready.len))
+        _exit(0); /* the proxy is gone */
+    bytebuf_free(&ready);
+}
+
+int worker_main(int channel_fd)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct bytebuf init_payload = {0};
+    uint32_t type;
+    if (!worker_message_read(channel_fd, &type, &init_payload))
+        _exit(0); /* closed before INIT: the proxy changed its mind */
+    struct arena arena;
+    arena_init(&arena);
+    struct worker_init init;
+    if (type != WORKER_MESSAGE_INIT || !worker_init_decode(init_payload.data, init_payload.len, &init, &arena)) {
+        fprintf(stderr, "verge worker: the first message is not a valid INIT\n");
+        _exit(2);
+    }
+    /* Both live until _exit: the Lua state points at them. */
+    struct source_set sources = {0};
+    struct worker w = {.channel_fd = channel_fd, .handler_ref = LUA_NOREF, .init = &init, .sources = &sources};
+    w.memory_limit = (size_t)init.memory_limit_mb * 1024 * 1024;
+    char *function_file = arena_strndup(&arena, init.function_file.ptr, init.function_file.len);
+    bool sources_ok = sources_load(&sources, function_file, w.load_error, sizeof w.load_error);
+    if (sources_ok && init.memory_limit_mb == 0)
+        sources_ok = source_error(w.load_error, sizeof w.load_error, "%s: memory limit of 0 MB", function_file);
+    tzset(); /* os.date: /etc/localtime cannot be opened later */
+
+    harden(channel_fd, init.memory_limit_mb);
+
+    if (sources_ok) {
+        w.L = lua_newstate(counting_alloc, &w);
+        if (w.L == NULL) {
+            snprintf(w.load_error, sizeof w.load_error, "%s: cannot create the Lua state", function_file);
+        } else if (lua_cpcall(w.L, load_protected, &w) != 0) {
+            const char *message = lua_tostring(w.L, -1);
+            snprintf(w.load_error, sizeof w.load_error, "%s", message ? message : "cannot load function");
+            w.handler_ref = LUA_NOREF;
+        }
+        if (w.L != NULL) {
+            lua_settop(w.L, 0);
+            lua_gc(w.L, LUA_GCCOLLECT, 0);
+        }
+    }
+    send_ready(&w);
 
     struct bytebuf message = {0}, out = {0};
     int exit_status = 0;
     for (;;) {
-        uint32_t type;
         if (!worker_message_read(channel_fd, &type, &message))
             break; /* closed: the proxy is done with us */
-        if (type != WORKER_MESSAGE_INVOKE) {
-            exit_status = 2;
-            break;
-        }
         struct worker_invocation invocation;
-        if (!invocation_decode(message.data, message.len, &invocation)) {
+        if (type != WORKER_MESSAGE_INVOKE || !invocation_decode(message.data, message.len, &invocation)) {
             exit_status = 2;
             break;
         }
         if (!worker_invoke(&w, &invocation, &out))
             break;
     }
-    bytebuf_free(&message);
-    bytebuf_free(&out);
-    lua_close(w.L);
-    return exit_status;
+    _exit(exit_status);
 }
 
 /* ---- test launcher ------------------------------------------------------- */
 
-bool worker_spawn(const char *function_file, const char *handler, size_t memory_limit_bytes, int *channel_fd, pid_t *pid)
+static bool wait_readable(int fd, uint64_t deadline_ms)
 {
+    for (;;) {
+        uint64_t now = monotonic_ms();
+        if (now >= deadline_ms)
+            return false;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, (int)(deadline_ms - now));
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+bool worker_spawn(const struct worker_init *init, int timeout_ms, int *channel_fd, pid_t *pid, bool *loaded,
+                  struct bytebuf *load_error)
+{
+    enum { worker_channel_fd = 3 }; /* where the proxy puts it for `verge worker` */
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
         return false;
@@ -883,18 +1383,32 @@ bool worker_spawn(const char *function_file, const char *handler, size_t memory_
         return false;
     }
     if (child == 0) {
-        /* Keep only the channel and stderr (diagnostics until the exec-based pool decides). */
-        unsigned keep_low = fds[1] < 2 ? (unsigned)fds[1] : 2, keep_high = fds[1] < 2 ? 2 : (unsigned)fds[1];
-        if (keep_low > 0)
-            close_range(0, keep_low - 1, 0);
-        if (keep_high > keep_low + 1)
-            close_range(keep_low + 1, keep_high - 1, 0);
-        close_range(keep_high + 1, ~0u, 0);
-        signal(SIGPIPE, SIG_IGN);
-        struct worker_options options = {function_file, handler, memory_limit_bytes};
-        _exit(worker_run(fds[1], &options));
+        if (fds[1] != worker_channel_fd && dup2(fds[1], worker_channel_fd) != worker_channel_fd)
+            _exit(70);
+        worker_main(worker_channel_fd);
     }
     close(fds[1]);
+    uint64_t deadline = monotonic_ms() + (uint64_t)timeout_ms;
+    struct bytebuf message = {0};
+    worker_init_encode(init, &message);
+    bool ok = worker_message_write(fds[0], WORKER_MESSAGE_INIT, message.data, message.len);
+    uint32_t type;
+    slice_t error;
+    ok = ok && wait_readable(fds[0], deadline) && worker_message_read(fds[0], &type, &message) && type == WORKER_MESSAGE_READY &&
+         worker_ready_decode(message.data, message.len, loaded, &error);
+    if (ok) {
+        load_error->len = 0;
+        bytebuf_append_slice(load_error, error);
+        bytebuf_append(load_error, "", 1);
+        load_error->len--;
+    }
+    bytebuf_free(&message);
+    if (!ok) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        close(fds[0]);
+        return false;
+    }
     *channel_fd = fds[0];
     *pid = child;
     return true;

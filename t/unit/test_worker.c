@@ -1,17 +1,25 @@
-/* test_worker.c — hooks/worker.c: spawn a worker on a small Lua file, invoke it
- * over the channel and check the RESULT: modified request, generated response,
- * raised error with file:line, memory bomb (and the next invocation still
- * answered), sandbox escapes (io, os.execute, ffi, bytecode), print → LOG, and
- * an endless loop killed at a deadline (the channel closes).
+/* test_worker.c — hooks/worker.c: spawn a worker through the real path (fork,
+ * worker_main on fd 3, INIT → READY) on a small Lua file, invoke it over the
+ * channel and check the RESULT: modified request, generated response, raised
+ * error with file:line, READY with a load error, memory bomb (and the next
+ * invocation still answered), sandbox escapes (io, os.execute, ffi, bytecode,
+ * require outside the directory), os.getenv from INIT only, require from
+ * subdirectories, verge.sleep, print → LOG, an endless loop killed at a
+ * deadline (the channel closes), and the hardening as the kernel reports it
+ * in /proc/<pid>: descriptors, limits, uid, no_new_privs, seccomp.
+ * Also the INIT/READY codecs on truncated and garbage payloads.
  * Every wait is bounded by poll with a deadline.
  */
 #include "../../hooks/worker.h"
 #include "unit.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -27,28 +35,65 @@ static const char viewer_request_event[] =
 
 #define MEMORY_LIMIT (32u * 1024u * 1024u)
 
+/* Same detection as hooks/worker.c: sanitizer builds keep fd 2 in the worker. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZER_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define SANITIZER_BUILD 1
+#endif
+#endif
+#ifndef SANITIZER_BUILD
+#define SANITIZER_BUILD 0
+#endif
+
 struct spawned {
     int fd;
     pid_t pid;
+    bool loaded;
     char file[128];
+    char ready_error[2048];
 };
+
+static void write_file(const char *path, const char *content)
+{
+    FILE *f = fopen(path, "w");
+    VERGE_ASSERT(f != NULL);
+    fputs(content, f);
+    fclose(f);
+}
+
+static struct spawned spawn_function_in(const char *directory, const char *name, const char *code, const char *handler,
+                                        uint32_t memory_limit_mb, size_t env_count, slice_t *env_names, slice_t *env_values)
+{
+    struct spawned s = {.fd = -1, .pid = -1};
+    snprintf(s.file, sizeof s.file, "%s/%s.lua", directory, name);
+    write_file(s.file, code);
+    struct worker_init init = {
+        .memory_limit_mb = memory_limit_mb,
+        .function_file = slice_from_cstr(s.file),
+        .handler = slice_from_cstr(handler),
+        .env_count = env_count,
+        .env_names = env_names,
+        .env_values = env_values,
+    };
+    struct bytebuf error = {0};
+    bool spawned = worker_spawn(&init, 10000, &s.fd, &s.pid, &s.loaded, &error);
+    CHECK(spawned);
+    snprintf(s.ready_error, sizeof s.ready_error, "%.*s", (int)error.len, error.data ? error.data : "");
+    bytebuf_free(&error);
+    return s;
+}
 
 static struct spawned spawn_function_limited(const char *name, const char *code, const char *handler, size_t memory_limit)
 {
-    struct spawned s = {.fd = -1, .pid = -1};
-    snprintf(s.file, sizeof s.file, "%s/%s.lua", temp_dir, name);
-    FILE *f = fopen(s.file, "w");
-    VERGE_ASSERT(f != NULL);
-    fputs(code, f);
-    fclose(f);
-    bool spawned = worker_spawn(s.file, handler, memory_limit, &s.fd, &s.pid);
-    CHECK(spawned);
-    return s;
+    return spawn_function_in(temp_dir, name, code, handler, (uint32_t)(memory_limit / (1024 * 1024)), 0, NULL, NULL);
 }
 
 static struct spawned spawn_function(const char *name, const char *code, const char *handler)
 {
-    return spawn_function_limited(name, code, handler, MEMORY_LIMIT);
+    struct spawned s = spawn_function_limited(name, code, handler, MEMORY_LIMIT);
+    return s;
 }
 
 /* Waits up to timeout_ms for fd to become readable. */
@@ -132,6 +177,8 @@ static void test_add_header(void)
                                       "handler");
     struct bytebuf payload = {0}, log = {0};
     struct worker_result r;
+    CHECK(s.loaded);
+    CHECK_STR(s.ready_error, "");
     CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, &log));
     CHECK_INT(r.status, WORKER_RESULT_OK);
     /* Object member order follows Lua's hash order: check members, not whole objects. */
@@ -305,6 +352,10 @@ static void test_sandbox(void)
              "  function() return assert(loadstring('\\27LJ\\2'))() end,\n"
              "  function() return assert(load('\\27LJ\\2'))() end,\n"
              "  function() return require('jit') end,\n"
+             "  function() return require('../sandbox') end,\n"
+             "  function() return require('.sandbox') end,\n"
+             "  function() return require('sandbox.') end,\n"
+             "  function() return require('/etc/passwd') end,\n"
              "}\n"
              "function handler(event, context)\n"
              "  local results = {}\n"
@@ -325,7 +376,8 @@ static void test_sandbox(void)
     const char *json = result_text(&r);
     CHECK(strstr(json, "escaped") == NULL);
     CHECK(strstr(json, "\"results\":[\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\","
-                       "\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\"]") != NULL);
+                       "\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\",\"blocked\","
+                       "\"blocked\",\"blocked\",\"blocked\",\"blocked\"]") != NULL);
     CHECK(strstr(json, "\"time\":\"number\"") != NULL);
     CHECK(strstr(json, "\"clock\":\"number\"") != NULL);
     CHECK(strstr(json, "\"date\":\"string\"") != NULL);
@@ -364,14 +416,28 @@ static void test_load_errors(void)
     struct spawned s = spawn_function("syntax", "function handler(\n  return 1\nend\n", "handler");
     struct bytebuf payload = {0};
     struct worker_result r;
-    CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, NULL));
-    CHECK_INT(r.status, WORKER_RESULT_ERROR);
     char expected[256];
     snprintf(expected, sizeof expected, "%s:2:", s.file);
+    CHECK(!s.loaded);
+    CHECK(strncmp(s.ready_error, expected, strlen(expected)) == 0);
+    CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_ERROR);
+    CHECK(strncmp(result_text(&r), expected, strlen(expected)) == 0);
+    CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, NULL)); /* every invocation */
+    CHECK_INT(r.status, WORKER_RESULT_ERROR);
     CHECK(strncmp(result_text(&r), expected, strlen(expected)) == 0);
     finish(&s, 0);
 
+    /* an error raised by the chunk's top level */
+    s = spawn_function("toplevel", "local x = 1\nerror('no config')\n", "handler");
+    snprintf(expected, sizeof expected, "%s:2: no config", s.file);
+    CHECK(!s.loaded);
+    CHECK(strncmp(s.ready_error, expected, strlen(expected)) == 0);
+    finish(&s, 0);
+
     s = spawn_function("nohandler", "x = 1\n", "handler");
+    CHECK(!s.loaded);
+    CHECK(strstr(s.ready_error, "handler 'handler' is not a function") != NULL);
     CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, NULL));
     CHECK_INT(r.status, WORKER_RESULT_ERROR);
     CHECK(strstr(result_text(&r), "handler 'handler' is not a function") != NULL);
@@ -400,10 +466,425 @@ static void test_endless_loop_killed(void)
     bytebuf_free(&payload);
 }
 
+static void test_init_ready_codecs(void)
+{
+    slice_t names[2] = {SLICE_LITERAL("A"), SLICE_LITERAL("EMPTY")}, values[2] = {SLICE_LITERAL("1"), SLICE_LITERAL("")};
+    struct worker_init init = {.memory_limit_mb = 128,
+                               .function_file = SLICE_LITERAL("/srv/fn/index.lua"),
+                               .handler = SLICE_LITERAL("handler"),
+                               .env_count = 2,
+                               .env_names = names,
+                               .env_values = values};
+    struct bytebuf payload = {0};
+    worker_init_encode(&init, &payload);
+    CHECK_INT(payload.len, 4 + (2 + 17) + (2 + 7) + 2 + (2 + 1 + 2 + 1) + (2 + 5 + 2 + 0));
+    struct arena arena;
+    arena_init(&arena);
+    struct worker_init decoded;
+    CHECK(worker_init_decode(payload.data, payload.len, &decoded, &arena));
+    CHECK_INT(decoded.memory_limit_mb, 128);
+    CHECK(slice_equal(decoded.function_file, init.function_file));
+    CHECK(slice_equal(decoded.handler, init.handler));
+    CHECK_INT(decoded.env_count, 2);
+    CHECK(slice_equal(decoded.env_names[0], SLICE_LITERAL("A")) && slice_equal(decoded.env_values[0], SLICE_LITERAL("1")));
+    CHECK(slice_equal(decoded.env_names[1], SLICE_LITERAL("EMPTY")) && decoded.env_values[1].len == 0);
+    /* Every truncation is rejected, and so is a trailing byte. */
+    int accepted = 0;
+    for (size_t len = 0; len < payload.len; len++)
+        accepted += worker_init_decode(payload.data, len, &decoded, &arena);
+    CHECK_INT(accepted, 0);
+    bytebuf_append(&payload, "x", 1);
+    CHECK(!worker_init_decode(payload.data, payload.len, &decoded, &arena));
+    /* An env count the payload cannot hold. */
+    payload.len = 0;
+    init.env_count = 0;
+    worker_init_encode(&init, &payload);
+    uint16_t huge = 65535;
+    memcpy(payload.data + payload.len - 2, &huge, sizeof huge);
+    CHECK(!worker_init_decode(payload.data, payload.len, &decoded, &arena));
+    /* Empty or NUL-carrying names. */
+    payload.len = 0;
+    init.function_file = SLICE_LITERAL("");
+    worker_init_encode(&init, &payload);
+    CHECK(!worker_init_decode(payload.data, payload.len, &decoded, &arena));
+    payload.len = 0;
+    init.function_file = SLICE_LITERAL("/a.lua");
+    init.handler = slice_make("h\0x", 3);
+    worker_init_encode(&init, &payload);
+    CHECK(!worker_init_decode(payload.data, payload.len, &decoded, &arena));
+    /* Garbage: pseudo-random payloads decode or not, but never read past their end (ASan watches). */
+    uint32_t seed = 12345;
+    for (int round = 0; round < 2000; round++) {
+        char garbage[64];
+        size_t len = (size_t)(round % 64);
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            garbage[i] = (char)(round % 3 == 0 ? (seed >> 16) & 0x3 : seed >> 16);
+        }
+        char *copy = malloc(len ? len : 1);
+        memcpy(copy, garbage, len);
+        (void)worker_init_decode(copy, len, &decoded, &arena);
+        free(copy);
+    }
+    arena_destroy(&arena);
+    bytebuf_free(&payload);
+
+    bool loaded = false;
+    slice_t error;
+    CHECK(worker_ready_decode("\0", 1, &loaded, &error) && loaded && error.len == 0);
+    CHECK(worker_ready_decode("\1/f.lua:2: oops", 15, &loaded, &error) && !loaded &&
+          slice_equal(error, SLICE_LITERAL("/f.lua:2: oops")));
+    CHECK(!worker_ready_decode("", 0, &loaded, &error));
+    CHECK(!worker_ready_decode("\2", 1, &loaded, &error));
+    CHECK(!worker_ready_decode("\0x", 2, &loaded, &error));
+}
+
+/* Runs worker_main in a forked child on an arbitrary descriptor (not 3) and
+ * lets drive() talk to it; returns its exit status (-1: did not exit in 5 s). */
+static int run_raw_worker(void (*drive)(int fd))
+{
+    int fds[2];
+    VERGE_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    pid_t pid = fork();
+    VERGE_ASSERT(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        worker_main(fds[1]);
+    }
+    close(fds[1]);
+    drive(fds[0]);
+    close(fds[0]);
+    int status = 0;
+    for (int i = 0; i < 500; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+static void drive_nothing(int fd) {}
+
+static void drive_invoke_first(int fd)
+{
+    struct bytebuf message = {0};
+    struct worker_invocation invocation = {.event_json = SLICE_LITERAL("{}")};
+    worker_invocation_encode(&invocation, &message);
+    CHECK(worker_message_write(fd, WORKER_MESSAGE_INVOKE, message.data, message.len));
+    bytebuf_free(&message);
+}
+
+static void drive_truncated_init(int fd)
+{
+    CHECK(worker_message_write(fd, WORKER_MESSAGE_INIT, "\1\0\0\0\5\0/a", 8));
+}
+
+static char raw_function_file[128];
+
+/* A good INIT, READY, then a second INIT: a protocol error. */
+static void drive_init_twice(int fd)
+{
+    struct worker_init init = {
+        .memory_limit_mb = 16, .function_file = slice_from_cstr(raw_function_file), .handler = SLICE_LITERAL("h")};
+    struct bytebuf message = {0};
+    worker_init_encode(&init, &message);
+    CHECK(worker_message_write(fd, WORKER_MESSAGE_INIT, message.data, message.len));
+    uint32_t type = 0;
+    CHECK(wait_readable(fd, 10000) && worker_message_read(fd, &type, &message));
+    CHECK_INT(type, WORKER_MESSAGE_READY);
+    bool loaded = false;
+    slice_t error;
+    CHECK(worker_ready_decode(message.data, message.len, &loaded, &error) && loaded);
+    message.len = 0;
+    worker_init_encode(&init, &message);
+    CHECK(worker_message_write(fd, WORKER_MESSAGE_INIT, message.data, message.len));
+    bytebuf_free(&message);
+}
+
+static void test_protocol_errors(void)
+{
+    snprintf(raw_function_file, sizeof raw_function_file, "%s/raw.lua", temp_dir);
+    write_file(raw_function_file, "function h() return {} end\n");
+    CHECK_INT(run_raw_worker(drive_nothing), 0); /* closed before INIT */
+    CHECK_INT(run_raw_worker(drive_invoke_first), 2);
+    CHECK_INT(run_raw_worker(drive_truncated_init), 2);
+    CHECK_INT(run_raw_worker(drive_init_twice), 2);
+}
+
+static void test_env_from_init_only(void)
+{
+    slice_t names[] = {SLICE_LITERAL("STAGE"), SLICE_LITERAL("API_KEY")};
+    slice_t values[] = {SLICE_LITERAL("prod"), SLICE_LITERAL("s3cr=t")};
+    VERGE_ASSERT(getenv("PATH") != NULL);
+    struct spawned s = spawn_function_in(temp_dir, "env",
+                                         "function handler()\n"
+                                         "  return { stage = os.getenv('STAGE'), key = os.getenv('API_KEY'),\n"
+                                         "    path = tostring(os.getenv('PATH')), lower = tostring(os.getenv('stage')) }\n"
+                                         "end\n",
+                                         "handler", 32, 2, names, values);
+    CHECK(s.loaded);
+    struct bytebuf payload = {0};
+    struct worker_result r;
+    CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_OK);
+    const char *json = result_text(&r);
+    CHECK(strstr(json, "\"stage\":\"prod\"") != NULL);
+    CHECK(strstr(json, "\"key\":\"s3cr=t\"") != NULL);
+    CHECK(strstr(json, "\"path\":\"nil\"") != NULL);
+    CHECK(strstr(json, "\"lower\":\"nil\"") != NULL);
+    bytebuf_free(&payload);
+    finish(&s, 0);
+}
+
+static char outside_dir[64];
+
+static void test_require_subdirectories(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/lib", temp_dir);
+    VERGE_ASSERT(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof path, "%s/lib/deep", temp_dir);
+    VERGE_ASSERT(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof path, "%s/lib/util.lua", temp_dir);
+    write_file(path, "local ok = require('lib.deep.ok')\nreturn { name = function() return 'util+' .. ok.n end }\n");
+    snprintf(path, sizeof path, "%s/lib/deep/ok.lua", temp_dir);
+    write_file(path, "return { n = 7 }\n");
+    snprintf(path, sizeof path, "%s/lib/deep/broken.lua", temp_dir);
+    write_file(path, "local a = 1\nlocal b = 2\nlocal = 3\n");
+    /* A symlink inside the directory counts; one that leaves it does not. */
+    snprintf(path, sizeof path, "%s/inside_link.lua", temp_dir);
+    VERGE_ASSERT(symlink("lib/deep/ok.lua", path) == 0);
+    snprintf(outside_dir, sizeof outside_dir, "/tmp/verge-worker-outside-XXXXXX");
+    VERGE_ASSERT(mkdtemp(outside_dir) != NULL);
+    char secret[128];
+    snprintf(secret, sizeof secret, "%s/secret.lua", outside_dir);
+    write_file(secret, "return { secret = true }\n");
+    snprintf(path, sizeof path, "%s/outside_link.lua", temp_dir);
+    VERGE_ASSERT(symlink(secret, path) == 0);
+
+    struct spawned s =
+        spawn_function("subdirs",
+                       "local util = require('lib.util')\n"
+                       "function handler()\n"
+                       "  local _, missing = pcall(require, 'lib.missing')\n"
+                       "  local _, broken = pcall(require, 'lib.deep.broken')\n"
+                       "  local link_ok, link = pcall(require, 'outside_link')\n"
+                       "  return { util = util.name(), same = require('lib.deep.ok') == require('inside_link') and 'no' or 'yes',\n"
+                       "    inside = require('inside_link').n, missing = missing, broken = broken,\n"
+                       "    link_ok = link_ok, link = link }\n"
+                       "end\n",
+                       "handler");
+    CHECK(s.loaded);
+    CHECK_STR(s.ready_error, "");
+    struct bytebuf payload = {0};
+    struct worker_result r;
+    CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_OK);
+    const char *json = result_text(&r);
+    char expected[512];
+    CHECK(strstr(json, "\"util\":\"util+7\"") != NULL);
+    CHECK(strstr(json, "\"inside\":7") != NULL);
+    CHECK(strstr(json, "\"same\":\"yes\"") != NULL); /* two names, two module instances */
+    CHECK(strstr(json, "module 'lib.missing' not found") != NULL);
+    snprintf(expected, sizeof expected, "no file '%s/lib/missing.lua'", temp_dir);
+    CHECK(strstr(json, expected) != NULL);
+    snprintf(expected, sizeof expected, "%s/lib/deep/broken.lua:3:", temp_dir);
+    CHECK(strstr(json, expected) != NULL);
+    CHECK(strstr(json, "\"link_ok\":false") != NULL);
+    CHECK(strstr(json, "module 'outside_link' not found") != NULL);
+    bytebuf_free(&payload);
+    finish(&s, 0);
+}
+
+/* Bounds on what a worker reads before hardening; each gives a load error naming the bound. */
+static void test_source_bounds(void)
+{
+    char dir[64], path[512];
+    snprintf(dir, sizeof dir, "/tmp/verge-worker-deep-XXXXXX");
+    VERGE_ASSERT(mkdtemp(dir) != NULL);
+    size_t used = (size_t)snprintf(path, sizeof path, "%s", dir);
+    for (int level = 1; level <= WORKER_SOURCE_MAX_DEPTH; level++) {
+        used += (size_t)snprintf(path + used, sizeof path - used, "/d");
+        VERGE_ASSERT(mkdir(path, 0755) == 0);
+    }
+    struct spawned s = spawn_function_in(dir, "fn", "function handler() return {} end\n", "handler", 16, 0, NULL, NULL);
+    CHECK(s.loaded); /* 8 levels are fine */
+    finish(&s, 0);
+    snprintf(path + used, sizeof path - used, "/d");
+    VERGE_ASSERT(mkdir(path, 0755) == 0);
+    s = spawn_function_in(dir, "fn", "function handler() return {} end\n", "handler", 16, 0, NULL, NULL);
+    CHECK(!s.loaded);
+    CHECK(strstr(s.ready_error, "more than 8 levels") != NULL);
+    finish(&s, 0);
+
+    char many[64];
+    snprintf(many, sizeof many, "/tmp/verge-worker-many-XXXXXX");
+    VERGE_ASSERT(mkdtemp(many) != NULL);
+    for (int i = 0; i < WORKER_SOURCE_MAX_FILES; i++) {
+        snprintf(path, sizeof path, "%s/m%d.lua", many, i);
+        write_file(path, "return 1\n");
+    }
+    s = spawn_function_in(many, "fn", "function handler() return {} end\n", "handler", 16, 0, NULL, NULL);
+    CHECK(!s.loaded);
+    CHECK(strstr(s.ready_error, "more than 1000 .lua files") != NULL);
+    finish(&s, 0);
+
+    char command[256];
+    snprintf(command, sizeof command, "rm -rf '%s' '%s'", dir, many);
+    CHECK_INT(system(command), 0);
+}
+
+static bool read_text_file(const char *path, char *out, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(out, 1, size - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    return true;
+}
+
+/* The limit line of /proc/<pid>/limits: soft and hard as text ("unlimited" or a number). */
+static bool limit_of(const char *limits, const char *name, char soft[32], char hard[32])
+{
+    const char *line = strstr(limits, name);
+    return line != NULL && sscanf(line + strlen(name), " %31s %31s", soft, hard) == 2;
+}
+
+static void test_hardening_seen_from_proc(void)
+{
+    /* A descriptor open in the parent must not reach the worker. */
+    int unrelated = open("/dev/null", O_RDONLY);
+    VERGE_ASSERT(unrelated >= 0);
+    struct spawned s = spawn_function("hardened", "function handler() return { ok = true } end\n", "handler");
+    close(unrelated);
+    CHECK(s.loaded);
+
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)s.pid);
+    DIR *fds = opendir(path);
+    CHECK(fds != NULL);
+    int count = 0;
+    bool has_channel = false, has_stderr = false;
+    for (struct dirent *e; fds && (e = readdir(fds)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        count++;
+        has_channel |= strcmp(e->d_name, "3") == 0;
+        has_stderr |= strcmp(e->d_name, "2") == 0;
+    }
+    if (fds)
+        closedir(fds);
+    CHECK(has_channel);
+    CHECK(has_stderr == SANITIZER_BUILD);
+    CHECK_INT(count, SANITIZER_BUILD ? 2 : 1);
+
+    char text[8192], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)s.pid);
+    CHECK(read_text_file(path, text, sizeof text));
+    CHECK(strstr(text, "\nSeccomp:\t2\n") != NULL);
+    CHECK(strstr(text, "\nNoNewPrivs:\t1\n") != NULL);
+    if (geteuid() == 0) {
+        CHECK(strstr(text, "\nUid:\t65534\t65534\t65534\t65534\n") != NULL);
+        CHECK(strstr(text, "\nGid:\t65534\t65534\t65534\t65534\n") != NULL);
+        const char *groups = strstr(text, "\nGroups:");
+        CHECK(groups != NULL);
+        if (groups != NULL) /* no supplementary groups: nothing but blanks up to the end of the line */
+            CHECK(strspn(groups + 8, " \t") == strcspn(groups + 8, "\n"));
+    } else {
+        snprintf(line, sizeof line, "\nUid:\t%d\t", (int)getuid());
+        CHECK(strstr(text, line) != NULL);
+    }
+
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)s.pid);
+    CHECK(read_text_file(path, text, sizeof text));
+    char soft[32], hard[32];
+    CHECK(limit_of(text, "Max core file size", soft, hard) && strcmp(soft, "0") == 0 && strcmp(hard, "0") == 0);
+    CHECK(limit_of(text, "Max open files", soft, hard) && strcmp(soft, "4") == 0 && strcmp(hard, "4") == 0);
+    CHECK(limit_of(text, "Max file size", soft, hard));
+    CHECK_STR(soft, SANITIZER_BUILD ? "unlimited" : "0");
+    CHECK(limit_of(text, "Max address space", soft, hard));
+    snprintf(line, sizeof line, "%llu", (unsigned long long)(32 + 1024) * 1024 * 1024);
+    CHECK_STR(soft, SANITIZER_BUILD ? "unlimited" : line);
+
+    /* Hardened, and still serving. */
+    struct bytebuf payload = {0};
+    struct worker_result r;
+    CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_OK);
+    CHECK_STR(result_text(&r), "{\"ok\":true}");
+    bytebuf_free(&payload);
+    finish(&s, 0);
+}
+
+static uint64_t elapsed_ms(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)(now.tv_sec - start->tv_sec) * 1000u + (uint64_t)((now.tv_nsec - start->tv_nsec) / 1000000);
+}
+
+static void test_verge_sleep(void)
+{
+    struct spawned s = spawn_function("sleeper",
+                                      "function handler()\n"
+                                      "  verge.sleep(50)\n"
+                                      "  local bad_ok, bad = pcall(verge.sleep, -1)\n"
+                                      "  local nan_ok = pcall(verge.sleep, 0/0)\n"
+                                      "  local text_ok = pcall(verge.sleep, 'soon')\n"
+                                      "  return { bad_ok = bad_ok, nan_ok = nan_ok, text_ok = text_ok, bad = bad }\n"
+                                      "end\n",
+                                      "handler");
+    CHECK(s.loaded);
+    struct bytebuf payload = {0};
+    struct worker_result r;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, NULL));
+    CHECK(elapsed_ms(&start) >= 50);
+    CHECK_INT(r.status, WORKER_RESULT_OK);
+    const char *json = result_text(&r);
+    CHECK(strstr(json, "\"bad_ok\":false") != NULL);
+    CHECK(strstr(json, "\"nan_ok\":false") != NULL);
+    CHECK(strstr(json, "\"text_ok\":false") != NULL);
+    CHECK(strstr(json, "milliseconds must be a number >= 0") != NULL);
+    bytebuf_free(&payload);
+    finish(&s, 0);
+}
+
+static void test_bad_function_paths(void)
+{
+    struct worker_init init = {
+        .memory_limit_mb = 16, .function_file = SLICE_LITERAL("relative.lua"), .handler = SLICE_LITERAL("h")};
+    int fd;
+    pid_t pid;
+    bool loaded = true;
+    struct bytebuf error = {0};
+    CHECK(worker_spawn(&init, 10000, &fd, &pid, &loaded, &error));
+    CHECK(!loaded);
+    CHECK(error.data && strstr(error.data, "must be an absolute path") != NULL);
+    struct spawned s = {.fd = fd, .pid = pid};
+    finish(&s, 0);
+
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/does-not-exist.lua", temp_dir);
+    init.function_file = slice_from_cstr(missing);
+    loaded = true;
+    CHECK(worker_spawn(&init, 10000, &fd, &pid, &loaded, &error));
+    CHECK(!loaded);
+    CHECK(error.data && strstr(error.data, "cannot open") != NULL && strstr(error.data, missing) != NULL);
+    s = (struct spawned){.fd = fd, .pid = pid};
+    finish(&s, 0);
+    bytebuf_free(&error);
+}
+
 static void remove_temp_dir(void)
 {
-    char command[128];
-    snprintf(command, sizeof command, "rm -rf '%s'", temp_dir);
+    char command[256];
+    snprintf(command, sizeof command, "rm -rf '%s' '%s'", temp_dir, outside_dir);
     if (system(command) != 0)
         fprintf(stderr, "could not remove %s\n", temp_dir);
 }
@@ -413,6 +894,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     snprintf(temp_dir, sizeof temp_dir, "/tmp/verge-worker-XXXXXX");
     VERGE_ASSERT(mkdtemp(temp_dir) != NULL);
+    UNIT_RUN(test_init_ready_codecs);
+    UNIT_RUN(test_protocol_errors);
     UNIT_RUN(test_add_header);
     UNIT_RUN(test_generated_response_from_module_table);
     UNIT_RUN(test_raised_error_and_unencodable_result);
@@ -422,6 +905,12 @@ int main(void)
     UNIT_RUN(test_require_next_to_function);
     UNIT_RUN(test_load_errors);
     UNIT_RUN(test_endless_loop_killed);
+    UNIT_RUN(test_env_from_init_only);
+    UNIT_RUN(test_require_subdirectories);
+    UNIT_RUN(test_source_bounds);
+    UNIT_RUN(test_hardening_seen_from_proc);
+    UNIT_RUN(test_verge_sleep);
+    UNIT_RUN(test_bad_function_paths);
     remove_temp_dir();
     return unit_summary();
 }
