@@ -50,7 +50,7 @@ struct config_origin {
 /* An edge function (issue 4). Not used by the proxy yet. */
 struct config_function {
     char *name;
-    char *code_path; /* absolute; a readable regular file at load time */
+    char *code_path; /* absolute; a readable regular file that LuaJIT compiled at load time */
     char *handler;   /* a Lua identifier or dotted field name, default "handler" */
     int memory_mb;   /* as configured: 128..10240 */
     int timeout_ms;  /* as configured: 1..900000 */
@@ -119,6 +119,10 @@ struct config {
         char *path;   /* "-" is stdout; NULL when access logging is off ("access_log": false) */
         char *format; /* "json" */
     } access_log;
+
+    struct {
+        char *path; /* the edge functions' log: "-" is stdout; NULL when off ("function_log": false) */
+    } function_log;
 
     struct {
         bool enabled;

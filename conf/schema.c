@@ -15,6 +15,8 @@
  */
 #include "schema.h"
 
+#include "../hooks/compile.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -37,6 +39,7 @@ static void set_static_root(struct loader *, const struct schema_key *, const ch
 static void set_path_pattern(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_behavior_origin(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_file_path(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_path_or_false(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_token_file(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void finish_listen(struct loader *, const char *, const struct json_value *, char *);
 static void finish_origin(struct loader *, const char *, const struct json_value *, char *);
@@ -177,7 +180,8 @@ const struct schema_key config_schema[] = {
      .expected = "a file path",
      .set = set_function_code,
      .offset = offsetof(struct config_function, code_path),
-     .doc = "The Lua file (relative to the config file's directory); it must be a readable regular file."},
+     .doc = "The Lua file (relative to the config file's directory); it must be a readable regular file of Lua text that "
+            "compiles (checked at load and reload; bytecode is refused)."},
     {.pattern = "functions.*.handler",
      .type = SCHEMA_STRING,
      .default_value = "handler",
@@ -361,6 +365,15 @@ const struct schema_key config_schema[] = {
      .default_value = "json",
      .offset = offsetof(struct config, access_log.format),
      .doc = "Line format: one JSON object per request."},
+
+    {.pattern = "function_log",
+     .type = SCHEMA_CUSTOM,
+     .default_value = "-",
+     .expected = "a file path, \"-\" or false",
+     .offset = offsetof(struct config, function_log.path),
+     .set = set_path_or_false,
+     .doc = "Edge functions' log (their `print` output and the platform lines), one tab-separated line each: "
+            "file to append to (relative to the config file's directory), `-` for standard output, `false` for off."},
 
     {.pattern = "admin",
      .type = SCHEMA_OBJECT,
@@ -709,6 +722,19 @@ static void set_file_path(struct loader *L, const struct schema_key *key, const 
     *FIELD(char *, target, key) = arena_strndup(&L->config->arena, resolved, strlen(resolved));
 }
 
+/* A log path, or false for off (the field stays NULL). */
+static void set_path_or_false(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                              char *target)
+{
+    if (v->kind == JSON_BOOLEAN && !v->boolean)
+        return;
+    if (v->kind != JSON_STRING || memchr(v->text.ptr, '\0', v->text.len) != NULL) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    set_file_path(L, key, path, v, target);
+}
+
 static void set_path_pattern(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
                              char *target)
 {
@@ -970,8 +996,9 @@ static void set_header_names(struct loader *L, const struct schema_key *key, con
 
 /* ---- edge functions and triggers ----------------------------------------------------- */
 
-/* Opened now (not only stat'ed) so a reload with an unreadable file fails
- * instead of failing every invocation later. */
+/* Opened and compiled now (not only stat'ed) so a reload with an unreadable
+ * file or a syntax error fails, with the error's file:line, instead of
+ * failing every invocation later. */
 static void set_function_code(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
                               char *target)
 {
@@ -980,6 +1007,7 @@ static void set_function_code(struct loader *L, const struct schema_key *key, co
         return;
     }
     const char *file = resolve_relative(L, v->text.ptr);
+    char compile_error[1024];
     int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0)
@@ -987,6 +1015,8 @@ static void set_function_code(struct loader *L, const struct schema_key *key, co
     else if (!S_ISREG(st.st_mode))
         config_load_error(L, "%s: expected a regular file, got %s (not a regular file)", path,
                           config_quote_text(L, slice_from_cstr(file)));
+    else if (!hooks_compile_function(file, compile_error, sizeof compile_error))
+        config_load_error(L, "%s: %s", path, compile_error);
     else
         *FIELD(char *, target, key) = arena_strndup(&L->config->arena, file, strlen(file));
     if (fd >= 0)

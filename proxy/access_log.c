@@ -1,28 +1,33 @@
-/* access_log.c — the JSON access log: event-loop threads format one line per
- * request and queue it; one writer thread writes the queue out.
+/* access_log.c — the JSON access log and the function log: event-loop threads
+ * format one line and queue it; one writer thread per log writes its queue out.
  *
- * Data flow: access_log_write formats into a private buffer, then appends it
- * to `pending` under `lock` (a memcpy). The writer swaps `pending` with its
- * own `writing` buffer under the lock and writes outside it, so producers
- * never wait for the disk. It writes when 100 ms have passed since the first
- * queued line, or earlier when 64 KiB are queued, on a destination change or
- * at shutdown.
+ * Both logs are a struct log_writer with the same machinery; only the line
+ * format, the names in messages and the drop counter differ.
  *
- * Invariants:
- *  - `pending` never exceeds ACCESS_LOG_MAX_PENDING; lines that do not fit are
- *    dropped and counted (metrics.access_log_dropped), and the writer logs a
- *    warning at most once per second while that happens.
- *  - Lines queued before access_log_configure switches files go to the old
- *    file, lines queued after go to the new one: configure records the
- *    pending offset at which the switch happens, and the writer applies the
- *    queued switches in order.
+ * Data flow: a producer formats into a private buffer, then appends it to
+ * `pending` under the writer's `lock` (a memcpy). The writer thread swaps
+ * `pending` with its own `writing` buffer under the lock and writes outside
+ * it, so producers never wait for the disk. It writes when 100 ms have passed
+ * since the first queued line, or earlier when 64 KiB are queued, on a
+ * destination change or at shutdown.
+ *
+ * Invariants (per log_writer):
+ *  - `pending` never exceeds LOG_MAX_PENDING; lines that do not fit are
+ *    dropped and counted (metrics.access_log_dropped or
+ *    metrics.function_log_dropped), and the writer logs a warning at most once
+ *    per second while that happens.
+ *  - Lines queued before configure switches files go to the old file, lines
+ *    queued after go to the new one: configure records the pending offset at
+ *    which the switch happens, and the writer applies the queued switches in
+ *    order.
  *  - writer_fd is touched only by the writer thread, and by shutdown after
  *    joining it. stdout (fd 1) is never closed.
  *  - configure and shutdown are called from one thread (the main thread).
  *
- * Locking: `lock` guards everything in `shared`; the writer waits on `wake`
- * (CLOCK_MONOTONIC) and producers signal it only when the queue becomes
- * non-empty or crosses the flush size, so a busy server signals rarely.
+ * Locking: each writer's `lock` guards everything in its `shared`; the writer
+ * waits on its `wake` (CLOCK_MONOTONIC) and producers signal it only when the
+ * queue becomes non-empty or crosses the flush size, so a busy server signals
+ * rarely. The two logs share no lock.
  */
 #include "access_log.h"
 
@@ -39,50 +44,79 @@
 
 #include "metrics.h"
 
-#define ACCESS_LOG_MAX_PENDING (8u * 1024 * 1024)
-#define ACCESS_LOG_FLUSH_BYTES (64u * 1024)
-#define ACCESS_LOG_FLUSH_INTERVAL_MS 100
-#define ACCESS_LOG_WARN_INTERVAL_MS 1000
-#define ACCESS_LOG_MAX_SWITCHES 8
+#define LOG_MAX_PENDING (8u * 1024 * 1024)
+#define LOG_FLUSH_BYTES (64u * 1024)
+#define LOG_FLUSH_INTERVAL_MS 100
+#define LOG_WARN_INTERVAL_MS 1000
+#define LOG_MAX_SWITCHES 8
 /* A burst leaves big buffers behind; the writer gives back anything above this. */
-#define ACCESS_LOG_KEEP_CAPACITY (256u * 1024)
+#define LOG_KEEP_CAPACITY (256u * 1024)
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+struct log_writer {
+    const char *name;       /* "access log": for messages */
+    const char *config_key; /* "access_log.path": prefixes configure's errors */
+    atomic_ullong *dropped; /* the metrics counter for dropped lines */
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* initialised once, by wake_init */
+
+    struct {
+        atomic_bool enabled; /* producers queue lines only when a destination is set */
+        bool stopping;       /* shutdown asked the writer to finish */
+        struct bytebuf pending;
+        uint64_t pending_since_ms; /* monotonic time the queue became non-empty */
+        /* Destination switches not yet applied by the writer, in order: the
+         * bytes of pending before switches[i].offset go to the destination in
+         * force before switch i. */
+        struct destination_switch {
+            size_t offset;
+            int fd; /* -1: off */
+        } switches[LOG_MAX_SWITCHES];
+        size_t switch_count;
+        uint64_t dropped_unreported;
+    } shared;
+
+    /* Main-thread state. */
+    bool writer_running;
+    pthread_t writer_thread;
+    char *current_path;
+    bool configured;
+
+    /* Writer-thread state. */
+    int writer_fd;
+    uint64_t last_warning_ms;
+};
+
+static struct log_writer access_writer = {
+    .name = "access log",
+    .config_key = "access_log.path",
+    .dropped = &metrics.access_log_dropped,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .writer_fd = -1,
+};
+static struct log_writer function_writer = {
+    .name = "function log",
+    .config_key = "function_log",
+    .dropped = &metrics.function_log_dropped,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .writer_fd = -1,
+};
+
 static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
-static pthread_cond_t wake;
 
-static struct {
-    atomic_bool enabled; /* producers queue lines only when a destination is set */
-    bool stopping;       /* shutdown asked the writer to finish */
-    struct bytebuf pending;
-    uint64_t pending_since_ms; /* monotonic time the queue became non-empty */
-    /* Destination switches not yet applied by the writer, in order: the bytes
-     * of pending before switches[i].offset go to the destination in force
-     * before switch i. */
-    struct destination_switch {
-        size_t offset;
-        int fd; /* -1: off */
-    } switches[ACCESS_LOG_MAX_SWITCHES];
-    size_t switch_count;
-    uint64_t dropped_unreported;
-} shared;
-
-/* Main-thread state. */
-static bool writer_running;
-static pthread_t writer_thread;
-static char *current_path;
-static bool configured;
-
-/* Writer-thread state. */
-static int writer_fd = -1;
-
-static void wake_init(void)
+static void cond_init_monotonic(pthread_cond_t *cond)
 {
     pthread_condattr_t attributes;
     pthread_condattr_init(&attributes);
     pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    pthread_cond_init(&wake, &attributes);
+    pthread_cond_init(cond, &attributes);
     pthread_condattr_destroy(&attributes);
+}
+
+static void wake_init(void)
+{
+    cond_init_monotonic(&access_writer.wake);
+    cond_init_monotonic(&function_writer.wake);
 }
 
 static void close_destination(int fd)
@@ -197,6 +231,7 @@ static void append_json_cstring_or_null(struct bytebuf *out, const char *s)
         access_log_append_json_string(out, slice_from_cstr(s));
 }
 
+/* "2026-11-28T02:00:00.123Z", unquoted. */
 static void append_iso8601_time(struct bytebuf *out, double time)
 {
     if (!isfinite(time) || time < 0 || time > 1e13)
@@ -207,15 +242,15 @@ static void append_iso8601_time(struct bytebuf *out, double time)
     time_t seconds = (time_t)(total_ms / 1000);
     struct tm tm;
     gmtime_r(&seconds, &tm);
-    bytebuf_appendf(out, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                    tm.tm_min, tm.tm_sec, (int)(total_ms % 1000));
+    bytebuf_appendf(out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                    tm.tm_sec, (int)(total_ms % 1000));
 }
 
 static void format_entry(struct bytebuf *line, const struct access_log_entry *entry)
 {
-    bytebuf_append(line, "{\"time\":", 8);
+    bytebuf_append(line, "{\"time\":\"", 9);
     append_iso8601_time(line, entry->time);
-    bytebuf_append(line, ",\"request_id\":", 14);
+    bytebuf_append(line, "\",\"request_id\":", 15);
     access_log_append_json_string(line, entry->request_id);
     bytebuf_append(line, ",\"client_ip\":", 13);
     append_json_cstring_or_null(line, entry->client_ip);
@@ -240,53 +275,91 @@ static void format_entry(struct bytebuf *line, const struct access_log_entry *en
         bytebuf_append(line, ",\"origin_ms\":null}\n", 19);
 }
 
+/* A field of a tab-separated line: CR and LF would end the line early. */
+static void append_one_line(struct bytebuf *out, slice_t s)
+{
+    size_t start = out->len;
+    bytebuf_append(out, s.ptr, s.len);
+    for (size_t i = start; i < out->len; i++)
+        if (out->data[i] == '\n' || out->data[i] == '\r')
+            out->data[i] = ' ';
+}
+
+/* ---- queueing ------------------------------------------------------------ */
+
+/* Whether lines would be queued now. Racy (no lock): it only keeps the common
+ * "logging off" case free of formatting work; log_writer_queue checks again
+ * under the lock. */
+static bool log_writer_enabled(struct log_writer *w)
+{
+    return atomic_load_explicit(&w->shared.enabled, memory_order_relaxed);
+}
+
+static void log_writer_queue(struct log_writer *w, const struct bytebuf *line)
+{
+    bool signal = false;
+    pthread_mutex_lock(&w->lock);
+    if (!atomic_load_explicit(&w->shared.enabled, memory_order_relaxed)) {
+        /* Switched off meanwhile: nothing to do. */
+    } else if (w->shared.pending.len + line->len > LOG_MAX_PENDING) {
+        w->shared.dropped_unreported++;
+        atomic_fetch_add_explicit(w->dropped, 1, memory_order_relaxed);
+        signal = true; /* the writer reports drops */
+    } else {
+        size_t before = w->shared.pending.len;
+        if (before == 0)
+            w->shared.pending_since_ms = time_now_monotonic_ms();
+        bytebuf_append(&w->shared.pending, line->data, line->len);
+        signal = before == 0 || (before < LOG_FLUSH_BYTES && w->shared.pending.len >= LOG_FLUSH_BYTES);
+    }
+    if (signal)
+        pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+}
+
 void access_log_write(const struct access_log_entry *entry)
 {
-    /* A racy early exit keeps the common "logging off" case free of work; the
-     * authoritative check is repeated under the lock. */
-    if (!atomic_load_explicit(&shared.enabled, memory_order_relaxed))
+    if (!log_writer_enabled(&access_writer))
         return;
     struct bytebuf line = {0};
     bytebuf_reserve(&line, 512);
     format_entry(&line, entry);
+    log_writer_queue(&access_writer, &line);
+    bytebuf_free(&line);
+}
 
-    bool signal = false;
-    pthread_mutex_lock(&lock);
-    if (!atomic_load_explicit(&shared.enabled, memory_order_relaxed)) {
-        /* Switched off meanwhile: nothing to do. */
-    } else if (shared.pending.len + line.len > ACCESS_LOG_MAX_PENDING) {
-        shared.dropped_unreported++;
-        atomic_fetch_add_explicit(&metrics.access_log_dropped, 1, memory_order_relaxed);
-        signal = true; /* the writer reports drops */
-    } else {
-        size_t before = shared.pending.len;
-        if (before == 0)
-            shared.pending_since_ms = time_now_monotonic_ms();
-        bytebuf_append(&shared.pending, line.data, line.len);
-        signal = before == 0 || (before < ACCESS_LOG_FLUSH_BYTES && shared.pending.len >= ACCESS_LOG_FLUSH_BYTES);
-    }
-    if (signal)
-        pthread_cond_signal(&wake);
-    pthread_mutex_unlock(&lock);
+void function_log_write(slice_t function_name, slice_t text)
+{
+    if (!log_writer_enabled(&function_writer))
+        return;
+    struct bytebuf line = {0};
+    bytebuf_reserve(&line, 32 + function_name.len + text.len);
+    append_iso8601_time(&line, time_now_wall());
+    bytebuf_append(&line, "\t", 1);
+    append_one_line(&line, function_name);
+    bytebuf_append(&line, "\t", 1);
+    append_one_line(&line, text);
+    bytebuf_append(&line, "\n", 1);
+    log_writer_queue(&function_writer, &line);
     bytebuf_free(&line);
 }
 
 /* ---- writer thread ------------------------------------------------------- */
 
-static uint64_t last_warning_ms; /* writer thread only */
-
-static bool warning_allowed(uint64_t now_ms)
+static bool warning_allowed(struct log_writer *w, uint64_t now_ms)
 {
-    if (last_warning_ms != 0 && now_ms < last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS)
+    if (w->last_warning_ms != 0 && now_ms < w->last_warning_ms + LOG_WARN_INTERVAL_MS)
         return false;
-    last_warning_ms = now_ms;
+    w->last_warning_ms = now_ms;
     return true;
 }
 
-/* Writes all of data to fd; on error the rest is lost (and said so, at most
- * once per second). A non-blocking stdout is waited for rather than dropped. */
-static void write_all(int fd, const char *data, size_t len)
+/* Writes all of data to the writer's fd; on error the rest is lost (and said
+ * so, at most once per second). A non-blocking stdout is waited for rather
+ * than dropped. */
+static void write_all(struct log_writer *w, const char *data, size_t len)
 {
+    int fd = w->writer_fd;
     if (fd < 0 || len == 0)
         return;
     while (len > 0) {
@@ -299,86 +372,87 @@ static void write_all(int fd, const char *data, size_t len)
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             struct pollfd poll_fd = {.fd = fd, .events = POLLOUT};
             if (poll(&poll_fd, 1, 1000) <= 0) {
-                if (warning_allowed(time_now_monotonic_ms()))
-                    log_warn("access log: destination not writable for 1 s; %zu bytes lost", len);
+                if (warning_allowed(w, time_now_monotonic_ms()))
+                    log_warn("%s: destination not writable for 1 s; %zu bytes lost", w->name, len);
                 return;
             }
         } else {
-            if (warning_allowed(time_now_monotonic_ms()))
-                log_error("access log: write failed: %s; %zu bytes lost", n < 0 ? strerror(errno) : "wrote nothing", len);
+            if (warning_allowed(w, time_now_monotonic_ms()))
+                log_error("%s: write failed: %s; %zu bytes lost", w->name, n < 0 ? strerror(errno) : "wrote nothing", len);
             return;
         }
     }
 }
 
-static void wait_until(uint64_t deadline_ms)
+static void wait_until(struct log_writer *w, uint64_t deadline_ms)
 {
     struct timespec deadline = {.tv_sec = (time_t)(deadline_ms / 1000), .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
-    pthread_cond_timedwait(&wake, &lock, &deadline);
+    pthread_cond_timedwait(&w->wake, &w->lock, &deadline);
 }
 
-static void *writer_main(void *unused)
+static void *writer_main(void *argument)
 {
+    struct log_writer *w = argument;
     struct bytebuf writing = {0};
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&w->lock);
     for (;;) {
         /* Wait until there is something due: a flush, a switch, a stop, or a
          * drop report. */
         for (;;) {
             uint64_t now = time_now_monotonic_ms();
-            bool report_due = shared.dropped_unreported > 0 && now >= last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS;
-            bool flush_due = shared.stopping || shared.switch_count > 0 || shared.pending.len >= ACCESS_LOG_FLUSH_BYTES ||
-                             (shared.pending.len > 0 && now >= shared.pending_since_ms + ACCESS_LOG_FLUSH_INTERVAL_MS);
+            bool report_due = w->shared.dropped_unreported > 0 && now >= w->last_warning_ms + LOG_WARN_INTERVAL_MS;
+            bool flush_due = w->shared.stopping || w->shared.switch_count > 0 || w->shared.pending.len >= LOG_FLUSH_BYTES ||
+                             (w->shared.pending.len > 0 && now >= w->shared.pending_since_ms + LOG_FLUSH_INTERVAL_MS);
             if (flush_due || report_due)
                 break;
             uint64_t deadline = UINT64_MAX;
-            if (shared.pending.len > 0)
-                deadline = shared.pending_since_ms + ACCESS_LOG_FLUSH_INTERVAL_MS;
-            if (shared.dropped_unreported > 0 && last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS < deadline)
-                deadline = last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS;
+            if (w->shared.pending.len > 0)
+                deadline = w->shared.pending_since_ms + LOG_FLUSH_INTERVAL_MS;
+            if (w->shared.dropped_unreported > 0 && w->last_warning_ms + LOG_WARN_INTERVAL_MS < deadline)
+                deadline = w->last_warning_ms + LOG_WARN_INTERVAL_MS;
             if (deadline == UINT64_MAX)
-                pthread_cond_wait(&wake, &lock);
+                pthread_cond_wait(&w->wake, &w->lock);
             else
-                wait_until(deadline);
+                wait_until(w, deadline);
         }
 
         struct bytebuf swap = writing;
-        writing = shared.pending;
-        shared.pending = swap;
-        struct destination_switch switches[ACCESS_LOG_MAX_SWITCHES];
-        size_t switch_count = shared.switch_count;
-        memcpy(switches, shared.switches, switch_count * sizeof switches[0]);
-        shared.switch_count = 0;
+        writing = w->shared.pending;
+        w->shared.pending = swap;
+        struct destination_switch switches[LOG_MAX_SWITCHES];
+        size_t switch_count = w->shared.switch_count;
+        memcpy(switches, w->shared.switches, switch_count * sizeof switches[0]);
+        w->shared.switch_count = 0;
         uint64_t now = time_now_monotonic_ms();
         uint64_t dropped = 0;
-        if (shared.dropped_unreported > 0 && (shared.stopping || now >= last_warning_ms + ACCESS_LOG_WARN_INTERVAL_MS)) {
-            dropped = shared.dropped_unreported;
-            shared.dropped_unreported = 0;
+        if (w->shared.dropped_unreported > 0 && (w->shared.stopping || now >= w->last_warning_ms + LOG_WARN_INTERVAL_MS)) {
+            dropped = w->shared.dropped_unreported;
+            w->shared.dropped_unreported = 0;
         }
-        pthread_mutex_unlock(&lock);
+        pthread_mutex_unlock(&w->lock);
 
         size_t written = 0;
         for (size_t i = 0; i < switch_count; i++) {
             VERGE_ASSERT(switches[i].offset >= written && switches[i].offset <= writing.len);
-            write_all(writer_fd, writing.data + written, switches[i].offset - written);
+            write_all(w, writing.data + written, switches[i].offset - written);
             written = switches[i].offset;
-            close_destination(writer_fd);
-            writer_fd = switches[i].fd;
+            close_destination(w->writer_fd);
+            w->writer_fd = switches[i].fd;
         }
-        write_all(writer_fd, writing.data + written, writing.len - written);
+        write_all(w, writing.data + written, writing.len - written);
         writing.len = 0;
-        if (writing.cap > ACCESS_LOG_KEEP_CAPACITY)
+        if (writing.cap > LOG_KEEP_CAPACITY)
             bytebuf_free(&writing);
         if (dropped > 0) {
-            last_warning_ms = now;
-            log_warn("access log: dropped %llu lines (the writer cannot keep up)", (unsigned long long)dropped);
+            w->last_warning_ms = now;
+            log_warn("%s: dropped %llu lines (the writer cannot keep up)", w->name, (unsigned long long)dropped);
         }
 
-        pthread_mutex_lock(&lock);
-        if (shared.stopping && shared.pending.len == 0 && shared.switch_count == 0 && shared.dropped_unreported == 0)
+        pthread_mutex_lock(&w->lock);
+        if (w->shared.stopping && w->shared.pending.len == 0 && w->shared.switch_count == 0 && w->shared.dropped_unreported == 0)
             break;
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&w->lock);
     bytebuf_free(&writing);
     return NULL;
 }
@@ -390,9 +464,9 @@ static bool same_path(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
 }
 
-int access_log_configure(const char *path, char *error, size_t error_size)
+static int log_writer_configure(struct log_writer *w, const char *path, char *error, size_t error_size)
 {
-    if (configured && same_path(path, current_path))
+    if (w->configured && same_path(path, w->current_path))
         return 0;
     pthread_once(&wake_once, wake_init);
 
@@ -402,74 +476,94 @@ int access_log_configure(const char *path, char *error, size_t error_size)
     } else if (path != NULL) {
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) {
-            snprintf(error, error_size, "access_log.path: cannot open \"%s\": %s", path, strerror(errno));
+            snprintf(error, error_size, "%s: cannot open \"%s\": %s", w->config_key, path, strerror(errno));
             return -1;
         }
     }
     char *path_copy = NULL;
     if (path != NULL && (path_copy = strdup(path)) == NULL) {
         close_destination(fd);
-        snprintf(error, error_size, "access_log.path: out of memory");
+        snprintf(error, error_size, "%s: out of memory", w->config_key);
         return -1;
     }
 
-    if (!writer_running && path != NULL) {
-        int rc = pthread_create(&writer_thread, NULL, writer_main, NULL);
+    if (!w->writer_running && path != NULL) {
+        int rc = pthread_create(&w->writer_thread, NULL, writer_main, w);
         if (rc != 0) {
             close_destination(fd);
             free(path_copy);
-            snprintf(error, error_size, "access_log: cannot start the writer thread: %s", strerror(rc));
+            snprintf(error, error_size, "%s: cannot start the writer thread: %s", w->name, strerror(rc));
             return -1;
         }
-        writer_running = true;
+        w->writer_running = true;
     }
 
-    pthread_mutex_lock(&lock);
-    size_t count = shared.switch_count;
-    if (count == ACCESS_LOG_MAX_SWITCHES) {
+    pthread_mutex_lock(&w->lock);
+    size_t count = w->shared.switch_count;
+    if (count == LOG_MAX_SWITCHES) {
         /* The writer is stuck (e.g. on a blocked stdout pipe) through many
          * reloads: the newest switch replaces the last queued one, whose
          * lines then go to the new destination. */
         count--;
-        close_destination(shared.switches[count].fd);
+        close_destination(w->shared.switches[count].fd);
     } else {
-        shared.switches[count].offset = shared.pending.len;
+        w->shared.switches[count].offset = w->shared.pending.len;
     }
-    shared.switches[count].fd = fd;
-    shared.switch_count = count + 1;
-    atomic_store_explicit(&shared.enabled, path != NULL, memory_order_relaxed);
-    pthread_cond_signal(&wake);
-    pthread_mutex_unlock(&lock);
+    w->shared.switches[count].fd = fd;
+    w->shared.switch_count = count + 1;
+    atomic_store_explicit(&w->shared.enabled, path != NULL, memory_order_relaxed);
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
 
-    free(current_path);
-    current_path = path_copy;
-    configured = true;
+    free(w->current_path);
+    w->current_path = path_copy;
+    w->configured = true;
     return 0;
+}
+
+static void log_writer_shutdown(struct log_writer *w)
+{
+    if (w->writer_running) {
+        pthread_mutex_lock(&w->lock);
+        w->shared.stopping = true;
+        atomic_store_explicit(&w->shared.enabled, false, memory_order_relaxed);
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->writer_thread, NULL);
+        w->writer_running = false;
+    }
+    /* The writer applied every switch before exiting; without a writer the
+     * only possible switch is to "off" (-1). */
+    pthread_mutex_lock(&w->lock);
+    for (size_t i = 0; i < w->shared.switch_count; i++)
+        close_destination(w->shared.switches[i].fd);
+    bytebuf_free(&w->shared.pending);
+    memset(&w->shared, 0, sizeof w->shared);
+    pthread_mutex_unlock(&w->lock);
+    close_destination(w->writer_fd);
+    w->writer_fd = -1;
+    w->last_warning_ms = 0;
+    free(w->current_path);
+    w->current_path = NULL;
+    w->configured = false;
+}
+
+int access_log_configure(const char *path, char *error, size_t error_size)
+{
+    return log_writer_configure(&access_writer, path, error, error_size);
 }
 
 void access_log_shutdown(void)
 {
-    if (writer_running) {
-        pthread_mutex_lock(&lock);
-        shared.stopping = true;
-        atomic_store_explicit(&shared.enabled, false, memory_order_relaxed);
-        pthread_cond_signal(&wake);
-        pthread_mutex_unlock(&lock);
-        pthread_join(writer_thread, NULL);
-        writer_running = false;
-    }
-    /* The writer applied every switch before exiting; without a writer the
-     * only possible switch is to "off" (-1). */
-    pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < shared.switch_count; i++)
-        close_destination(shared.switches[i].fd);
-    bytebuf_free(&shared.pending);
-    memset(&shared, 0, sizeof shared);
-    pthread_mutex_unlock(&lock);
-    close_destination(writer_fd);
-    writer_fd = -1;
-    last_warning_ms = 0;
-    free(current_path);
-    current_path = NULL;
-    configured = false;
+    log_writer_shutdown(&access_writer);
+}
+
+int function_log_configure(const char *path, char *error, size_t error_size)
+{
+    return log_writer_configure(&function_writer, path, error, error_size);
+}
+
+void function_log_shutdown(void)
+{
+    log_writer_shutdown(&function_writer);
 }

@@ -1,10 +1,13 @@
-/* access_log.h — one JSON line per request, written by a background thread so
- * a slow disk never blocks an event loop.
+/* access_log.h — the two logs written by background threads so a slow disk
+ * never blocks an event loop: the access log (one JSON line per request) and
+ * the function log (the edge functions' lines).
  *
- * Threads format their line into a shared pending buffer under a mutex (held
- * for a memcpy only); the writer thread swaps buffers and writes. When the
- * pending buffer is over its bound (the writer cannot keep up), lines are
- * dropped and counted rather than growing memory without limit.
+ * Each log has its own writer thread. Threads format their line into that
+ * log's pending buffer under a mutex (held for a memcpy only); the writer
+ * thread swaps buffers and writes. When the pending buffer is over its bound
+ * (the writer cannot keep up), lines are dropped and counted
+ * (metrics.access_log_dropped, metrics.function_log_dropped) rather than
+ * growing memory without limit.
  */
 #ifndef VERGE_ACCESS_LOG_H
 #define VERGE_ACCESS_LOG_H
@@ -37,6 +40,19 @@ void access_log_write(const struct access_log_entry *entry);
  * module is back in its initial state afterwards (configure may start it
  * again). */
 void access_log_shutdown(void);
+
+/* function_log: the edge functions' log (spec §8.1 lines and print output).
+ * Same lifetime rules as the access log, independent of it.
+ *
+ * Points the log at `path` ("-" = stdout, NULL = off); errors start with
+ * "function_log: ". */
+int function_log_configure(const char *path, char *error, size_t error_size);
+/* Queues one line: "<ISO-8601 UTC time with ms>\t<function name>\t<text>\n".
+ * CR and LF in the name or text become spaces, so one call is one line.
+ * Never blocks on I/O. */
+void function_log_write(slice_t function_name, slice_t text);
+/* Writes out everything queued and stops the function log's writer thread. */
+void function_log_shutdown(void);
 
 /* Appends `s` as a quoted JSON string: '"', '\\' and control characters are
  * escaped, valid UTF-8 is copied, and each byte that is not part of a valid

@@ -124,6 +124,45 @@ def test_check_resolves_static_roots_against_the_config_directory(tmp_path):
     assert r.returncode == 1 and "origins.site.static" in r.stderr, r.stderr
 
 
+def test_check_reports_a_function_syntax_error_with_file_and_line(tmp_path):
+    """Functions are compiled (not run) at load: a syntax error is a config error on the key, with file:line."""
+    (tmp_path / "ok.lua").write_text("function handler(event, context)\n  return event.Records[1].cf.request\nend\n")
+    (tmp_path / "auth.lua").write_text("function handler(event, context)\n  local request = event\n  request.x x\nend\n")
+    config = valid_config()
+    config["functions"] = {"ok": {"code": "ok.lua"}}
+    config["behaviors"][0]["triggers"] = {"viewer-request": "ok"}
+    path = write(tmp_path, config)
+    r = run_verge("check", "-c", path, cwd="/")
+    assert r.returncode == 0, r.stderr
+
+    config["functions"]["auth"] = {"code": "auth.lua"}
+    r = run_verge("check", "-c", write(tmp_path, config), cwd="/")
+    assert r.returncode == 1, r.stdout
+    expected = "functions.auth.code: %s:3: '=' expected near 'x'" % (tmp_path / "auth.lua")
+    assert any(l.endswith(expected) for l in r.stderr.splitlines()), r.stderr
+    assert "functions.ok" not in r.stderr, r.stderr
+    assert "ok" not in r.stdout
+
+
+def test_check_refuses_bytecode_functions(tmp_path):
+    (tmp_path / "fn.lua").write_bytes(b"\x1bLJ\x02\x00binary")
+    config = valid_config()
+    config["functions"] = {"f": {"code": "fn.lua"}}
+    r = run_verge("check", "-c", write(tmp_path, config))
+    assert r.returncode == 1
+    assert "functions.f.code: %s: bytecode is not accepted" % (tmp_path / "fn.lua") in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("value,ok", [("-", True), ("logs/functions.log", True), (False, True), (True, False), ("", False)])
+def test_check_function_log_values(tmp_path, value, ok):
+    config = valid_config()
+    config["function_log"] = value
+    r = run_verge("check", "-c", write(tmp_path, config))
+    assert (r.returncode == 0) == ok, r.stderr
+    if not ok:
+        assert "function_log: expected a file path, \"-\" or false" in r.stderr, r.stderr
+
+
 def test_example_config_is_valid():
     example = os.path.join(REPO, "conf", "verge.example.json")
     if not os.path.exists(example):
@@ -140,7 +179,7 @@ def test_config_reference_is_a_markdown_table():
     text = r.stdout
     for key in ("listen[].address", "threads", "origins.*.url", "origins.*.static", "origins.*.connect_timeout_ms",
                 "origins.*.read_timeout_ms", "origins.*.max_idle", "behaviors[].path", "behaviors[].origin",
-                "access_log.path", "access_log.format", "admin.address", "admin.token_file",
+                "access_log.path", "access_log.format", "function_log", "admin.address", "admin.token_file",
                 "timeouts.header_read_ms", "timeouts.idle_ms", "timeouts.send_ms", "timeouts.drain_ms"):
         assert key in text, key
 

@@ -1,8 +1,12 @@
 /* test_access_log.c — JSON escaping, the line format (keys in order, nulls,
  * number formats), switching files, turning the log off, and that shutdown
  * writes out everything queued. Lines are validated with yajl_tree_parse,
- * which also rejects invalid UTF-8. */
+ * which also rejects invalid UTF-8. The function log (the same writer
+ * machinery, a tab-separated line format) is checked on its own and running
+ * beside the access log. */
+#include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
@@ -313,6 +317,216 @@ static void test_background_flush(void)
     unlink(path);
 }
 
+/* ---- the function log ---------------------------------------------------- */
+
+/* "2026-11-28T02:00:00.123Z": digits where digits go, the separators, and
+ * within a few seconds of `now`. */
+static bool is_recent_iso8601_ms(const char *text, size_t len, time_t now)
+{
+    static const char pattern[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+    if (len != sizeof pattern - 1)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (pattern[i] == 'd' ? !(text[i] >= '0' && text[i] <= '9') : text[i] != pattern[i])
+            return false;
+    struct tm tm = {0};
+    if (strptime(text, "%Y-%m-%dT%H:%M:%S", &tm) == NULL)
+        return false;
+    time_t when = timegm(&tm);
+    return when >= now - 5 && when <= now + 5;
+}
+
+/* Checks one function-log line: "<time>\t<name>\t<text>" (newline removed). */
+static void check_function_line(const char *line, const char *name, const char *text, time_t now)
+{
+    const char *tab = strchr(line, '\t');
+    CHECK(tab != NULL);
+    if (tab == NULL)
+        return;
+    CHECK(is_recent_iso8601_ms(line, (size_t)(tab - line), now));
+    const char *rest = tab + 1;
+    size_t name_len = strlen(name);
+    CHECK(strncmp(rest, name, name_len) == 0 && rest[name_len] == '\t');
+    if (strncmp(rest, name, name_len) == 0 && rest[name_len] == '\t')
+        CHECK_STR(rest + name_len + 1, text);
+}
+
+static void test_function_log_lines(void)
+{
+    char path[128], error[256] = "";
+    snprintf(path, sizeof path, "%s/functions.log", temp_dir);
+    char bad_path[160];
+    snprintf(bad_path, sizeof bad_path, "%s/missing-dir/f.log", temp_dir);
+    CHECK_INT(function_log_configure(bad_path, error, sizeof error), -1);
+    CHECK(strncmp(error, "function_log: ", 14) == 0 && strstr(error, "missing-dir") != NULL);
+    CHECK_INT(function_log_configure(path, error, sizeof error), 0);
+
+    time_t now = time(NULL);
+    function_log_write(SLICE_LITERAL("auth"), SLICE_LITERAL("hello from auth"));
+    /* CR and LF become spaces; tabs and other bytes are kept as they are. */
+    function_log_write(SLICE_LITERAL("auth"), SLICE_LITERAL("two\nlines\r\nand\ta tab"));
+    function_log_write(SLICE_LITERAL("rewrite"), SLICE_LITERAL(""));
+    function_log_write(SLICE_LITERAL("rewrite"), SLICE_LITERAL("REPORT RequestId: 1\tDuration: 4.16 ms\tMemory Size: 128 MB\t"));
+    enum { MANY = 3000 };
+    for (int i = 0; i < MANY; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "many-%d", i);
+        function_log_write(SLICE_LITERAL("loop"), slice_from_cstr(text));
+    }
+    function_log_shutdown();
+
+    char *text = read_file(path);
+    CHECK(text != NULL);
+    if (text == NULL)
+        return;
+    static char *lines[MANY + 10];
+    size_t count = split_lines(text, lines, VERGE_ARRAY_SIZE(lines));
+    CHECK_INT(count, MANY + 4);
+    if (count == MANY + 4) {
+        check_function_line(lines[0], "auth", "hello from auth", now);
+        check_function_line(lines[1], "auth", "two lines  and\ta tab", now);
+        check_function_line(lines[2], "rewrite", "", now);
+        check_function_line(lines[3], "rewrite", "REPORT RequestId: 1\tDuration: 4.16 ms\tMemory Size: 128 MB\t", now);
+        for (int i = 0; i < MANY; i++) {
+            char expected[32];
+            snprintf(expected, sizeof expected, "many-%d", i);
+            check_function_line(lines[4 + i], "loop", expected, now);
+        }
+    }
+    free(text);
+    unlink(path);
+}
+
+/* Both logs at once, each to its own file, lines interleaved from several
+ * threads: every line lands in its own log, none in the other. */
+struct both_logs_thread {
+    int index;
+};
+
+enum { BOTH_THREADS = 4, BOTH_LINES = 500 };
+
+static void *write_both_logs(void *argument)
+{
+    struct both_logs_thread *thread = argument;
+    for (int i = 0; i < BOTH_LINES; i++) {
+        char id[48];
+        snprintf(id, sizeof id, "t%d-line-%d", thread->index, i);
+        struct access_log_entry entry = sample_entry();
+        entry.request_id = slice_from_cstr(id);
+        access_log_write(&entry);
+        function_log_write(SLICE_LITERAL("fn"), slice_from_cstr(id));
+    }
+    return NULL;
+}
+
+static void test_both_logs_at_once(void)
+{
+    char access_path[128], function_path[128], error[256] = "";
+    snprintf(access_path, sizeof access_path, "%s/both-access.log", temp_dir);
+    snprintf(function_path, sizeof function_path, "%s/both-functions.log", temp_dir);
+    CHECK_INT(access_log_configure(access_path, error, sizeof error), 0);
+    CHECK_INT(function_log_configure(function_path, error, sizeof error), 0);
+
+    pthread_t threads[BOTH_THREADS];
+    struct both_logs_thread arguments[BOTH_THREADS];
+    for (int i = 0; i < BOTH_THREADS; i++) {
+        arguments[i].index = i;
+        CHECK_INT(pthread_create(&threads[i], NULL, write_both_logs, &arguments[i]), 0);
+    }
+    for (int i = 0; i < BOTH_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    /* Shutting one down leaves the other running. */
+    access_log_shutdown();
+    function_log_write(SLICE_LITERAL("fn"), SLICE_LITERAL("after the access log stopped"));
+    function_log_shutdown();
+
+    char *access_text = read_file(access_path);
+    char *function_text = read_file(function_path);
+    CHECK(access_text != NULL && function_text != NULL);
+    if (access_text != NULL && function_text != NULL) {
+        CHECK(strstr(access_text, "\tfn\t") == NULL);
+        CHECK(strstr(function_text, "{\"time\"") == NULL);
+        static char *lines[BOTH_THREADS * BOTH_LINES + 10];
+        size_t access_count = split_lines(access_text, lines, VERGE_ARRAY_SIZE(lines));
+        CHECK_INT(access_count, BOTH_THREADS * BOTH_LINES);
+        for (size_t i = 0; i < access_count; i++)
+            yajl_tree_free(parse_line(lines[i]));
+        size_t function_count = split_lines(function_text, lines, VERGE_ARRAY_SIZE(lines));
+        CHECK_INT(function_count, BOTH_THREADS * BOTH_LINES + 1);
+        /* Each thread's lines are in its order. */
+        int next[BOTH_THREADS] = {0};
+        bool in_order = true;
+        for (size_t i = 0; i + 1 < function_count; i++) {
+            int thread = -1, line = -1;
+            const char *id = strstr(lines[i], "\tfn\t");
+            if (id == NULL || sscanf(id, "\tfn\tt%d-line-%d", &thread, &line) != 2 || thread < 0 || thread >= BOTH_THREADS ||
+                line != next[thread]) {
+                in_order = false;
+                break;
+            }
+            next[thread]++;
+        }
+        CHECK(in_order);
+        if (function_count > 0)
+            CHECK(strstr(lines[function_count - 1], "\tfn\tafter the access log stopped") != NULL);
+    }
+    free(access_text);
+    free(function_text);
+    unlink(access_path);
+    unlink(function_path);
+}
+
+/* A reconfigure switches files (lines before it stay in the old one); off
+ * writes nothing; the access log is not affected. */
+static void test_function_log_switch(void)
+{
+    char first[128], second[128], access_path[128], error[256] = "";
+    snprintf(first, sizeof first, "%s/functions-1.log", temp_dir);
+    snprintf(second, sizeof second, "%s/functions-2.log", temp_dir);
+    snprintf(access_path, sizeof access_path, "%s/beside.log", temp_dir);
+    CHECK_INT(access_log_configure(access_path, error, sizeof error), 0);
+
+    CHECK_INT(function_log_configure(first, error, sizeof error), 0);
+    function_log_write(SLICE_LITERAL("f"), SLICE_LITERAL("to-first"));
+    CHECK_INT(function_log_configure(first, error, sizeof error), 0); /* same path: no-op */
+    CHECK_INT(function_log_configure(second, error, sizeof error), 0);
+    function_log_write(SLICE_LITERAL("f"), SLICE_LITERAL("to-second"));
+    struct access_log_entry entry = sample_entry();
+    entry.request_id = SLICE_LITERAL("access-line");
+    access_log_write(&entry);
+    CHECK_INT(function_log_configure(NULL, error, sizeof error), 0);
+    function_log_write(SLICE_LITERAL("f"), SLICE_LITERAL("to-nowhere"));
+    /* Back on after off: the same file again, appended to. */
+    CHECK_INT(function_log_configure(first, error, sizeof error), 0);
+    function_log_write(SLICE_LITERAL("f"), SLICE_LITERAL("to-first-again"));
+    function_log_shutdown();
+    access_log_shutdown();
+
+    char *first_text = read_file(first);
+    char *second_text = read_file(second);
+    char *access_text = read_file(access_path);
+    CHECK(first_text != NULL && second_text != NULL && access_text != NULL);
+    if (first_text != NULL && second_text != NULL && access_text != NULL) {
+        CHECK(strstr(first_text, "\tf\tto-first\n") != NULL);
+        CHECK(strstr(first_text, "\tf\tto-first-again\n") != NULL);
+        CHECK(strstr(first_text, "to-second") == NULL);
+        CHECK(strstr(second_text, "\tf\tto-second\n") != NULL);
+        CHECK(strstr(second_text, "to-first") == NULL);
+        CHECK(strstr(first_text, "to-nowhere") == NULL && strstr(second_text, "to-nowhere") == NULL);
+        char *lines[4];
+        CHECK_INT(split_lines(first_text, lines, 4), 2);
+        CHECK_INT(split_lines(second_text, lines, 4), 1);
+        CHECK(strstr(access_text, "\"access-line\"") != NULL);
+        CHECK_INT(split_lines(access_text, lines, 4), 1);
+    }
+    free(first_text);
+    free(second_text);
+    free(access_text);
+    unlink(first);
+    unlink(second);
+    unlink(access_path);
+}
+
 int main(void)
 {
     snprintf(temp_dir, sizeof temp_dir, "/tmp/verge-test-access-log-XXXXXX");
@@ -325,6 +539,9 @@ int main(void)
     UNIT_RUN(test_switch_files_and_off);
     UNIT_RUN(test_many_switches);
     UNIT_RUN(test_background_flush);
+    UNIT_RUN(test_function_log_lines);
+    UNIT_RUN(test_both_logs_at_once);
+    UNIT_RUN(test_function_log_switch);
     rmdir(temp_dir);
     return unit_summary();
 }

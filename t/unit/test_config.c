@@ -50,11 +50,16 @@ static void fixture_create(void)
     write_file("empty.token", " \n");
     write_file("spaced.token", "two words\n");
     write_file("fn.lua", "function handler(event, context) return event.Records[1].cf.request end\n");
+    write_file("syntax.lua", "local function handler(event)\n  local request = event\n  request.x x\nend\n");
+    write_file("bytecode.lua", "\033LJ\002\n");
+    write_file("module.lua", "-- a module-style function\nlocal M = {}\nfunction M.handle(event, context)\n"
+                             "  local request = event.Records[1].cf.request\n  return request\nend\nreturn M\n");
 }
 
 static void fixture_remove(void)
 {
-    static const char *const files[] = {"file.txt", "admin.token", "empty.token", "spaced.token", "verge.json", "fn.lua"};
+    static const char *const files[] = {"file.txt", "admin.token", "empty.token",  "spaced.token", "verge.json",
+                                        "fn.lua",   "syntax.lua",  "bytecode.lua", "module.lua"};
     char path[PATH_MAX];
     for (size_t i = 0; i < VERGE_ARRAY_SIZE(files); i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -225,6 +230,7 @@ static void test_minimal_config_takes_defaults(void)
 
     CHECK_STR(config->access_log.path, "-");
     CHECK_STR(config->access_log.format, "json");
+    CHECK_STR(config->function_log.path, "-");
     CHECK(!config->admin.enabled);
     CHECK(config->admin.address.text == NULL);
     CHECK(config->admin.token == NULL && config->admin.token_file == NULL);
@@ -354,6 +360,44 @@ static void test_access_log_false_and_partial_sections(void)
     config_unref(config);
 }
 
+/* "function_log": a path (relative to the config's directory), "-", or false. */
+static void test_function_log(void)
+{
+    struct config *config = EXPECT_OK(q(WITH("'function_log': 'logs/functions.log'")));
+    if (config != NULL) {
+        char expected[PATH_MAX + 32];
+        snprintf(expected, sizeof expected, "%s/logs/functions.log", dir);
+        CHECK_STR(config->function_log.path, expected);
+        CHECK_STR(config->access_log.path, "-"); /* independent of the access log */
+    }
+    config_unref(config);
+
+    config = EXPECT_OK(q(WITH("'function_log': '/var/log/verge-functions.log', 'access_log': false")));
+    if (config != NULL) {
+        CHECK_STR(config->function_log.path, "/var/log/verge-functions.log");
+        CHECK(config->access_log.path == NULL);
+    }
+    config_unref(config);
+
+    config = EXPECT_OK(q(WITH("'function_log': false")));
+    if (config != NULL) {
+        CHECK(config->function_log.path == NULL);
+        CHECK_STR(config->access_log.path, "-");
+    }
+    config_unref(config);
+
+    config = EXPECT_OK(q(WITH("'function_log': '-'")));
+    if (config != NULL)
+        CHECK_STR(config->function_log.path, "-");
+    config_unref(config);
+
+    EXPECT_ERROR(q(WITH("'function_log': true")), "function_log: expected a file path, \"-\" or false, got true");
+    EXPECT_ERROR(q(WITH("'function_log': ''")), "function_log: expected a file path, \"-\" or false, got \"\"");
+    EXPECT_ERROR(q(WITH("'function_log': 3")), "function_log: expected a file path, \"-\" or false, got 3");
+    EXPECT_ERROR(q(WITH("'function_log': {'path': '-'}")), "function_log: expected a file path, \"-\" or false, got an object");
+    EXPECT_ERROR(q(WITH("'function_log': 'a\\u0000b'")), "function_log: expected a file path, \"-\" or false, got \"a\\u0000b\"");
+}
+
 static void test_url_forms(void)
 {
     static const struct {
@@ -418,15 +462,14 @@ static void test_unknown_keys(void)
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9000', 'conect_timeout_ms': 5}")),
                  "origins.app.conect_timeout_ms: unknown key (known: url, static, connect_timeout_ms, read_timeout_ms, "
                  "max_idle)");
-    EXPECT_ERROR(
-        q(WITH("'thread': 2")),
-        "thread: unknown key (known: listen, threads, origins, functions, behaviors, access_log, admin, timeouts, cache, workers)");
+    EXPECT_ERROR(q(WITH("'thread': 2")), "thread: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
+                                         "function_log, admin, timeouts, cache, workers)");
     EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
                  "timeouts.idle: unknown key (known: header_read_ms, idle_ms, send_ms, drain_ms)");
     EXPECT_ERROR(q("{'listen': [{'address': '127.0.0.1:80', 'port': 1}], " ORIGINS ", " BEHAVIORS "}"),
                  "listen[0].port: unknown key (known: address)");
     EXPECT_ERROR(q(WITH("'a.b c': 1")), "\"a.b c\": unknown key (known: listen, threads, origins, functions, behaviors, "
-                                        "access_log, admin, timeouts, cache, workers)");
+                                        "access_log, function_log, admin, timeouts, cache, workers)");
 }
 
 static void test_wrong_types(void)
@@ -688,9 +731,8 @@ static void test_all_errors_are_collected(void)
     CHECK(errors_contain(&errors, "origins.app.url: https origins are not supported yet"));
     CHECK(errors_contain(&errors, "behaviors[0].origin: unknown origin \"ap\" (known: app)"));
     CHECK(errors_contain(&errors, "behaviors[0].path: expected \"*\" for the last behavior (the default), got \"/x\""));
-    CHECK(errors_contain(
-        &errors,
-        "extra: unknown key (known: listen, threads, origins, functions, behaviors, access_log, admin, timeouts, cache, workers)"));
+    CHECK(errors_contain(&errors, "extra: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
+                                  "function_log, admin, timeouts, cache, workers)"));
     config_errors_free(&errors);
 
     /* the list is capped, with a note */
@@ -1245,6 +1287,7 @@ static void test_reference(void)
     CHECK(strstr(out.data, "\n| `listen` | array of objects | required | 1 to 64 entries | ") != NULL);
     CHECK(strstr(out.data, "\n| `access_log.format` | string enum | `\"json\"` | `\"json\"` | ") != NULL);
     CHECK(strstr(out.data, "\n| `access_log` | object or `false` | ") != NULL);
+    CHECK(strstr(out.data, "\n| `function_log` | a file path, \"-\" or false | `\"-\"` |  | ") != NULL);
     CHECK(strstr(out.data, "\n| `cache.memory_mb` | integer | 256 | 1 to 1048576 | ") != NULL);
     CHECK(strstr(out.data, "\n| `cache.eviction` | string enum | `\"sieve\"` | `\"sieve\"`, `\"lru\"` | ") != NULL);
     CHECK(strstr(out.data, "\n| `behaviors[].cache` | object or `false` | caching on, with the defaults of its keys |  | ") !=
@@ -1356,6 +1399,8 @@ static void test_function_defaults(void)
     config_unref(config);
 
     expect_ok_and_free(__LINE__, q("{" LISTEN ", " ORIGINS ", 'functions': {}, " BEHAVIORS "}"));
+    /* Compiled at load, never run: a module-style file passes. */
+    expect_ok_and_free(__LINE__, q(WITH_FUNCTIONS("'m': {'code': 'module.lua', 'handler': 'handle'}", "'viewer-request': 'm'")));
 }
 
 static void test_function_keys(void)
@@ -1411,6 +1456,26 @@ static void test_function_errors(void)
     EXPECT_ERROR_PREFIX(q(WITH_FUNCTIONS("'f': {'code': 'public'}", "")), "functions.f.code: expected a regular file, got \"");
     EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': ''}", "")), "functions.f.code: expected a file path, got \"\"");
     EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 3}", "")), "functions.f.code: expected a file path, got 3");
+    /* The file must compile: a syntax error is reported on the key with the file's line. */
+    char compile_message[PATH_MAX + 128];
+    snprintf(compile_message, sizeof compile_message, "functions.f.code: %s/syntax.lua:3: '=' expected near 'x'", dir);
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'syntax.lua'}", "")), compile_message);
+    snprintf(compile_message, sizeof compile_message, "functions.f.code: %s/bytecode.lua: bytecode is not accepted", dir);
+    EXPECT_ERROR(q(WITH_FUNCTIONS("'f': {'code': 'bytecode.lua'}", "")), compile_message);
+    /* Each function is checked: the good one passes, the bad one is named. */
+    snprintf(compile_message, sizeof compile_message, "functions.bad.code: %s/syntax.lua:3: '=' expected near 'x'", dir);
+    {
+        struct config_errors errors = {0};
+        const char *text = q(WITH_FUNCTIONS("'good': {'code': 'fn.lua'}, 'bad': {'code': 'syntax.lua'}", ""));
+        struct config *config = load_text(text, &errors);
+        CHECK(config == NULL);
+        CHECK_INT(errors.count, 1);
+        CHECK(errors_contain(&errors, compile_message));
+        if (errors.count != 1 || !errors_contain(&errors, compile_message))
+            print_errors(__LINE__, compile_message, &errors);
+        config_unref(config);
+        config_errors_free(&errors);
+    }
     static const char *const bad_handlers[] = {"\"\"", "\"1a\"", "\"a.\"", "\".a\"", "\"a..b\"", "\"a-b\"", "\"a b\"", "3"};
     for (size_t i = 0; i < VERGE_ARRAY_SIZE(bad_handlers); i++) {
         char text[1024], message[256];
@@ -1572,6 +1637,7 @@ int main(void)
     UNIT_RUN(test_full_config);
     UNIT_RUN(test_comments_are_accepted);
     UNIT_RUN(test_access_log_false_and_partial_sections);
+    UNIT_RUN(test_function_log);
     UNIT_RUN(test_url_forms);
     UNIT_RUN(test_addresses);
     UNIT_RUN(test_unknown_keys);
