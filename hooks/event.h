@@ -182,6 +182,16 @@ bool event_error_set(struct event_error *error, enum event_trigger trigger, cons
 
 bool event_validate_result(const struct event_input *input, const struct event_result *result, struct event_error *error);
 
+/* True for the headers a function never sees (spec §2.3.1: Connection,
+ * X-Amz-Cf-*, ...); the proxy keeps them out of events and keeps them on the
+ * message whatever the function returns. Case-insensitive. */
+bool event_header_hidden(slice_t name);
+
+/* Base64 (standard alphabet, padded), memory from `arena`. decode returns
+ * false on anything but canonical padded base64. */
+slice_t event_base64_encode(struct arena *arena, slice_t data);
+bool event_base64_decode(struct arena *arena, slice_t text, slice_t *out);
+
 /* Limits (spec §1.5, §2.2, §2.4). */
 #define EVENT_VIEWER_BODY_LIMIT (40u * 1024u)
 #define EVENT_ORIGIN_BODY_LIMIT (1024u * 1024u)

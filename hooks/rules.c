@@ -11,6 +11,8 @@
 
 #include <stdio.h>
 
+#include <openssl/evp.h>
+
 #define VR (1u << EVENT_VIEWER_REQUEST)
 #define OR (1u << EVENT_ORIGIN_REQUEST)
 #define ORS (1u << EVENT_ORIGIN_RESPONSE)
@@ -444,4 +446,37 @@ bool event_validate_result(const struct event_input *input, const struct event_r
         return check_request(input, &result->request, error);
     }
     return check_response(input, &result->response, error);
+}
+
+bool event_header_hidden(slice_t name)
+{
+    char lower[64];
+    if (name.len >= sizeof lower)
+        return false; /* no disallowed name is that long */
+    for (size_t i = 0; i < name.len; i++)
+        lower[i] = (char)((name.ptr[i] >= 'A' && name.ptr[i] <= 'Z') ? name.ptr[i] + 32 : name.ptr[i]);
+    slice_t lowered = {lower, name.len};
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(header_rules); i++)
+        if (header_rules[i].kind == HEADER_DISALLOWED && rule_name_matches(header_rules[i].name, lowered))
+            return true;
+    return false;
+}
+
+slice_t event_base64_encode(struct arena *arena, slice_t data)
+{
+    char *out = arena_alloc(arena, 4 * ((data.len + 2) / 3) + 1);
+    int n = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)data.ptr, (int)data.len);
+    return (slice_t){out, n > 0 ? (size_t)n : 0};
+}
+
+bool event_base64_decode(struct arena *arena, slice_t text, slice_t *out)
+{
+    long long decoded = base64_decoded_length(text);
+    if (decoded < 0)
+        return false;
+    char *bytes = arena_alloc(arena, (size_t)(text.len / 4 * 3 + 1));
+    if (text.len > 0 && EVP_DecodeBlock((unsigned char *)bytes, (const unsigned char *)text.ptr, (int)text.len) < 0)
+        return false;
+    *out = (slice_t){bytes, (size_t)decoded};
+    return true;
 }

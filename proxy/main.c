@@ -24,8 +24,11 @@
 #include <unistd.h>
 
 #include "../cache/store.h"
+#include "../hooks/pool.h"
+#include "../hooks/worker.h"
 #include "access_log.h"
 #include "admin.h"
+#include "request.h"
 #include "server.h"
 
 #define VERGE_VERSION "0.1.0"
@@ -87,6 +90,8 @@ void loop_thread_refresh_generation(struct loop_thread *thread)
     if (thread->generation != NULL)
         generation_unref(thread->generation);
     thread->generation = fresh;
+    /* Function workers of older generations finish their events and go. */
+    hooks_pools_retire(thread->hooks, fresh->config);
 }
 
 static void print_config_errors(const char *prefix, const struct config_errors *errors)
@@ -122,6 +127,8 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
     char error[256];
     if (access_log_configure(config->access_log.path, error, sizeof error) != 0)
         log_error("config reload: access log: %s (keeping the previous destination)", error);
+    if (function_log_configure(config->function_log.path, error, sizeof error) != 0)
+        log_error("config reload: function log: %s (keeping the previous destination)", error);
     /* The cache survives: only its limits follow the new generation. */
     cache_store_configure(config->cache.memory_bytes, config->cache.max_object_bytes,
                           config->cache.eviction == 1 ? CACHE_EVICTION_LRU : CACHE_EVICTION_SIEVE);
@@ -196,7 +203,10 @@ static void *loop_thread_main(void *argument)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     ev_run(thread->loop, 0);
     viewer_close_all(thread);
+    hooks_pools_destroy(thread->hooks);
+    thread->hooks = NULL;
     request_cache_thread_destroy(thread);
+    request_hooks_thread_destroy(thread);
     origin_pools_destroy(thread);
     atomic_fetch_sub(&threads_running, 1);
     ev_async_send(main_loop, &threads_finished_async);
@@ -215,6 +225,7 @@ static int loop_thread_setup(struct loop_thread *thread, unsigned index, const s
     thread->wakeup.data = thread;
     ev_async_start(thread->loop, &thread->wakeup);
     request_cache_thread_init(thread);
+    thread->hooks = hooks_pools_create(thread->loop);
     thread->listener_count = config->listen_count;
     thread->listeners = calloc(config->listen_count, sizeof *thread->listeners);
     VERGE_ASSERT(thread->listeners != NULL);
@@ -321,6 +332,10 @@ static int command_serve(const char *path)
         log_error("access_log.path: %s", error);
         return 1;
     }
+    if (function_log_configure(config->function_log.path, error, sizeof error) != 0) {
+        log_error("function_log: %s", error);
+        return 1;
+    }
 
     cache_store_configure(config->cache.memory_bytes, config->cache.max_object_bytes,
                           config->cache.eviction == 1 ? CACHE_EVICTION_LRU : CACHE_EVICTION_SIEVE);
@@ -372,6 +387,7 @@ static int command_serve(const char *path)
     generation_unref(server.generation);
     log_info("drained; exiting");
     access_log_shutdown();
+    function_log_shutdown();
     return 0;
 }
 
@@ -386,6 +402,9 @@ int main(int argc, char **argv)
         else if (strcmp(level, "error") == 0)
             log_threshold = LOG_ERROR;
     }
+    /* An edge-function worker: spawned by the pool with its channel on fd 3. */
+    if (argc == 2 && strcmp(argv[1], "worker") == 0)
+        return worker_main(3);
     const char *command = "serve";
     const char *config_path = NULL;
     int i = 1;

@@ -22,7 +22,9 @@
 #include "metrics.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../cache/store.h"
 
@@ -81,21 +83,62 @@ struct origin_metrics *metrics_origin(const char *name)
     return found;
 }
 
-void metrics_observe_origin_latency(struct origin_metrics *origin, double seconds)
+/* One observation into a histogram of metrics_latency_bounds buckets. */
+static void observe_latency(atomic_ullong *buckets, atomic_ullong *sum_us, atomic_ullong *count, double seconds)
 {
     if (!(seconds >= 0)) /* also catches NaN */
         seconds = 0;
     for (size_t i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
         if (seconds <= metrics_latency_bounds[i]) {
-            atomic_fetch_add_explicit(&origin->latency_buckets[i], 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&buckets[i], 1, memory_order_relaxed);
             break;
         }
     }
     /* Observations above the last bound only show in _count (the +Inf bucket). */
     double micros = seconds * 1e6 + 0.5;
     unsigned long long micros_rounded = micros < 1.8e19 ? (unsigned long long)micros : 0;
-    atomic_fetch_add_explicit(&origin->latency_sum_us, micros_rounded, memory_order_relaxed);
-    atomic_fetch_add_explicit(&origin->latency_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(sum_us, micros_rounded, memory_order_relaxed);
+    atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
+}
+
+void metrics_observe_origin_latency(struct origin_metrics *origin, double seconds)
+{
+    observe_latency(origin->latency_buckets, &origin->latency_sum_us, &origin->latency_count, seconds);
+}
+
+/* Functions: the same grow-only registry scheme as origins. */
+#define METRICS_MAX_FUNCTIONS 1024
+static struct function_metrics function_registry[METRICS_MAX_FUNCTIONS];
+static atomic_size_t function_registry_count;
+static struct function_metrics function_overflow = {.name = "_overflow", .trigger = "_overflow"};
+static atomic_bool function_overflow_used;
+
+struct function_metrics *metrics_function(const char *name, const char *trigger)
+{
+    struct function_metrics *found = NULL;
+    pthread_mutex_lock(&registry_lock);
+    size_t count = atomic_load_explicit(&function_registry_count, memory_order_relaxed);
+    for (size_t i = 0; i < count && found == NULL; i++)
+        if (strcmp(function_registry[i].name, name) == 0 && strcmp(function_registry[i].trigger, trigger) == 0)
+            found = &function_registry[i];
+    if (found == NULL && count < METRICS_MAX_FUNCTIONS) {
+        found = &function_registry[count];
+        snprintf(found->name, sizeof found->name, "%s", name);
+        snprintf(found->trigger, sizeof found->trigger, "%s", trigger);
+        atomic_store_explicit(&function_registry_count, count + 1, memory_order_release);
+    }
+    if (found == NULL) {
+        if (!atomic_exchange(&function_overflow_used, true))
+            log_warn("metrics: more than %d function/trigger pairs; the rest are counted as \"_overflow\"", METRICS_MAX_FUNCTIONS);
+        found = &function_overflow;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return found;
+}
+
+void metrics_observe_function_duration(struct function_metrics *function, double seconds)
+{
+    observe_latency(function->duration_buckets, &function->duration_sum_us, &function->duration_count, seconds);
 }
 
 /* ---- rendering ----------------------------------------------------------- */
@@ -176,6 +219,81 @@ static void render_origins(struct bytebuf *out, const struct origin_metrics *con
     }
 }
 
+static const char *const function_error_kind_names[FUNCTION_ERROR__COUNT] = {
+    [FUNCTION_ERROR_EXECUTION] = "execution",
+    [FUNCTION_ERROR_TIMEOUT] = "timeout",
+    [FUNCTION_ERROR_VALIDATION] = "validation",
+};
+
+static void append_function_sample(struct bytebuf *out, const char *metric, const struct function_metrics *function)
+{
+    bytebuf_appendf(out, "%s{function=\"", metric);
+    append_label_value(out, function->name);
+    bytebuf_appendf(out, "\",trigger=\"%s\"", function->trigger);
+}
+
+static void render_functions(struct bytebuf *out)
+{
+    size_t count = atomic_load_explicit(&function_registry_count, memory_order_acquire);
+    const struct function_metrics *functions[METRICS_MAX_FUNCTIONS + 1];
+    for (size_t i = 0; i < count; i++)
+        functions[i] = &function_registry[i];
+    if (atomic_load(&function_overflow_used))
+        functions[count++] = &function_overflow;
+    static const struct {
+        const char *name, *type, *help;
+        size_t offset;
+    } counters[] = {
+        {"verge_function_invocations_total", "counter", "Events an edge function ran (throttled ones excluded).",
+         offsetof(struct function_metrics, invocations)},
+        {"verge_function_throttles_total", "counter",
+         "Events refused: workers.max_concurrency reached, or no worker free within the function's timeout.",
+         offsetof(struct function_metrics, throttles)},
+        {"verge_function_continued_total", "counter", "Errors passed over because the trigger says \"on_error\": \"continue\".",
+         offsetof(struct function_metrics, continued)},
+        {"verge_function_cold_starts_total", "counter", "Events that waited for a new worker to start.",
+         offsetof(struct function_metrics, cold_starts)},
+    };
+    for (size_t c = 0; c < VERGE_ARRAY_SIZE(counters); c++) {
+        append_header(out, counters[c].name, counters[c].type, counters[c].help);
+        for (size_t i = 0; i < count; i++) {
+            append_function_sample(out, counters[c].name, functions[i]);
+            bytebuf_appendf(out, "} %llu\n", load((const atomic_ullong *)((const char *)functions[i] + counters[c].offset)));
+        }
+    }
+    append_header(out, "verge_function_errors_total", "counter",
+                  "Failed events, by kind (503 execution and timeout, 502 validation).");
+    for (size_t i = 0; i < count; i++)
+        for (int kind = 0; kind < FUNCTION_ERROR__COUNT; kind++) {
+            append_function_sample(out, "verge_function_errors_total", functions[i]);
+            bytebuf_appendf(out, ",kind=\"%s\"} %llu\n", function_error_kind_names[kind], load(&functions[i]->errors[kind]));
+        }
+    append_header(out, "verge_function_concurrent_executions", "gauge", "Events in flight or waiting for a worker.");
+    for (size_t i = 0; i < count; i++) {
+        append_function_sample(out, "verge_function_concurrent_executions", functions[i]);
+        bytebuf_appendf(out, "} %lld\n", atomic_load_explicit(&functions[i]->concurrent, memory_order_relaxed));
+    }
+    append_header(out, "verge_function_duration_seconds", "histogram", "Time from handing an event to a worker until its answer.");
+    for (size_t i = 0; i < count; i++) {
+        const struct function_metrics *function = functions[i];
+        unsigned long long cumulative = 0;
+        for (size_t b = 0; b < METRICS_LATENCY_BUCKETS; b++) {
+            cumulative += load(&function->duration_buckets[b]);
+            append_function_sample(out, "verge_function_duration_seconds_bucket", function);
+            bytebuf_appendf(out, ",le=\"%g\"} %llu\n", metrics_latency_bounds[b], cumulative);
+        }
+        unsigned long long count_value = load(&function->duration_count);
+        if (count_value < cumulative)
+            count_value = cumulative;
+        append_function_sample(out, "verge_function_duration_seconds_bucket", function);
+        bytebuf_appendf(out, ",le=\"+Inf\"} %llu\n", count_value);
+        append_function_sample(out, "verge_function_duration_seconds_sum", function);
+        bytebuf_appendf(out, "} %.6f\n", (double)load(&function->duration_sum_us) / 1e6);
+        append_function_sample(out, "verge_function_duration_seconds_count", function);
+        bytebuf_appendf(out, "} %llu\n", count_value);
+    }
+}
+
 static void render_counter(struct bytebuf *out, const char *name, const char *help, unsigned long long value)
 {
     append_header(out, name, "counter", help);
@@ -232,4 +350,5 @@ void metrics_render(struct bytebuf *out)
                   "Access log lines dropped because the writer could not keep up.");
     bytebuf_appendf(out, "verge_access_log_dropped_total %llu\n", load(&metrics.access_log_dropped));
     render_cache(out);
+    render_functions(out);
 }

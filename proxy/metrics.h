@@ -40,7 +40,8 @@ struct metrics {
     atomic_uint config_generation;
     atomic_ullong reloads_ok;
     atomic_ullong reloads_failed;
-    atomic_ullong access_log_dropped; /* lines the access log writer could not keep up with */
+    atomic_ullong access_log_dropped;   /* lines the access log writer could not keep up with */
+    atomic_ullong function_log_dropped; /* lines the function log writer could not keep up with */
 
     /* The cache (bumped by the request path; objects, bytes and evictions come
      * from cache_stats in cache/store.h). */
@@ -54,6 +55,29 @@ struct metrics {
 
 extern struct metrics metrics;
 
+/* One edge function at one trigger (spec §8.2's per-function metrics). Like
+ * origins, registered by name for the life of the process. */
+enum function_error_kind {
+    FUNCTION_ERROR_EXECUTION,  /* raised, failed to load, worker died */
+    FUNCTION_ERROR_TIMEOUT,    /* killed at its deadline */
+    FUNCTION_ERROR_VALIDATION, /* returned a result that failed validation */
+    FUNCTION_ERROR__COUNT
+};
+
+struct function_metrics {
+    char name[64];
+    char trigger[16];
+    atomic_ullong invocations; /* events a worker ran (not throttled ones) */
+    atomic_ullong errors[FUNCTION_ERROR__COUNT];
+    atomic_ullong throttles; /* refused: no concurrency left, or no worker in time */
+    atomic_ullong continued; /* errors passed over by "on_error": "continue" */
+    atomic_ullong cold_starts;
+    atomic_llong concurrent; /* events of this function and trigger in flight or waiting */
+    atomic_ullong duration_buckets[METRICS_LATENCY_BUCKETS];
+    atomic_ullong duration_count;
+    atomic_ullong duration_sum_us;
+};
+
 /* Upper bounds (seconds) of the latency histogram buckets, ascending; the
  * implicit last bucket is +Inf. */
 extern const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS];
@@ -65,6 +89,12 @@ void metrics_count_request(int status);
 struct origin_metrics *metrics_origin(const char *name);
 /* Records one origin response time. */
 void metrics_observe_origin_latency(struct origin_metrics *origin, double seconds);
+/* Returns the metrics of function `name` at `trigger` ("viewer-request"...),
+ * registering them on first use (takes a lock: call it when a pool is made,
+ * not per event). */
+struct function_metrics *metrics_function(const char *name, const char *trigger);
+/* Records one invocation's duration. */
+void metrics_observe_function_duration(struct function_metrics *function, double seconds);
 /* Appends the Prometheus text exposition of everything to `out`. */
 void metrics_render(struct bytebuf *out);
 

@@ -42,6 +42,7 @@ static const char *const step_names[] = {
 static void request_run(struct request *request);
 static void pump_request_body(struct request *request);
 static void pump_cache(struct request *request);
+static void deliver_origin_body(struct request *request, const char *data, size_t len);
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -188,11 +189,19 @@ static void tee_to_fill(struct request *request, const void *data, size_t len)
     }
 }
 
+void request_end_fill(struct request *request)
+{
+    end_fill(request, false, 0);
+}
+
 static void request_init(struct request *request, struct viewer_connection *viewer)
 {
     struct arena arena = request->arena;
+    struct bytebuf held_body = request->held_body; /* its memory is kept between requests */
     memset(request, 0, sizeof *request);
     request->arena = arena;
+    request->held_body = held_body;
+    request->held_body.len = 0;
     request->magic = REQUEST_MAGIC;
     request->viewer = viewer;
     request->generation = viewer->thread->generation;
@@ -257,6 +266,10 @@ void request_finish(struct request *request)
     if (request->magic != REQUEST_MAGIC)
         return;
     request->magic = 0;
+    hooks_call_cancel(&request->hook_call);
+    if (request->held_body.cap > 64 * 1024)
+        bytebuf_free(&request->held_body); /* keep small buffers for the next request, not big ones */
+    request->held_body.len = 0;
     if (request->fetch != NULL && request->cache_fill != NULL && request->cache_result == CACHE_RESULT_MISS_STORED)
         request_cache_continue_fill(request);
     if (request->fetch != NULL) {
@@ -312,11 +325,17 @@ static enum step_result step_recv(struct request *request)
     return RUN_NEXT;
 }
 
+/* Runs the behavior's function at `kind` (request_hooks.c); `next` is the
+ * step when the function lets the request go on. */
+static enum step_result run_trigger(struct request *request, enum config_trigger_kind kind, enum request_step next)
+{
+    request->step = next;
+    return request_trigger_start(request, kind) == TRIGGER_SUSPENDED ? RUN_SUSPEND : RUN_NEXT;
+}
+
 static enum step_result step_viewer_request(struct request *request)
 {
-    /* The viewer-request trigger runs here (edge functions issue). */
-    request->step = STEP_LOOKUP;
-    return RUN_NEXT;
+    return run_trigger(request, CONFIG_TRIGGER_VIEWER_REQUEST, STEP_LOOKUP);
 }
 
 static bool method_uses_cache(slice_t method)
@@ -501,9 +520,7 @@ static enum step_result step_lookup(struct request *request)
 
 static enum step_result step_origin_request(struct request *request)
 {
-    /* The origin-request trigger runs here (edge functions issue). */
-    request->step = STEP_FETCH;
-    return RUN_NEXT;
+    return run_trigger(request, CONFIG_TRIGGER_ORIGIN_REQUEST, STEP_FETCH);
 }
 
 static void fetch_static(struct request *request)
@@ -613,7 +630,10 @@ static void build_origin_request_head(struct request *request, struct bytebuf *o
         bytebuf_append_slice(out, request->query);
     }
     bytebuf_append(out, " HTTP/1.1\r\nHost: ", 17);
-    bytebuf_append(out, origin->host_header, strlen(origin->host_header));
+    if (request->origin_host.len > 0) /* set by an origin-request function */
+        bytebuf_append_slice(out, request->origin_host);
+    else
+        bytebuf_append(out, origin->host_header, strlen(origin->host_header));
     bytebuf_append(out, "\r\n", 2);
     for (size_t i = 0; i < request->header_count; i++) {
         const struct http_header *header = &request->headers[i];
@@ -674,7 +694,7 @@ static enum step_result step_fetch(struct request *request)
     request->origin_request_time = (int64_t)time(NULL);
     struct origin_fetch_params params = {
         .origin = request->origin,
-        .metrics = request->generation->origin_metrics[request->origin_index],
+        .metrics = request->origin_metrics ? request->origin_metrics : request->generation->origin_metrics[request->origin_index],
         .method = request->method,
         .request_head = head,
         .has_body = request->body_kind != HTTP1_BODY_NONE,
@@ -689,9 +709,7 @@ static enum step_result step_fetch(struct request *request)
 
 static enum step_result step_origin_response(struct request *request)
 {
-    /* The origin-response trigger runs here (edge functions issue). */
-    request->step = STEP_STORE;
-    return RUN_NEXT;
+    return run_trigger(request, CONFIG_TRIGGER_ORIGIN_RESPONSE, STEP_STORE);
 }
 
 /* The response's headers as stored: hop-by-hop ones removed. */
@@ -791,9 +809,14 @@ static enum step_result step_store(struct request *request)
 
 static enum step_result step_viewer_response(struct request *request)
 {
-    /* The viewer-response trigger runs here (edge functions issue). */
-    request->step = STEP_DELIVER;
-    return RUN_NEXT;
+    /* Not for an origin answer (or a stored one) of 400 and up, spec §4; a
+     * response an origin-request function generated always gets it. */
+    int origin_status = request->origin_status >= 0 ? request->origin_status : request->status;
+    if (!request->hook_generated_at_origin && origin_status >= 400) {
+        request->step = STEP_DELIVER;
+        return RUN_NEXT;
+    }
+    return run_trigger(request, CONFIG_TRIGGER_VIEWER_RESPONSE, STEP_DELIVER);
 }
 
 static enum step_result step_synth(struct request *request)
@@ -882,6 +905,10 @@ static void append_cache_headers(struct request *request, struct bytebuf *out)
     }
     if (request->status >= 400 && request->body_source != RESPONSE_BODY_CACHE)
         x_cache = "Error";
+    if (request->lambda_error != NULL)
+        x_cache = request->lambda_error;
+    else if (request->hook_generated && request->body_source != RESPONSE_BODY_CACHE)
+        x_cache = "LambdaGeneratedResponse";
     bytebuf_appendf(out, "X-Cache: %s from verge\r\nCache-Status: %s\r\n", x_cache, cache_status);
     if (request->body_source == RESPONSE_BODY_CACHE)
         bytebuf_appendf(out, "Age: %lld\r\n", (long long)request->cache_age);
@@ -1106,8 +1133,23 @@ static enum step_result step_deliver(struct request *request)
             return RUN_SUSPEND;
         }
     }
-    if (request->body_source == RESPONSE_BODY_ORIGIN && request->fetch == NULL)
-        request->response_complete = true; /* the origin body ended with the head */
+    if (request->body_source == RESPONSE_BODY_ORIGIN) {
+        /* Bytes that came while a response trigger ran go out after the head. */
+        if (request->held_body.len > 0) {
+            deliver_origin_body(request, request->held_body.data, request->held_body.len);
+            request->held_body.len = 0;
+        }
+        if (request->origin_body_ended || request->fetch == NULL) {
+            end_fill(request, true, 0);
+            if (request->framing == FRAMING_CHUNKED)
+                viewer_write(request->viewer, "0\r\n\r\n", 5);
+            viewer_uncork(request->viewer);
+            request->response_complete = true;
+        } else if (request->origin_paused && viewer_output_pending(request->viewer) <= PUMP_HIGH_WATERMARK) {
+            request->origin_paused = false;
+            origin_fetch_pause_reading(request->fetch, false);
+        }
+    }
     if (request->body_source != RESPONSE_BODY_ORIGIN)
         viewer_uncork(request->viewer);
     if (!request->response_complete)
@@ -1136,6 +1178,23 @@ static const step_function steps[] = {
     [STEP_SYNTH] = step_synth,   [STEP_DELIVER] = step_deliver,
     [STEP_DONE] = step_done,
 };
+
+void request_resume(struct request *request)
+{
+    request_run(request);
+}
+
+void request_replace_origin_body(struct request *request, slice_t body)
+{
+    if (request->fetch != NULL) {
+        origin_fetch_abort(request->fetch); /* its connection cannot be reused mid-body */
+        request->fetch = NULL;
+    }
+    request->held_body.len = 0;
+    request->origin_body_ended = false;
+    request->body_source = RESPONSE_BODY_MEMORY;
+    request->memory_body = body;
+}
 
 static void request_run(struct request *request)
 {
@@ -1204,12 +1263,10 @@ static void on_origin_head(void *context, const struct http1_response *head, sli
     request_run(request);
 }
 
-static void on_origin_body(void *context, const char *data, size_t len)
+/* Origin body bytes after the head: into the stored object and to the viewer. */
+static void deliver_origin_body(struct request *request, const char *data, size_t len)
 {
-    struct request *request = context;
     struct viewer_connection *viewer = request->viewer;
-    if (request->origin_answer_absorbed)
-        return;
     tee_to_fill(request, data, len);
     if (request->framing == FRAMING_NONE)
         return; /* HEAD: an origin that sends a body anyway is ignored */
@@ -1229,6 +1286,23 @@ static void on_origin_body(void *context, const char *data, size_t len)
     }
 }
 
+static void on_origin_body(void *context, const char *data, size_t len)
+{
+    struct request *request = context;
+    if (request->origin_answer_absorbed)
+        return;
+    if (!request->head_sent) {
+        /* A response trigger runs: hold the bytes (and the origin) until the head is out. */
+        bytebuf_append(&request->held_body, data, len);
+        if (request->fetch != NULL && !request->origin_paused) {
+            request->origin_paused = true;
+            origin_fetch_pause_reading(request->fetch, true);
+        }
+        return;
+    }
+    deliver_origin_body(request, data, len);
+}
+
 static void on_origin_end(void *context)
 {
     struct request *request = context;
@@ -1240,12 +1314,15 @@ static void on_origin_end(void *context)
         }
         return;
     }
+    if (!request->head_sent) {
+        /* A response trigger runs: step_deliver ends the body after the head. */
+        request->origin_body_ended = true;
+        return;
+    }
     end_fill(request, true, 0);
     if (request->framing == FRAMING_CHUNKED)
         viewer_write(request->viewer, "0\r\n\r\n", 5);
     viewer_uncork(request->viewer);
-    if (!request->head_sent)
-        return; /* the body ended with the head: step_deliver completes the request */
     request->response_complete = true;
     request->step = STEP_DONE;
     request_run(request);

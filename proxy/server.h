@@ -62,6 +62,8 @@ struct loop_thread {
     struct cache_wakeup *cache_wakeups; /* cache objects that changed for this thread's requests */
     ev_async cache_async;
     struct background_refresh *background_fills; /* fills no viewer waits for (request_cache.c) */
+    struct hooks_pools *hooks;                   /* edge-function workers of this thread (hooks/pool.c) */
+    struct dynamic_origin *dynamic_origins;      /* origins edge functions chose (request_hooks.c) */
 };
 
 struct server {

@@ -1,0 +1,979 @@
+/* pool.c — edge-function worker processes for one event-loop thread.
+ *
+ * A function_pool holds the workers of one (config generation, function,
+ * memory size). A worker is a separate process (`verge worker`, started with
+ * posix_spawn: safe from a threaded process, and a fresh address space with
+ * nothing of the proxy in it) that runs one event at a time and stays warm.
+ * The thread talks to it over a socketpair with the frames of worker.h,
+ * non-blocking, from the thread's own loop.
+ *
+ * Life of an invocation: hooks_invoke counts it against the global limit
+ * (workers.max_concurrency; over it → refused at once), then hands it to an
+ * idle worker, or queues it. START goes to the function log when a worker
+ * takes it, END and REPORT when it is answered; the deadline timer kills the
+ * worker (SIGKILL: JIT-compiled code ignores debug hooks, so only the kernel
+ * can stop a loop) and the event fails as a timeout.
+ *
+ * Scaling: a pool with no worker starts one when an event comes. Events that
+ * wait start a scale timer (every SCALE_TICK_MS): it samples how much CPU
+ * the busy workers use (/proc/<pid>/schedstat) — workers that mostly wait (a
+ * slow dependency) get more workers, one per waiting event, up to
+ * SPAWN_BURST per tick; workers that compute get at most as many workers as
+ * there are CPUs, because more processes than cores add no throughput.
+ * Idle workers exit after workers.idle_timeout_s; a waiting event gives up
+ * (throttled) after its function's timeout.
+ *
+ * Invariants:
+ *  - A worker is STARTING (spawned, no READY yet), IDLE, BUSY (exactly one
+ *    call) or gone; a call is waiting (on its pool's queue, wait_timer
+ *    running), running (on a worker) or inactive.
+ *  - `in_flight` counts active calls of all threads; each active call adds
+ *    one to its function metrics' `concurrent` gauge.
+ *  - A cancelled running call stays on its worker until the answer or the
+ *    deadline (the worker is not free before), without a callback.
+ *  - Closed workers are reaped: their pids wait on `reap_list` (waitpid
+ *    WNOHANG on the housekeeping tick; SIGKILL after REAP_PATIENCE_MS).
+ * Locking: none inside a thread; `in_flight` and `worker_total` are atomics.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../proxy/access_log.h"
+#include "worker.h"
+
+#define SCALE_TICK_MS 5
+#define SPAWN_BURST 8
+#define HOUSEKEEPING_INTERVAL_S 0.25
+#define REAP_PATIENCE_MS 2000
+#define WORKER_READ_SIZE (64 * 1024)
+#define WORKER_CHANNEL_FD 3
+
+extern char **environ;
+
+static const char *worker_program = "/proc/self/exe";
+static atomic_long in_flight;
+static atomic_long worker_total;
+
+enum worker_state { WORKER_STARTING, WORKER_IDLE, WORKER_BUSY };
+
+struct worker_process {
+    struct function_pool *pool;
+    struct worker_process *next;
+    pid_t pid;
+    int fd;
+    enum worker_state state;
+    ev_io read_watcher, write_watcher;
+    ev_timer deadline;
+    struct bytebuf input, output;
+    size_t output_sent;
+    struct hooks_call *call;    /* BUSY: the call it runs (NULL when cancelled) */
+    enum event_trigger trigger; /* of the running event, for its metrics */
+    char request_id[40];        /* of the running event, for END/REPORT */
+    uint64_t spawned_us, dispatched_us, idle_since_us;
+    double init_ms; /* spawn → READY; reported once, with the first event */
+    bool cold;      /* its first event has not run yet */
+    unsigned invocation_number;
+    unsigned sampled_invocation; /* the scale timer's CPU sample belongs to this invocation */
+    uint64_t sampled_runtime_ns, sampled_at_us;
+};
+
+struct function_pool {
+    struct hooks_pools *owner;
+    struct function_pool *next;
+    struct config *config; /* a ref: the function's file, handler and env live in it */
+    size_t function_index;
+    int memory_mb;
+    const struct config_function *function;
+    char version[16];
+    struct function_metrics *metrics[EVENT_TRIGGER_COUNT];
+    struct worker_process *workers;
+    size_t live, starting;
+    struct hooks_call *waiting_head, *waiting_tail;
+    size_t waiting;
+    ev_timer scale_timer;
+    bool retiring;
+};
+
+struct reap_entry {
+    pid_t pid;
+    uint64_t since_ms;
+    bool killed;
+};
+
+struct hooks_pools {
+    struct ev_loop *loop;
+    struct function_pool *pools;
+    ev_timer housekeeping;
+    struct reap_entry *reap_list;
+    size_t reap_count, reap_capacity;
+};
+
+static void dispatch(struct function_pool *pool);
+static void worker_close(struct worker_process *worker, bool kill_it);
+static struct worker_process *idle_worker(struct function_pool *pool);
+
+void hooks_set_worker_program(const char *path)
+{
+    worker_program = path;
+}
+
+long hooks_concurrency(void)
+{
+    return atomic_load_explicit(&in_flight, memory_order_relaxed);
+}
+
+long hooks_worker_count(void)
+{
+    return atomic_load_explicit(&worker_total, memory_order_relaxed);
+}
+
+/* ---- the function log ---------------------------------------------------- */
+
+static void log_line(const struct function_pool *pool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void log_line(const struct function_pool *pool, const char *fmt, ...)
+{
+    char text[1024];
+    va_list args;
+    va_start(args, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, args);
+    va_end(args);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
+    function_log_write(slice_from_cstr(pool->function->name), (slice_t){text, len});
+}
+
+/* A multi-line text (an error and its traceback) as one log line per line. */
+static void log_lines(const struct function_pool *pool, const char *request_id, const char *level, slice_t text)
+{
+    struct bytebuf line = {0};
+    size_t start = 0;
+    for (size_t i = 0; i <= text.len; i++) {
+        if (i < text.len && text.ptr[i] != '\n')
+            continue;
+        line.len = 0;
+        bytebuf_appendf(&line, "%s\t%s\t", request_id, level);
+        bytebuf_append(&line, text.ptr + start, i - start);
+        function_log_write(slice_from_cstr(pool->function->name), (slice_t){line.data, line.len});
+        start = i + 1;
+    }
+    bytebuf_free(&line);
+}
+
+/* ---- the reap list ------------------------------------------------------- */
+
+static void reap_add(struct hooks_pools *pools, pid_t pid, bool killed)
+{
+    if (pools->reap_count == pools->reap_capacity) {
+        pools->reap_capacity = pools->reap_capacity ? pools->reap_capacity * 2 : 16;
+        pools->reap_list = realloc(pools->reap_list, pools->reap_capacity * sizeof *pools->reap_list);
+        VERGE_ASSERT(pools->reap_list != NULL);
+    }
+    pools->reap_list[pools->reap_count++] = (struct reap_entry){pid, time_now_monotonic_ms(), killed};
+}
+
+static void reap_poll(struct hooks_pools *pools)
+{
+    uint64_t now = time_now_monotonic_ms();
+    size_t kept = 0;
+    for (size_t i = 0; i < pools->reap_count; i++) {
+        struct reap_entry *entry = &pools->reap_list[i];
+        pid_t done = waitpid(entry->pid, NULL, WNOHANG);
+        if (done == entry->pid || (done < 0 && errno == ECHILD))
+            continue;
+        if (!entry->killed && now - entry->since_ms > REAP_PATIENCE_MS) {
+            kill(entry->pid, SIGKILL); /* it did not exit on EOF */
+            entry->killed = true;
+        }
+        pools->reap_list[kept++] = *entry;
+    }
+    pools->reap_count = kept;
+}
+
+/* How a worker that closed its channel ended, when the kernel already knows. */
+static void describe_exit(pid_t pid, struct hooks_pools *pools, char *out, size_t size)
+{
+    int status = 0;
+    pid_t done = 0;
+    for (int attempt = 0; attempt < 50 && done == 0; attempt++) {
+        done = waitpid(pid, &status, WNOHANG);
+        if (done == 0)
+            usleep(100); /* the channel closes a moment before the process is a zombie */
+    }
+    if (done != pid) {
+        snprintf(out, size, "the worker closed its channel");
+        reap_add(pools, pid, false);
+    } else if (WIFSIGNALED(status)) {
+        snprintf(out, size, "the worker was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    } else {
+        snprintf(out, size, "the worker exited with status %d", WEXITSTATUS(status));
+    }
+}
+
+/* ---- channel I/O ----------------------------------------------------------- */
+
+static void queue_frame(struct worker_process *worker, uint32_t type, const void *payload, size_t len)
+{
+    uint32_t header[2] = {type, (uint32_t)len};
+    bytebuf_append(&worker->output, header, sizeof header);
+    bytebuf_append(&worker->output, payload, len);
+}
+
+/* Writes what the socket takes; the rest waits for the write watcher. */
+static bool flush_output(struct worker_process *worker)
+{
+    while (worker->output_sent < worker->output.len) {
+        ssize_t n = send(worker->fd, worker->output.data + worker->output_sent, worker->output.len - worker->output_sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(worker->pool->owner->loop, &worker->write_watcher);
+                return true;
+            }
+            return false;
+        }
+        worker->output_sent += (size_t)n;
+    }
+    worker->output.len = 0;
+    worker->output_sent = 0;
+    ev_io_stop(worker->pool->owner->loop, &worker->write_watcher);
+    return true;
+}
+
+/* ---- completing an event ------------------------------------------------- */
+
+/* Logs END and REPORT of the event running on `worker` and counts it; the
+ * worker is detached from the call (returned) and free for another event. */
+static struct hooks_call *finish_event(struct worker_process *worker, const struct hooks_outcome *outcome,
+                                       uint64_t peak_memory_bytes)
+{
+    struct function_pool *pool = worker->pool;
+    struct function_metrics *counters = pool->metrics[worker->trigger];
+    double duration_ms = outcome->duration_ms;
+    log_line(pool, "END RequestId: %s", worker->request_id);
+    unsigned long long used_mb = (peak_memory_bytes + 1024 * 1024 - 1) / (1024 * 1024);
+    if (worker->cold)
+        log_line(pool,
+                 "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %d MB\tMax Memory Used: %llu "
+                 "MB\tInit Duration: %.2f ms\t",
+                 worker->request_id, duration_ms, ceil(duration_ms), pool->memory_mb, used_mb, worker->init_ms);
+    else
+        log_line(
+            pool,
+            "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %d MB\tMax Memory Used: %llu MB\t",
+            worker->request_id, duration_ms, ceil(duration_ms), pool->memory_mb, used_mb);
+    worker->cold = false;
+    atomic_fetch_add_explicit(&counters->invocations, 1, memory_order_relaxed);
+    metrics_observe_function_duration(counters, duration_ms / 1000.0);
+    if (outcome->kind == HOOKS_TIMEOUT)
+        atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_TIMEOUT], 1, memory_order_relaxed);
+    else if (outcome->kind != HOOKS_OK)
+        atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_EXECUTION], 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&counters->concurrent, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+    ev_timer_stop(pool->owner->loop, &worker->deadline);
+    struct hooks_call *call = worker->call;
+    worker->call = NULL;
+    worker->state = WORKER_IDLE;
+    worker->idle_since_us = time_now_monotonic_us();
+    return call;
+}
+
+static void deliver(struct hooks_call *call, const struct hooks_outcome *outcome)
+{
+    if (call == NULL)
+        return; /* cancelled: nobody waits for it */
+    call->active = false;
+    call->worker = NULL;
+    call->done(call->context, outcome);
+}
+
+/* The event on a busy worker failed with the worker (deadline, crash,
+ * protocol error): the worker goes, a waiting event may get a new one, and
+ * the caller hears about it last (its callback may start more work). */
+static void worker_fail(struct worker_process *worker, enum hooks_outcome_kind kind, const char *error)
+{
+    struct function_pool *pool = worker->pool;
+    struct hooks_call *call = NULL;
+    struct hooks_outcome outcome = {.kind = kind, .error = error};
+    bool was_busy = worker->state == WORKER_BUSY;
+    if (was_busy) {
+        outcome.duration_ms = (double)(time_now_monotonic_us() - worker->dispatched_us) / 1000.0;
+        call = finish_event(worker, &outcome, 0);
+    }
+    worker_close(worker, true);
+    dispatch(pool);
+    if (was_busy)
+        deliver(call, &outcome);
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    (void)loop, (void)revents;
+    struct worker_process *worker = (struct worker_process *)((char *)timer - offsetof(struct worker_process, deadline));
+    double duration_ms = (double)(time_now_monotonic_us() - worker->dispatched_us) / 1000.0;
+    log_line(worker->pool, "%s\tTask timed out after %.2f seconds", worker->request_id, duration_ms / 1000.0);
+    char error[96];
+    snprintf(error, sizeof error, "the function timed out after %.0f ms (killed)", duration_ms);
+    worker_fail(worker, HOOKS_TIMEOUT, error);
+}
+
+/* A worker that ended while starting, with events waiting and nothing else
+ * coming for them: the oldest fails (503) instead of respawning in a loop. */
+static void fail_oldest_waiting(struct function_pool *pool, const char *error)
+{
+    struct hooks_call *call = pool->waiting_head;
+    pool->waiting_head = call->next_waiting;
+    if (pool->waiting_head == NULL)
+        pool->waiting_tail = NULL;
+    pool->waiting--;
+    ev_timer_stop(pool->owner->loop, &call->wait_timer);
+    bytebuf_free(&call->frame);
+    struct function_metrics *counters = pool->metrics[call->trigger];
+    atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_EXECUTION], 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&counters->concurrent, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+    struct hooks_outcome outcome = {.kind = HOOKS_WORKER_DIED, .error = error};
+    deliver(call, &outcome);
+}
+
+/* Handles one frame. Returns false when the worker is gone or a callback ran
+ * (then the worker must not be touched again in this turn). */
+static bool handle_frame(struct worker_process *worker, uint32_t type, const char *payload, size_t len)
+{
+    struct function_pool *pool = worker->pool;
+    switch (type) {
+    case WORKER_MESSAGE_READY: {
+        bool loaded = false;
+        slice_t error = {NULL, 0};
+        if (worker->state != WORKER_STARTING || !worker_ready_decode(payload, len, &loaded, &error))
+            break;
+        worker->init_ms = (double)(time_now_monotonic_us() - worker->spawned_us) / 1000.0;
+        if (!loaded) {
+            log_warn("function %s: cannot load %s: " SLICE_FMT, pool->function->name, pool->function->code_path, SLICE_ARG(error));
+            log_lines(pool, "INIT", "ERROR", error);
+        }
+        pool->starting--;
+        worker->state = WORKER_IDLE;
+        worker->idle_since_us = time_now_monotonic_us();
+        dispatch(pool);
+        return true;
+    }
+    case WORKER_MESSAGE_LOG:
+        if (worker->state == WORKER_BUSY)
+            log_lines(pool, worker->request_id, "INFO", (slice_t){payload, len});
+        return true;
+    case WORKER_MESSAGE_RESULT: {
+        struct worker_result result;
+        if (worker->state != WORKER_BUSY || !worker_result_decode(payload, len, &result))
+            break;
+        struct hooks_outcome outcome = {
+            .duration_ms = (double)(time_now_monotonic_us() - worker->dispatched_us) / 1000.0,
+        };
+        char *error_text = NULL;
+        if (result.status == WORKER_RESULT_OK) {
+            outcome.kind = HOOKS_OK;
+            outcome.result_json = result.body;
+        } else {
+            outcome.kind = HOOKS_FUNCTION_ERROR;
+            log_lines(pool, worker->request_id, "ERROR", result.body);
+            error_text = strndup(result.body.ptr, result.body.len);
+            outcome.error = error_text ? error_text : "the function raised an error";
+        }
+        struct hooks_call *call = finish_event(worker, &outcome, result.peak_memory_bytes);
+        if (pool->retiring && pool->waiting == 0)
+            worker_close(worker, false);
+        else
+            dispatch(pool);
+        deliver(call, &outcome);
+        free(error_text);
+        return false;
+    }
+    default:
+        break;
+    }
+    log_warn("function %s: worker %d broke the channel protocol (frame type %u); killing it", pool->function->name,
+             (int)worker->pid, type);
+    worker_fail(worker, HOOKS_WORKER_DIED, "the worker broke the channel protocol");
+    return false;
+}
+
+static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents)
+{
+    (void)loop, (void)revents;
+    struct worker_process *worker = watcher->data;
+    struct function_pool *pool = worker->pool;
+    bytebuf_reserve(&worker->input, WORKER_READ_SIZE);
+    ssize_t n = recv(worker->fd, worker->input.data + worker->input.len, WORKER_READ_SIZE, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        char how[128];
+        describe_exit(worker->pid, pool->owner, how, sizeof how);
+        worker->pid = -1; /* reaped, or queued for reaping by describe_exit */
+        if (worker->state == WORKER_BUSY) {
+            log_line(pool, "RequestId: %s Error: Runtime exited with error: %s", worker->request_id, how);
+            worker_fail(worker, HOOKS_WORKER_DIED, how);
+            return;
+        }
+        bool starting = worker->state == WORKER_STARTING;
+        log_warn("function %s: a worker ended while %s: %s", pool->function->name, starting ? "starting" : "idle", how);
+        worker_close(worker, false);
+        if (starting && pool->waiting > 0 && pool->starting == 0 && idle_worker(pool) == NULL)
+            fail_oldest_waiting(pool, how);
+        dispatch(pool);
+        return;
+    }
+    worker->input.len += (size_t)n;
+    while (worker->input.len >= 8) {
+        uint32_t header[2];
+        memcpy(header, worker->input.data, sizeof header);
+        if (header[1] > WORKER_MESSAGE_MAX) {
+            log_warn("function %s: worker %d sent a %u-byte frame; killing it", pool->function->name, (int)worker->pid, header[1]);
+            worker_fail(worker, HOOKS_WORKER_DIED, "the worker broke the channel protocol");
+            return;
+        }
+        if (worker->input.len - 8 < header[1])
+            break;
+        /* The handler may free the worker: the frame moves out of its buffer first. */
+        struct bytebuf frame = {0};
+        bytebuf_append(&frame, worker->input.data + 8, header[1]);
+        bytebuf_consume(&worker->input, 8 + (size_t)header[1]);
+        bool go_on = handle_frame(worker, header[0], frame.data, frame.len);
+        bytebuf_free(&frame);
+        if (!go_on)
+            return;
+    }
+}
+
+static void on_worker_writable(struct ev_loop *loop, ev_io *watcher, int revents)
+{
+    (void)loop, (void)revents;
+    struct worker_process *worker = watcher->data;
+    if (!flush_output(worker)) {
+        ev_io_stop(loop, &worker->write_watcher);
+        worker->output.len = worker->output_sent = 0; /* EOF follows on the read side */
+    }
+}
+
+/* ---- spawning and closing ------------------------------------------------ */
+
+/* The environment a worker process gets: only the sanitizer settings (so
+ * test builds report from workers too); a function sees its configured env
+ * through os.getenv, never the proxy's. */
+static char **worker_environment(void)
+{
+    static char *kept[8];
+    static bool built;
+    if (!built) {
+        size_t n = 0;
+        for (char **e = environ; *e != NULL && n + 1 < VERGE_ARRAY_SIZE(kept); e++)
+            if (strncmp(*e, "ASAN_OPTIONS=", 13) == 0 || strncmp(*e, "UBSAN_OPTIONS=", 14) == 0 ||
+                strncmp(*e, "LSAN_OPTIONS=", 13) == 0)
+                kept[n++] = *e;
+        kept[n] = NULL;
+        built = true; /* first call is made by a loop thread before others spawn: harmless race on identical data */
+    }
+    return kept;
+}
+
+static struct worker_process *spawn_worker(struct function_pool *pool)
+{
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+        log_error("function %s: socketpair: %s", pool->function->name, strerror(errno));
+        return NULL;
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], WORKER_CHANNEL_FD);
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes, &all);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+    char *argv[] = {"verge", "worker", NULL};
+    pid_t pid;
+    int spawn_error;
+    if (fds[1] == WORKER_CHANNEL_FD) {
+        /* dup2 onto itself would keep close-on-exec set. */
+        spawn_error = EBADF;
+    } else {
+        spawn_error = posix_spawn(&pid, worker_program, &actions, &attributes, argv, worker_environment());
+    }
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    close(fds[1]);
+    if (spawn_error != 0) {
+        log_error("function %s: cannot start a worker (%s): %s", pool->function->name, worker_program, strerror(spawn_error));
+        close(fds[0]);
+        return NULL;
+    }
+    struct worker_process *worker = calloc(1, sizeof *worker);
+    VERGE_ASSERT(worker != NULL);
+    worker->pool = pool;
+    worker->pid = pid;
+    worker->fd = fds[0];
+    worker->state = WORKER_STARTING;
+    worker->cold = true;
+    worker->spawned_us = time_now_monotonic_us();
+    ev_io_init(&worker->read_watcher, on_worker_readable, worker->fd, EV_READ);
+    worker->read_watcher.data = worker;
+    ev_io_init(&worker->write_watcher, on_worker_writable, worker->fd, EV_WRITE);
+    worker->write_watcher.data = worker;
+    ev_timer_init(&worker->deadline, on_deadline, 0, 0);
+    ev_io_start(pool->owner->loop, &worker->read_watcher);
+
+    const struct config_function *function = pool->function;
+    slice_t *names = calloc(function->env_count + 1, sizeof *names);
+    slice_t *values = calloc(function->env_count + 1, sizeof *values);
+    VERGE_ASSERT(names != NULL && values != NULL);
+    for (size_t i = 0; i < function->env_count; i++) {
+        names[i] = slice_from_cstr(function->env_names[i]);
+        values[i] = slice_from_cstr(function->env_values[i]);
+    }
+    struct worker_init init = {
+        .memory_limit_mb = (uint32_t)pool->memory_mb,
+        .function_file = slice_from_cstr(function->code_path),
+        .handler = slice_from_cstr(function->handler),
+        .env_count = function->env_count,
+        .env_names = names,
+        .env_values = values,
+    };
+    struct bytebuf payload = {0};
+    worker_init_encode(&init, &payload);
+    queue_frame(worker, WORKER_MESSAGE_INIT, payload.data, payload.len);
+    bytebuf_free(&payload);
+    free(names);
+    free(values);
+
+    worker->next = pool->workers;
+    pool->workers = worker;
+    pool->live++;
+    pool->starting++;
+    atomic_fetch_add_explicit(&worker_total, 1, memory_order_relaxed);
+    if (!flush_output(worker))
+        worker->output.len = worker->output_sent = 0; /* EOF follows on the read side */
+    return worker;
+}
+
+/* Takes the worker off its pool and frees it; the process exits on EOF (or
+ * is killed) and is reaped later. */
+static void worker_close(struct worker_process *worker, bool kill_it)
+{
+    struct function_pool *pool = worker->pool;
+    struct hooks_pools *owner = pool->owner;
+    for (struct worker_process **link = &pool->workers; *link != NULL; link = &(*link)->next)
+        if (*link == worker) {
+            *link = worker->next;
+            break;
+        }
+    pool->live--;
+    if (worker->state == WORKER_STARTING)
+        pool->starting--;
+    atomic_fetch_sub_explicit(&worker_total, 1, memory_order_relaxed);
+    ev_io_stop(owner->loop, &worker->read_watcher);
+    ev_io_stop(owner->loop, &worker->write_watcher);
+    ev_timer_stop(owner->loop, &worker->deadline);
+    if (worker->fd >= 0)
+        close(worker->fd);
+    if (worker->pid > 0) {
+        if (kill_it)
+            kill(worker->pid, SIGKILL);
+        reap_add(owner, worker->pid, kill_it);
+    }
+    VERGE_ASSERT(worker->call == NULL);
+    free(worker->input.data);
+    free(worker->output.data);
+    free(worker);
+}
+
+/* ---- dispatching and scaling --------------------------------------------- */
+
+static void run_on(struct worker_process *worker, struct hooks_call *call, const struct bytebuf *frame)
+{
+    struct function_pool *pool = worker->pool;
+    worker->state = WORKER_BUSY;
+    worker->call = call;
+    worker->trigger = call->trigger;
+    worker->invocation_number++;
+    snprintf(worker->request_id, sizeof worker->request_id, "%s", call->request_id);
+    worker->dispatched_us = time_now_monotonic_us();
+    call->worker = worker;
+    if (worker->cold)
+        atomic_fetch_add_explicit(&pool->metrics[call->trigger]->cold_starts, 1, memory_order_relaxed);
+    log_line(pool, "START RequestId: %s Version: %s", call->request_id, pool->version);
+    bytebuf_append(&worker->output, frame->data, frame->len);
+    ev_timer_set(&worker->deadline, call->timeout_ms / 1000.0, 0);
+    ev_timer_start(pool->owner->loop, &worker->deadline);
+    /* A broken channel shows up as EOF on the read side, which fails the
+     * event: nothing is freed here, so callers may go on using the pool. */
+    if (!flush_output(worker))
+        worker->output.len = worker->output_sent = 0;
+}
+
+static struct worker_process *idle_worker(struct function_pool *pool)
+{
+    for (struct worker_process *worker = pool->workers; worker != NULL; worker = worker->next)
+        if (worker->state == WORKER_IDLE)
+            return worker;
+    return NULL;
+}
+
+static void on_scale_tick(struct ev_loop *loop, ev_timer *timer, int revents);
+
+/* Hands waiting events to idle workers; makes sure a pool with waiting
+ * events has a worker coming or a scale timer running. */
+static void dispatch(struct function_pool *pool)
+{
+    while (pool->waiting > 0) {
+        struct worker_process *worker = idle_worker(pool);
+        if (worker == NULL)
+            break;
+        struct hooks_call *call = pool->waiting_head;
+        pool->waiting_head = call->next_waiting;
+        if (pool->waiting_head == NULL)
+            pool->waiting_tail = NULL;
+        pool->waiting--;
+        ev_timer_stop(pool->owner->loop, &call->wait_timer);
+        struct bytebuf frame = call->frame;
+        call->frame = (struct bytebuf){0};
+        run_on(worker, call, &frame);
+        bytebuf_free(&frame);
+    }
+    if (pool->waiting == 0) {
+        ev_timer_stop(pool->owner->loop, &pool->scale_timer);
+        return;
+    }
+    if (pool->live == 0)
+        spawn_worker(pool);
+    if (!ev_is_active(&pool->scale_timer))
+        ev_timer_start(pool->owner->loop, &pool->scale_timer);
+}
+
+/* CPU time the process has run, in ns (first field of /proc/<pid>/schedstat). */
+static bool process_runtime_ns(pid_t pid, uint64_t *out)
+{
+    char path[64], text[128];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    text[n] = '\0';
+    *out = strtoull(text, NULL, 10);
+    return true;
+}
+
+static long online_cpus(void)
+{
+    static long cpus;
+    if (cpus == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cpus = n > 0 ? n : 1;
+    }
+    return cpus;
+}
+
+static void on_scale_tick(struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    (void)revents;
+    struct function_pool *pool = timer->data;
+    if (pool->waiting == 0) {
+        ev_timer_stop(loop, timer);
+        return;
+    }
+    if (pool->live == 0) {
+        spawn_worker(pool);
+        return;
+    }
+    if (pool->waiting <= pool->starting)
+        return; /* enough workers are on their way */
+    /* How much of their time do the busy workers spend on a CPU? */
+    uint64_t now = time_now_monotonic_us();
+    double share_sum = 0;
+    int sampled = 0;
+    for (struct worker_process *worker = pool->workers; worker != NULL; worker = worker->next) {
+        if (worker->state != WORKER_BUSY)
+            continue;
+        uint64_t runtime;
+        if (!process_runtime_ns(worker->pid, &runtime))
+            continue;
+        if (worker->sampled_invocation != worker->invocation_number || now <= worker->sampled_at_us) {
+            worker->sampled_invocation = worker->invocation_number;
+            worker->sampled_runtime_ns = runtime;
+            worker->sampled_at_us = now;
+            continue;
+        }
+        share_sum += (double)(runtime - worker->sampled_runtime_ns) / 1000.0 / (double)(now - worker->sampled_at_us);
+        sampled++;
+    }
+    if (sampled == 0)
+        return; /* next tick: a first sample was just taken */
+    bool computing = share_sum / sampled >= 0.5;
+    long limit = computing ? online_cpus() : pool->config->workers.max_concurrency;
+    long want = (long)pool->waiting - (long)pool->starting;
+    long room = limit - (long)pool->live;
+    long spawn = want < room ? want : room;
+    if (spawn > SPAWN_BURST)
+        spawn = SPAWN_BURST;
+    for (long i = 0; i < spawn && !pool->retiring; i++)
+        if (spawn_worker(pool) == NULL)
+            break;
+}
+
+/* ---- pools ----------------------------------------------------------------- */
+
+static struct function_pool *pool_for(struct hooks_pools *pools, struct config *config, size_t function_index, int memory_mb)
+{
+    for (struct function_pool *pool = pools->pools; pool != NULL; pool = pool->next)
+        if (pool->config == config && pool->function_index == function_index && pool->memory_mb == memory_mb)
+            return pool;
+    struct function_pool *pool = calloc(1, sizeof *pool);
+    VERGE_ASSERT(pool != NULL);
+    pool->owner = pools;
+    pool->config = config;
+    config_ref(config);
+    pool->function_index = function_index;
+    pool->memory_mb = memory_mb;
+    pool->function = &config->functions[function_index];
+    snprintf(pool->version, sizeof pool->version, "%u", config->generation);
+    for (int trigger = 0; trigger < EVENT_TRIGGER_COUNT; trigger++)
+        pool->metrics[trigger] = metrics_function(pool->function->name, event_trigger_name((enum event_trigger)trigger));
+    ev_timer_init(&pool->scale_timer, on_scale_tick, SCALE_TICK_MS / 1000.0, SCALE_TICK_MS / 1000.0);
+    pool->scale_timer.data = pool;
+    pool->retiring = false;
+    pool->next = pools->pools;
+    pools->pools = pool;
+    return pool;
+}
+
+static void pool_free(struct function_pool *pool)
+{
+    ev_timer_stop(pool->owner->loop, &pool->scale_timer);
+    config_unref(pool->config);
+    free(pool);
+}
+
+static void on_housekeeping(struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    (void)loop, (void)revents;
+    struct hooks_pools *pools = timer->data;
+    uint64_t now = time_now_monotonic_us();
+    for (struct function_pool **link = &pools->pools; *link != NULL;) {
+        struct function_pool *pool = *link;
+        uint64_t idle_limit_us = (uint64_t)pool->config->workers.idle_timeout_s * 1000000u;
+        for (struct worker_process *worker = pool->workers, *next; worker != NULL; worker = next) {
+            next = worker->next;
+            if (worker->state == WORKER_IDLE && (pool->retiring || now - worker->idle_since_us >= idle_limit_us))
+                worker_close(worker, false);
+        }
+        if (pool->retiring && pool->live == 0 && pool->waiting == 0) {
+            *link = pool->next;
+            pool_free(pool);
+            continue;
+        }
+        link = &pool->next;
+    }
+    reap_poll(pools);
+}
+
+struct hooks_pools *hooks_pools_create(struct ev_loop *loop)
+{
+    struct hooks_pools *pools = calloc(1, sizeof *pools);
+    VERGE_ASSERT(pools != NULL);
+    pools->loop = loop;
+    ev_timer_init(&pools->housekeeping, on_housekeeping, HOUSEKEEPING_INTERVAL_S, HOUSEKEEPING_INTERVAL_S);
+    pools->housekeeping.data = pools;
+    ev_timer_start(loop, &pools->housekeeping);
+    ev_unref(loop); /* housekeeping alone does not keep the loop running */
+    return pools;
+}
+
+void hooks_pools_retire(struct hooks_pools *pools, const struct config *current)
+{
+    for (struct function_pool *pool = pools->pools; pool != NULL; pool = pool->next) {
+        if (pool->config == current || pool->retiring)
+            continue;
+        pool->retiring = true;
+        for (struct worker_process *worker = pool->workers, *next; worker != NULL; worker = next) {
+            next = worker->next;
+            if (worker->state == WORKER_IDLE)
+                worker_close(worker, false);
+        }
+    }
+}
+
+void hooks_pools_destroy(struct hooks_pools *pools)
+{
+    if (pools == NULL)
+        return;
+    ev_ref(pools->loop);
+    ev_timer_stop(pools->loop, &pools->housekeeping);
+    while (pools->pools != NULL) {
+        struct function_pool *pool = pools->pools;
+        pools->pools = pool->next;
+        while (pool->waiting_head != NULL) {
+            struct hooks_call *call = pool->waiting_head;
+            pool->waiting_head = call->next_waiting;
+            ev_timer_stop(pools->loop, &call->wait_timer);
+            bytebuf_free(&call->frame);
+            call->active = false;
+            atomic_fetch_sub_explicit(&pool->metrics[call->trigger]->concurrent, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+        }
+        pool->waiting = 0;
+        while (pool->workers != NULL) {
+            struct worker_process *worker = pool->workers;
+            if (worker->call != NULL) {
+                worker->call->active = false;
+                worker->call = NULL;
+                atomic_fetch_sub_explicit(&pool->metrics[worker->trigger]->concurrent, 1, memory_order_relaxed);
+                atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+            }
+            worker_close(worker, true);
+        }
+        pool_free(pool);
+    }
+    /* Every worker got SIGKILL or EOF: wait for them briefly so none is left behind. */
+    for (int attempt = 0; attempt < 200 && pools->reap_count > 0; attempt++) {
+        reap_poll(pools);
+        if (pools->reap_count > 0)
+            usleep(5000);
+    }
+    for (size_t i = 0; i < pools->reap_count; i++)
+        kill(pools->reap_list[i].pid, SIGKILL);
+    free(pools->reap_list);
+    free(pools);
+}
+
+/* ---- invoking ---------------------------------------------------------------- */
+
+static void on_wait_expired(struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    (void)loop, (void)revents;
+    struct hooks_call *call = (struct hooks_call *)((char *)timer - offsetof(struct hooks_call, wait_timer));
+    struct function_pool *pool = call->pool;
+    for (struct hooks_call **link = &pool->waiting_head, *previous = NULL; *link != NULL;
+         previous = *link, link = &(*link)->next_waiting)
+        if (*link == call) {
+            *link = call->next_waiting;
+            if (pool->waiting_tail == call)
+                pool->waiting_tail = previous;
+            break;
+        }
+    pool->waiting--;
+    bytebuf_free(&call->frame);
+    struct function_metrics *counters = pool->metrics[call->trigger];
+    atomic_fetch_add_explicit(&counters->throttles, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&counters->concurrent, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+    log_warn("function %s: request %s waited %d ms for a worker; throttled", pool->function->name, call->request_id,
+             call->timeout_ms);
+    call->active = false;
+    struct hooks_outcome outcome = {.kind = HOOKS_THROTTLED, .error = "no worker became free within the function's timeout"};
+    call->done(call->context, &outcome);
+}
+
+bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invocation, struct hooks_call *call,
+                  hooks_done_callback done, void *context)
+{
+    struct config *config = invocation->config;
+    struct function_pool *pool = pool_for(pools, config, invocation->function_index, invocation->memory_mb);
+    struct function_metrics *counters = pool->metrics[invocation->trigger];
+    long limit = config->workers.max_concurrency;
+    if (atomic_fetch_add_explicit(&in_flight, 1, memory_order_relaxed) >= limit) {
+        atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&counters->throttles, 1, memory_order_relaxed);
+        return false;
+    }
+    atomic_fetch_add_explicit(&counters->concurrent, 1, memory_order_relaxed);
+    memset(call, 0, sizeof *call);
+    call->pool = pool;
+    call->done = done;
+    call->context = context;
+    call->trigger = invocation->trigger;
+    call->timeout_ms = invocation->timeout_ms;
+    call->queued_us = time_now_monotonic_us();
+    call->active = true;
+    snprintf(call->request_id, sizeof call->request_id, SLICE_FMT, SLICE_ARG(invocation->request_id));
+
+    struct worker_invocation message = {
+        .remaining_ms = (uint32_t)invocation->timeout_ms,
+        .request_id = invocation->request_id,
+        .function_name = slice_from_cstr(pool->function->name),
+        .function_version = slice_from_cstr(pool->version),
+        .event_json = invocation->event_json,
+    };
+    struct worker_process *worker = pool->waiting == 0 ? idle_worker(pool) : NULL;
+    struct bytebuf *frame = &call->frame;
+    size_t header_at = frame->len;
+    uint32_t header[2] = {WORKER_MESSAGE_INVOKE, 0};
+    bytebuf_append(frame, header, sizeof header);
+    worker_invocation_encode(&message, frame);
+    header[1] = (uint32_t)(frame->len - header_at - sizeof header);
+    memcpy(frame->data + header_at, header, sizeof header);
+    if (worker != NULL) {
+        struct bytebuf ready = call->frame;
+        call->frame = (struct bytebuf){0};
+        run_on(worker, call, &ready);
+        bytebuf_free(&ready);
+        return true;
+    }
+    ev_timer_init(&call->wait_timer, on_wait_expired, invocation->timeout_ms / 1000.0, 0);
+    ev_timer_start(pools->loop, &call->wait_timer);
+    if (pool->waiting_tail != NULL)
+        pool->waiting_tail->next_waiting = call;
+    else
+        pool->waiting_head = call;
+    pool->waiting_tail = call;
+    pool->waiting++;
+    dispatch(pool);
+    return true;
+}
+
+void hooks_call_cancel(struct hooks_call *call)
+{
+    if (!call->active)
+        return;
+    call->active = false;
+    struct function_pool *pool = call->pool;
+    if (call->worker != NULL) {
+        call->worker->call = NULL; /* its answer is dropped; the worker is free after it */
+        call->worker = NULL;
+        return;
+    }
+    for (struct hooks_call **link = &pool->waiting_head, *previous = NULL; *link != NULL;
+         previous = *link, link = &(*link)->next_waiting)
+        if (*link == call) {
+            *link = call->next_waiting;
+            if (pool->waiting_tail == call)
+                pool->waiting_tail = previous;
+            pool->waiting--;
+            break;
+        }
+    ev_timer_stop(pool->owner->loop, &call->wait_timer);
+    bytebuf_free(&call->frame);
+    atomic_fetch_sub_explicit(&pool->metrics[call->trigger]->concurrent, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+}

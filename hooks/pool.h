@@ -1,0 +1,94 @@
+/* pool.h — the edge-function worker pool of one event-loop thread: spawning
+ * worker processes, handing them events, deadlines, kill and respawn,
+ * scaling out and in, the global concurrency limit, and the function log's
+ * START / END / REPORT lines.
+ *
+ * Each loop thread owns its pools (one per config generation, function and
+ * memory size) and talks to its workers over their channels from its own
+ * libev loop, so an invocation never crosses threads. What threads share:
+ * the concurrency counter (an atomic: events in flight or waiting, all
+ * functions together) and the metrics.
+ */
+#ifndef VERGE_HOOKS_POOL_H
+#define VERGE_HOOKS_POOL_H
+
+#include <ev.h>
+
+#include "../conf/config.h"
+#include "../proxy/metrics.h"
+#include "event.h"
+
+struct hooks_pools;
+struct function_pool;
+struct worker_process;
+
+enum hooks_outcome_kind {
+    HOOKS_OK,             /* result_json holds what the function returned */
+    HOOKS_FUNCTION_ERROR, /* the function raised (or failed to load): error holds file:line + traceback */
+    HOOKS_TIMEOUT,        /* killed at its deadline */
+    HOOKS_WORKER_DIED,    /* the worker crashed or exited during the event */
+    HOOKS_THROTTLED,      /* waited for a worker past the function's timeout */
+};
+
+struct hooks_outcome {
+    enum hooks_outcome_kind kind;
+    slice_t result_json; /* HOOKS_OK; valid during the callback only */
+    const char *error;   /* the other kinds: what happened, for the log */
+    double duration_ms;  /* from dispatch to the worker until the answer */
+};
+
+typedef void (*hooks_done_callback)(void *context, const struct hooks_outcome *outcome);
+
+/* One invocation, embedded in its caller (a request). Opaque. */
+struct hooks_call {
+    struct function_pool *pool;
+    struct worker_process *worker; /* while it runs */
+    struct hooks_call *next_waiting;
+    ev_timer wait_timer; /* while it waits for a worker */
+    hooks_done_callback done;
+    void *context;
+    struct bytebuf frame; /* the INVOKE frame, kept until a worker takes it */
+    char request_id[40];
+    enum event_trigger trigger;
+    int timeout_ms;
+    uint64_t queued_us;
+    bool active; /* between hooks_invoke and done/cancel */
+};
+
+struct hooks_invocation {
+    struct config *config; /* the generation the request runs on */
+    size_t function_index;
+    enum event_trigger trigger;
+    int timeout_ms, memory_mb; /* effective at this trigger */
+    slice_t request_id;
+    slice_t event_json;
+};
+
+/* The program the pool starts as "<path> worker" with the channel on fd 3
+ * (process-wide; main sets /proc/self/exe). */
+void hooks_set_worker_program(const char *path);
+
+struct hooks_pools *hooks_pools_create(struct ev_loop *loop);
+/* Kills every worker of the thread and frees the pools; calls in flight are
+ * dropped without their callback (their requests are gone already). */
+void hooks_pools_destroy(struct hooks_pools *pools);
+/* A new generation is current: pools of other configs take no new workers
+ * and go away when their last event is done. */
+void hooks_pools_retire(struct hooks_pools *pools, const struct config *current);
+
+/* Starts an invocation; `done` is called later, from the loop, exactly once
+ * unless the call is cancelled. Returns false when no concurrency is left
+ * (workers.max_concurrency events in flight or waiting): the caller answers
+ * 503 LambdaLimitExceeded; nothing is pending then. */
+bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invocation, struct hooks_call *call,
+                  hooks_done_callback done, void *context);
+/* The caller no longer wants the outcome (its viewer left). A running event
+ * still runs to its end or deadline on its worker. Safe on an idle call. */
+void hooks_call_cancel(struct hooks_call *call);
+
+/* Events in flight or waiting, all threads (for tests and /metrics). */
+long hooks_concurrency(void);
+/* Live worker processes, all threads. */
+long hooks_worker_count(void);
+
+#endif
