@@ -32,6 +32,9 @@
  *  - A request body returned although Include Body is off is validated like
  *    any other; the caller ignores it (CloudFront exposes none to change).
  *  - KB = 1024 bytes, MB = 1024 KB.
+ *  - A custom origin's domainName may be an IPv4 address (CloudFront wants a
+ *    DNS name; verge's users point functions at local origins). IPv6
+ *    literals are refused (no brackets in the field).
  *  - Switching S3 → S3 with a different OAI cannot be checked here (we have no
  *    OAI identity): not validated.
  */

@@ -278,18 +278,14 @@ static bool check_origin(enum event_trigger trigger, const struct event_request 
     if (custom) {
         if (domain.len > 253)
             return event_error_set(error, trigger, "domainName must be at most 253 characters", "%s.domainName", path);
-        bool all_digits_dots = true;
         for (size_t i = 0; i < domain.len; i++) {
             char c = domain.ptr[i];
             if (c == ':')
                 return event_error_set(error, trigger, "domainName must be a DNS name, not an IP address", "%s.domainName", path);
             if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'))
                 return event_error_set(error, trigger, "domainName must be a DNS name", "%s.domainName", path);
-            if (!((c >= '0' && c <= '9') || c == '.'))
-                all_digits_dots = false;
         }
-        if (all_digits_dots)
-            return event_error_set(error, trigger, "domainName must be a DNS name, not an IP address", "%s.domainName", path);
+        /* An IPv4 address passes (CloudFront wants a name): local origins are what verge's users test against. */
     } else {
         if (domain.len > 128)
             return event_error_set(error, trigger, "domainName must be at most 128 characters", "%s.domainName", path);

@@ -197,11 +197,13 @@ void request_end_fill(struct request *request)
 static void request_init(struct request *request, struct viewer_connection *viewer)
 {
     struct arena arena = request->arena;
-    struct bytebuf held_body = request->held_body; /* its memory is kept between requests */
+    struct bytebuf held_body = request->held_body, collected_body = request->collected_body; /* kept between requests */
     memset(request, 0, sizeof *request);
     request->arena = arena;
     request->held_body = held_body;
     request->held_body.len = 0;
+    request->collected_body = collected_body;
+    request->collected_body.len = 0;
     request->magic = REQUEST_MAGIC;
     request->viewer = viewer;
     request->generation = viewer->thread->generation;
@@ -267,9 +269,13 @@ void request_finish(struct request *request)
         return;
     request->magic = 0;
     hooks_call_cancel(&request->hook_call);
+    /* Small buffers stay for the next request, big ones go. */
     if (request->held_body.cap > 64 * 1024)
-        bytebuf_free(&request->held_body); /* keep small buffers for the next request, not big ones */
+        bytebuf_free(&request->held_body);
     request->held_body.len = 0;
+    if (request->collected_body.cap > 64 * 1024)
+        bytebuf_free(&request->collected_body);
+    request->collected_body.len = 0;
     if (request->fetch != NULL && request->cache_fill != NULL && request->cache_result == CACHE_RESULT_MISS_STORED)
         request_cache_continue_fill(request);
     if (request->fetch != NULL) {
@@ -329,8 +335,20 @@ static enum step_result step_recv(struct request *request)
  * step when the function lets the request go on. */
 static enum step_result run_trigger(struct request *request, enum config_trigger_kind kind, enum request_step next)
 {
+    enum request_step current = request->step;
     request->step = next;
-    return request_trigger_start(request, kind) == TRIGGER_SUSPENDED ? RUN_SUSPEND : RUN_NEXT;
+    switch (request_trigger_start(request, kind)) {
+    case TRIGGER_SUSPENDED:
+        return RUN_SUSPEND;
+    case TRIGGER_WAITING_FOR_BODY:
+        /* Include Body: the step runs again once enough of the body is here
+         * (request_on_viewer_input). */
+        request->step = current;
+        request->waiting_for_body = true;
+        return RUN_SUSPEND;
+    default:
+        return RUN_NEXT;
+    }
 }
 
 static enum step_result step_viewer_request(struct request *request)
@@ -671,10 +689,18 @@ static void build_origin_request_head(struct request *request, struct bytebuf *o
         if (last_modified.len > 0)
             append_header(out, SLICE_LITERAL("If-Modified-Since"), last_modified);
     }
-    if (request->body_kind == HTTP1_BODY_LENGTH)
-        bytebuf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)request->body_remaining);
-    else if (request->body_kind == HTTP1_BODY_CHUNKED)
+    /* Framing: a body Include Body read whole (or a function's replacement)
+     * has a known length; otherwise the viewer's framing goes on. */
+    request->upload_chunked = false;
+    if (request->upload_only)
+        bytebuf_appendf(out, "Content-Length: %zu\r\n", request->upload.len);
+    else if (request->body_kind == HTTP1_BODY_LENGTH || (request->body_kind == HTTP1_BODY_CHUNKED && request->body_done))
+        bytebuf_appendf(out, "Content-Length: %llu\r\n",
+                        (unsigned long long)(request->collected_body.len + request->body_remaining));
+    else if (request->body_kind == HTTP1_BODY_CHUNKED) {
         bytebuf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+        request->upload_chunked = true;
+    }
     bytebuf_append(out, "\r\n", 2);
 }
 
@@ -697,8 +723,8 @@ static enum step_result step_fetch(struct request *request)
         .metrics = request->origin_metrics ? request->origin_metrics : request->generation->origin_metrics[request->origin_index],
         .method = request->method,
         .request_head = head,
-        .has_body = request->body_kind != HTTP1_BODY_NONE,
-        .retryable = request->body_kind == HTTP1_BODY_NONE && method_is_idempotent(request->method),
+        .has_body = request->body_kind != HTTP1_BODY_NONE || request->upload_only,
+        .retryable = request->body_kind == HTTP1_BODY_NONE && !request->upload_only && method_is_idempotent(request->method),
     };
     request->fetch = origin_fetch_start(request->viewer->thread, &params, &origin_callbacks, request);
     if (params.has_body)
@@ -1217,8 +1243,11 @@ static void on_origin_ready_for_body(void *context)
     if (request->body_pump_started)
         return;
     request->body_pump_started = true;
-    if (request->expect_continue && request->viewer->input_len == 0 && !request->head_sent)
+    if (request->expect_continue && !request->continue_sent && !request->body_done && request->viewer->input_len == 0 &&
+        !request->head_sent) {
+        request->continue_sent = true;
         viewer_write(request->viewer, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
     pump_request_body(request);
 }
 
@@ -1367,6 +1396,40 @@ static void on_origin_error(void *context, enum origin_error_kind kind, const ch
 
 /* ---- request body: viewer → origin --------------------------------------- */
 
+bool request_collect_body(struct request *request, size_t limit, bool *enough)
+{
+    struct viewer_connection *viewer = request->viewer;
+    if (request->expect_continue && !request->continue_sent && !request->body_done && viewer->input_len == 0) {
+        request->continue_sent = true;
+        viewer_write(viewer, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    while (!request->body_done && request->collected_body.len < limit && viewer->input_len > 0) {
+        if (request->body_kind == HTTP1_BODY_LENGTH) {
+            size_t n = viewer->input_len < request->body_remaining ? viewer->input_len : (size_t)request->body_remaining;
+            bytebuf_append(&request->collected_body, viewer->input, n);
+            request->body_remaining -= n;
+            request->body_done = request->body_remaining == 0;
+            viewer_consume_input(viewer, n);
+        } else {
+            size_t len = viewer->input_len;
+            long result = http1_chunked_decode(&request->body_decoder, viewer->input, &len);
+            if (result == -1)
+                return false;
+            bytebuf_append(&request->collected_body, viewer->input, len);
+            if (result >= 0) {
+                request->body_done = true;
+                memmove(viewer->input, viewer->input + len, (size_t)result);
+                viewer->input_len = (size_t)result;
+            } else {
+                viewer->input_len = 0;
+            }
+        }
+    }
+    *enough = request->body_done || request->collected_body.len >= limit;
+    viewer_set_reading(viewer, !*enough);
+    return true;
+}
+
 /* The viewer's request body is malformed: the origin gets nothing more, the
  * viewer gets a 400 (or a cut response when it already has a head). */
 static void fail_request_body(struct request *request)
@@ -1388,7 +1451,38 @@ static void fail_request_body(struct request *request)
 static void pump_request_body(struct request *request)
 {
     struct viewer_connection *viewer = request->viewer;
-    if (!request->body_pump_started || request->body_done || request->fetch == NULL)
+    if (!request->body_pump_started || request->fetch == NULL)
+        return;
+    if (request->body_kind == HTTP1_BODY_NONE && !request->upload_only)
+        return;
+    if (!request->upload_sent) {
+        /* What Include Body read (or what a function put instead) goes first. */
+        request->upload_sent = true;
+        slice_t upload =
+            request->upload_only ? request->upload : (slice_t){request->collected_body.data, request->collected_body.len};
+        if (upload.len > 0 && request->upload_chunked) {
+            char size_line[24];
+            int n = snprintf(size_line, sizeof size_line, "%zx\r\n", upload.len);
+            origin_fetch_send_body(request->fetch, size_line, (size_t)n);
+            origin_fetch_send_body(request->fetch, upload.ptr, upload.len);
+            origin_fetch_send_body(request->fetch, "\r\n", 2);
+        } else if (upload.len > 0) {
+            origin_fetch_send_body(request->fetch, upload.ptr, upload.len);
+        }
+        if (request->upload_only && !request->body_done) {
+            /* The rest of the viewer's body is not wanted; this connection ends with the response. */
+            viewer->close_after_response = true;
+            request->body_done = true;
+        }
+        if (request->body_done) {
+            if (request->upload_chunked)
+                origin_fetch_send_body(request->fetch, "0\r\n\r\n", 5);
+            origin_fetch_end_body(request->fetch);
+            viewer_set_reading(viewer, false);
+            return;
+        }
+    }
+    if (request->body_done)
         return;
     while (viewer->input_len > 0 && !request->body_done) {
         if (origin_fetch_pending_output(request->fetch) > PUMP_HIGH_WATERMARK) {
@@ -1440,6 +1534,24 @@ void request_on_viewer_input(struct request *request)
 {
     if (request->magic != REQUEST_MAGIC)
         return;
+    if (request->waiting_for_body) {
+        bool enough = false;
+        if (!request_collect_body(request, request->collect_limit, &enough)) {
+            request->waiting_for_body = false;
+            log_info("request %s: malformed chunked request body", request->id);
+            request->viewer->close_after_response = true;
+            request->status = 400;
+            request->error_reason = "malformed chunked request body";
+            request->step = STEP_SYNTH;
+            request_run(request);
+            return;
+        }
+        if (enough) {
+            request->waiting_for_body = false;
+            request_run(request); /* the trigger step again, now with the body */
+        }
+        return;
+    }
     if (request->body_pump_started && !request->body_done)
         pump_request_body(request);
     /* Otherwise the bytes wait in the input buffer: the body for the pump

@@ -160,6 +160,15 @@ struct request {
     struct origin_metrics *origin_metrics; /* for an origin not in the config; NULL: the generation's */
     struct bytebuf held_body;              /* origin body bytes that came while a response trigger ran */
     bool origin_body_ended;                /* the origin body ended before the head went out */
+    /* Include Body: the request body read ahead for a function. */
+    struct bytebuf collected_body; /* decoded bytes read from the viewer so far (sent to the origin first) */
+    bool waiting_for_body;         /* a trigger step waits for collect_limit bytes or the end */
+    size_t collect_limit;
+    slice_t upload;      /* a function's replacement body (upload_only) */
+    bool upload_only;    /* the origin gets `upload`, not the viewer's body */
+    bool upload_sent;    /* collected_body/upload went to the origin */
+    bool upload_chunked; /* the origin request is chunked (the viewer's chunked body streams on) */
+    bool continue_sent;  /* "100 Continue" went to the viewer */
 };
 
 enum viewer_state { VIEWER_IDLE, VIEWER_IN_REQUEST, VIEWER_CLOSING };
@@ -235,15 +244,20 @@ void request_finish(struct request *request);
 void request_resume(struct request *request);
 /* Gives up the object this request fills (a function failed). */
 void request_end_fill(struct request *request);
+/* Include Body: moves request body bytes from the viewer's input into
+ * request->collected_body; *enough when `limit` bytes are there or the body
+ * ended. False on a malformed chunked body. */
+bool request_collect_body(struct request *request, size_t limit, bool *enough);
 /* An origin-response function replaced the body: the origin's is dropped. */
 void request_replace_origin_body(struct request *request, slice_t body);
 
 /* ---- request_hooks.c, for request.c ----------------------------------------- */
 
 enum trigger_start {
-    TRIGGER_NONE,      /* no function at this trigger: go on */
-    TRIGGER_SUSPENDED, /* a function runs; its answer sets the step and resumes */
-    TRIGGER_DECIDED,   /* decided at once (throttled): request->step is set */
+    TRIGGER_NONE,             /* no function at this trigger: go on */
+    TRIGGER_SUSPENDED,        /* a function runs; its answer sets the step and resumes */
+    TRIGGER_DECIDED,          /* decided at once (throttled): request->step is set */
+    TRIGGER_WAITING_FOR_BODY, /* Include Body: collect_limit is set; run the step again when the body is here */
 };
 /* Runs the behavior's function at `kind`, if any. request->step must already
  * hold the step that follows when the function lets the request go on. */

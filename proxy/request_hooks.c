@@ -149,6 +149,15 @@ static size_t headers_from_event(struct arena *arena, const struct event_headers
 static bool apply_request(struct request *request, enum config_trigger_kind kind, const struct event_request *result)
 {
     struct arena *arena = &request->arena;
+    /* Include Body "replace": the function's body goes to the origin instead
+     * (without Include Body, a returned body is ignored, as CloudFront does). */
+    if (request->hook_input->request.has_body && result->has_body && result->body.action == EVENT_BODY_REPLACE) {
+        slice_t body = result->body.data;
+        if (result->body.encoding == EVENT_BODY_BASE64)
+            event_base64_decode(arena, result->body.data, &body); /* validated already */
+        request->upload = body;
+        request->upload_only = true;
+    }
     request->path = result->uri;
     if (result->has_querystring)
         request->query = result->querystring;
@@ -455,7 +464,37 @@ enum trigger_start request_trigger_start(struct request *request, enum config_tr
     if (!trigger->set)
         return TRIGGER_NONE;
     struct config *config = request->generation->config;
+    bool include_body = trigger->include_body && event_trigger_is_request((enum event_trigger)kind);
+    size_t body_limit = kind == CONFIG_TRIGGER_VIEWER_REQUEST ? EVENT_VIEWER_BODY_LIMIT : EVENT_ORIGIN_BODY_LIMIT;
+    if (include_body && !request->upload_only && request->body_kind != HTTP1_BODY_NONE) {
+        bool enough = false;
+        if (!request_collect_body(request, body_limit, &enough)) {
+            log_info("request %s: malformed chunked request body", request->id);
+            request->viewer->close_after_response = true;
+            request->status = 400;
+            request->error_reason = "malformed chunked request body";
+            request->step = STEP_SYNTH;
+            return TRIGGER_DECIDED;
+        }
+        if (!enough) {
+            request->collect_limit = body_limit;
+            return TRIGGER_WAITING_FOR_BODY;
+        }
+    }
     struct event_input *input = build_event(request, kind);
+    if (include_body) {
+        /* Always base64 on input; at most the trigger's limit (spec §1.5). */
+        struct event_request_body *body = &input->request.body;
+        slice_t data =
+            request->upload_only ? request->upload : (slice_t){request->collected_body.data, request->collected_body.len};
+        body->input_truncated = !request->upload_only && (!request->body_done || data.len > body_limit);
+        if (data.len > body_limit)
+            data.len = body_limit;
+        body->action = EVENT_BODY_READ_ONLY;
+        body->encoding = EVENT_BODY_BASE64;
+        body->data = event_base64_encode(&request->arena, data);
+        input->request.has_body = true;
+    }
     request->hook_input = input;
     request->hook_trigger = kind;
     struct bytebuf *json = &request->viewer->thread->scratch;

@@ -54,6 +54,8 @@ static void viewer_close(struct viewer_connection *viewer)
     if (viewer->request.magic == REQUEST_MAGIC)
         request_finish(&viewer->request);
     arena_destroy(&viewer->request.arena);
+    bytebuf_free(&viewer->request.held_body); /* kept between requests */
+    bytebuf_free(&viewer->request.collected_body);
     ev_io_stop(thread->loop, &viewer->read_watcher);
     ev_io_stop(thread->loop, &viewer->write_watcher);
     ev_timer_stop(thread->loop, &viewer->timer);

@@ -357,7 +357,7 @@ static void test_validate_origin(void)
                           "\"sslProtocols\":[]"),
             "domainName must not be empty", "request.origin.custom.domainName");
     INVALID(orq,
-            ORIGIN_CUSTOM("\"domainName\":\"10.0.0.1\",\"port\":443,\"protocol\":\"https\",\"readTimeout\":30,\"keepaliveTimeout\":"
+            ORIGIN_CUSTOM("\"domainName\":\"::1\",\"port\":443,\"protocol\":\"https\",\"readTimeout\":30,\"keepaliveTimeout\":"
                           "5,\"sslProtocols\":[]"),
             "domainName must be a DNS name, not an IP address", "request.origin.custom.domainName");
     INVALID(orq,
