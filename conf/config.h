@@ -52,9 +52,11 @@ struct config_function {
     char *name;
     char *code_path; /* absolute; a readable regular file that LuaJIT compiled at load time */
     char *handler;   /* a Lua identifier or dotted field name, default "handler" */
-    int memory_mb;   /* as configured: 128..10240 */
-    int timeout_ms;  /* as configured: 1..900000 */
-    bool relaxed;    /* "limits": "relaxed": Lambda@Edge's per-trigger quotas do not cap it */
+    char *source;    /* the code_path's text when it was checked (NUL-terminated) */
+    size_t source_len;
+    int memory_mb;  /* as configured: 128..10240 */
+    int timeout_ms; /* as configured: 1..900000 */
+    bool relaxed;   /* "limits": "relaxed": Lambda@Edge's per-trigger quotas do not cap it */
     char **env_names, **env_values;
     size_t env_count;
 };

@@ -1008,6 +1008,8 @@ static void set_function_code(struct loader *L, const struct schema_key *key, co
     }
     const char *file = resolve_relative(L, v->text.ptr);
     char compile_error[1024];
+    char *source = NULL;
+    size_t source_len = 0;
     int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0)
@@ -1015,10 +1017,18 @@ static void set_function_code(struct loader *L, const struct schema_key *key, co
     else if (!S_ISREG(st.st_mode))
         config_load_error(L, "%s: expected a regular file, got %s (not a regular file)", path,
                           config_quote_text(L, slice_from_cstr(file)));
-    else if (!hooks_compile_function(file, compile_error, sizeof compile_error))
+    else if (!hooks_compile_function_source(file, &source, &source_len, compile_error, sizeof compile_error))
         config_load_error(L, "%s: %s", path, compile_error);
-    else
+    else {
         *FIELD(char *, target, key) = arena_strndup(&L->config->arena, file, strlen(file));
+        /* The checked code is what this generation's workers run. */
+        struct config_function *function = (struct config_function *)target;
+        function->source = arena_alloc(&L->config->arena, source_len + 1);
+        memcpy(function->source, source, source_len);
+        function->source[source_len] = '\0';
+        function->source_len = source_len;
+        free(source);
+    }
     if (fd >= 0)
         close(fd);
 }

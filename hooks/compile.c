@@ -113,6 +113,11 @@ static char *read_whole_file(const char *path, size_t *len_out, char *error, siz
 
 bool hooks_compile_function(const char *path, char *error, size_t error_size)
 {
+    return hooks_compile_function_source(path, NULL, NULL, error, error_size);
+}
+
+bool hooks_compile_function_source(const char *path, char **source, size_t *source_len, char *error, size_t error_size)
+{
     size_t len = 0;
     char *code = read_whole_file(path, &len, error, error_size);
     if (code == NULL)
@@ -146,6 +151,11 @@ bool hooks_compile_function(const char *path, char *error, size_t error_size)
                 *c = ' ';
     }
     lua_close(L);
+    if (ok && source != NULL) {
+        *source = code;
+        *source_len = len;
+        return true;
+    }
     free(code);
     return ok;
 }

@@ -19,5 +19,9 @@
  * file cannot be read, is too large, is bytecode ("bytecode is not
  * accepted") or needs too much memory to compile. */
 bool hooks_compile_function(const char *path, char *error, size_t error_size);
+/* The same, and on success hands over the file's text (malloc'd, the
+ * caller frees it): a config generation keeps the code it checked, so
+ * workers it starts later run that code even if the file changed since. */
+bool hooks_compile_function_source(const char *path, char **source, size_t *source_len, char *error, size_t error_size);
 
 #endif

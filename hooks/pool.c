@@ -8,29 +8,38 @@
  * non-blocking, from the thread's own loop.
  *
  * Life of an invocation: hooks_invoke counts it against the global limit
- * (workers.max_concurrency; over it → refused at once), then hands it to an
- * idle worker, or queues it. START goes to the function log when a worker
- * takes it, END and REPORT when it is answered; the deadline timer kills the
- * worker (SIGKILL: JIT-compiled code ignores debug hooks, so only the kernel
- * can stop a loop) and the event fails as a timeout.
+ * (workers.max_concurrency; over it → refused at once), then hands it to a
+ * worker, or queues it. A worker runs its events one at a time, in order;
+ * for a fast function (recent events under FAST_EVENT_US) the pool sends a
+ * worker up to PIPELINE_DEPTH events at once, so a loaded worker takes a
+ * batch per wakeup instead of one context switch pair per event. Frames to
+ * workers are written once per loop iteration (an ev_prepare watcher).
+ * START goes to the function log when an event becomes the worker's first,
+ * END and REPORT when it is answered. The deadline timer runs for the first
+ * event: it kills the worker (SIGKILL: JIT-compiled code ignores debug hooks,
+ * so only the kernel can stop a loop), that event fails as a timeout, and the
+ * events queued behind it go back to the pool for other workers.
  *
  * Scaling: a pool with no worker starts one when an event comes. Events that
  * wait start a scale timer (every SCALE_TICK_MS): it samples how much CPU
- * the busy workers use (/proc/<pid>/schedstat) — workers that mostly wait (a
- * slow dependency) get more workers, one per waiting event, up to
+ * the busy workers use or wait for (/proc/<pid>/schedstat) — workers that
+ * mostly sleep (a slow dependency) get more workers, one per waiting event, up to
  * SPAWN_BURST per tick; workers that compute get at most as many workers as
  * there are CPUs, because more processes than cores add no throughput.
  * Idle workers exit after workers.idle_timeout_s; a waiting event gives up
  * (throttled) after its function's timeout.
  *
  * Invariants:
- *  - A worker is STARTING (spawned, no READY yet), IDLE, BUSY (exactly one
- *    call) or gone; a call is waiting (on its pool's queue, wait_timer
- *    running), running (on a worker) or inactive.
+ *  - A worker is STARTING (spawned, no READY yet), IDLE, BUSY (1 to
+ *    PIPELINE_DEPTH events sent, answered in order) or gone; a call is
+ *    waiting (on its pool's queue, wait_timer running), sent (on a worker's
+ *    queue) or inactive.
  *  - `in_flight` counts active calls of all threads; each active call adds
  *    one to its function metrics' `concurrent` gauge.
- *  - A cancelled running call stays on its worker until the answer or the
- *    deadline (the worker is not free before), without a callback.
+ *  - A cancelled sent call stays on its worker's queue as an empty entry
+ *    until the answer or the deadline, without a callback.
+ *  - Callbacks run last, after the worker and pool are consistent: a
+ *    callback may start the request's next trigger on the same pool.
  *  - Closed workers are reaped: their pids wait on `reap_list` (waitpid
  *    WNOHANG on the housekeeping tick; SIGKILL after REAP_PATIENCE_MS).
  * Locking: none inside a thread; `in_flight` and `worker_total` are atomics.
@@ -40,11 +49,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,6 +69,8 @@
 #define REAP_PATIENCE_MS 2000
 #define WORKER_READ_SIZE (64 * 1024)
 #define WORKER_CHANNEL_FD 3
+#define PIPELINE_DEPTH 16
+#define FAST_EVENT_US 1000
 
 extern char **environ;
 
@@ -67,9 +80,21 @@ static atomic_long worker_total;
 
 enum worker_state { WORKER_STARTING, WORKER_IDLE, WORKER_BUSY };
 
+/* One event sent to a worker. */
+struct sent_event {
+    struct hooks_call *call; /* NULL: cancelled */
+    enum event_trigger trigger;
+    int timeout_ms;
+    char request_id[40];
+    uint64_t started_us;  /* when the worker began it (first entry only) */
+    struct bytebuf frame; /* kept until answered: re-sent elsewhere if the worker dies first */
+};
+
 struct worker_process {
     struct function_pool *pool;
     struct worker_process *next;
+    struct worker_process *next_flush; /* on owner->flush_list */
+    bool flush_queued;
     pid_t pid;
     int fd;
     enum worker_state state;
@@ -77,10 +102,9 @@ struct worker_process {
     ev_timer deadline;
     struct bytebuf input, output;
     size_t output_sent;
-    struct hooks_call *call;    /* BUSY: the call it runs (NULL when cancelled) */
-    enum event_trigger trigger; /* of the running event, for its metrics */
-    char request_id[40];        /* of the running event, for END/REPORT */
-    uint64_t spawned_us, dispatched_us, idle_since_us;
+    struct sent_event queue[PIPELINE_DEPTH]; /* ring: queue_head, queue_count */
+    unsigned queue_head, queue_count;
+    uint64_t spawned_us, idle_since_us;
     double init_ms; /* spawn → READY; reported once, with the first event */
     bool cold;      /* its first event has not run yet */
     unsigned invocation_number;
@@ -103,6 +127,7 @@ struct function_pool {
     size_t waiting;
     ev_timer scale_timer;
     bool retiring;
+    double recent_event_us; /* moving average of event durations (pipelining when small) */
 };
 
 struct reap_entry {
@@ -115,13 +140,15 @@ struct hooks_pools {
     struct ev_loop *loop;
     struct function_pool *pools;
     ev_timer housekeeping;
+    ev_prepare flusher; /* writes queued frames before the loop blocks */
+    struct worker_process *flush_list;
     struct reap_entry *reap_list;
     size_t reap_count, reap_capacity;
 };
 
 static void dispatch(struct function_pool *pool);
 static void worker_close(struct worker_process *worker, bool kill_it);
-static struct worker_process *idle_worker(struct function_pool *pool);
+static struct worker_process *worker_with_room(struct function_pool *pool);
 
 void hooks_set_worker_program(const char *path)
 {
@@ -224,16 +251,11 @@ static void describe_exit(pid_t pid, struct hooks_pools *pools, char *out, size_
 
 /* ---- channel I/O ----------------------------------------------------------- */
 
-static void queue_frame(struct worker_process *worker, uint32_t type, const void *payload, size_t len)
+/* Writes what the socket takes; the rest waits for the write watcher. A
+ * broken channel shows up as EOF on the read side, which fails the events. */
+static void flush_output(struct worker_process *worker)
 {
-    uint32_t header[2] = {type, (uint32_t)len};
-    bytebuf_append(&worker->output, header, sizeof header);
-    bytebuf_append(&worker->output, payload, len);
-}
-
-/* Writes what the socket takes; the rest waits for the write watcher. */
-static bool flush_output(struct worker_process *worker)
-{
+    struct ev_loop *loop = worker->pool->owner->loop;
     while (worker->output_sent < worker->output.len) {
         ssize_t n = send(worker->fd, worker->output.data + worker->output_sent, worker->output.len - worker->output_sent,
                          MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -241,41 +263,112 @@ static bool flush_output(struct worker_process *worker)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                ev_io_start(worker->pool->owner->loop, &worker->write_watcher);
-                return true;
+                ev_io_start(loop, &worker->write_watcher);
+                return;
             }
-            return false;
+            break; /* EOF follows on the read side */
         }
         worker->output_sent += (size_t)n;
     }
     worker->output.len = 0;
     worker->output_sent = 0;
-    ev_io_stop(worker->pool->owner->loop, &worker->write_watcher);
-    return true;
+    ev_io_stop(loop, &worker->write_watcher);
 }
 
-/* ---- completing an event ------------------------------------------------- */
+/* Queues bytes for the worker; they go out before the loop next blocks. */
+static void queue_output(struct worker_process *worker, const void *data, size_t len)
+{
+    bytebuf_append(&worker->output, data, len);
+    if (!worker->flush_queued) {
+        struct hooks_pools *owner = worker->pool->owner;
+        worker->flush_queued = true;
+        worker->next_flush = owner->flush_list;
+        owner->flush_list = worker;
+    }
+}
 
-/* Logs END and REPORT of the event running on `worker` and counts it; the
- * worker is detached from the call (returned) and free for another event. */
-static struct hooks_call *finish_event(struct worker_process *worker, const struct hooks_outcome *outcome,
+static void on_flush(struct ev_loop *loop, ev_prepare *watcher, int revents)
+{
+    (void)loop, (void)revents;
+    struct hooks_pools *pools = watcher->data;
+    while (pools->flush_list != NULL) {
+        struct worker_process *worker = pools->flush_list;
+        pools->flush_list = worker->next_flush;
+        worker->flush_queued = false;
+        if (!ev_is_active(&worker->write_watcher))
+            flush_output(worker);
+    }
+}
+
+static void on_worker_writable(struct ev_loop *loop, ev_io *watcher, int revents)
+{
+    (void)loop, (void)revents;
+    flush_output(watcher->data);
+}
+
+/* ---- the events on a worker ------------------------------------------------- */
+
+static struct sent_event *first_event(struct worker_process *worker)
+{
+    return worker->queue_count > 0 ? &worker->queue[worker->queue_head] : NULL;
+}
+
+/* The first event is under way: START line, deadline. */
+static void begin_first(struct worker_process *worker, uint64_t now)
+{
+    struct function_pool *pool = worker->pool;
+    struct sent_event *event = first_event(worker);
+    event->started_us = now;
+    worker->invocation_number++;
+    if (worker->cold)
+        atomic_fetch_add_explicit(&pool->metrics[event->trigger]->cold_starts, 1, memory_order_relaxed);
+    log_line(pool, "START RequestId: %s Version: %s", event->request_id, pool->version);
+    ev_timer_stop(pool->owner->loop, &worker->deadline);
+    ev_timer_set(&worker->deadline, event->timeout_ms / 1000.0, 0);
+    ev_timer_start(pool->owner->loop, &worker->deadline);
+}
+
+/* Sends `call` (its frame) to `worker`. */
+static void send_event(struct worker_process *worker, struct hooks_call *call)
+{
+    VERGE_ASSERT(worker->queue_count < PIPELINE_DEPTH);
+    struct sent_event *event = &worker->queue[(worker->queue_head + worker->queue_count) % PIPELINE_DEPTH];
+    event->call = call;
+    event->trigger = call->trigger;
+    event->timeout_ms = call->timeout_ms;
+    memcpy(event->request_id, call->request_id, sizeof event->request_id);
+    event->frame = call->frame;
+    call->frame = (struct bytebuf){0};
+    call->worker = worker;
+    worker->queue_count++;
+    worker->state = WORKER_BUSY;
+    queue_output(worker, event->frame.data, event->frame.len);
+    if (worker->queue_count == 1)
+        begin_first(worker, time_now_monotonic_us());
+}
+
+/* Logs END and REPORT of the first event and counts it; removes it from
+ * the queue and returns its call (NULL when cancelled) for the caller to
+ * deliver once everything else is done. The next event, if any, begins. */
+static struct hooks_call *finish_first(struct worker_process *worker, const struct hooks_outcome *outcome,
                                        uint64_t peak_memory_bytes)
 {
     struct function_pool *pool = worker->pool;
-    struct function_metrics *counters = pool->metrics[worker->trigger];
+    struct sent_event *event = first_event(worker);
+    struct function_metrics *counters = pool->metrics[event->trigger];
     double duration_ms = outcome->duration_ms;
-    log_line(pool, "END RequestId: %s", worker->request_id);
+    log_line(pool, "END RequestId: %s", event->request_id);
     unsigned long long used_mb = (peak_memory_bytes + 1024 * 1024 - 1) / (1024 * 1024);
     if (worker->cold)
         log_line(pool,
                  "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %d MB\tMax Memory Used: %llu "
                  "MB\tInit Duration: %.2f ms\t",
-                 worker->request_id, duration_ms, ceil(duration_ms), pool->memory_mb, used_mb, worker->init_ms);
+                 event->request_id, duration_ms, ceil(duration_ms), pool->memory_mb, used_mb, worker->init_ms);
     else
         log_line(
             pool,
             "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %d MB\tMax Memory Used: %llu MB\t",
-            worker->request_id, duration_ms, ceil(duration_ms), pool->memory_mb, used_mb);
+            event->request_id, duration_ms, ceil(duration_ms), pool->memory_mb, used_mb);
     worker->cold = false;
     atomic_fetch_add_explicit(&counters->invocations, 1, memory_order_relaxed);
     metrics_observe_function_duration(counters, duration_ms / 1000.0);
@@ -285,11 +378,22 @@ static struct hooks_call *finish_event(struct worker_process *worker, const stru
         atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_EXECUTION], 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&counters->concurrent, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+    pool->recent_event_us = pool->recent_event_us * 0.875 + duration_ms * 1000.0 * 0.125;
+
+    struct hooks_call *call = event->call;
+    if (call != NULL)
+        call->worker = NULL;
+    bytebuf_free(&event->frame);
+    event->call = NULL;
+    worker->queue_head = (worker->queue_head + 1) % PIPELINE_DEPTH;
+    worker->queue_count--;
     ev_timer_stop(pool->owner->loop, &worker->deadline);
-    struct hooks_call *call = worker->call;
-    worker->call = NULL;
-    worker->state = WORKER_IDLE;
-    worker->idle_since_us = time_now_monotonic_us();
+    if (worker->queue_count > 0) {
+        begin_first(worker, time_now_monotonic_us());
+    } else {
+        worker->state = WORKER_IDLE;
+        worker->idle_since_us = time_now_monotonic_us();
+    }
     return call;
 }
 
@@ -302,22 +406,55 @@ static void deliver(struct hooks_call *call, const struct hooks_outcome *outcome
     call->done(call->context, outcome);
 }
 
-/* The event on a busy worker failed with the worker (deadline, crash,
- * protocol error): the worker goes, a waiting event may get a new one, and
- * the caller hears about it last (its callback may start more work). */
+/* Puts a call back at the front of its pool's waiting queue. */
+static void requeue_front(struct function_pool *pool, struct hooks_call *call)
+{
+    call->worker = NULL;
+    call->next_waiting = pool->waiting_head;
+    pool->waiting_head = call;
+    if (pool->waiting_tail == NULL)
+        pool->waiting_tail = call;
+    pool->waiting++;
+    ev_timer_init(&call->wait_timer, call->wait_timer.cb, call->timeout_ms / 1000.0, 0);
+    ev_timer_start(pool->owner->loop, &call->wait_timer);
+}
+
+/* The worker failed (deadline, crash, protocol error): its first event
+ * fails with it, the events behind it (not begun) go back to the pool, the
+ * worker goes, and the caller of the failed event hears about it last. */
 static void worker_fail(struct worker_process *worker, enum hooks_outcome_kind kind, const char *error)
 {
     struct function_pool *pool = worker->pool;
     struct hooks_call *call = NULL;
     struct hooks_outcome outcome = {.kind = kind, .error = error};
-    bool was_busy = worker->state == WORKER_BUSY;
-    if (was_busy) {
-        outcome.duration_ms = (double)(time_now_monotonic_us() - worker->dispatched_us) / 1000.0;
-        call = finish_event(worker, &outcome, 0);
+    bool had_event = worker->queue_count > 0;
+    if (had_event) {
+        struct sent_event *event = first_event(worker);
+        outcome.duration_ms = (double)(time_now_monotonic_us() - event->started_us) / 1000.0;
+        ev_timer_stop(pool->owner->loop, &worker->deadline);
+        unsigned behind = worker->queue_count - 1;
+        worker->queue_count = 1; /* finish_first must not begin the next one on this worker */
+        call = finish_first(worker, &outcome, 0);
+        /* Back to the pool, newest first so the oldest ends up in front. */
+        for (unsigned i = behind; i > 0; i--) {
+            struct sent_event *queued = &worker->queue[(worker->queue_head + i - 1) % PIPELINE_DEPTH];
+            if (queued->call != NULL) {
+                queued->call->frame = queued->frame;
+                queued->frame = (struct bytebuf){0};
+                requeue_front(pool, queued->call);
+            } else {
+                /* Cancelled and never begun: it leaves the count here. */
+                atomic_fetch_sub_explicit(&pool->metrics[queued->trigger]->concurrent, 1, memory_order_relaxed);
+                atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+            }
+            bytebuf_free(&queued->frame);
+            queued->call = NULL;
+        }
+        worker->queue_count = 0;
     }
     worker_close(worker, true);
     dispatch(pool);
-    if (was_busy)
+    if (had_event)
         deliver(call, &outcome);
 }
 
@@ -325,8 +462,9 @@ static void on_deadline(struct ev_loop *loop, ev_timer *timer, int revents)
 {
     (void)loop, (void)revents;
     struct worker_process *worker = (struct worker_process *)((char *)timer - offsetof(struct worker_process, deadline));
-    double duration_ms = (double)(time_now_monotonic_us() - worker->dispatched_us) / 1000.0;
-    log_line(worker->pool, "%s\tTask timed out after %.2f seconds", worker->request_id, duration_ms / 1000.0);
+    struct sent_event *event = first_event(worker);
+    double duration_ms = (double)(time_now_monotonic_us() - event->started_us) / 1000.0;
+    log_line(worker->pool, "%s\tTask timed out after %.2f seconds", event->request_id, duration_ms / 1000.0);
     char error[96];
     snprintf(error, sizeof error, "the function timed out after %.0f ms (killed)", duration_ms);
     worker_fail(worker, HOOKS_TIMEOUT, error);
@@ -351,66 +489,13 @@ static void fail_oldest_waiting(struct function_pool *pool, const char *error)
     deliver(call, &outcome);
 }
 
-/* Handles one frame. Returns false when the worker is gone or a callback ran
- * (then the worker must not be touched again in this turn). */
-static bool handle_frame(struct worker_process *worker, uint32_t type, const char *payload, size_t len)
-{
-    struct function_pool *pool = worker->pool;
-    switch (type) {
-    case WORKER_MESSAGE_READY: {
-        bool loaded = false;
-        slice_t error = {NULL, 0};
-        if (worker->state != WORKER_STARTING || !worker_ready_decode(payload, len, &loaded, &error))
-            break;
-        worker->init_ms = (double)(time_now_monotonic_us() - worker->spawned_us) / 1000.0;
-        if (!loaded) {
-            log_warn("function %s: cannot load %s: " SLICE_FMT, pool->function->name, pool->function->code_path, SLICE_ARG(error));
-            log_lines(pool, "INIT", "ERROR", error);
-        }
-        pool->starting--;
-        worker->state = WORKER_IDLE;
-        worker->idle_since_us = time_now_monotonic_us();
-        dispatch(pool);
-        return true;
-    }
-    case WORKER_MESSAGE_LOG:
-        if (worker->state == WORKER_BUSY)
-            log_lines(pool, worker->request_id, "INFO", (slice_t){payload, len});
-        return true;
-    case WORKER_MESSAGE_RESULT: {
-        struct worker_result result;
-        if (worker->state != WORKER_BUSY || !worker_result_decode(payload, len, &result))
-            break;
-        struct hooks_outcome outcome = {
-            .duration_ms = (double)(time_now_monotonic_us() - worker->dispatched_us) / 1000.0,
-        };
-        char *error_text = NULL;
-        if (result.status == WORKER_RESULT_OK) {
-            outcome.kind = HOOKS_OK;
-            outcome.result_json = result.body;
-        } else {
-            outcome.kind = HOOKS_FUNCTION_ERROR;
-            log_lines(pool, worker->request_id, "ERROR", result.body);
-            error_text = strndup(result.body.ptr, result.body.len);
-            outcome.error = error_text ? error_text : "the function raised an error";
-        }
-        struct hooks_call *call = finish_event(worker, &outcome, result.peak_memory_bytes);
-        if (pool->retiring && pool->waiting == 0)
-            worker_close(worker, false);
-        else
-            dispatch(pool);
-        deliver(call, &outcome);
-        free(error_text);
-        return false;
-    }
-    default:
-        break;
-    }
-    log_warn("function %s: worker %d broke the channel protocol (frame type %u); killing it", pool->function->name,
-             (int)worker->pid, type);
-    worker_fail(worker, HOOKS_WORKER_DIED, "the worker broke the channel protocol");
-    return false;
-}
+/* ---- reading from a worker ---------------------------------------------------- */
+
+struct completion {
+    struct hooks_call *call;
+    struct hooks_outcome outcome;
+    char *error_text; /* owned */
+};
 
 static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents)
 {
@@ -425,49 +510,106 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
         char how[128];
         describe_exit(worker->pid, pool->owner, how, sizeof how);
         worker->pid = -1; /* reaped, or queued for reaping by describe_exit */
-        if (worker->state == WORKER_BUSY) {
-            log_line(pool, "RequestId: %s Error: Runtime exited with error: %s", worker->request_id, how);
+        if (worker->queue_count > 0) {
+            log_line(pool, "RequestId: %s Error: Runtime exited with error: %s", first_event(worker)->request_id, how);
             worker_fail(worker, HOOKS_WORKER_DIED, how);
             return;
         }
         bool starting = worker->state == WORKER_STARTING;
         log_warn("function %s: a worker ended while %s: %s", pool->function->name, starting ? "starting" : "idle", how);
         worker_close(worker, false);
-        if (starting && pool->waiting > 0 && pool->starting == 0 && idle_worker(pool) == NULL)
+        if (starting && pool->waiting > 0 && pool->starting == 0 && worker_with_room(pool) == NULL)
             fail_oldest_waiting(pool, how);
         dispatch(pool);
         return;
     }
     worker->input.len += (size_t)n;
-    while (worker->input.len >= 8) {
-        uint32_t header[2];
-        memcpy(header, worker->input.data, sizeof header);
-        if (header[1] > WORKER_MESSAGE_MAX) {
-            log_warn("function %s: worker %d sent a %u-byte frame; killing it", pool->function->name, (int)worker->pid, header[1]);
-            worker_fail(worker, HOOKS_WORKER_DIED, "the worker broke the channel protocol");
-            return;
-        }
-        if (worker->input.len - 8 < header[1])
-            break;
-        /* The handler may free the worker: the frame moves out of its buffer first. */
-        struct bytebuf frame = {0};
-        bytebuf_append(&frame, worker->input.data + 8, header[1]);
-        bytebuf_consume(&worker->input, 8 + (size_t)header[1]);
-        bool go_on = handle_frame(worker, header[0], frame.data, frame.len);
-        bytebuf_free(&frame);
-        if (!go_on)
-            return;
-    }
-}
 
-static void on_worker_writable(struct ev_loop *loop, ev_io *watcher, int revents)
-{
-    (void)loop, (void)revents;
-    struct worker_process *worker = watcher->data;
-    if (!flush_output(worker)) {
-        ev_io_stop(loop, &worker->write_watcher);
-        worker->output.len = worker->output_sent = 0; /* EOF follows on the read side */
+    /* Every complete frame now; callbacks after the loop (they may start
+     * more work on this pool), with the frames kept alive until then. */
+    struct completion done[PIPELINE_DEPTH];
+    size_t done_count = 0;
+    const char *protocol_error = NULL;
+    size_t offset = 0;
+    uint64_t now = time_now_monotonic_us();
+    while (worker->input.len - offset >= 8 && protocol_error == NULL) {
+        uint32_t header[2];
+        memcpy(header, worker->input.data + offset, sizeof header);
+        if (header[1] > WORKER_MESSAGE_MAX) {
+            protocol_error = "an oversized frame";
+            break;
+        }
+        if (worker->input.len - offset - 8 < header[1])
+            break;
+        const char *payload = worker->input.data + offset + 8;
+        size_t len = header[1];
+        offset += 8 + (size_t)len;
+        switch (header[0]) {
+        case WORKER_MESSAGE_READY: {
+            bool loaded = false;
+            slice_t error = {NULL, 0};
+            if (worker->state != WORKER_STARTING || !worker_ready_decode(payload, len, &loaded, &error)) {
+                protocol_error = "a bad READY";
+                break;
+            }
+            worker->init_ms = (double)(now - worker->spawned_us) / 1000.0;
+            if (!loaded) {
+                log_warn("function %s: cannot load %s: " SLICE_FMT, pool->function->name, pool->function->code_path,
+                         SLICE_ARG(error));
+                log_lines(pool, "INIT", "ERROR", error);
+            }
+            pool->starting--;
+            worker->state = WORKER_IDLE;
+            worker->idle_since_us = now;
+            break;
+        }
+        case WORKER_MESSAGE_LOG:
+            if (worker->queue_count > 0)
+                log_lines(pool, first_event(worker)->request_id, "INFO", (slice_t){payload, len});
+            break;
+        case WORKER_MESSAGE_RESULT: {
+            struct worker_result result;
+            if (worker->queue_count == 0 || done_count == PIPELINE_DEPTH || !worker_result_decode(payload, len, &result)) {
+                protocol_error = "a RESULT for no event";
+                break;
+            }
+            struct completion *completion = &done[done_count++];
+            memset(completion, 0, sizeof *completion);
+            completion->outcome.duration_ms = (double)(now - first_event(worker)->started_us) / 1000.0;
+            if (result.status == WORKER_RESULT_OK) {
+                completion->outcome.kind = HOOKS_OK;
+                completion->outcome.result_json = result.body;
+            } else {
+                completion->outcome.kind = HOOKS_FUNCTION_ERROR;
+                log_lines(pool, first_event(worker)->request_id, "ERROR", result.body);
+                completion->error_text = strndup(result.body.ptr, result.body.len);
+                completion->outcome.error = completion->error_text ? completion->error_text : "the function raised an error";
+            }
+            completion->call = finish_first(worker, &completion->outcome, result.peak_memory_bytes);
+            break;
+        }
+        default:
+            protocol_error = "an unknown frame type";
+        }
     }
+    /* The frames stay readable for the callbacks; the worker keeps the rest. */
+    struct bytebuf frames = worker->input;
+    worker->input = (struct bytebuf){0};
+    bytebuf_append(&worker->input, frames.data + offset, frames.len - offset);
+
+    if (protocol_error != NULL) {
+        log_warn("function %s: worker %d sent %s; killing it", pool->function->name, (int)worker->pid, protocol_error);
+        worker_fail(worker, HOOKS_WORKER_DIED, "the worker broke the channel protocol");
+    } else if (pool->retiring && worker->state == WORKER_IDLE && pool->waiting == 0) {
+        worker_close(worker, false);
+    } else {
+        dispatch(pool);
+    }
+    for (size_t i = 0; i < done_count; i++) {
+        deliver(done[i].call, &done[i].outcome);
+        free(done[i].error_text);
+    }
+    bytebuf_free(&frames);
 }
 
 /* ---- spawning and closing ------------------------------------------------ */
@@ -478,15 +620,15 @@ static void on_worker_writable(struct ev_loop *loop, ev_io *watcher, int revents
 static char **worker_environment(void)
 {
     static char *kept[8];
-    static bool built;
-    if (!built) {
+    static atomic_bool built;
+    if (!atomic_load(&built)) {
         size_t n = 0;
         for (char **e = environ; *e != NULL && n + 1 < VERGE_ARRAY_SIZE(kept); e++)
             if (strncmp(*e, "ASAN_OPTIONS=", 13) == 0 || strncmp(*e, "UBSAN_OPTIONS=", 14) == 0 ||
                 strncmp(*e, "LSAN_OPTIONS=", 13) == 0)
-                kept[n++] = *e;
+                kept[n] = *e, n++;
         kept[n] = NULL;
-        built = true; /* first call is made by a loop thread before others spawn: harmless race on identical data */
+        atomic_store(&built, true); /* two threads may both build it: the same pointers either way */
     }
     return kept;
 }
@@ -512,12 +654,10 @@ static struct worker_process *spawn_worker(struct function_pool *pool)
     char *argv[] = {"verge", "worker", NULL};
     pid_t pid;
     int spawn_error;
-    if (fds[1] == WORKER_CHANNEL_FD) {
-        /* dup2 onto itself would keep close-on-exec set. */
-        spawn_error = EBADF;
-    } else {
+    if (fds[1] == WORKER_CHANNEL_FD)
+        spawn_error = EBADF; /* dup2 onto itself would keep close-on-exec set; fd 3 is the listener's in practice */
+    else
         spawn_error = posix_spawn(&pid, worker_program, &actions, &attributes, argv, worker_environment());
-    }
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
     close(fds[1]);
@@ -556,10 +696,13 @@ static struct worker_process *spawn_worker(struct function_pool *pool)
         .env_count = function->env_count,
         .env_names = names,
         .env_values = values,
+        .source = {function->source, function->source_len},
     };
     struct bytebuf payload = {0};
     worker_init_encode(&init, &payload);
-    queue_frame(worker, WORKER_MESSAGE_INIT, payload.data, payload.len);
+    uint32_t header[2] = {WORKER_MESSAGE_INIT, (uint32_t)payload.len};
+    bytebuf_append(&worker->output, header, sizeof header);
+    bytebuf_append(&worker->output, payload.data, payload.len);
     bytebuf_free(&payload);
     free(names);
     free(values);
@@ -569,15 +712,15 @@ static struct worker_process *spawn_worker(struct function_pool *pool)
     pool->live++;
     pool->starting++;
     atomic_fetch_add_explicit(&worker_total, 1, memory_order_relaxed);
-    if (!flush_output(worker))
-        worker->output.len = worker->output_sent = 0; /* EOF follows on the read side */
+    flush_output(worker);
     return worker;
 }
 
 /* Takes the worker off its pool and frees it; the process exits on EOF (or
- * is killed) and is reaped later. */
+ * is killed) and is reaped later. Its event queue must be empty. */
 static void worker_close(struct worker_process *worker, bool kill_it)
 {
+    VERGE_ASSERT(worker->queue_count == 0);
     struct function_pool *pool = worker->pool;
     struct hooks_pools *owner = pool->owner;
     for (struct worker_process **link = &pool->workers; *link != NULL; link = &(*link)->next)
@@ -585,6 +728,12 @@ static void worker_close(struct worker_process *worker, bool kill_it)
             *link = worker->next;
             break;
         }
+    if (worker->flush_queued)
+        for (struct worker_process **link = &owner->flush_list; *link != NULL; link = &(*link)->next_flush)
+            if (*link == worker) {
+                *link = worker->next_flush;
+                break;
+            }
     pool->live--;
     if (worker->state == WORKER_STARTING)
         pool->starting--;
@@ -599,7 +748,6 @@ static void worker_close(struct worker_process *worker, bool kill_it)
             kill(worker->pid, SIGKILL);
         reap_add(owner, worker->pid, kill_it);
     }
-    VERGE_ASSERT(worker->call == NULL);
     free(worker->input.data);
     free(worker->output.data);
     free(worker);
@@ -607,44 +755,30 @@ static void worker_close(struct worker_process *worker, bool kill_it)
 
 /* ---- dispatching and scaling --------------------------------------------- */
 
-static void run_on(struct worker_process *worker, struct hooks_call *call, const struct bytebuf *frame)
+/* The worker the next event should go to: an idle one, else (fast
+ * functions only) the least loaded one with room in its pipeline. */
+static struct worker_process *worker_with_room(struct function_pool *pool)
 {
-    struct function_pool *pool = worker->pool;
-    worker->state = WORKER_BUSY;
-    worker->call = call;
-    worker->trigger = call->trigger;
-    worker->invocation_number++;
-    snprintf(worker->request_id, sizeof worker->request_id, "%s", call->request_id);
-    worker->dispatched_us = time_now_monotonic_us();
-    call->worker = worker;
-    if (worker->cold)
-        atomic_fetch_add_explicit(&pool->metrics[call->trigger]->cold_starts, 1, memory_order_relaxed);
-    log_line(pool, "START RequestId: %s Version: %s", call->request_id, pool->version);
-    bytebuf_append(&worker->output, frame->data, frame->len);
-    ev_timer_set(&worker->deadline, call->timeout_ms / 1000.0, 0);
-    ev_timer_start(pool->owner->loop, &worker->deadline);
-    /* A broken channel shows up as EOF on the read side, which fails the
-     * event: nothing is freed here, so callers may go on using the pool. */
-    if (!flush_output(worker))
-        worker->output.len = worker->output_sent = 0;
-}
-
-static struct worker_process *idle_worker(struct function_pool *pool)
-{
-    for (struct worker_process *worker = pool->workers; worker != NULL; worker = worker->next)
+    bool pipelined = pool->recent_event_us < FAST_EVENT_US;
+    struct worker_process *best = NULL;
+    for (struct worker_process *worker = pool->workers; worker != NULL; worker = worker->next) {
         if (worker->state == WORKER_IDLE)
             return worker;
-    return NULL;
+        if (pipelined && worker->state == WORKER_BUSY && worker->queue_count < PIPELINE_DEPTH &&
+            (best == NULL || worker->queue_count < best->queue_count))
+            best = worker;
+    }
+    return best;
 }
 
 static void on_scale_tick(struct ev_loop *loop, ev_timer *timer, int revents);
 
-/* Hands waiting events to idle workers; makes sure a pool with waiting
+/* Hands waiting events to workers with room; makes sure a pool with waiting
  * events has a worker coming or a scale timer running. */
 static void dispatch(struct function_pool *pool)
 {
     while (pool->waiting > 0) {
-        struct worker_process *worker = idle_worker(pool);
+        struct worker_process *worker = worker_with_room(pool);
         if (worker == NULL)
             break;
         struct hooks_call *call = pool->waiting_head;
@@ -653,22 +787,21 @@ static void dispatch(struct function_pool *pool)
             pool->waiting_tail = NULL;
         pool->waiting--;
         ev_timer_stop(pool->owner->loop, &call->wait_timer);
-        struct bytebuf frame = call->frame;
-        call->frame = (struct bytebuf){0};
-        run_on(worker, call, &frame);
-        bytebuf_free(&frame);
+        send_event(worker, call);
     }
     if (pool->waiting == 0) {
         ev_timer_stop(pool->owner->loop, &pool->scale_timer);
         return;
     }
-    if (pool->live == 0)
+    if (pool->live == 0 && !pool->retiring)
         spawn_worker(pool);
     if (!ev_is_active(&pool->scale_timer))
         ev_timer_start(pool->owner->loop, &pool->scale_timer);
 }
 
-/* CPU time the process has run, in ns (first field of /proc/<pid>/schedstat). */
+/* Time the process ran on a CPU plus the time it waited for one, in ns (the
+ * first two fields of /proc/<pid>/schedstat): a worker that waits for a
+ * CPU is as busy as one that computes — more workers would not help it. */
 static bool process_runtime_ns(pid_t pid, uint64_t *out)
 {
     char path[64], text[128];
@@ -681,25 +814,39 @@ static bool process_runtime_ns(pid_t pid, uint64_t *out)
     if (n <= 0)
         return false;
     text[n] = '\0';
-    *out = strtoull(text, NULL, 10);
+    char *rest;
+    uint64_t running = strtoull(text, &rest, 10);
+    *out = running + strtoull(rest, NULL, 10);
     return true;
 }
 
-static long online_cpus(void)
+/* CPUs this process may run on (its affinity, e.g. under taskset). */
+static long usable_cpus(void)
 {
     static long cpus;
     if (cpus == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cpu_set_t set;
+        long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
         cpus = n > 0 ? n : 1;
     }
     return cpus;
+}
+
+/* True when the worker is really inside an event: not between events with
+ * an answer we have not read yet, nor waiting for a frame we have not sent. */
+static bool inside_event(struct worker_process *worker)
+{
+    int unread = 0;
+    if (worker->state != WORKER_BUSY || worker->output.len > worker->output_sent)
+        return false;
+    return ioctl(worker->fd, FIONREAD, &unread) == 0 && unread == 0;
 }
 
 static void on_scale_tick(struct ev_loop *loop, ev_timer *timer, int revents)
 {
     (void)revents;
     struct function_pool *pool = timer->data;
-    if (pool->waiting == 0) {
+    if (pool->waiting == 0 || pool->retiring) {
         ev_timer_stop(loop, timer);
         return;
     }
@@ -709,15 +856,14 @@ static void on_scale_tick(struct ev_loop *loop, ev_timer *timer, int revents)
     }
     if (pool->waiting <= pool->starting)
         return; /* enough workers are on their way */
-    /* How much of their time do the busy workers spend on a CPU? */
+    /* Do the busy workers compute (or wait for a CPU), or do they sleep? A
+     * worker is sampled over a whole tick of one event. */
     uint64_t now = time_now_monotonic_us();
     double share_sum = 0;
     int sampled = 0;
     for (struct worker_process *worker = pool->workers; worker != NULL; worker = worker->next) {
-        if (worker->state != WORKER_BUSY)
-            continue;
         uint64_t runtime;
-        if (!process_runtime_ns(worker->pid, &runtime))
+        if (!inside_event(worker) || !process_runtime_ns(worker->pid, &runtime))
             continue;
         if (worker->sampled_invocation != worker->invocation_number || now <= worker->sampled_at_us) {
             worker->sampled_invocation = worker->invocation_number;
@@ -731,13 +877,13 @@ static void on_scale_tick(struct ev_loop *loop, ev_timer *timer, int revents)
     if (sampled == 0)
         return; /* next tick: a first sample was just taken */
     bool computing = share_sum / sampled >= 0.5;
-    long limit = computing ? online_cpus() : pool->config->workers.max_concurrency;
+    long limit = computing ? usable_cpus() : pool->config->workers.max_concurrency;
     long want = (long)pool->waiting - (long)pool->starting;
     long room = limit - (long)pool->live;
     long spawn = want < room ? want : room;
     if (spawn > SPAWN_BURST)
         spawn = SPAWN_BURST;
-    for (long i = 0; i < spawn && !pool->retiring; i++)
+    for (long i = 0; i < spawn; i++)
         if (spawn_worker(pool) == NULL)
             break;
 }
@@ -757,12 +903,12 @@ static struct function_pool *pool_for(struct hooks_pools *pools, struct config *
     pool->function_index = function_index;
     pool->memory_mb = memory_mb;
     pool->function = &config->functions[function_index];
+    pool->recent_event_us = FAST_EVENT_US * 4; /* unknown: not pipelined until measured */
     snprintf(pool->version, sizeof pool->version, "%u", config->generation);
     for (int trigger = 0; trigger < EVENT_TRIGGER_COUNT; trigger++)
         pool->metrics[trigger] = metrics_function(pool->function->name, event_trigger_name((enum event_trigger)trigger));
     ev_timer_init(&pool->scale_timer, on_scale_tick, SCALE_TICK_MS / 1000.0, SCALE_TICK_MS / 1000.0);
     pool->scale_timer.data = pool;
-    pool->retiring = false;
     pool->next = pools->pools;
     pools->pools = pool;
     return pool;
@@ -807,6 +953,10 @@ struct hooks_pools *hooks_pools_create(struct ev_loop *loop)
     pools->housekeeping.data = pools;
     ev_timer_start(loop, &pools->housekeeping);
     ev_unref(loop); /* housekeeping alone does not keep the loop running */
+    ev_prepare_init(&pools->flusher, on_flush);
+    pools->flusher.data = pools;
+    ev_prepare_start(loop, &pools->flusher);
+    ev_unref(loop);
     return pools;
 }
 
@@ -830,6 +980,8 @@ void hooks_pools_destroy(struct hooks_pools *pools)
         return;
     ev_ref(pools->loop);
     ev_timer_stop(pools->loop, &pools->housekeeping);
+    ev_ref(pools->loop);
+    ev_prepare_stop(pools->loop, &pools->flusher);
     while (pools->pools != NULL) {
         struct function_pool *pool = pools->pools;
         pools->pools = pool->next;
@@ -845,11 +997,16 @@ void hooks_pools_destroy(struct hooks_pools *pools)
         pool->waiting = 0;
         while (pool->workers != NULL) {
             struct worker_process *worker = pool->workers;
-            if (worker->call != NULL) {
-                worker->call->active = false;
-                worker->call = NULL;
-                atomic_fetch_sub_explicit(&pool->metrics[worker->trigger]->concurrent, 1, memory_order_relaxed);
+            for (; worker->queue_count > 0; worker->queue_count--) {
+                struct sent_event *event = first_event(worker);
+                if (event->call != NULL) {
+                    event->call->active = false;
+                    event->call->worker = NULL;
+                }
+                bytebuf_free(&event->frame);
+                atomic_fetch_sub_explicit(&pool->metrics[event->trigger]->concurrent, 1, memory_order_relaxed);
                 atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+                worker->queue_head = (worker->queue_head + 1) % PIPELINE_DEPTH;
             }
             worker_close(worker, true);
         }
@@ -890,9 +1047,8 @@ static void on_wait_expired(struct ev_loop *loop, ev_timer *timer, int revents)
     atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
     log_warn("function %s: request %s waited %d ms for a worker; throttled", pool->function->name, call->request_id,
              call->timeout_ms);
-    call->active = false;
     struct hooks_outcome outcome = {.kind = HOOKS_THROTTLED, .error = "no worker became free within the function's timeout"};
-    call->done(call->context, &outcome);
+    deliver(call, &outcome);
 }
 
 bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invocation, struct hooks_call *call,
@@ -916,6 +1072,7 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
     call->timeout_ms = invocation->timeout_ms;
     call->queued_us = time_now_monotonic_us();
     call->active = true;
+    ev_timer_init(&call->wait_timer, on_wait_expired, invocation->timeout_ms / 1000.0, 0);
     snprintf(call->request_id, sizeof call->request_id, SLICE_FMT, SLICE_ARG(invocation->request_id));
 
     struct worker_invocation message = {
@@ -925,22 +1082,17 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
         .function_version = slice_from_cstr(pool->version),
         .event_json = invocation->event_json,
     };
-    struct worker_process *worker = pool->waiting == 0 ? idle_worker(pool) : NULL;
-    struct bytebuf *frame = &call->frame;
-    size_t header_at = frame->len;
     uint32_t header[2] = {WORKER_MESSAGE_INVOKE, 0};
-    bytebuf_append(frame, header, sizeof header);
-    worker_invocation_encode(&message, frame);
-    header[1] = (uint32_t)(frame->len - header_at - sizeof header);
-    memcpy(frame->data + header_at, header, sizeof header);
+    bytebuf_append(&call->frame, header, sizeof header);
+    worker_invocation_encode(&message, &call->frame);
+    header[1] = (uint32_t)(call->frame.len - sizeof header);
+    memcpy(call->frame.data, header, sizeof header);
+
+    struct worker_process *worker = pool->waiting == 0 ? worker_with_room(pool) : NULL;
     if (worker != NULL) {
-        struct bytebuf ready = call->frame;
-        call->frame = (struct bytebuf){0};
-        run_on(worker, call, &ready);
-        bytebuf_free(&ready);
+        send_event(worker, call);
         return true;
     }
-    ev_timer_init(&call->wait_timer, on_wait_expired, invocation->timeout_ms / 1000.0, 0);
     ev_timer_start(pools->loop, &call->wait_timer);
     if (pool->waiting_tail != NULL)
         pool->waiting_tail->next_waiting = call;
@@ -959,7 +1111,13 @@ void hooks_call_cancel(struct hooks_call *call)
     call->active = false;
     struct function_pool *pool = call->pool;
     if (call->worker != NULL) {
-        call->worker->call = NULL; /* its answer is dropped; the worker is free after it */
+        /* Sent: its answer is dropped when it comes. */
+        struct worker_process *worker = call->worker;
+        for (unsigned i = 0; i < worker->queue_count; i++) {
+            struct sent_event *event = &worker->queue[(worker->queue_head + i) % PIPELINE_DEPTH];
+            if (event->call == call)
+                event->call = NULL;
+        }
         call->worker = NULL;
         return;
     }

@@ -212,6 +212,9 @@ void worker_init_encode(const struct worker_init *init, struct bytebuf *out)
         append_string16(out, init->env_names[i]);
         append_string16(out, init->env_values[i]);
     }
+    uint32_t source_len = (uint32_t)init->source.len;
+    bytebuf_append(out, &source_len, sizeof source_len);
+    bytebuf_append(out, init->source.ptr, init->source.len);
 }
 
 bool worker_init_decode(const char *payload, size_t len, struct worker_init *out, struct arena *arena)
@@ -238,7 +241,15 @@ bool worker_init_decode(const char *payload, size_t len, struct worker_init *out
         if (!take_string16(&p, end, &out->env_names[i]) || !take_string16(&p, end, &out->env_values[i]))
             return false;
     out->env_count = count;
-    return p == end;
+    uint32_t source_len;
+    if ((size_t)(end - p) < sizeof source_len)
+        return false;
+    memcpy(&source_len, p, sizeof source_len);
+    p += sizeof source_len;
+    if ((size_t)(end - p) != source_len)
+        return false;
+    out->source = (slice_t){p, source_len};
+    return true;
 }
 
 bool worker_ready_decode(const char *payload, size_t len, bool *loaded, slice_t *error)
@@ -285,8 +296,25 @@ struct worker {
     char load_error[2048];
     const struct worker_init *init;
     struct source_set *sources;
-    uint64_t deadline_ms; /* monotonic */
+    uint64_t deadline_ms;      /* monotonic */
+    uint64_t event_started_ms; /* monotonic */
+    struct bytebuf out;        /* frames (LOG, RESULT) not yet written: one write per batch of events */
 };
+
+/* Appends a frame to the worker's pending output. */
+static void queue_frame(struct worker *w, uint32_t type, const void *payload, size_t len)
+{
+    uint32_t header[2] = {type, (uint32_t)len};
+    bytebuf_append(&w->out, header, sizeof header);
+    bytebuf_append(&w->out, payload, len);
+}
+
+static bool flush_frames(struct worker *w)
+{
+    bool ok = write_all(w->channel_fd, w->out.data, w->out.len);
+    w->out.len = 0;
+    return ok;
+}
 
 static uint64_t monotonic_ms(void)
 {
@@ -348,7 +376,11 @@ static int sandbox_print(lua_State *L)
     const char *line = lua_tolstring(L, -1, &len);
     if (len > WORKER_MESSAGE_MAX)
         len = WORKER_MESSAGE_MAX; /* a log line is not worth killing the invocation */
-    if (!worker_message_write(worker_of(L)->channel_fd, WORKER_MESSAGE_LOG, line, len))
+    /* Log lines go with the event's result (one write), unless the event
+     * runs long: then at once, so a function stuck later still shows them. */
+    struct worker *w = worker_of(L);
+    queue_frame(w, WORKER_MESSAGE_LOG, line, len);
+    if ((w->out.len > 64 * 1024 || monotonic_ms() - w->event_started_ms > 50) && !flush_frames(w))
         return luaL_error(L, "function log closed");
     return 0;
 }
@@ -890,7 +922,8 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
 {
     struct bytebuf body = {0};
     uint8_t status = WORKER_RESULT_OK;
-    w->deadline_ms = monotonic_ms() + invocation->remaining_ms;
+    w->event_started_ms = monotonic_ms();
+    w->deadline_ms = w->event_started_ms + invocation->remaining_ms;
     w->memory_peak = w->memory_used;
     if (w->handler_ref == LUA_NOREF) {
         status = WORKER_RESULT_ERROR;
@@ -909,8 +942,12 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
             status = WORKER_RESULT_ERROR;
         }
         lua_settop(w->L, 0);
-        /* Garbage of this event (e.g. a memory bomb's tables) must not count against the next. */
-        lua_gc(w->L, LUA_GCCOLLECT, 0);
+        /* Garbage of this event (e.g. a memory bomb's tables) must not count
+         * against the next: a full collection when a quarter of the limit is
+         * in use. Below that the incremental collector keeps up, and a full
+         * collection per event would cost more than a small function. */
+        if (w->memory_used > w->memory_limit / 4)
+            lua_gc(w->L, LUA_GCCOLLECT, 0);
     }
     uint64_t peak = w->memory_peak;
     out->len = 0;
@@ -918,7 +955,8 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
     bytebuf_append(out, &peak, sizeof peak);
     bytebuf_append(out, body.data, body.len);
     bytebuf_free(&body);
-    return worker_message_write(w->channel_fd, WORKER_MESSAGE_RESULT, out->data, out->len);
+    queue_frame(w, WORKER_MESSAGE_RESULT, out->data, out->len);
+    return w->out.len < 256 * 1024 || flush_frames(w);
 }
 
 /* ---- reading the function's sources (before hardening) ------------------ */
@@ -1297,6 +1335,7 @@ static void send_ready(struct worker *w)
 int worker_main(int channel_fd)
 {
     signal(SIGPIPE, SIG_IGN);
+    prctl(PR_SET_NAME, "verge-worker", 0, 0, 0); /* exec'd as /proc/self/exe: name it for ps and top */
     struct bytebuf init_payload = {0};
     uint32_t type;
     if (!worker_message_read(channel_fd, &type, &init_payload))
@@ -1314,6 +1353,11 @@ int worker_main(int channel_fd)
     w.memory_limit = (size_t)init.memory_limit_mb * 1024 * 1024;
     char *function_file = arena_strndup(&arena, init.function_file.ptr, init.function_file.len);
     bool sources_ok = sources_load(&sources, function_file, w.load_error, sizeof w.load_error);
+    if (sources_ok && init.source.len > 0) {
+        /* The code the config generation checked, not whatever the file holds now. */
+        sources.function.code = arena_strndup(&arena, init.source.ptr, init.source.len);
+        sources.function.len = init.source.len;
+    }
     if (sources_ok && init.memory_limit_mb == 0)
         sources_ok = source_error(w.load_error, sizeof w.load_error, "%s: memory limit of 0 MB", function_file);
     tzset(); /* os.date: /etc/localtime cannot be opened later */
@@ -1336,17 +1380,41 @@ int worker_main(int channel_fd)
     }
     send_ready(&w);
 
-    struct bytebuf message = {0}, out = {0};
+    /* The proxy may send several events at once (a fast function's events
+     * are pipelined): each read takes what is there, the events run one
+     * after the other, and their results go back in one write before the
+     * next read blocks. */
+    struct bytebuf input = {0}, out = {0};
     int exit_status = 0;
     for (;;) {
-        if (!worker_message_read(channel_fd, &type, &message))
+        bytebuf_reserve(&input, 64 * 1024);
+        ssize_t n = read(channel_fd, input.data + input.len, 64 * 1024);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
             break; /* closed: the proxy is done with us */
-        struct worker_invocation invocation;
-        if (type != WORKER_MESSAGE_INVOKE || !invocation_decode(message.data, message.len, &invocation)) {
-            exit_status = 2;
-            break;
+        input.len += (size_t)n;
+        size_t offset = 0;
+        while (input.len - offset >= 8 && exit_status == 0) {
+            uint32_t header[2];
+            memcpy(header, input.data + offset, sizeof header);
+            if (header[1] > WORKER_MESSAGE_MAX) {
+                exit_status = 2;
+                break;
+            }
+            if (input.len - offset - 8 < header[1])
+                break;
+            struct worker_invocation invocation;
+            if (header[0] != WORKER_MESSAGE_INVOKE || !invocation_decode(input.data + offset + 8, header[1], &invocation)) {
+                exit_status = 2;
+                break;
+            }
+            offset += 8 + (size_t)header[1];
+            if (!worker_invoke(&w, &invocation, &out))
+                _exit(0);
         }
-        if (!worker_invoke(&w, &invocation, &out))
+        bytebuf_consume(&input, offset);
+        if (exit_status != 0 || !flush_frames(&w))
             break;
     }
     _exit(exit_status);

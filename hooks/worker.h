@@ -10,7 +10,8 @@
  *   WORKER_MESSAGE_INIT (proxy → worker, exactly once, first), payload:
  *     u32 memory_limit_mb, u16-length-prefixed function_file (absolute path),
  *     u16-prefixed handler, u16 env_count, then env_count pairs of
- *     u16-prefixed strings (name, value). Nothing may follow.
+ *     u16-prefixed strings (name, value), then u32 source length and the
+ *     function's source (0: read function_file). Nothing may follow.
  *   WORKER_MESSAGE_READY (worker → proxy, exactly once, after INIT), payload:
  *     u8 status (0 = function loaded, 1 = load error), then when status is 1
  *     the error text ("file:line: message" or a message naming the bound that
@@ -65,6 +66,9 @@ struct worker_init {
     slice_t handler;
     size_t env_count;
     slice_t *env_names, *env_values;
+    /* The function file's text as the config generation checked it; empty:
+     * read function_file. Modules next to it are read from disk at start. */
+    slice_t source;
 };
 
 /* Appends an INIT payload to out. Strings longer than 65535 bytes and more

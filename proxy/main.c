@@ -144,6 +144,8 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
     if (fresh->config->admin.enabled)
         admin_listener_update(fresh->config);
     log_info("config generation %u loaded from %s", fresh->number, server.config_path);
+    for (size_t i = 0; i < server.thread_count; i++)
+        ev_async_send(server.threads[i].loop, &server.threads[i].wakeup);
     *generation_number = fresh->number;
     return 0;
 }
@@ -183,6 +185,9 @@ static void loop_thread_close_listeners(struct loop_thread *thread)
 static void loop_thread_on_wakeup(struct ev_loop *loop, ev_async *watcher, int revents)
 {
     struct loop_thread *thread = watcher->data;
+    /* A reload: take the new generation now (old function workers go even
+     * when no request comes). */
+    loop_thread_refresh_generation(thread);
     if (!atomic_load(&server.draining))
         return;
     loop_thread_close_listeners(thread);

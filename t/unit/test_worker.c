@@ -474,10 +474,11 @@ static void test_init_ready_codecs(void)
                                .handler = SLICE_LITERAL("handler"),
                                .env_count = 2,
                                .env_names = names,
-                               .env_values = values};
+                               .env_values = values,
+                               .source = SLICE_LITERAL("return 1")};
     struct bytebuf payload = {0};
     worker_init_encode(&init, &payload);
-    CHECK_INT(payload.len, 4 + (2 + 17) + (2 + 7) + 2 + (2 + 1 + 2 + 1) + (2 + 5 + 2 + 0));
+    CHECK_INT(payload.len, 4 + (2 + 17) + (2 + 7) + 2 + (2 + 1 + 2 + 1) + (2 + 5 + 2 + 0) + (4 + 8));
     struct arena arena;
     arena_init(&arena);
     struct worker_init decoded;
@@ -488,6 +489,7 @@ static void test_init_ready_codecs(void)
     CHECK_INT(decoded.env_count, 2);
     CHECK(slice_equal(decoded.env_names[0], SLICE_LITERAL("A")) && slice_equal(decoded.env_values[0], SLICE_LITERAL("1")));
     CHECK(slice_equal(decoded.env_names[1], SLICE_LITERAL("EMPTY")) && decoded.env_values[1].len == 0);
+    CHECK(slice_equal(decoded.source, SLICE_LITERAL("return 1")));
     /* Every truncation is rejected, and so is a trailing byte. */
     int accepted = 0;
     for (size_t len = 0; len < payload.len; len++)
@@ -498,9 +500,10 @@ static void test_init_ready_codecs(void)
     /* An env count the payload cannot hold. */
     payload.len = 0;
     init.env_count = 0;
+    init.source = (slice_t){NULL, 0};
     worker_init_encode(&init, &payload);
     uint16_t huge = 65535;
-    memcpy(payload.data + payload.len - 2, &huge, sizeof huge);
+    memcpy(payload.data + payload.len - 6, &huge, sizeof huge);
     CHECK(!worker_init_decode(payload.data, payload.len, &decoded, &arena));
     /* Empty or NUL-carrying names. */
     payload.len = 0;
