@@ -1,10 +1,9 @@
 /* event.c — Lambda@Edge event encoding, result parsing and validation.
  *
  * Encoding writes the JSON a function receives (spec §1.8, keys in the doc's
- * alphabetical order) with yajl_gen. Parsing uses yajl_tree, after a cheap
- * depth pre-scan (yajl_tree_free recurses, so hostile nesting is refused
- * before it is built), and copies everything into the caller's arena so the
- * tree can be freed at once. Parsing checks shape only; event_validate_result
+ * alphabetical order) with yajl_gen. Parsing builds yajl_tree's node type in
+ * the caller's arena with yajl's callback parser (no allocation per node,
+ * nesting deeper than EVENT_MAX_JSON_DEPTH refused while parsing). Parsing checks shape only; event_validate_result
  * applies the §2.6 checklist from two tables: which fields each trigger may
  * change (field_rules) and which headers are disallowed / read-only /
  * not-addable / denied in customHeaders (header_rules).
@@ -13,9 +12,11 @@
  */
 #include "event.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
 static const char *const trigger_names[EVENT_TRIGGER_COUNT] = {"viewer-request", "origin-request", "origin-response",
@@ -500,51 +501,181 @@ static bool parse_response(struct parser *p, yajl_val v, struct event_response *
     return encoding == NULL || parse_body_encoding(p, encoding, "response.bodyEncoding", &out->body_encoding);
 }
 
-/* Refuses NULs and nesting deeper than EVENT_MAX_JSON_DEPTH before yajl_tree
- * builds (and later recursively frees) the tree. */
-static bool json_precheck(const char *json, size_t len)
+/* ---- a yajl_val tree in an arena ------------------------------------------ */
+
+/* yajl's callback parser building yajl_tree's node type in the caller's
+ * arena: no allocation per node and nothing to free (results are parsed
+ * once per function call, on the request path). Containers gather their
+ * children on a scratch vector and get arena arrays when they close. */
+struct tree_entry {
+    const char *key; /* NULL inside arrays */
+    yajl_val value;
+};
+
+struct tree_builder {
+    struct arena *arena;
+    yajl_val open[EVENT_MAX_JSON_DEPTH + 2];
+    size_t first_child[EVENT_MAX_JSON_DEPTH + 2];
+    int depth;
+    const char *pending_key;
+    struct tree_entry *entries;
+    size_t entry_count, entry_capacity;
+    struct tree_entry inline_entries[64];
+    yajl_val root;
+};
+
+static int tree_add(struct tree_builder *b, yajl_val value)
 {
-    int depth = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = json[i];
-        if (c == '\0')
-            return false;
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '{' || c == '[') {
-            if (++depth > EVENT_MAX_JSON_DEPTH)
-                return false;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        }
+    if (b->depth == 0) {
+        b->root = value;
+        return 1;
     }
-    return true;
+    if (b->entry_count == b->entry_capacity) {
+        size_t capacity = b->entry_capacity * 2;
+        struct tree_entry *grown = malloc(capacity * sizeof *grown);
+        VERGE_ASSERT(grown != NULL);
+        memcpy(grown, b->entries, b->entry_count * sizeof *grown);
+        if (b->entries != b->inline_entries)
+            free(b->entries);
+        b->entries = grown;
+        b->entry_capacity = capacity;
+    }
+    b->entries[b->entry_count++] = (struct tree_entry){b->pending_key, value};
+    b->pending_key = NULL;
+    return 1;
 }
 
-static yajl_val json_parse(enum event_trigger trigger, const char *json, size_t len, struct event_error *error)
+static yajl_val tree_node(struct tree_builder *b, yajl_type type)
 {
-    if (!json_precheck(json, len)) {
-        event_error_set(error, trigger, "JSON output is not parsable", "$");
-        return NULL;
+    yajl_val v = arena_alloc(b->arena, sizeof *v);
+    memset(v, 0, sizeof *v);
+    v->type = type;
+    return v;
+}
+
+static int tree_null(void *ctx)
+{
+    return tree_add(ctx, tree_node(ctx, yajl_t_null));
+}
+
+static int tree_boolean(void *ctx, int value)
+{
+    return tree_add(ctx, tree_node(ctx, value ? yajl_t_true : yajl_t_false));
+}
+
+static int tree_number(void *ctx, const char *text, size_t len)
+{
+    struct tree_builder *b = ctx;
+    yajl_val v = tree_node(b, yajl_t_number);
+    v->u.number.r = arena_strndup(b->arena, text, len);
+    /* As yajl_tree: integer when strtoll takes it whole, double when strtod does. */
+    char *end;
+    errno = 0;
+    v->u.number.i = strtoll(v->u.number.r, &end, 10);
+    if (errno == 0 && *end == '\0')
+        v->u.number.flags |= YAJL_NUMBER_INT_VALID;
+    errno = 0;
+    v->u.number.d = strtod(v->u.number.r, &end);
+    if (errno == 0 && *end == '\0')
+        v->u.number.flags |= YAJL_NUMBER_DOUBLE_VALID;
+    return tree_add(b, v);
+}
+
+static int tree_string(void *ctx, const unsigned char *text, size_t len)
+{
+    struct tree_builder *b = ctx;
+    yajl_val v = tree_node(b, yajl_t_string);
+    v->u.string = arena_strndup(b->arena, (const char *)text, len);
+    return tree_add(b, v);
+}
+
+static int tree_open(struct tree_builder *b, yajl_type type)
+{
+    if (b->depth > EVENT_MAX_JSON_DEPTH)
+        return 0;
+    yajl_val v = tree_node(b, type);
+    const char *key = b->pending_key;
+    /* The container is placed in its parent when it closes; remember its key. */
+    b->open[++b->depth] = v;
+    b->first_child[b->depth] = b->entry_count;
+    b->pending_key = NULL;
+    v->u.object.keys = (const char **)key; /* parked here until close */
+    return 1;
+}
+
+static int tree_start_map(void *ctx)
+{
+    return tree_open(ctx, yajl_t_object);
+}
+
+static int tree_start_array(void *ctx)
+{
+    return tree_open(ctx, yajl_t_array);
+}
+
+static int tree_map_key(void *ctx, const unsigned char *key, size_t len)
+{
+    struct tree_builder *b = ctx;
+    b->pending_key = arena_strndup(b->arena, (const char *)key, len);
+    return 1;
+}
+
+static int tree_close(void *ctx)
+{
+    struct tree_builder *b = ctx;
+    yajl_val v = b->open[b->depth];
+    const char *key = (const char *)v->u.object.keys;
+    size_t first = b->first_child[b->depth], count = b->entry_count - first;
+    yajl_val *values = arena_alloc(b->arena, sizeof *values * (count ? count : 1));
+    for (size_t i = 0; i < count; i++)
+        values[i] = b->entries[first + i].value;
+    if (v->type == yajl_t_object) {
+        const char **keys = arena_alloc(b->arena, sizeof *keys * (count ? count : 1));
+        for (size_t i = 0; i < count; i++)
+            keys[i] = b->entries[first + i].key;
+        v->u.object.keys = keys;
+        v->u.object.values = values;
+        v->u.object.len = count;
+    } else {
+        v->u.array.values = values;
+        v->u.array.len = count;
     }
-    char *text = malloc(len + 1);
-    VERGE_ASSERT(text != NULL);
-    memcpy(text, json, len);
-    text[len] = '\0';
-    yajl_val root = yajl_tree_parse(text, NULL, 0);
-    free(text);
+    b->entry_count = first;
+    b->depth--;
+    b->pending_key = key;
+    return tree_add(b, v);
+}
+
+static const yajl_callbacks tree_callbacks = {
+    .yajl_null = tree_null,
+    .yajl_boolean = tree_boolean,
+    .yajl_number = tree_number,
+    .yajl_string = tree_string,
+    .yajl_start_map = tree_start_map,
+    .yajl_map_key = tree_map_key,
+    .yajl_end_map = tree_close,
+    .yajl_start_array = tree_start_array,
+    .yajl_end_array = tree_close,
+};
+
+static yajl_val json_parse(enum event_trigger trigger, const char *json, size_t len, struct arena *arena, struct event_error *error)
+{
+    struct tree_builder builder = {.arena = arena};
+    builder.entries = builder.inline_entries;
+    builder.entry_capacity = VERGE_ARRAY_SIZE(builder.inline_entries);
+    yajl_handle handle = yajl_alloc(&tree_callbacks, NULL, &builder);
+    VERGE_ASSERT(handle != NULL);
+    bool parsed =
+        yajl_parse(handle, (const unsigned char *)json, len) == yajl_status_ok && yajl_complete_parse(handle) == yajl_status_ok;
+    yajl_free(handle);
+    if (builder.entries != builder.inline_entries)
+        free(builder.entries);
+    yajl_val root = parsed ? builder.root : NULL;
     if (root == NULL) {
         event_error_set(error, trigger, "JSON output is not parsable", "$");
         return NULL;
     }
     if (!YAJL_IS_OBJECT(root)) {
-        yajl_tree_free(root);
         event_error_set(error, trigger, "JSON output must be an object", "$");
         return NULL;
     }
@@ -556,7 +687,7 @@ bool event_parse_result(enum event_trigger trigger, const char *json, size_t len
 {
     *out = (struct event_result){0};
     struct parser p = {arena, trigger, error};
-    yajl_val root = json_parse(trigger, json, len, error);
+    yajl_val root = json_parse(trigger, json, len, arena, error);
     if (root == NULL)
         return false;
     bool ok;
@@ -569,14 +700,13 @@ bool event_parse_result(enum event_trigger trigger, const char *json, size_t len
     } else {
         ok = event_error_set(error, trigger, "response object required", "response");
     }
-    yajl_tree_free(root);
     return ok;
 }
 
 bool event_parse_event(const char *json, size_t len, struct arena *arena, struct event_input *out, struct event_error *error)
 {
     *out = (struct event_input){0};
-    yajl_val root = json_parse(EVENT_VIEWER_REQUEST, json, len, error);
+    yajl_val root = json_parse(EVENT_VIEWER_REQUEST, json, len, arena, error);
     if (root == NULL)
         return false;
     struct parser p = {arena, EVENT_VIEWER_REQUEST, error};
@@ -610,6 +740,5 @@ bool event_parse_event(const char *json, size_t len, struct arena *arena, struct
         goto done;
     ok = true;
 done:
-    yajl_tree_free(root);
     return ok;
 }

@@ -140,7 +140,8 @@ struct hooks_pools {
     struct ev_loop *loop;
     struct function_pool *pools;
     ev_timer housekeeping;
-    ev_prepare flusher; /* writes queued frames before the loop blocks */
+    ev_prepare flusher;           /* writes queued frames before the loop blocks */
+    const struct config *current; /* pools of other configs are retiring */
     struct worker_process *flush_list;
     struct reap_entry *reap_list;
     size_t reap_count, reap_capacity;
@@ -171,6 +172,8 @@ static void log_line(const struct function_pool *pool, const char *fmt, ...) __a
 
 static void log_line(const struct function_pool *pool, const char *fmt, ...)
 {
+    if (!function_log_enabled())
+        return;
     char text[1024];
     va_list args;
     va_start(args, fmt);
@@ -185,6 +188,8 @@ static void log_line(const struct function_pool *pool, const char *fmt, ...)
 /* A multi-line text (an error and its traceback) as one log line per line. */
 static void log_lines(const struct function_pool *pool, const char *request_id, const char *level, slice_t text)
 {
+    if (!function_log_enabled())
+        return;
     struct bytebuf line = {0};
     size_t start = 0;
     for (size_t i = 0; i <= text.len; i++) {
@@ -793,8 +798,8 @@ static void dispatch(struct function_pool *pool)
         ev_timer_stop(pool->owner->loop, &pool->scale_timer);
         return;
     }
-    if (pool->live == 0 && !pool->retiring)
-        spawn_worker(pool);
+    if (pool->live == 0)
+        spawn_worker(pool); /* also for a retiring pool: a request of its generation still needs it */
     if (!ev_is_active(&pool->scale_timer))
         ev_timer_start(pool->owner->loop, &pool->scale_timer);
 }
@@ -846,7 +851,7 @@ static void on_scale_tick(struct ev_loop *loop, ev_timer *timer, int revents)
 {
     (void)revents;
     struct function_pool *pool = timer->data;
-    if (pool->waiting == 0 || pool->retiring) {
+    if (pool->waiting == 0) {
         ev_timer_stop(loop, timer);
         return;
     }
@@ -854,6 +859,8 @@ static void on_scale_tick(struct ev_loop *loop, ev_timer *timer, int revents)
         spawn_worker(pool);
         return;
     }
+    if (pool->retiring)
+        return; /* an old generation's pool serves its last events; it does not grow */
     if (pool->waiting <= pool->starting)
         return; /* enough workers are on their way */
     /* Do the busy workers compute (or wait for a CPU), or do they sleep? A
@@ -903,6 +910,7 @@ static struct function_pool *pool_for(struct hooks_pools *pools, struct config *
     pool->function_index = function_index;
     pool->memory_mb = memory_mb;
     pool->function = &config->functions[function_index];
+    pool->retiring = pools->current != NULL && config != pools->current;
     pool->recent_event_us = FAST_EVENT_US * 4; /* unknown: not pipelined until measured */
     snprintf(pool->version, sizeof pool->version, "%u", config->generation);
     for (int trigger = 0; trigger < EVENT_TRIGGER_COUNT; trigger++)
@@ -962,6 +970,7 @@ struct hooks_pools *hooks_pools_create(struct ev_loop *loop)
 
 void hooks_pools_retire(struct hooks_pools *pools, const struct config *current)
 {
+    pools->current = current;
     for (struct function_pool *pool = pools->pools; pool != NULL; pool = pool->next) {
         if (pool->config == current || pool->retiring)
             continue;
@@ -1102,6 +1111,11 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
     pool->waiting++;
     dispatch(pool);
     return true;
+}
+
+struct function_metrics *hooks_call_metrics(const struct hooks_call *call)
+{
+    return call->pool->metrics[call->trigger];
 }
 
 void hooks_call_cancel(struct hooks_call *call)

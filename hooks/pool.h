@@ -86,6 +86,10 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
  * still runs to its end or deadline on its worker. Safe on an idle call. */
 void hooks_call_cancel(struct hooks_call *call);
 
+/* The metrics of the function and trigger of a call hooks_invoke accepted
+ * (valid after its callback ran, until the call is reused). */
+struct function_metrics *hooks_call_metrics(const struct hooks_call *call);
+
 /* Events in flight or waiting, all threads (for tests and /metrics). */
 long hooks_concurrency(void);
 /* Live worker processes, all threads. */

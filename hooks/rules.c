@@ -351,6 +351,34 @@ static bool check_origin(enum event_trigger trigger, const struct event_request 
     return true;
 }
 
+static bool headers_same(const struct event_headers *a, const struct event_headers *b)
+{
+    if (a->count != b->count)
+        return false;
+    for (size_t i = 0; i < a->count; i++) {
+        const struct event_header *other = event_headers_find(b, a->items[i].name);
+        if (other == NULL || !headers_equal(&a->items[i], other))
+            return false;
+    }
+    return true;
+}
+
+static bool origins_equal(const struct event_origin *a, const struct event_origin *b)
+{
+    if (a->kind != b->kind || !slice_equal(a->domain_name, b->domain_name) || !slice_equal(a->path, b->path) ||
+        !headers_same(&a->custom_headers, &b->custom_headers))
+        return false;
+    if (a->kind == EVENT_ORIGIN_S3)
+        return slice_equal(a->auth_method, b->auth_method) && slice_equal(a->region, b->region);
+    if (a->port != b->port || !slice_equal(a->protocol, b->protocol) || a->read_timeout != b->read_timeout ||
+        a->keepalive_timeout != b->keepalive_timeout || a->ssl_protocol_count != b->ssl_protocol_count)
+        return false;
+    for (size_t i = 0; i < a->ssl_protocol_count; i++)
+        if (!slice_equal(a->ssl_protocols[i], b->ssl_protocols[i]))
+            return false;
+    return true;
+}
+
 static bool check_request(const struct event_input *input, const struct event_request *request, struct event_error *error)
 {
     enum event_trigger trigger = input->trigger;
@@ -385,7 +413,9 @@ static bool check_request(const struct event_input *input, const struct event_re
     if (request->has_origin) {
         if (!field_writable(trigger, FIELD_ORIGIN))
             return event_error_set(error, trigger, "origin not allowed at this trigger", "request.origin");
-        if (!check_origin(trigger, request, error))
+        /* An origin handed back unchanged is the configured one: it is not the
+         * function's choice, so CloudFront's limits on chosen origins do not apply. */
+        if (!(in->has_origin && origins_equal(&request->origin, &in->origin)) && !check_origin(trigger, request, error))
             return false;
     } else if (field_writable(trigger, FIELD_ORIGIN) && in->has_origin) {
         return event_error_set(error, trigger, "required field missing", "request.origin");

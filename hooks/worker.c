@@ -323,6 +323,55 @@ static uint64_t monotonic_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Small blocks (most of what an event allocates: strings, tables, their
+ * parts) come from per-size free lists carved from 64 KiB slabs, so an event
+ * costs no malloc/free pair per Lua object; larger ones go to malloc. The
+ * lists are per process (a worker is single-threaded) and never shrink: they
+ * hold at most the peak the memory limit allowed. */
+#define SMALL_BLOCK_GRAIN 16
+#define SMALL_BLOCK_MAX 512
+#define SLAB_BYTES (64 * 1024)
+
+struct small_free_block {
+    struct small_free_block *next;
+};
+
+static struct small_free_block *small_free[SMALL_BLOCK_MAX / SMALL_BLOCK_GRAIN + 1];
+static char *slab_next, *slab_end;
+
+static size_t small_class(size_t size)
+{
+    return (size + SMALL_BLOCK_GRAIN - 1) / SMALL_BLOCK_GRAIN;
+}
+
+static void *small_alloc(size_t size)
+{
+    size_t class = small_class(size);
+    struct small_free_block *block = small_free[class];
+    if (block != NULL) {
+        small_free[class] = block->next;
+        return block;
+    }
+    size_t bytes = class * SMALL_BLOCK_GRAIN;
+    if (slab_next == NULL || (size_t)(slab_end - slab_next) < bytes) {
+        slab_next = malloc(SLAB_BYTES); /* the rest of the old slab is left unused */
+        if (slab_next == NULL)
+            return NULL;
+        slab_end = slab_next + SLAB_BYTES;
+    }
+    void *p = slab_next;
+    slab_next += bytes;
+    return p;
+}
+
+static void small_free_block(void *ptr, size_t size)
+{
+    struct small_free_block *block = ptr;
+    size_t class = small_class(size);
+    block->next = small_free[class];
+    small_free[class] = block;
+}
+
 /* lua_Alloc: counts live bytes; growth past the limit fails, which LuaJIT turns
  * into a "not enough memory" error in the running code. Shrinking never fails. */
 static void *counting_alloc(void *user, void *ptr, size_t old_size, size_t new_size)
@@ -331,15 +380,37 @@ static void *counting_alloc(void *user, void *ptr, size_t old_size, size_t new_s
     if (ptr == NULL)
         old_size = 0;
     if (new_size == 0) {
-        free(ptr);
+        if (ptr == NULL)
+            return NULL;
+        if (old_size <= SMALL_BLOCK_MAX)
+            small_free_block(ptr, old_size);
+        else
+            free(ptr);
         w->memory_used -= old_size;
         return NULL;
     }
     if (new_size > old_size && w->memory_used - old_size + new_size > w->memory_limit)
         return NULL;
-    void *p = realloc(ptr, new_size);
-    if (p == NULL)
-        return NULL;
+    void *p;
+    bool old_small = ptr != NULL && old_size <= SMALL_BLOCK_MAX, new_small = new_size <= SMALL_BLOCK_MAX;
+    if (old_small && new_small && small_class(old_size) == small_class(new_size)) {
+        p = ptr;
+    } else if (!old_small && !new_small) {
+        p = realloc(ptr, new_size);
+        if (p == NULL)
+            return NULL;
+    } else {
+        p = new_small ? small_alloc(new_size) : malloc(new_size);
+        if (p == NULL)
+            return NULL;
+        if (ptr != NULL) {
+            memcpy(p, ptr, old_size < new_size ? old_size : new_size);
+            if (old_small)
+                small_free_block(ptr, old_size);
+            else
+                free(ptr);
+        }
+    }
     w->memory_used = w->memory_used - old_size + new_size;
     if (w->memory_used > w->memory_peak)
         w->memory_peak = w->memory_used;
@@ -1150,16 +1221,28 @@ static int load_protected(lua_State *L)
     if (lua_pcall(L, 0, 1, 1) != 0)
         return lua_error(L);
     push_slice(L, init->handler); /* 4 */
-    if (lua_istable(L, 3)) {
-        lua_pushvalue(L, 4);
-        lua_gettable(L, 3);
-    } else {
-        lua_pushnil(L);
-    }
-    if (!lua_isfunction(L, -1)) {
+    /* "a.b.c" walks fields: first from the table the chunk returned, then
+     * from the globals. */
+    for (int from = 0; from < 2; from++) {
+        if (from == 0 && !lua_istable(L, 3))
+            continue;
+        lua_pushvalue(L, from == 0 ? 3 : LUA_GLOBALSINDEX);
+        const char *name = init->handler.ptr, *end = name + init->handler.len;
+        while (name < end && lua_istable(L, -1)) {
+            const char *dot = memchr(name, '.', (size_t)(end - name));
+            size_t part = dot ? (size_t)(dot - name) : (size_t)(end - name);
+            lua_pushlstring(L, name, part);
+            lua_gettable(L, -2);
+            lua_remove(L, -2);
+            name += part + (dot ? 1 : 0);
+            if (dot == NULL)
+                break;
+        }
+        if (lua_isfunction(L, -1))
+            break;
         lua_pop(L, 1);
-        lua_pushvalue(L, 4);
-        lua_gettable(L, LUA_GLOBALSINDEX);
+        if (from == 1)
+            lua_pushnil(L);
     }
     if (!lua_isfunction(L, -1))
         return luaL_error(L, "%s: handler '%s' is not a function (neither a global nor a field of the returned table)",

@@ -328,6 +328,11 @@ void access_log_write(const struct access_log_entry *entry)
     bytebuf_free(&line);
 }
 
+bool function_log_enabled(void)
+{
+    return log_writer_enabled(&function_writer);
+}
+
 void function_log_write(slice_t function_name, slice_t text)
 {
     if (!log_writer_enabled(&function_writer))

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "../cache/store.h"
+#include "../hooks/pool.h"
 
 #define METRICS_MAX_ORIGINS 1024
 
@@ -351,4 +352,9 @@ void metrics_render(struct bytebuf *out)
     bytebuf_appendf(out, "verge_access_log_dropped_total %llu\n", load(&metrics.access_log_dropped));
     render_cache(out);
     render_functions(out);
+    append_header(out, "verge_function_workers", "gauge", "Edge-function worker processes alive (starting, idle or busy).");
+    bytebuf_appendf(out, "verge_function_workers %ld\n", hooks_worker_count());
+    append_header(out, "verge_function_log_dropped_total", "counter",
+                  "Function log lines dropped because the writer could not keep up.");
+    bytebuf_appendf(out, "verge_function_log_dropped_total %llu\n", load(&metrics.function_log_dropped));
 }

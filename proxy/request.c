@@ -7,8 +7,9 @@
  *
  * Each step is one small function returning RUN_NEXT (run the step it set),
  * RUN_SUSPEND (a callback will set the next step and call request_run) or
- * RUN_STOP. The trigger, cache and store steps pass through for now; later
- * work fills them without changing the driver.
+ * RUN_STOP. The four trigger steps hand the behavior's edge function to the
+ * worker pool and suspend (proxy/request_hooks.c builds the events and
+ * applies the results); the cache steps are LOOKUP and STORE.
  *
  * Invariants:
  *  - A request holds one ref on the generation it started with, so a reload

@@ -387,7 +387,7 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
         log_warn("request %s: function %s (%s) failed: %s%s", request->id, function, trigger_name, outcome->error,
                  trigger->continue_on_error ? "; continuing as configured (on_error: continue)" : "");
         if (trigger->continue_on_error) {
-            struct function_metrics *counters = metrics_function(function, trigger_name);
+            struct function_metrics *counters = hooks_call_metrics(&request->hook_call);
             atomic_fetch_add_explicit(&counters->continued, 1, memory_order_relaxed);
             request_resume(request); /* the step after the trigger, already set */
             return;
@@ -409,7 +409,7 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
         function_log_write(slice_from_cstr(function),
                            slice_from_cstr(arena_printf(&request->arena, "%s\tERROR\tValidation error: %s: %s", request->id,
                                                         error.field, error.rule)));
-        struct function_metrics *counters = metrics_function(function, trigger_name);
+        struct function_metrics *counters = hooks_call_metrics(&request->hook_call);
         atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_VALIDATION], 1, memory_order_relaxed);
         fail_with(request, 502, "LambdaValidationError",
                   arena_printf(&request->arena, "function %s (%s) returned an invalid result: %s: %s", function, trigger_name,
@@ -430,6 +430,13 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
                 request->step = STEP_STORE; /* cached; viewer-response runs */
             }
         } else if (!apply_request(request, kind, &result.request)) {
+            /* A valid origin verge cannot use (https, S3, no address): counted and logged like a validation error. */
+            function_log_write(
+                slice_from_cstr(function),
+                slice_from_cstr(arena_printf(
+                    &request->arena, "%s\tERROR\tValidation error: request.origin: an origin verge cannot reach", request->id)));
+            atomic_fetch_add_explicit(&hooks_call_metrics(&request->hook_call)->errors[FUNCTION_ERROR_VALIDATION], 1,
+                                      memory_order_relaxed);
             fail_with(
                 request, 502, "LambdaValidationError",
                 arena_printf(&request->arena, "function %s (%s) returned an origin verge cannot reach", function, trigger_name));

@@ -638,3 +638,42 @@ def test_function_metrics(verge, origin, tmp_path):
     assert after.get("verge_function_cold_starts_total", 0, **labels) >= 1, after.text
     assert after.types.get("verge_function_invocations_total") == "counter"
     assert after.types.get("verge_function_duration_seconds") == "histogram"
+
+
+def test_origin_request_passing_the_configured_origin_back_is_valid(verge, origin, tmp_path):
+    """The configured origin handed back unchanged is not checked against CloudFront's limits on
+    chosen origins (here a 2 s read timeout, which would fail "readTimeout must be 4-60")."""
+    oreq = lua_handler("""
+  request.headers["x-passed"] = {{value = "1"}}
+  return request
+""")
+    config = fn_config(tmp_path, origin, {"oreq": oreq}, {"origin-request": "oreq"})
+    config["origins"]["app"]["read_timeout_ms"] = 2000
+    v = verge(config)
+    r = v.get("/p")
+    assert r.status == 200, (r, r.headers, r.body)
+    assert origin.requests[0].header("x-passed") == "1"
+
+
+def test_dotted_handler_name(verge, origin, tmp_path):
+    source = """
+local M = {api = {}}
+function M.api.handle(event, context)
+  local request = event.Records[1].cf.request
+  request.headers["x-dotted"] = {{value = "yes"}}
+  return request
+end
+return M
+"""
+    config = fn_config(tmp_path, origin, {"dotted": {"source": source, "handler": "api.handle"}}, {"viewer-request": "dotted"})
+    v = verge(config)
+    r = v.get("/d")
+    assert r.status == 200, (r, r.headers, r.body)
+    assert origin.requests[0].header("x-dotted") == "yes"
+
+
+def test_worker_gauge(verge, origin, tmp_path):
+    vreq = lua_handler("  return request\n")
+    v = verge(fn_config(tmp_path, origin, {"vreq": vreq}, {"viewer-request": "vreq"}))
+    assert v.get("/w").status == 200
+    assert v.metrics().get("verge_function_workers", 0) >= 1
