@@ -477,8 +477,21 @@ bool event_validate_result(const struct event_input *input, const struct event_r
 bool event_header_hidden(slice_t name)
 {
     char lower[64];
-    if (name.len >= sizeof lower)
+    if (name.len == 0 || name.len >= sizeof lower)
         return false; /* no disallowed name is that long */
+    /* Every disallowed name starts with one of these: most headers stop here. */
+    switch (name.ptr[0] | 0x20) {
+    case 'c':
+    case 'e':
+    case 'k':
+    case 'p':
+    case 't':
+    case 'u':
+    case 'x':
+        break;
+    default:
+        return false;
+    }
     for (size_t i = 0; i < name.len; i++)
         lower[i] = (char)((name.ptr[i] >= 'A' && name.ptr[i] <= 'Z') ? name.ptr[i] + 32 : name.ptr[i]);
     slice_t lowered = {lower, name.len};

@@ -182,13 +182,15 @@ static bool invocation_decode(const char *payload, size_t len, struct worker_inv
 
 bool worker_result_decode(const char *payload, size_t len, struct worker_result *out)
 {
-    if (len < 1 + sizeof out->peak_memory_bytes)
+    const size_t fixed = 1 + sizeof out->peak_memory_bytes + sizeof out->duration_us;
+    if (len < fixed)
         return false;
     if (payload[0] != WORKER_RESULT_OK && payload[0] != WORKER_RESULT_ERROR)
         return false;
     out->status = (enum worker_result_status)payload[0];
     memcpy(&out->peak_memory_bytes, payload + 1, sizeof out->peak_memory_bytes);
-    out->body = slice_make(payload + 1 + sizeof out->peak_memory_bytes, len - 1 - sizeof out->peak_memory_bytes);
+    memcpy(&out->duration_us, payload + 1 + sizeof out->peak_memory_bytes, sizeof out->duration_us);
+    out->body = slice_make(payload + fixed, len - fixed);
     return true;
 }
 
@@ -993,7 +995,9 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
 {
     struct bytebuf body = {0};
     uint8_t status = WORKER_RESULT_OK;
-    w->event_started_ms = monotonic_ms();
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    w->event_started_ms = (uint64_t)started.tv_sec * 1000u + (uint64_t)started.tv_nsec / 1000000u;
     w->deadline_ms = w->event_started_ms + invocation->remaining_ms;
     w->memory_peak = w->memory_used;
     if (w->handler_ref == LUA_NOREF) {
@@ -1021,9 +1025,14 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
             lua_gc(w->L, LUA_GCCOLLECT, 0);
     }
     uint64_t peak = w->memory_peak;
+    struct timespec ended;
+    clock_gettime(CLOCK_MONOTONIC, &ended);
+    int64_t elapsed_us = (int64_t)(ended.tv_sec - started.tv_sec) * 1000000 + (ended.tv_nsec - started.tv_nsec) / 1000;
+    uint32_t duration_us = elapsed_us < 0 ? 0 : elapsed_us > UINT32_MAX ? UINT32_MAX : (uint32_t)elapsed_us;
     out->len = 0;
     bytebuf_append(out, &status, 1);
     bytebuf_append(out, &peak, sizeof peak);
+    bytebuf_append(out, &duration_us, sizeof duration_us);
     bytebuf_append(out, body.data, body.len);
     bytebuf_free(&body);
     queue_frame(w, WORKER_MESSAGE_RESULT, out->data, out->len);

@@ -22,8 +22,9 @@
  *     functionName, functionVersion), then the event JSON (rest of payload).
  *   WORKER_MESSAGE_RESULT (worker → proxy), payload:
  *     u8 status (WORKER_RESULT_OK / WORKER_RESULT_ERROR), u64 peak Lua memory
- *     in bytes during the invocation, then the result JSON (ok) or the error
- *     text "file:line: message\nstack traceback:..." (error).
+ *     in bytes during the invocation, u32 the invocation's duration in
+ *     microseconds as the worker measured it, then the result JSON (ok) or
+ *     the error text "file:line: message\nstack traceback:..." (error).
  *   WORKER_MESSAGE_LOG (worker → proxy), payload: one line of `print` output.
  *     Zero or more LOG messages precede the RESULT of an invocation.
  *
@@ -117,7 +118,8 @@ void worker_invocation_encode(const struct worker_invocation *invocation, struct
 struct worker_result {
     enum worker_result_status status;
     uint64_t peak_memory_bytes;
-    slice_t body; /* JSON or error text; points into the payload */
+    uint32_t duration_us; /* measured by the worker: the function's own time, not the queueing around it */
+    slice_t body;         /* JSON or error text; points into the payload */
 };
 
 bool worker_result_decode(const char *payload, size_t len, struct worker_result *out);
