@@ -13,6 +13,7 @@
 #include "event.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <yajl/yajl_gen.h>
@@ -108,65 +109,222 @@ static slice_t capitalised_key(struct arena *arena, slice_t name)
 
 /* ---- encoding ------------------------------------------------------------ */
 
-static void gen_slice(yajl_gen gen, slice_t s)
+/* One tree, two spellings: JSON (yajl_gen) for the contract's own format,
+ * or LuaJIT's serialization format (what string.buffer's decode reads) for
+ * the proxy's workers, which turn it into Lua tables in one C call instead
+ * of an API call per value. Containers in the compact spelling get a 5-byte
+ * count that is patched when they close. */
+struct tree_writer {
+    yajl_gen gen; /* NULL: compact */
+    struct bytebuf *out;
+    int depth;
+    struct open_container {
+        size_t count_at; /* offset of the u32 after 0xff */
+        uint32_t count;
+        bool is_array;
+        bool expect_key;
+    } open[EVENT_MAX_JSON_DEPTH + 1];
+};
+
+/* LuaJIT serialization tags (its string.buffer format). */
+enum {
+    COMPACT_FALSE = 0x01,
+    COMPACT_TRUE = 0x02,
+    COMPACT_NUMBER = 0x07,
+    COMPACT_HASH = 0x09,
+    COMPACT_ARRAY_FROM_1 = 0x0c,
+    COMPACT_STRING = 0x20,
+};
+
+/* Its prefix-encoded unsigned number. */
+static void compact_put_u(struct bytebuf *out, uint32_t n)
 {
-    yajl_gen_string(gen, (const unsigned char *)(s.len ? s.ptr : ""), s.len);
+    unsigned char bytes[5];
+    size_t len;
+    if (n < 0xe0) {
+        bytes[0] = (unsigned char)n;
+        len = 1;
+    } else if (n < 0x1fe0) {
+        bytes[0] = (unsigned char)(0xe0 | (((n - 0xe0) >> 8) & 0x1f));
+        bytes[1] = (unsigned char)((n - 0xe0) & 0xff);
+        len = 2;
+    } else {
+        bytes[0] = 0xff;
+        memcpy(bytes + 1, &n, 4);
+        len = 5;
+    }
+    bytebuf_append(out, bytes, len);
 }
 
-static void gen_key(yajl_gen gen, const char *key)
+/* A value (or key) is written into the open container: count it. */
+static void compact_item(struct tree_writer *w)
 {
-    yajl_gen_string(gen, (const unsigned char *)key, strlen(key));
+    if (w->depth == 0)
+        return;
+    struct open_container *c = &w->open[w->depth];
+    if (c->is_array) {
+        c->count++;
+    } else {
+        if (c->expect_key)
+            c->count++;
+        c->expect_key = !c->expect_key;
+    }
 }
 
-static void gen_headers(yajl_gen gen, const struct event_headers *headers)
+static void compact_open(struct tree_writer *w, bool is_array)
 {
-    yajl_gen_map_open(gen);
+    compact_item(w);
+    VERGE_ASSERT(w->depth < EVENT_MAX_JSON_DEPTH);
+    unsigned char head[2] = {is_array ? COMPACT_ARRAY_FROM_1 : COMPACT_HASH, 0xff};
+    bytebuf_append(w->out, head, 2);
+    struct open_container *c = &w->open[++w->depth];
+    *c = (struct open_container){.count_at = w->out->len, .is_array = is_array, .expect_key = true};
+    uint32_t zero = 0;
+    bytebuf_append(w->out, &zero, 4);
+}
+
+static void compact_close(struct tree_writer *w)
+{
+    struct open_container *c = &w->open[w->depth--];
+    uint32_t count = c->is_array ? c->count + 1 : c->count; /* a 1-based array counts slot 0 */
+    memcpy(w->out->data + c->count_at, &count, 4);
+}
+
+static void w_map_open(struct tree_writer *w)
+{
+    if (w->gen)
+        yajl_gen_map_open(w->gen);
+    else
+        compact_open(w, false);
+}
+
+static void w_map_close(struct tree_writer *w)
+{
+    if (w->gen)
+        yajl_gen_map_close(w->gen);
+    else
+        compact_close(w);
+}
+
+static void w_array_open(struct tree_writer *w)
+{
+    if (w->gen)
+        yajl_gen_array_open(w->gen);
+    else
+        compact_open(w, true);
+}
+
+static void w_array_close(struct tree_writer *w)
+{
+    if (w->gen)
+        yajl_gen_array_close(w->gen);
+    else
+        compact_close(w);
+}
+
+static void w_string(struct tree_writer *w, const char *s, size_t len)
+{
+    if (w->gen) {
+        yajl_gen_string(w->gen, (const unsigned char *)s, len);
+        return;
+    }
+    compact_item(w);
+    uint32_t n = (uint32_t)len + COMPACT_STRING;
+    if (n < 0xe0) {
+        /* The common case in one reserve: tag+length byte and the text. */
+        bytebuf_reserve(w->out, len + 1);
+        w->out->data[w->out->len++] = (char)n;
+        memcpy(w->out->data + w->out->len, s, len);
+        w->out->len += len;
+        return;
+    }
+    compact_put_u(w->out, n);
+    bytebuf_append(w->out, s, len);
+}
+
+static void w_integer(struct tree_writer *w, long long n)
+{
+    if (w->gen) {
+        yajl_gen_integer(w->gen, n);
+        return;
+    }
+    compact_item(w);
+    double d = (double)n; /* Lua numbers are doubles */
+    unsigned char tag = COMPACT_NUMBER;
+    bytebuf_append(w->out, &tag, 1);
+    bytebuf_append(w->out, &d, sizeof d);
+}
+
+static void w_bool(struct tree_writer *w, bool value)
+{
+    if (w->gen) {
+        yajl_gen_bool(w->gen, value);
+        return;
+    }
+    compact_item(w);
+    unsigned char tag = value ? COMPACT_TRUE : COMPACT_FALSE;
+    bytebuf_append(w->out, &tag, 1);
+}
+
+static void gen_slice(struct tree_writer *gen, slice_t s)
+{
+    w_string(gen, s.len ? s.ptr : "", s.len);
+}
+
+static void gen_key(struct tree_writer *gen, const char *key)
+{
+    w_string(gen, key, strlen(key));
+}
+
+static void gen_headers(struct tree_writer *gen, const struct event_headers *headers)
+{
+    w_map_open(gen);
     for (size_t i = 0; i < headers->count; i++) {
         const struct event_header *header = &headers->items[i];
         gen_slice(gen, header->name);
-        yajl_gen_array_open(gen);
+        w_array_open(gen);
         for (size_t j = 0; j < header->value_count; j++) {
-            yajl_gen_map_open(gen);
+            w_map_open(gen);
             gen_key(gen, "key");
             gen_slice(gen, header->values[j].key);
             gen_key(gen, "value");
             gen_slice(gen, header->values[j].value);
-            yajl_gen_map_close(gen);
+            w_map_close(gen);
         }
-        yajl_gen_array_close(gen);
+        w_array_close(gen);
     }
-    yajl_gen_map_close(gen);
+    w_map_close(gen);
 }
 
-static void gen_origin(yajl_gen gen, const struct event_origin *origin)
+static void gen_origin(struct tree_writer *gen, const struct event_origin *origin)
 {
-    yajl_gen_map_open(gen);
+    w_map_open(gen);
     if (origin->kind == EVENT_ORIGIN_CUSTOM) {
         gen_key(gen, "custom");
-        yajl_gen_map_open(gen);
+        w_map_open(gen);
         gen_key(gen, "customHeaders");
         gen_headers(gen, &origin->custom_headers);
         gen_key(gen, "domainName");
         gen_slice(gen, origin->domain_name);
         gen_key(gen, "keepaliveTimeout");
-        yajl_gen_integer(gen, origin->keepalive_timeout);
+        w_integer(gen, origin->keepalive_timeout);
         gen_key(gen, "path");
         gen_slice(gen, origin->path);
         gen_key(gen, "port");
-        yajl_gen_integer(gen, origin->port);
+        w_integer(gen, origin->port);
         gen_key(gen, "protocol");
         gen_slice(gen, origin->protocol);
         gen_key(gen, "readTimeout");
-        yajl_gen_integer(gen, origin->read_timeout);
+        w_integer(gen, origin->read_timeout);
         gen_key(gen, "sslProtocols");
-        yajl_gen_array_open(gen);
+        w_array_open(gen);
         for (size_t i = 0; i < origin->ssl_protocol_count; i++)
             gen_slice(gen, origin->ssl_protocols[i]);
-        yajl_gen_array_close(gen);
-        yajl_gen_map_close(gen);
+        w_array_close(gen);
+        w_map_close(gen);
     } else {
         gen_key(gen, "s3");
-        yajl_gen_map_open(gen);
+        w_map_open(gen);
         gen_key(gen, "authMethod");
         gen_slice(gen, origin->auth_method);
         gen_key(gen, "customHeaders");
@@ -177,27 +335,27 @@ static void gen_origin(yajl_gen gen, const struct event_origin *origin)
         gen_slice(gen, origin->path);
         gen_key(gen, "region");
         gen_slice(gen, origin->region);
-        yajl_gen_map_close(gen);
+        w_map_close(gen);
     }
-    yajl_gen_map_close(gen);
+    w_map_close(gen);
 }
 
-static void gen_request(yajl_gen gen, enum event_trigger trigger, const struct event_request *request)
+static void gen_request(struct tree_writer *gen, enum event_trigger trigger, const struct event_request *request)
 {
-    yajl_gen_map_open(gen);
+    w_map_open(gen);
     if (request->has_body && event_trigger_is_request(trigger)) {
         const struct event_request_body *body = &request->body;
         gen_key(gen, "body");
-        yajl_gen_map_open(gen);
+        w_map_open(gen);
         gen_key(gen, "inputTruncated");
-        yajl_gen_bool(gen, body->input_truncated);
+        w_bool(gen, body->input_truncated);
         gen_key(gen, "action");
         gen_key(gen, body->action == EVENT_BODY_REPLACE ? "replace" : "read-only");
         gen_key(gen, "encoding");
         gen_key(gen, body->encoding == EVENT_BODY_TEXT ? "text" : "base64");
         gen_key(gen, "data");
         gen_slice(gen, body->data);
-        yajl_gen_map_close(gen);
+        w_map_close(gen);
     }
     gen_key(gen, "clientIp");
     gen_slice(gen, request->client_ip);
@@ -213,35 +371,33 @@ static void gen_request(yajl_gen gen, enum event_trigger trigger, const struct e
     gen_slice(gen, request->querystring);
     gen_key(gen, "uri");
     gen_slice(gen, request->uri);
-    yajl_gen_map_close(gen);
+    w_map_close(gen);
 }
 
-static void gen_response(yajl_gen gen, const struct event_response *response)
+static void gen_response(struct tree_writer *gen, const struct event_response *response)
 {
     char status[16];
     snprintf(status, sizeof status, "%d", response->status);
-    yajl_gen_map_open(gen);
+    w_map_open(gen);
     gen_key(gen, "headers");
     gen_headers(gen, &response->headers);
     gen_key(gen, "status");
     gen_key(gen, status);
     gen_key(gen, "statusDescription");
     gen_slice(gen, response->status_description);
-    yajl_gen_map_close(gen);
+    w_map_close(gen);
 }
 
-void event_encode(const struct event_input *input, struct bytebuf *out)
+static void encode_input(struct tree_writer *gen, const struct event_input *input)
 {
-    yajl_gen gen = yajl_gen_alloc(NULL);
-    VERGE_ASSERT(gen != NULL);
-    yajl_gen_map_open(gen);
+    w_map_open(gen);
     gen_key(gen, "Records");
-    yajl_gen_array_open(gen);
-    yajl_gen_map_open(gen);
+    w_array_open(gen);
+    w_map_open(gen);
     gen_key(gen, "cf");
-    yajl_gen_map_open(gen);
+    w_map_open(gen);
     gen_key(gen, "config");
-    yajl_gen_map_open(gen);
+    w_map_open(gen);
     gen_key(gen, "distributionDomainName");
     gen_slice(gen, input->config.distribution_domain_name);
     gen_key(gen, "distributionId");
@@ -250,22 +406,36 @@ void event_encode(const struct event_input *input, struct bytebuf *out)
     gen_key(gen, event_trigger_name(input->trigger));
     gen_key(gen, "requestId");
     gen_slice(gen, input->config.request_id);
-    yajl_gen_map_close(gen);
+    w_map_close(gen);
     gen_key(gen, "request");
     gen_request(gen, input->trigger, &input->request);
     if (!event_trigger_is_request(input->trigger)) {
         gen_key(gen, "response");
         gen_response(gen, &input->response);
     }
-    yajl_gen_map_close(gen);
-    yajl_gen_map_close(gen);
-    yajl_gen_array_close(gen);
-    yajl_gen_map_close(gen);
+    w_map_close(gen);
+    w_map_close(gen);
+    w_array_close(gen);
+    w_map_close(gen);
+}
+
+void event_encode(const struct event_input *input, struct bytebuf *out)
+{
+    struct tree_writer writer = {.gen = yajl_gen_alloc(NULL), .out = out};
+    VERGE_ASSERT(writer.gen != NULL);
+    encode_input(&writer, input);
     const unsigned char *text;
     size_t len;
-    VERGE_ASSERT(yajl_gen_get_buf(gen, &text, &len) == yajl_gen_status_ok);
+    VERGE_ASSERT(yajl_gen_get_buf(writer.gen, &text, &len) == yajl_gen_status_ok);
     bytebuf_append(out, text, len);
-    yajl_gen_free(gen);
+    yajl_gen_free(writer.gen);
+}
+
+void event_encode_compact(const struct event_input *input, struct bytebuf *out)
+{
+    bytebuf_reserve(out, 1024);
+    struct tree_writer writer = {.gen = NULL, .out = out};
+    encode_input(&writer, input);
 }
 
 /* ---- parsing ------------------------------------------------------------- */
@@ -277,6 +447,18 @@ struct parser {
     struct event_error *error;
 };
 
+/* A JSON array, or an empty object (an empty Lua table has no kind). */
+static bool is_list(yajl_val v)
+{
+    return YAJL_IS_ARRAY(v) || (YAJL_IS_OBJECT(v) && v->u.object.len == 0);
+}
+
+/* The length of an is_list value (the union's array and object layouts differ). */
+static size_t list_len(yajl_val v)
+{
+    return YAJL_IS_ARRAY(v) ? v->u.array.len : 0;
+}
+
 static yajl_val object_get(yajl_val object, const char *key)
 {
     for (size_t i = 0; i < object->u.object.len; i++)
@@ -285,9 +467,12 @@ static yajl_val object_get(yajl_val object, const char *key)
     return NULL;
 }
 
+/* Tree strings already live in the caller's arena (both trees are built
+ * there): results point at them, no second copy. */
 static slice_t copy_string(struct parser *p, yajl_val v)
 {
-    return arena_slice_copy(p->arena, slice_from_cstr(v->u.string));
+    (void)p;
+    return slice_from_cstr(v->u.string);
 }
 
 /* Fetches a string member: false (with error) when present but not a string,
@@ -328,17 +513,17 @@ static bool parse_headers(struct parser *p, yajl_val v, const char *path, struct
         const char *name_text = v->u.object.keys[i];
         yajl_val list = v->u.object.values[i];
         slice_t name = arena_slice_copy(p->arena, slice_from_cstr(name_text));
-        if (!YAJL_IS_ARRAY(list))
+        if (!is_list(list))
             return event_error_set(p->error, p->trigger, "header must be an array of {key, value}", "%s[\"%.60s\"]", path,
                                    name_text);
         if (event_headers_find(out, name) != NULL)
             return event_error_set(p->error, p->trigger, "duplicate header name", "%s[\"%.60s\"]", path, name_text);
         /* an empty list still names the header (it means "no value"); keep it */
-        if (list->u.array.len == 0) {
+        if (list_len(list) == 0) {
             out->items = arena_grow(p->arena, out->items, out->count, sizeof *out->items);
             out->items[out->count++] = (struct event_header){.name = name};
         }
-        for (size_t j = 0; j < list->u.array.len; j++) {
+        for (size_t j = 0; j < list_len(list); j++) {
             yajl_val entry = list->u.array.values[j];
             if (!YAJL_IS_OBJECT(entry))
                 return event_error_set(p->error, p->trigger, "header entry must be an object", "%s[\"%.60s\"][%zu]", path,
@@ -429,10 +614,10 @@ static bool parse_origin(struct parser *p, yajl_val v, struct event_origin *out)
     yajl_val ssl = object_get(o, "sslProtocols");
     if (ssl == NULL)
         return event_error_set(p->error, p->trigger, "required field missing", "%s.sslProtocols", path);
-    if (!YAJL_IS_ARRAY(ssl))
+    if (!is_list(ssl))
         return event_error_set(p->error, p->trigger, "must be an array of strings", "%s.sslProtocols", path);
-    out->ssl_protocols = arena_alloc(p->arena, (ssl->u.array.len + 1) * sizeof *out->ssl_protocols);
-    for (size_t i = 0; i < ssl->u.array.len; i++) {
+    out->ssl_protocols = arena_alloc(p->arena, (list_len(ssl) + 1) * sizeof *out->ssl_protocols);
+    for (size_t i = 0; i < list_len(ssl); i++) {
         if (!YAJL_IS_STRING(ssl->u.array.values[i]))
             return event_error_set(p->error, p->trigger, "must be a string", "%s.sslProtocols[%zu]", path, i);
         out->ssl_protocols[out->ssl_protocol_count++] = copy_string(p, ssl->u.array.values[i]);
@@ -682,25 +867,237 @@ static yajl_val json_parse(enum event_trigger trigger, const char *json, size_t 
     return root;
 }
 
+/* ---- the compact spelling, read back ---------------------------------------- */
+
+/* Reads what LuaJIT's string.buffer encode wrote for a function's result
+ * into the same yajl_val tree the JSON path builds: a table with only
+ * array elements 1..n becomes an array, any other table an object (number
+ * keys spelled as JSON would), nil a null. Anything a JSON encoder would
+ * refuse (functions never get here: encode refuses them) or that JSON
+ * cannot hold — other key types, cdata, light userdata — and any malformed
+ * or truncated input make the result unparsable. Strings may not hold NUL
+ * (fields become C strings). The input comes from a function: every count
+ * is checked against the bytes left before anything is allocated. */
+struct compact_reader {
+    struct arena *arena;
+    const unsigned char *p, *end;
+    int depth;
+};
+
+static bool compact_get_u(struct compact_reader *r, uint32_t *out)
+{
+    if (r->p >= r->end)
+        return false;
+    uint32_t first = *r->p++;
+    if (first < 0xe0) {
+        *out = first;
+    } else if (first != 0xff) {
+        if (r->p >= r->end)
+            return false;
+        *out = (((first & 0x1f) << 8) | *r->p++) + 0xe0;
+    } else {
+        if (r->end - r->p < 4)
+            return false;
+        memcpy(out, r->p, 4);
+        r->p += 4;
+    }
+    return true;
+}
+
+static yajl_val compact_value(struct compact_reader *r);
+
+static char *compact_string(struct compact_reader *r, uint32_t len)
+{
+    if ((size_t)(r->end - r->p) < len || memchr(r->p, '\0', len) != NULL)
+        return NULL;
+    char *text = arena_strndup(r->arena, (const char *)r->p, len);
+    r->p += len;
+    return text;
+}
+
+/* A hash key as JSON spells it: strings as they are, integral numbers in decimal. */
+static const char *compact_key(struct compact_reader *r)
+{
+    if (r->p >= r->end)
+        return NULL;
+    if (*r->p >= COMPACT_STRING) {
+        uint32_t n;
+        if (!compact_get_u(r, &n) || n < COMPACT_STRING)
+            return NULL;
+        return compact_string(r, n - COMPACT_STRING);
+    }
+    if (*r->p == COMPACT_NUMBER && r->end - r->p >= 9) {
+        double d;
+        memcpy(&d, r->p + 1, sizeof d);
+        r->p += 9;
+        if (!(d >= -9.0e15 && d <= 9.0e15) || d != (double)(long long)d)
+            return NULL;
+        return arena_printf(r->arena, "%lld", (long long)d);
+    }
+    return NULL;
+}
+
+static yajl_val compact_node(struct compact_reader *r, yajl_type type)
+{
+    yajl_val v = arena_alloc(r->arena, sizeof *v);
+    memset(v, 0, sizeof *v);
+    v->type = type;
+    return v;
+}
+
+static yajl_val compact_table(struct compact_reader *r, unsigned tag)
+{
+    uint32_t array_size = 0, hash_size = 0;
+    bool has_array = tag >= 0x0a && tag != 0x0e, from_zero = tag == 0x0a || tag == 0x0b;
+    bool has_hash = tag == 0x09 || tag == 0x0b || tag == 0x0d;
+    if (has_array && !compact_get_u(r, &array_size))
+        return NULL;
+    uint32_t elements = has_array ? (from_zero ? array_size : (array_size ? array_size - 1 : 0)) : 0;
+    /* Every element and pair takes at least one byte each: no allocation for a count the input cannot hold. */
+    if (elements > (size_t)(r->end - r->p))
+        return NULL;
+    yajl_val *values = arena_alloc(r->arena, sizeof *values * (elements + 1));
+    for (uint32_t i = 0; i < elements; i++)
+        if ((values[i] = compact_value(r)) == NULL)
+            return NULL;
+    if (has_hash && !compact_get_u(r, &hash_size))
+        return NULL;
+    if (hash_size > (size_t)(r->end - r->p) / 2)
+        return NULL;
+    if (hash_size == 0 && !from_zero && elements > 0) {
+        yajl_val array = compact_node(r, yajl_t_array);
+        array->u.array.values = values;
+        array->u.array.len = elements;
+        return array;
+    }
+    /* An object: array elements under their index, then the hash pairs. */
+    yajl_val object = compact_node(r, yajl_t_object);
+    size_t total = (size_t)elements + hash_size;
+    const char **keys = arena_alloc(r->arena, sizeof *keys * (total + 1));
+    yajl_val *all = arena_alloc(r->arena, sizeof *all * (total + 1));
+    for (uint32_t i = 0; i < elements; i++) {
+        keys[i] = arena_printf(r->arena, "%u", from_zero ? i : i + 1);
+        all[i] = values[i];
+    }
+    for (uint32_t i = 0; i < hash_size; i++) {
+        const char *key = compact_key(r);
+        if (key == NULL || (all[elements + i] = compact_value(r)) == NULL)
+            return NULL;
+        keys[elements + i] = key;
+    }
+    object->u.object.keys = keys;
+    object->u.object.values = all;
+    object->u.object.len = total;
+    return object;
+}
+
+static yajl_val compact_value(struct compact_reader *r)
+{
+    if (r->p >= r->end)
+        return NULL;
+    unsigned tag = *r->p;
+    if (tag >= COMPACT_STRING) {
+        uint32_t n;
+        if (!compact_get_u(r, &n) || n < COMPACT_STRING)
+            return NULL;
+        char *text = compact_string(r, n - COMPACT_STRING);
+        if (text == NULL)
+            return NULL;
+        yajl_val v = compact_node(r, yajl_t_string);
+        v->u.string = text;
+        return v;
+    }
+    r->p++;
+    switch (tag) {
+    case 0x00: /* nil (a hole in an array) */
+    case 0x03: /* null */
+        return compact_node(r, yajl_t_null);
+    case COMPACT_FALSE:
+        return compact_node(r, yajl_t_false);
+    case COMPACT_TRUE:
+        return compact_node(r, yajl_t_true);
+    case 0x06: { /* int32 (dual-number builds) */
+        if (r->end - r->p < 4)
+            return NULL;
+        int32_t i;
+        memcpy(&i, r->p, 4);
+        r->p += 4;
+        yajl_val v = compact_node(r, yajl_t_number);
+        v->u.number.i = i;
+        v->u.number.d = i;
+        v->u.number.flags = YAJL_NUMBER_INT_VALID | YAJL_NUMBER_DOUBLE_VALID;
+        return v;
+    }
+    case COMPACT_NUMBER: {
+        if (r->end - r->p < 8)
+            return NULL;
+        double d;
+        memcpy(&d, r->p, 8);
+        r->p += 8;
+        if (d != d || d == HUGE_VAL || d == -HUGE_VAL)
+            return NULL; /* JSON has no NaN or infinity */
+        yajl_val v = compact_node(r, yajl_t_number);
+        v->u.number.d = d;
+        v->u.number.flags = YAJL_NUMBER_DOUBLE_VALID;
+        if (d >= -9.0e18 && d <= 9.0e18 && d == (double)(long long)d) {
+            v->u.number.i = (long long)d;
+            v->u.number.flags |= YAJL_NUMBER_INT_VALID;
+        } /* u.number.r (the JSON text) stays NULL: nothing reads it */
+        return v;
+    }
+    case 0x08: /* {} */
+        return compact_node(r, yajl_t_object);
+    case 0x09:
+    case 0x0a:
+    case 0x0b:
+    case 0x0c:
+    case 0x0d: {
+        if (r->depth >= EVENT_MAX_JSON_DEPTH)
+            return NULL;
+        r->depth++;
+        yajl_val v = compact_table(r, tag);
+        r->depth--;
+        return v;
+    }
+    default: /* light userdata, metatable dictionaries, int64, complex: no JSON for them */
+        return NULL;
+    }
+}
+
+static bool parse_result_root(enum event_trigger trigger, yajl_val root, struct arena *arena, struct event_result *out,
+                              struct event_error *error)
+{
+    struct parser p = {arena, trigger, error};
+    if (object_get(root, "status") != NULL) {
+        out->kind = EVENT_RESULT_RESPONSE;
+        return parse_response(&p, root, &out->response);
+    }
+    if (event_trigger_is_request(trigger)) {
+        out->kind = EVENT_RESULT_REQUEST;
+        return parse_request(&p, root, &out->request);
+    }
+    return event_error_set(error, trigger, "response object required", "response");
+}
+
 bool event_parse_result(enum event_trigger trigger, const char *json, size_t len, struct arena *arena, struct event_result *out,
                         struct event_error *error)
 {
     *out = (struct event_result){0};
-    struct parser p = {arena, trigger, error};
     yajl_val root = json_parse(trigger, json, len, arena, error);
-    if (root == NULL)
-        return false;
-    bool ok;
-    if (object_get(root, "status") != NULL) {
-        out->kind = EVENT_RESULT_RESPONSE;
-        ok = parse_response(&p, root, &out->response);
-    } else if (event_trigger_is_request(trigger)) {
-        out->kind = EVENT_RESULT_REQUEST;
-        ok = parse_request(&p, root, &out->request);
-    } else {
-        ok = event_error_set(error, trigger, "response object required", "response");
-    }
-    return ok;
+    return root != NULL && parse_result_root(trigger, root, arena, out, error);
+}
+
+bool event_parse_result_compact(enum event_trigger trigger, const char *data, size_t len, struct arena *arena,
+                                struct event_result *out, struct event_error *error)
+{
+    *out = (struct event_result){0};
+    struct compact_reader reader = {arena, (const unsigned char *)data, (const unsigned char *)data + len, 0};
+    yajl_val root = compact_value(&reader);
+    if (root == NULL || reader.p != reader.end)
+        return event_error_set(error, trigger, "result is not a table of strings, numbers, booleans and tables", "$");
+    if (!YAJL_IS_OBJECT(root))
+        return event_error_set(error, trigger, "JSON output must be an object", "$");
+    return parse_result_root(trigger, root, arena, out, error);
 }
 
 bool event_parse_event(const char *json, size_t len, struct arena *arena, struct event_input *out, struct event_error *error)

@@ -169,6 +169,10 @@ void event_headers_add(struct arena *arena, struct event_headers *headers, slice
 /* Writes the event JSON (Records[0].cf...) for input->trigger into out (appended). */
 void event_encode(const struct event_input *input, struct bytebuf *out);
 
+/* The same event in LuaJIT's serialization format (string.buffer), which
+ * workers decode into Lua tables in one call: how the proxy sends events. */
+void event_encode_compact(const struct event_input *input, struct bytebuf *out);
+
 /* Parses an event JSON as event_encode writes it (the worker side, and tests). */
 bool event_parse_event(const char *json, size_t len, struct arena *arena, struct event_input *out, struct event_error *error);
 
@@ -176,6 +180,12 @@ bool event_parse_event(const char *json, size_t len, struct arena *arena, struct
  * fields, request vs response); the rules are event_validate_result's. */
 bool event_parse_result(enum event_trigger trigger, const char *json, size_t len, struct arena *arena, struct event_result *out,
                         struct event_error *error);
+
+/* The same for a result a worker encoded with string.buffer (how workers
+ * answer the proxy): the same structure rules and error paths, and the same
+ * empty-table leniency (an empty table is accepted where a list is due). */
+bool event_parse_result_compact(enum event_trigger trigger, const char *data, size_t len, struct arena *arena,
+                                struct event_result *out, struct event_error *error);
 
 /* Checks a parsed result against the input the function saw (spec §2.6). */
 /* Fills `error` (field formatted from `fmt`) and returns false, so a check

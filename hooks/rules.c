@@ -215,7 +215,8 @@ static bool check_headers(enum event_trigger trigger, const char *path, const st
         }
         for (size_t i = 0; i < headers->count; i++) {
             const struct event_header *header = &headers->items[i];
-            if (header->value_count == 0 || !rule_name_matches(rule->name, header->name))
+            /* Names are lower case here: the first letter rules most rules out. */
+            if (header->value_count == 0 || header->name.ptr[0] != rule->name[0] || !rule_name_matches(rule->name, header->name))
                 continue;
             if (rule->kind == HEADER_NO_ADD && (input == NULL || event_headers_find(input, header->name) != NULL))
                 continue;
@@ -496,7 +497,8 @@ bool event_header_hidden(slice_t name)
         lower[i] = (char)((name.ptr[i] >= 'A' && name.ptr[i] <= 'Z') ? name.ptr[i] + 32 : name.ptr[i]);
     slice_t lowered = {lower, name.len};
     for (size_t i = 0; i < VERGE_ARRAY_SIZE(header_rules); i++)
-        if (header_rules[i].kind == HEADER_DISALLOWED && rule_name_matches(header_rules[i].name, lowered))
+        if (header_rules[i].kind == HEADER_DISALLOWED && header_rules[i].name[0] == lower[0] &&
+            rule_name_matches(header_rules[i].name, lowered))
             return true;
     return false;
 }

@@ -293,8 +293,9 @@ struct worker {
     lua_State *L;
     int channel_fd;
     size_t memory_used, memory_limit, memory_peak;
-    int handler_ref;    /* LUA_NOREF when the function failed to load */
-    int array_meta_ref; /* metatable marking decoded JSON arrays (so [] stays []) */
+    int handler_ref;                          /* LUA_NOREF when the function failed to load */
+    int buffer_encode_ref, buffer_decode_ref; /* string.buffer's encode/decode: the compact event spelling */
+    int array_meta_ref;                       /* metatable marking decoded JSON arrays (so [] stays []) */
     char load_error[2048];
     const struct worker_init *init;
     struct source_set *sources;
@@ -956,8 +957,17 @@ static int invoke_protected(lua_State *L)
     lua_settop(L, 0);
     lua_pushcfunction(L, traceback_handler);           /* 1 */
     lua_rawgeti(L, LUA_REGISTRYINDEX, w->handler_ref); /* 2 */
-    json_decode(L, inv->event_json);                   /* 3 */
-    lua_createtable(L, 0, 6);                          /* 4: context */
+    /* The proxy sends events in string.buffer's format (its first byte is a
+     * table tag, below 0x20); tests and tools may send JSON. */
+    bool compact = inv->event_json.len > 0 && (unsigned char)inv->event_json.ptr[0] < 0x20;
+    if (compact) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, w->buffer_decode_ref);
+        push_slice(L, inv->event_json);
+        lua_call(L, 1, 1); /* 3 */
+    } else {
+        json_decode(L, inv->event_json); /* 3 */
+    }
+    lua_createtable(L, 0, 6); /* 4: context */
     push_slice(L, inv->request_id);
     lua_setfield(L, -2, "awsRequestId");
     push_slice(L, inv->function_name);
@@ -975,6 +985,16 @@ static int invoke_protected(lua_State *L)
         if (message == NULL)
             message = "(error object is not a string)", len = strlen(message);
         bytebuf_append(call->out, message, len);
+        return 0;
+    }
+    if (compact) {
+        /* The result in the same spelling (the proxy reads it back in C). */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, w->buffer_encode_ref);
+        lua_pushvalue(L, 2);
+        lua_call(L, 1, 1);
+        size_t len;
+        const char *data = lua_tolstring(L, -1, &len);
+        bytebuf_append(call->out, data, len);
         return 0;
     }
     yajl_gen *slot = new_guarded_slot(L, yajl_gen_gc);
@@ -1207,6 +1227,15 @@ static int load_protected(lua_State *L)
     const struct worker_init *init = w->init;
     lua_settop(L, 0);
     sandbox_open(L);
+    /* string.buffer's serializer reads the proxy's compact events and writes
+     * the results back; kept in the registry, not handed to the function. */
+    lua_pushcfunction(L, luaopen_string_buffer);
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "encode");
+    w->buffer_encode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "decode");
+    w->buffer_decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
     /* The decoded-array metatable, keyed by an address only this file knows. */
     lua_pushlightuserdata(L, (void *)&counting_alloc);
     lua_newtable(L);

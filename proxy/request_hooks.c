@@ -400,8 +400,8 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
     }
     struct event_result result;
     struct event_error error;
-    bool valid = event_parse_result((enum event_trigger)kind, outcome->result_json.ptr, outcome->result_json.len, &request->arena,
-                                    &result, &error) &&
+    bool valid = event_parse_result_compact((enum event_trigger)kind, outcome->result_json.ptr, outcome->result_json.len,
+                                            &request->arena, &result, &error) &&
                  event_validate_result(request->hook_input, &result, &error);
     if (!valid) {
         log_warn("request %s: function %s (%s) returned an invalid result: %s: %s", request->id, function, trigger_name,
@@ -506,7 +506,7 @@ enum trigger_start request_trigger_start(struct request *request, enum config_tr
     request->hook_trigger = kind;
     struct bytebuf *json = &request->viewer->thread->scratch;
     json->len = 0;
-    event_encode(input, json);
+    event_encode_compact(input, json);
     struct hooks_invocation invocation = {
         .config = config,
         .function_index = trigger->function_index,

@@ -1,5 +1,6 @@
 /* fuzz_event_result.c — libFuzzer target: arbitrary bytes as a function's
- * result at each of the four triggers, through event_parse_result and
+ * result at each of the four triggers, through event_parse_result (JSON)
+ * and event_parse_result_compact (string.buffer's format) and then
  * event_validate_result against a fixed input event.
  *
  * Nothing may crash, leak or hang; a rejected result must name a rule and a
@@ -57,6 +58,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct event_result result;
         struct event_error error = {0};
         if (!event_parse_result((enum event_trigger)t, (const char *)data, size, &arena, &result, &error)) {
+            if (error.rule == NULL || error.field[0] == '\0')
+                abort();
+            continue;
+        }
+        error = (struct event_error){0};
+        if (!event_validate_result(&inputs[t], &result, &error) && (error.rule == NULL || error.field[0] == '\0'))
+            abort();
+    }
+    /* The same bytes as a worker's compact (string.buffer) answer. */
+    for (int t = 0; t < EVENT_TRIGGER_COUNT; t++) {
+        struct event_result result;
+        struct event_error error = {0};
+        if (!event_parse_result_compact((enum event_trigger)t, (const char *)data, size, &arena, &result, &error)) {
             if (error.rule == NULL || error.field[0] == '\0')
                 abort();
             continue;

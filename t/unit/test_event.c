@@ -3,7 +3,11 @@
  * failing and one passing case per validation rule.
  */
 #include "../../hooks/event.h"
+
 #include "unit.h"
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
 
 #include <stdlib.h>
 
@@ -588,9 +592,110 @@ static void test_validate_remaining(void)
     INVALID(orq, custom, "custom headers exceed 10240 characters", "request.origin.custom.customHeaders");
 }
 
+/* The compact spelling against LuaJIT's own string.buffer: the event decodes
+ * into the tables the JSON would give, and what buffer.encode writes for a
+ * result parses like the JSON result. */
+static const char *lua_run(lua_State *L, const char *code, slice_t argument, size_t *len)
+{
+    lua_settop(L, 0);
+    if (luaL_loadstring(L, code) != 0)
+        return NULL;
+    lua_pushlstring(L, argument.ptr, argument.len);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        fprintf(stderr, "lua: %s\n", lua_tostring(L, -1));
+        return NULL;
+    }
+    return lua_tolstring(L, -1, len);
+}
+
+static void test_compact_spelling(void)
+{
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    struct event_input input = {.trigger = EVENT_ORIGIN_REQUEST};
+    input.config.distribution_domain_name = SLICE_LITERAL("d.example");
+    input.config.distribution_id = SLICE_LITERAL("E1");
+    input.config.request_id = SLICE_LITERAL("req==");
+    input.request.client_ip = SLICE_LITERAL("203.0.113.9");
+    input.request.method = SLICE_LITERAL("POST");
+    input.request.uri = SLICE_LITERAL("/a\"b");
+    input.request.querystring = SLICE_LITERAL("");
+    event_headers_add(&arena, &input.request.headers, SLICE_LITERAL("Set-Cookie"), SLICE_LITERAL("a=1"));
+    event_headers_add(&arena, &input.request.headers, SLICE_LITERAL("set-cookie"), SLICE_LITERAL("b=2"));
+    char long_value[400];
+    memset(long_value, 'v', sizeof long_value);
+    event_headers_add(&arena, &input.request.headers, SLICE_LITERAL("X-Long"), (slice_t){long_value, sizeof long_value});
+    input.request.has_body = true;
+    input.request.body =
+        (struct event_request_body){.action = EVENT_BODY_READ_ONLY, .encoding = EVENT_BODY_BASE64, .data = SLICE_LITERAL("aGk=")};
+    input.request.has_origin = true;
+    input.request.origin = (struct event_origin){.kind = EVENT_ORIGIN_CUSTOM,
+                                                 .domain_name = SLICE_LITERAL("o.example"),
+                                                 .port = 8080,
+                                                 .protocol = SLICE_LITERAL("http"),
+                                                 .path = SLICE_LITERAL(""),
+                                                 .read_timeout = 30,
+                                                 .keepalive_timeout = 5};
+    struct bytebuf compact = {0};
+    event_encode_compact(&input, &compact);
+    size_t len = 0;
+    const char *seen = lua_run(L,
+                               "local e = require('string.buffer').decode(...)\n"
+                               "local cf = e.Records[1].cf\n"
+                               "local r = cf.request\n"
+                               "return table.concat({#e.Records, cf.config.eventType, cf.config.requestId, r.method, r.uri, "
+                               "r.headers['set-cookie'][2].value, r.headers['set-cookie'][1].key, #r.headers['x-long'][1].value, "
+                               "tostring(r.body.inputTruncated), r.body.data, r.origin.custom.port, "
+                               "tostring(next(r.origin.custom.customHeaders)), #r.origin.custom.sslProtocols}, '|')",
+                               (slice_t){compact.data, compact.len}, &len);
+    CHECK(seen != NULL);
+    if (seen != NULL)
+        CHECK_STR(seen, "1|origin-request|req==|POST|/a\"b|b=2|Set-Cookie|400|false|aGk=|8080|nil|0");
+    /* A result written by buffer.encode, as a worker does. */
+    const char *encoded = lua_run(L,
+                                  "local buffer = require('string.buffer')\n"
+                                  "local r = buffer.decode(...).Records[1].cf.request\n"
+                                  "r.headers['x-new'] = {{key = 'X-New', value = 'yes'}}\n"
+                                  "r.headers['x-empty'] = {}\n"
+                                  "r.uri = '/changed'\n"
+                                  "return buffer.encode(r)",
+                                  (slice_t){compact.data, compact.len}, &len);
+    CHECK(encoded != NULL);
+    struct event_result result;
+    struct event_error error = {0};
+    CHECK(encoded != NULL && event_parse_result_compact(EVENT_ORIGIN_REQUEST, encoded, len, &arena, &result, &error));
+    CHECK_INT(result.kind, EVENT_RESULT_REQUEST);
+    CHECK(slice_equal(result.request.uri, SLICE_LITERAL("/changed")));
+    const struct event_header *added = event_headers_find(&result.request.headers, SLICE_LITERAL("x-new"));
+    CHECK(added != NULL && added->value_count == 1 && slice_equal(added->values[0].value, SLICE_LITERAL("yes")));
+    const struct event_header *empty = event_headers_find(&result.request.headers, SLICE_LITERAL("x-empty"));
+    CHECK(empty != NULL && empty->value_count == 0);
+    CHECK(result.request.has_origin && result.request.origin.port == 8080);
+    /* A generated response with a numeric status; then malformed inputs. */
+    encoded = lua_run(L, "return require('string.buffer').encode({status = 302, headers = {location = {{value = '/x'}}}})",
+                      (slice_t){"", 0}, &len);
+    CHECK(encoded != NULL && event_parse_result_compact(EVENT_VIEWER_REQUEST, encoded, len, &arena, &result, &error));
+    CHECK_INT(result.response.status, 302);
+    char copy[256];
+    size_t copy_len = len < sizeof copy ? len : sizeof copy;
+    memcpy(copy, encoded != NULL ? encoded : "", copy_len);
+    int accepted = 0;
+    for (size_t cut = 0; cut < copy_len; cut++)
+        accepted += event_parse_result_compact(EVENT_VIEWER_REQUEST, copy, cut, &arena, &result, &error);
+    CHECK_INT(accepted, 0);
+    static const char huge_count[] = "\x09\xff\xff\xff\xff\x7f";
+    CHECK(!event_parse_result_compact(EVENT_VIEWER_REQUEST, huge_count, sizeof huge_count - 1, &arena, &result, &error));
+    static const char nul_in_string[] = "\x09\x01\x23uri\x23/\x00x";
+    CHECK(!event_parse_result_compact(EVENT_VIEWER_REQUEST, nul_in_string, sizeof nul_in_string - 1, &arena, &result, &error));
+    CHECK(error.rule != NULL && error.field[0] != '\0');
+    bytebuf_free(&compact);
+    lua_close(L);
+}
+
 int main(void)
 {
     arena_init(&arena);
+    UNIT_RUN(test_compact_spelling);
     UNIT_RUN(test_encode_examples);
     UNIT_RUN(test_encode_round_trip);
     UNIT_RUN(test_parse_result_forms);
