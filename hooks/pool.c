@@ -186,7 +186,7 @@ static void log_line(const struct function_pool *pool, const char *fmt, ...)
     if (n < 0)
         return;
     size_t len = (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
-    function_log_write(slice_from_cstr(pool->function->name), (slice_t){text, len});
+    function_log_write_lines(slice_from_cstr(pool->function->name), (slice_t){text, len});
 }
 
 /* A multi-line text (an error and its traceback) as one log line per line. */
@@ -194,18 +194,17 @@ static void log_lines(const struct function_pool *pool, const char *request_id, 
 {
     if (!function_log_enabled())
         return;
-    struct bytebuf line = {0};
+    struct bytebuf lines = {0};
     size_t start = 0;
     for (size_t i = 0; i <= text.len; i++) {
         if (i < text.len && text.ptr[i] != '\n')
             continue;
-        line.len = 0;
-        bytebuf_appendf(&line, "%s\t%s\t", request_id, level);
-        bytebuf_append(&line, text.ptr + start, i - start);
-        function_log_write(slice_from_cstr(pool->function->name), (slice_t){line.data, line.len});
+        bytebuf_appendf(&lines, "%s%s\t%s\t", start > 0 ? "\n" : "", request_id, level);
+        bytebuf_append(&lines, text.ptr + start, i - start);
         start = i + 1;
     }
-    bytebuf_free(&line);
+    function_log_write_lines(slice_from_cstr(pool->function->name), (slice_t){lines.data, lines.len});
+    bytebuf_free(&lines);
 }
 
 /* ---- the reap list ------------------------------------------------------- */
@@ -374,18 +373,21 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
     struct sent_event *event = first_event(worker);
     struct function_metrics *counters = pool->metrics[event->trigger];
     double duration_ms = outcome->duration_ms;
-    log_line(pool, "END RequestId: %s", event->request_id);
-    unsigned long long used_mb = (peak_memory_bytes + 1024 * 1024 - 1) / (1024 * 1024);
-    if (worker->cold)
-        log_line(pool,
-                 "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %d MB\tMax Memory Used: %llu "
-                 "MB\tInit Duration: %.2f ms\t",
-                 event->request_id, duration_ms, ceil(duration_ms), pool->memory_mb, used_mb, worker->init_ms);
-    else
-        log_line(
-            pool,
-            "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %d MB\tMax Memory Used: %llu MB\t",
-            event->request_id, duration_ms, ceil(duration_ms), pool->memory_mb, used_mb);
+    if (function_log_enabled()) {
+        /* END and REPORT in one go; Lambda bills at least 1 ms. */
+        unsigned long long used_mb = (peak_memory_bytes + 1024 * 1024 - 1) / (1024 * 1024);
+        double billed = ceil(duration_ms) < 1 ? 1 : ceil(duration_ms);
+        char text[512], init[48] = "";
+        if (worker->cold)
+            snprintf(init, sizeof init, "Init Duration: %.2f ms\t", worker->init_ms);
+        int n = snprintf(text, sizeof text,
+                         "END RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %d "
+                         "MB\tMax Memory Used: %llu MB\t%s",
+                         event->request_id, event->request_id, duration_ms, billed, pool->memory_mb, used_mb, init);
+        if (n > 0)
+            function_log_write_lines(slice_from_cstr(pool->function->name),
+                                     (slice_t){text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1});
+    }
     worker->cold = false;
     atomic_fetch_add_explicit(&counters->invocations, 1, memory_order_relaxed);
     metrics_observe_function_duration(counters, duration_ms / 1000.0);

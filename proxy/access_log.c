@@ -232,7 +232,10 @@ static void append_json_cstring_or_null(struct bytebuf *out, const char *s)
 }
 
 /* "2026-11-28T02:00:00.123Z", unquoted. */
-static void append_iso8601_time(struct bytebuf *out, double time)
+/* "2026-11-28T05:35:48.884Z" (24 bytes) into out. The part up to the
+ * seconds is formatted once per second per thread: busy logs write many
+ * lines per second. */
+static void format_iso8601_time(char out[24], double time)
 {
     if (!isfinite(time) || time < 0 || time > 1e13)
         time = 0;
@@ -240,10 +243,31 @@ static void append_iso8601_time(struct bytebuf *out, double time)
      * a double and must still print .123. */
     int64_t total_ms = (int64_t)floor(time * 1000.0 + 0.5);
     time_t seconds = (time_t)(total_ms / 1000);
-    struct tm tm;
-    gmtime_r(&seconds, &tm);
-    bytebuf_appendf(out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                    tm.tm_sec, (int)(total_ms % 1000));
+    static _Thread_local time_t cached_second = -1;
+    static _Thread_local char cached[20];
+    if (seconds != cached_second) {
+        struct tm tm;
+        gmtime_r(&seconds, &tm);
+        char text[32];
+        snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
+        memcpy(cached, text, 19);
+        cached_second = seconds;
+    }
+    int ms = (int)(total_ms % 1000);
+    memcpy(out, cached, 19);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+}
+
+static void append_iso8601_time(struct bytebuf *out, double time)
+{
+    char text[24];
+    format_iso8601_time(text, time);
+    bytebuf_append(out, text, sizeof text);
 }
 
 static void format_entry(struct bytebuf *line, const struct access_log_entry *entry)
@@ -347,6 +371,52 @@ void function_log_write(slice_t function_name, slice_t text)
     bytebuf_append(&line, "\n", 1);
     log_writer_queue(&function_writer, &line);
     bytebuf_free(&line);
+}
+
+void function_log_write_lines(slice_t function_name, slice_t text)
+{
+    if (!log_writer_enabled(&function_writer))
+        return;
+    char time_text[24];
+    format_iso8601_time(time_text, time_now_wall());
+    /* One queueing for all the lines; short ones are built on the stack. */
+    char stack[1024];
+    size_t lines = 1;
+    for (size_t i = 0; i < text.len; i++)
+        lines += text.ptr[i] == '\n';
+    size_t need = text.len + lines * (sizeof time_text + function_name.len + 3);
+    struct bytebuf line = {0};
+    bool on_stack = need <= sizeof stack;
+    if (on_stack)
+        line = (struct bytebuf){.data = stack, .len = 0, .cap = sizeof stack};
+    else
+        bytebuf_reserve(&line, need);
+    size_t start = 0;
+    for (size_t i = 0; i <= text.len; i++) {
+        if (i < text.len && text.ptr[i] != '\n')
+            continue;
+        char *p = line.data + line.len;
+        memcpy(p, time_text, sizeof time_text);
+        p += sizeof time_text;
+        *p++ = '\t';
+        memcpy(p, function_name.ptr, function_name.len);
+        for (size_t k = 0; k < function_name.len; k++)
+            if (p[k] == '\n' || p[k] == '\r')
+                p[k] = ' ';
+        p += function_name.len;
+        *p++ = '\t';
+        memcpy(p, text.ptr + start, i - start);
+        for (size_t k = 0; k < i - start; k++)
+            if (p[k] == '\r')
+                p[k] = ' ';
+        p += i - start;
+        *p++ = '\n';
+        line.len = (size_t)(p - line.data);
+        start = i + 1;
+    }
+    log_writer_queue(&function_writer, &line);
+    if (!on_stack)
+        bytebuf_free(&line);
 }
 
 /* ---- writer thread ------------------------------------------------------- */

@@ -50,6 +50,9 @@ int function_log_configure(const char *path, char *error, size_t error_size);
 /* Queues one line: "<ISO-8601 UTC time with ms>\t<function name>\t<text>\n".
  * CR and LF in the name or text become spaces, so one call is one line.
  * Never blocks on I/O. */
+/* Several lines (separated by \n in `text`) at once, with one time stamp
+ * and one queueing: an invocation's END and REPORT, an error's traceback. */
+void function_log_write_lines(slice_t function_name, slice_t text);
 /* Whether function-log lines are kept (callers skip formatting them when not). */
 bool function_log_enabled(void);
 void function_log_write(slice_t function_name, slice_t text);
