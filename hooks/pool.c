@@ -189,6 +189,39 @@ static void log_line(const struct function_pool *pool, const char *fmt, ...)
     function_log_write_lines(slice_from_cstr(pool->function->name), (slice_t){text, len});
 }
 
+/* Line builders for the per-invocation lines (the callers size their buffers:
+ * request ids, versions and numbers are short). */
+static char *put_text(char *p, const char *text)
+{
+    size_t n = strlen(text);
+    memcpy(p, text, n);
+    return p + n;
+}
+
+static char *put_number(char *p, uint64_t value)
+{
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    while (n > 0)
+        *p++ = digits[--n];
+    return p;
+}
+
+/* "12.34": milliseconds with two decimals, rounded, as Lambda prints them. */
+static char *put_milliseconds(char *p, double ms)
+{
+    uint64_t hundredths = ms > 0 ? (uint64_t)(ms * 100.0 + 0.5) : 0;
+    p = put_number(p, hundredths / 100);
+    *p++ = '.';
+    *p++ = (char)('0' + hundredths / 10 % 10);
+    *p++ = (char)('0' + hundredths % 10);
+    return p;
+}
+
 /* A multi-line text (an error and its traceback) as one log line per line. */
 static void log_lines(const struct function_pool *pool, const char *request_id, const char *level, slice_t text)
 {
@@ -337,7 +370,14 @@ static void begin_first(struct worker_process *worker, uint64_t now)
     worker->invocation_number++;
     if (worker->cold)
         atomic_fetch_add_explicit(&pool->metrics[event->trigger]->cold_starts, 1, memory_order_relaxed);
-    log_line(pool, "START RequestId: %s Version: %s", event->request_id, pool->version);
+    if (function_log_enabled()) {
+        char text[128], *p = text;
+        p = put_text(p, "START RequestId: ");
+        p = put_text(p, event->request_id);
+        p = put_text(p, " Version: ");
+        p = put_text(p, pool->version);
+        function_log_write_lines(slice_from_cstr(pool->function->name), (slice_t){text, (size_t)(p - text)});
+    }
     ev_timer_stop(pool->owner->loop, &worker->deadline);
     ev_timer_set(&worker->deadline, event->timeout_ms / 1000.0, 0);
     ev_timer_start(pool->owner->loop, &worker->deadline);
@@ -374,19 +414,30 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
     struct function_metrics *counters = pool->metrics[event->trigger];
     double duration_ms = outcome->duration_ms;
     if (function_log_enabled()) {
-        /* END and REPORT in one go; Lambda bills at least 1 ms. */
+        /* END and REPORT in one go (Lambda bills at least 1 ms), built without
+         * printf: a busy function writes these lines thousands of times a second. */
         unsigned long long used_mb = (peak_memory_bytes + 1024 * 1024 - 1) / (1024 * 1024);
         double billed = ceil(duration_ms) < 1 ? 1 : ceil(duration_ms);
-        char text[512], init[48] = "";
-        if (worker->cold)
-            snprintf(init, sizeof init, "Init Duration: %.2f ms\t", worker->init_ms);
-        int n = snprintf(text, sizeof text,
-                         "END RequestId: %s\nREPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: %d "
-                         "MB\tMax Memory Used: %llu MB\t%s",
-                         event->request_id, event->request_id, duration_ms, billed, pool->memory_mb, used_mb, init);
-        if (n > 0)
-            function_log_write_lines(slice_from_cstr(pool->function->name),
-                                     (slice_t){text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1});
+        char text[512], *p = text;
+        p = put_text(p, "END RequestId: ");
+        p = put_text(p, event->request_id);
+        p = put_text(p, "\nREPORT RequestId: ");
+        p = put_text(p, event->request_id);
+        p = put_text(p, "\tDuration: ");
+        p = put_milliseconds(p, duration_ms);
+        p = put_text(p, " ms\tBilled Duration: ");
+        p = put_number(p, (uint64_t)billed);
+        p = put_text(p, " ms\tMemory Size: ");
+        p = put_number(p, (uint64_t)pool->memory_mb);
+        p = put_text(p, " MB\tMax Memory Used: ");
+        p = put_number(p, used_mb);
+        p = put_text(p, " MB\t");
+        if (worker->cold) {
+            p = put_text(p, "Init Duration: ");
+            p = put_milliseconds(p, worker->init_ms);
+            p = put_text(p, " ms\t");
+        }
+        function_log_write_lines(slice_from_cstr(pool->function->name), (slice_t){text, (size_t)(p - text)});
     }
     worker->cold = false;
     atomic_fetch_add_explicit(&counters->invocations, 1, memory_order_relaxed);
