@@ -444,6 +444,8 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
     metrics_observe_function_duration(counters, duration_ms / 1000.0);
     if (outcome->kind == HOOKS_TIMEOUT)
         atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_TIMEOUT], 1, memory_order_relaxed);
+    else if (outcome->kind == HOOKS_UNSERIALIZABLE)
+        atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_VALIDATION], 1, memory_order_relaxed);
     else if (outcome->kind != HOOKS_OK)
         atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_EXECUTION], 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&counters->concurrent, 1, memory_order_relaxed);
@@ -652,7 +654,8 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
                 completion->outcome.kind = HOOKS_OK;
                 completion->outcome.result_json = result.body;
             } else {
-                completion->outcome.kind = HOOKS_FUNCTION_ERROR;
+                completion->outcome.kind =
+                    result.status == WORKER_RESULT_UNSERIALIZABLE ? HOOKS_UNSERIALIZABLE : HOOKS_FUNCTION_ERROR;
                 log_lines(pool, first_event(worker)->request_id, "ERROR", result.body);
                 completion->error_text = strndup(result.body.ptr, result.body.len);
                 completion->outcome.error = completion->error_text ? completion->error_text : "the function raised an error";

@@ -25,6 +25,7 @@ struct worker_process;
 enum hooks_outcome_kind {
     HOOKS_OK,             /* result_json holds what the function returned */
     HOOKS_FUNCTION_ERROR, /* the function raised (or failed to load): error holds file:line + traceback */
+    HOOKS_UNSERIALIZABLE, /* it returned something that cannot be encoded: error says what (a validation error) */
     HOOKS_TIMEOUT,        /* killed at its deadline */
     HOOKS_WORKER_DIED,    /* the worker crashed or exited during the event */
     HOOKS_THROTTLED,      /* waited for a worker past the function's timeout */

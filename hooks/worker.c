@@ -185,7 +185,7 @@ bool worker_result_decode(const char *payload, size_t len, struct worker_result 
     const size_t fixed = 1 + sizeof out->peak_memory_bytes + sizeof out->duration_us;
     if (len < fixed)
         return false;
-    if (payload[0] != WORKER_RESULT_OK && payload[0] != WORKER_RESULT_ERROR)
+    if (payload[0] != WORKER_RESULT_OK && payload[0] != WORKER_RESULT_ERROR && payload[0] != WORKER_RESULT_UNSERIALIZABLE)
         return false;
     out->status = (enum worker_result_status)payload[0];
     memcpy(&out->peak_memory_bytes, payload + 1, sizeof out->peak_memory_bytes);
@@ -940,6 +940,7 @@ struct invoke_call {
     struct worker *worker;
     const struct worker_invocation *invocation;
     bool function_failed; /* the handler raised: message is its error + traceback */
+    bool unserializable;  /* the result cannot be encoded: message says why */
     struct bytebuf *out;  /* result JSON, or the error text */
 };
 
@@ -991,7 +992,17 @@ static int invoke_protected(lua_State *L)
         /* The result in the same spelling (the proxy reads it back in C). */
         lua_rawgeti(L, LUA_REGISTRYINDEX, w->buffer_encode_ref);
         lua_pushvalue(L, 2);
-        lua_call(L, 1, 1);
+        int encoded = lua_pcall(L, 1, 1, 0);
+        if (encoded == LUA_ERRMEM)
+            return lua_error(L); /* out of memory: an execution error like any other */
+        if (encoded != 0) {
+            /* A function value, a userdata, a cycle: an invalid result (502), not a failed function. */
+            call->unserializable = true;
+            size_t len;
+            const char *message = lua_tolstring(L, -1, &len);
+            bytebuf_append(call->out, message ? message : "cannot serialize", message ? len : 16);
+            return 0;
+        }
         size_t len;
         const char *data = lua_tolstring(L, -1, &len);
         bytebuf_append(call->out, data, len);
@@ -1035,6 +1046,8 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
             bytebuf_append(&body, message, strlen(message));
         } else if (call.function_failed) {
             status = WORKER_RESULT_ERROR;
+        } else if (call.unserializable) {
+            status = WORKER_RESULT_UNSERIALIZABLE;
         }
         lua_settop(w->L, 0);
         /* Garbage of this event (e.g. a memory bomb's tables) must not count

@@ -50,7 +50,11 @@ enum worker_message_type {
 
 enum worker_ready_status { WORKER_READY_LOADED = 0, WORKER_READY_LOAD_ERROR = 1 };
 
-enum worker_result_status { WORKER_RESULT_OK = 0, WORKER_RESULT_ERROR = 1 };
+enum worker_result_status {
+    WORKER_RESULT_OK = 0,
+    WORKER_RESULT_ERROR = 1,          /* the function raised, failed to load, or ran out of memory */
+    WORKER_RESULT_UNSERIALIZABLE = 2, /* it returned something that cannot be sent back (a function value...) */
+};
 
 /* Largest payload either side accepts (an event with a 1 MB base64 body fits). */
 #define WORKER_MESSAGE_MAX (8u * 1024u * 1024u)

@@ -383,6 +383,15 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
         request_resume(request);
         return;
     }
+    if (outcome->kind == HOOKS_UNSERIALIZABLE) {
+        log_warn("request %s: function %s (%s) returned an invalid result: $: %s", request->id, function, trigger_name,
+                 outcome->error);
+        fail_with(request, 502, "LambdaValidationError",
+                  arena_printf(&request->arena, "function %s (%s) returned an invalid result: $: %s", function, trigger_name,
+                               outcome->error));
+        request_resume(request);
+        return;
+    }
     if (outcome->kind != HOOKS_OK) {
         log_warn("request %s: function %s (%s) failed: %s%s", request->id, function, trigger_name, outcome->error,
                  trigger->continue_on_error ? "; continuing as configured (on_error: continue)" : "");

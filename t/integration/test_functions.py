@@ -677,3 +677,34 @@ def test_worker_gauge(verge, origin, tmp_path):
     v = verge(fn_config(tmp_path, origin, {"vreq": vreq}, {"viewer-request": "vreq"}))
     assert v.get("/w").status == 200
     assert v.metrics().get("verge_function_workers", 0) >= 1
+
+
+@pytest.mark.parametrize("body, expected_status, expected_cache", [
+    # Something that cannot be sent back is an invalid result, not a failed function.
+    ("  request.headers['x-f'] = {{value = print}}\n  return request\n", 502, "LambdaValidationError from verge"),
+    ("  return 'a string'\n", 502, "LambdaValidationError from verge"),
+    ("  return {status = 200.5}\n", 502, "LambdaValidationError from verge"),
+    # An empty table is fine where a list is due (Lua cannot tell {} from []).
+    ("  request.headers['x-empty'] = {}\n  return request\n", 200, None),
+])
+def test_result_shapes(verge, origin, tmp_path, body, expected_status, expected_cache):
+    vreq = lua_handler(body)
+    v = verge(fn_config(tmp_path, origin, {"vreq": vreq}, {"viewer-request": "vreq"}))
+    r = v.get("/shape")
+    assert r.status == expected_status, (r, r.headers, r.body)
+    if expected_cache:
+        assert r.header("x-cache") == expected_cache, r.headers
+
+
+def test_viewer_response_may_drop_every_header(verge, origin, tmp_path):
+    vresp = """
+function handler(event, context)
+  local response = event.Records[1].cf.response
+  response.headers = {}
+  return response
+end
+"""
+    v = verge(fn_config(tmp_path, origin, {"vresp": vresp}, {"viewer-response": "vresp"}))
+    r = v.get("/drop")
+    assert r.status == 200, (r, r.headers, r.body)
+    assert r.header("x-cache") is not None  # verge's own headers stay
