@@ -92,6 +92,14 @@ void event_headers_add(struct arena *arena, struct event_headers *headers, slice
     headers_add_named(arena, headers, lower_copy(arena, key), arena_slice_copy(arena, key), arena_slice_copy(arena, value));
 }
 
+void event_headers_add_borrowed(struct arena *arena, struct event_headers *headers, slice_t key, slice_t value)
+{
+    bool lower = true;
+    for (size_t i = 0; i < key.len && lower; i++)
+        lower = !(key.ptr[i] >= 'A' && key.ptr[i] <= 'Z');
+    headers_add_named(arena, headers, lower ? key : lower_copy(arena, key), key, value);
+}
+
 /* `content-type` → `Content-Type` (spec §1.4, missing key). */
 static slice_t capitalised_key(struct arena *arena, slice_t name)
 {

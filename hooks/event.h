@@ -165,6 +165,9 @@ struct event_error {
 const struct event_header *event_headers_find(const struct event_headers *headers, slice_t lower_name);
 /* Appends an occurrence (creating the header if needed); name is copied lower-cased, key and value are copied. */
 void event_headers_add(struct arena *arena, struct event_headers *headers, slice_t key, slice_t value);
+/* The same without copying key and value (they must outlive the headers):
+ * the proxy builds events from memory its request holds anyway. */
+void event_headers_add_borrowed(struct arena *arena, struct event_headers *headers, slice_t key, slice_t value);
 
 /* Writes the event JSON (Records[0].cf...) for input->trigger into out (appended). */
 void event_encode(const struct event_input *input, struct bytebuf *out);

@@ -48,10 +48,10 @@ static void headers_to_event(struct arena *arena, const struct http_header *head
             continue;
         if (replace_host.len > 0 && headers[i].token == HTTP_TOKEN_HOST)
             continue;
-        event_headers_add(arena, out, headers[i].name, headers[i].value);
+        event_headers_add_borrowed(arena, out, headers[i].name, headers[i].value);
     }
     if (replace_host.len > 0)
-        event_headers_add(arena, out, SLICE_LITERAL("Host"), replace_host);
+        event_headers_add_borrowed(arena, out, SLICE_LITERAL("Host"), replace_host);
 }
 
 static void origin_to_event(const struct config_origin *origin, struct event_origin *out)
