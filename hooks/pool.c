@@ -103,14 +103,16 @@ struct worker_process {
     ev_io read_watcher, write_watcher;
     ev_timer deadline;
     struct bytebuf input, output;
+    struct bytebuf pending; /* frames of events not written yet: they join `output` when the last batch is answered */
     size_t output_sent;
     struct sent_event queue[PIPELINE_DEPTH]; /* ring: queue_head, queue_count */
     unsigned queue_head, queue_count;
     unsigned unsent;     /* events of the queue whose frames are not written yet */
     unsigned unanswered; /* events written and not answered yet: the batch in flight */
     uint64_t spawned_us, idle_since_us;
-    double init_ms; /* spawn → READY; reported once, with the first event */
-    bool cold;      /* its first event has not run yet */
+    bool deadline_grace_used; /* the first event's deadline waited once for an answer already in the socket */
+    double init_ms;           /* spawn → READY; reported once, with the first event */
+    bool cold;                /* its first event has not run yet */
     unsigned invocation_number;
     unsigned sampled_invocation; /* the scale timer's CPU sample belongs to this invocation */
     uint64_t sampled_runtime_ns, sampled_at_us;
@@ -316,11 +318,13 @@ static void flush_output(struct worker_process *worker)
     ev_io_stop(loop, &worker->write_watcher);
 }
 
-/* Queues bytes for the worker; they go out before the loop next blocks. */
+/* Queues an event's frame for the worker (or, with no data, asks for a
+ * flush); it goes out before the loop next blocks, once the batch in flight
+ * is answered. */
 static void queue_output(struct worker_process *worker, const void *data, size_t len)
 {
     if (len > 0)
-        bytebuf_append(&worker->output, data, len);
+        bytebuf_append(&worker->pending, data, len);
     if (!worker->flush_queued) {
         struct hooks_pools *owner = worker->pool->owner;
         worker->flush_queued = true;
@@ -340,8 +344,11 @@ static void on_flush(struct ev_loop *loop, ev_prepare *watcher, int revents)
         /* One batch in flight per worker: new events wait until the worker
          * answered the last batch, then go together. An idle worker gets an
          * event at once; a loaded one takes many per wakeup. */
-        if (worker->unanswered > 0 || ev_is_active(&worker->write_watcher))
+        if (worker->unanswered > 0 || ev_is_active(&worker->write_watcher) || worker->pending.len == 0)
             continue;
+        /* Exactly the pending events become the batch in flight. */
+        bytebuf_append(&worker->output, worker->pending.data, worker->pending.len);
+        worker->pending.len = 0;
         worker->unanswered += worker->unsent;
         worker->unsent = 0;
         flush_output(worker);
@@ -367,6 +374,7 @@ static void begin_first(struct worker_process *worker, uint64_t now)
     struct function_pool *pool = worker->pool;
     struct sent_event *event = first_event(worker);
     event->started_us = now;
+    worker->deadline_grace_used = false;
     worker->invocation_number++;
     if (worker->cold)
         atomic_fetch_add_explicit(&pool->metrics[event->trigger]->cold_starts, 1, memory_order_relaxed);
@@ -453,8 +461,10 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
     pool->recent_event_us = pool->recent_event_us * 0.875 + duration_ms * 1000.0 * 0.125;
 
     struct hooks_call *call = event->call;
-    if (call != NULL)
+    if (call != NULL) {
         call->worker = NULL;
+        call->finished = true; /* a cancel from here to its callback only drops the callback */
+    }
     bytebuf_free(&event->frame);
     event->call = NULL;
     worker->queue_head = (worker->queue_head + 1) % PIPELINE_DEPTH;
@@ -471,7 +481,7 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
 
 static void deliver(struct hooks_call *call, const struct hooks_outcome *outcome)
 {
-    if (call == NULL)
+    if (call == NULL || !call->active)
         return; /* cancelled: nobody waits for it */
     call->active = false;
     call->worker = NULL;
@@ -534,6 +544,15 @@ static void on_deadline(struct ev_loop *loop, ev_timer *timer, int revents)
 {
     (void)loop, (void)revents;
     struct worker_process *worker = (struct worker_process *)((char *)timer - offsetof(struct worker_process, deadline));
+    /* The answer may be in the socket already (this timer and the read came
+     * due in the same loop pass): read it first, once, before killing. */
+    int unread = 0;
+    if (!worker->deadline_grace_used && ioctl(worker->fd, FIONREAD, &unread) == 0 && unread > 0) {
+        worker->deadline_grace_used = true;
+        ev_timer_set(&worker->deadline, 0.001, 0);
+        ev_timer_start(loop, &worker->deadline);
+        return;
+    }
     struct sent_event *event = first_event(worker);
     double duration_ms = (double)(time_now_monotonic_us() - event->started_us) / 1000.0;
     log_line(worker->pool, "%s\tTask timed out after %.2f seconds", event->request_id, duration_ms / 1000.0);
@@ -830,6 +849,7 @@ static void worker_close(struct worker_process *worker, bool kill_it)
     }
     free(worker->input.data);
     free(worker->output.data);
+    free(worker->pending.data);
     free(worker);
 }
 
@@ -1198,6 +1218,8 @@ void hooks_call_cancel(struct hooks_call *call)
     if (!call->active)
         return;
     call->active = false;
+    if (call->finished)
+        return; /* answered and counted already: its pending callback is dropped */
     struct function_pool *pool = call->pool;
     if (call->worker != NULL) {
         /* Sent: its answer is dropped when it comes. */

@@ -53,7 +53,8 @@ struct hooks_call {
     enum event_trigger trigger;
     int timeout_ms;
     uint64_t queued_us;
-    bool active; /* between hooks_invoke and done/cancel */
+    bool active;   /* between hooks_invoke and done/cancel */
+    bool finished; /* answered and counted; its callback is about to run */
 };
 
 struct hooks_invocation {

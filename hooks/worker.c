@@ -1062,6 +1062,22 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
     clock_gettime(CLOCK_MONOTONIC, &ended);
     int64_t elapsed_us = (int64_t)(ended.tv_sec - started.tv_sec) * 1000000 + (ended.tv_nsec - started.tv_nsec) / 1000;
     uint32_t duration_us = elapsed_us < 0 ? 0 : elapsed_us > UINT32_MAX ? UINT32_MAX : (uint32_t)elapsed_us;
+    /* Nothing over a frame's bound goes out: a huge result is an invalid
+     * one (502, the proxy would refuse its size anyway), a huge error text
+     * is cut. Either way the channel stays in step. */
+    const size_t fixed = 1 + sizeof peak + sizeof duration_us;
+    if (body.len + fixed > WORKER_MESSAGE_MAX) {
+        if (status == WORKER_RESULT_OK) {
+            char message[128];
+            int n = snprintf(message, sizeof message, "result too large: %zu bytes (a worker sends at most %u)", body.len,
+                             (unsigned)(WORKER_MESSAGE_MAX - fixed));
+            status = WORKER_RESULT_UNSERIALIZABLE;
+            body.len = 0;
+            bytebuf_append(&body, message, (size_t)n);
+        } else {
+            body.len = 64 * 1024;
+        }
+    }
     out->len = 0;
     bytebuf_append(out, &status, 1);
     bytebuf_append(out, &peak, sizeof peak);

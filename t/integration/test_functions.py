@@ -10,11 +10,15 @@ flush barrier for the function log (one background writer, lines in order), so "
 request X" is checked only after the probe's START has been written.
 """
 
+import collections
+import os
 import re
+import threading
+import time
 
 import pytest
 
-from conftest import HIT, MISS, origin_entry, wait_until
+from conftest import HIT, MISS, HTTPConn, origin_entry, wait_until
 
 GENERATED = "LambdaGeneratedResponse from verge"
 VALIDATION = "LambdaValidationError from verge"
@@ -708,3 +712,48 @@ end
     r = v.get("/drop")
     assert r.status == 200, (r, r.headers, r.body)
     assert r.header("x-cache") is not None  # verge's own headers stay
+
+
+def test_a_result_too_large_for_the_channel_is_invalid(verge, origin, tmp_path):
+    """A result over the channel's 8 MiB frame bound is an invalid result (502), and the worker
+    and its channel stay usable for the next event."""
+    vreq = lua_handler("""
+  if request.uri == "/big" then
+    return {status = "200", body = string.rep("x", 9 * 1024 * 1024)}
+  end
+  return request
+""")
+    config = fn_config(tmp_path, origin, {"vreq": {"source": vreq, "memory_mb": 256, "limits": "relaxed"}},
+                       {"viewer-request": "vreq"})
+    v = verge(config)
+    r = v.get("/big")
+    assert (r.status, r.header("x-cache")) == (502, VALIDATION), (r, r.headers)
+    assert v.get("/small").status == 200
+
+
+def test_pipelined_events_with_large_include_bodies(verge, origin, tmp_path):
+    """Frames too large for one socket write (30 KB Include Body events) from many clients at
+    once: batches stay in step with the worker's answers, nothing waits for a deadline."""
+    vreq = lua_handler("  return request\n")
+    config = fn_config(tmp_path, origin, {"vreq": vreq},
+                       {"viewer-request": {"function": "vreq", "include_body": True}}, extra={"threads": 1})
+    v = verge(config)
+    body = os.urandom(30000)
+    statuses = []
+    deadline = time.monotonic() + 4
+
+    def client():
+        conn = HTTPConn(v.port)
+        try:
+            while time.monotonic() < deadline:
+                statuses.append(conn.request("POST", "/u", body=body).status)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses and set(statuses) == {200}, collections.Counter(statuses)
+    assert not any("timed out" in text for text in FunctionLog(tmp_path / "fn.log").texts())
