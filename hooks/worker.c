@@ -295,6 +295,7 @@ struct worker {
     size_t memory_used, memory_limit, memory_peak;
     int handler_ref;                          /* LUA_NOREF when the function failed to load */
     int buffer_encode_ref, buffer_decode_ref; /* string.buffer's encode/decode: the compact event spelling */
+    int context_meta_ref;                     /* the metatable of every event's context (0: not built yet) */
     int array_meta_ref;                       /* metatable marking decoded JSON arrays (so [] stays []) */
     char load_error[2048];
     const struct worker_init *init;
@@ -968,17 +969,28 @@ static int invoke_protected(lua_State *L)
     } else {
         json_decode(L, inv->event_json); /* 3 */
     }
-    lua_createtable(L, 0, 6); /* 4: context */
+    /* 4: context. What stays the same for this worker (name, version,
+     * memory, the remaining-time function) is built once and reached
+     * through __index; each event gets its own table with its request id. */
+    if (w->context_meta_ref == LUA_NOREF || w->context_meta_ref == 0) {
+        lua_createtable(L, 0, 1);
+        lua_createtable(L, 0, 4);
+        push_slice(L, inv->function_name);
+        lua_setfield(L, -2, "functionName");
+        push_slice(L, inv->function_version);
+        lua_setfield(L, -2, "functionVersion");
+        lua_pushfstring(L, "%d", (int)(w->memory_limit / (1024 * 1024)));
+        lua_setfield(L, -2, "memoryLimitInMB");
+        lua_pushcfunction(L, context_remaining_time);
+        lua_setfield(L, -2, "getRemainingTimeInMillis");
+        lua_setfield(L, -2, "__index");
+        w->context_meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_createtable(L, 0, 1);
     push_slice(L, inv->request_id);
     lua_setfield(L, -2, "awsRequestId");
-    push_slice(L, inv->function_name);
-    lua_setfield(L, -2, "functionName");
-    push_slice(L, inv->function_version);
-    lua_setfield(L, -2, "functionVersion");
-    lua_pushfstring(L, "%d", (int)(w->memory_limit / (1024 * 1024)));
-    lua_setfield(L, -2, "memoryLimitInMB");
-    lua_pushcfunction(L, context_remaining_time);
-    lua_setfield(L, -2, "getRemainingTimeInMillis");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->context_meta_ref);
+    lua_setmetatable(L, -2);
     if (lua_pcall(L, 2, 1, 1) != 0) {
         call->function_failed = true;
         size_t len;
