@@ -9,6 +9,7 @@
  */
 #include "event.h"
 
+#include <pthread.h>
 #include <stdio.h>
 
 #include <openssl/evp.h>
@@ -176,6 +177,35 @@ static bool has_line_break(slice_t s)
 /* Shape of every header: lower-case token name, key equal to it but for case,
  * value without line breaks; then the per-trigger rules. `input` is the same
  * header map as the function saw it (NULL for a generated response). */
+/* header_rules by the first letter of their name (all lower case), built
+ * once: a header is checked only against the rules it could match. */
+struct rule_bucket {
+    unsigned char rules[32];
+    size_t count;
+};
+struct rule_index {
+    struct rule_bucket by_letter[26];
+};
+static struct rule_index rule_index;
+static pthread_once_t rule_index_once = PTHREAD_ONCE_INIT;
+
+static void rule_index_build(void)
+{
+    for (size_t r = 0; r < VERGE_ARRAY_SIZE(header_rules); r++) {
+        unsigned char first = (unsigned char)header_rules[r].name[0];
+        VERGE_ASSERT(first >= 'a' && first <= 'z' && r < 256);
+        struct rule_bucket *bucket = &rule_index.by_letter[first - 'a'];
+        VERGE_ASSERT(bucket->count < VERGE_ARRAY_SIZE(bucket->rules));
+        bucket->rules[bucket->count++] = (unsigned char)r;
+    }
+}
+
+static const struct rule_index *rule_index_get(void)
+{
+    pthread_once(&rule_index_once, rule_index_build);
+    return &rule_index;
+}
+
 static bool check_headers(enum event_trigger trigger, const char *path, const struct event_headers *headers,
                           const struct event_headers *input, bool custom, struct event_error *error)
 {
@@ -199,24 +229,29 @@ static bool check_headers(enum event_trigger trigger, const char *path, const st
                                        path, NAME_ARG(name), j);
         }
     }
-    for (size_t r = 0; r < VERGE_ARRAY_SIZE(header_rules); r++) {
-        const struct header_rule *rule = &header_rules[r];
-        bool applies = custom ? rule->kind == HEADER_NO_CUSTOM || rule->kind == HEADER_DISALLOWED
-                              : rule->kind != HEADER_NO_CUSTOM && (rule->triggers & (1u << trigger)) != 0;
-        if (!applies)
-            continue;
-        if (rule->kind == HEADER_READ_ONLY) {
-            if (input == NULL)
-                continue; /* a generated response has no input headers to keep */
+    /* Read-only headers: a handful per trigger, each compared as a whole. */
+    if (input != NULL && !custom)
+        for (size_t r = 0; r < VERGE_ARRAY_SIZE(header_rules); r++) {
+            const struct header_rule *rule = &header_rules[r];
+            if (rule->kind != HEADER_READ_ONLY || (rule->triggers & (1u << trigger)) == 0)
+                continue;
             slice_t rule_name = slice_from_cstr(rule->name);
             if (!headers_equal(event_headers_find(headers, rule_name), event_headers_find(input, rule_name)))
                 return event_error_set(error, trigger, rule->rule, "%s[\"%s\"]", path, rule->name);
-            continue;
         }
-        for (size_t i = 0; i < headers->count; i++) {
-            const struct event_header *header = &headers->items[i];
-            /* Names are lower case here: the first letter rules most rules out. */
-            if (header->value_count == 0 || header->name.ptr[0] != rule->name[0] || !rule_name_matches(rule->name, header->name))
+    /* Name rules: each header against the rules that start with its letter. */
+    const struct rule_index *index = rule_index_get();
+    for (size_t i = 0; i < headers->count; i++) {
+        const struct event_header *header = &headers->items[i];
+        unsigned char first = (unsigned char)header->name.ptr[0];
+        if (header->value_count == 0 || first < 'a' || first > 'z')
+            continue;
+        const struct rule_bucket *bucket = &index->by_letter[first - 'a'];
+        for (size_t b = 0; b < bucket->count; b++) {
+            const struct header_rule *rule = &header_rules[bucket->rules[b]];
+            bool applies = custom ? rule->kind == HEADER_NO_CUSTOM || rule->kind == HEADER_DISALLOWED
+                                  : rule->kind != HEADER_NO_CUSTOM && (rule->triggers & (1u << trigger)) != 0;
+            if (!applies || rule->kind == HEADER_READ_ONLY || !rule_name_matches(rule->name, header->name))
                 continue;
             if (rule->kind == HEADER_NO_ADD && (input == NULL || event_headers_find(input, header->name) != NULL))
                 continue;
