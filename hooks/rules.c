@@ -515,26 +515,23 @@ bool event_header_hidden(slice_t name)
     char lower[64];
     if (name.len == 0 || name.len >= sizeof lower)
         return false; /* no disallowed name is that long */
-    /* Every disallowed name starts with one of these: most headers stop here. */
-    switch (name.ptr[0] | 0x20) {
-    case 'c':
-    case 'e':
-    case 'k':
-    case 'p':
-    case 't':
-    case 'u':
-    case 'x':
-        break;
-    default:
+    unsigned char first = (unsigned char)(name.ptr[0] | 0x20);
+    if (first < 'a' || first > 'z')
         return false;
-    }
-    for (size_t i = 0; i < name.len; i++)
-        lower[i] = (char)((name.ptr[i] >= 'A' && name.ptr[i] <= 'Z') ? name.ptr[i] + 32 : name.ptr[i]);
-    slice_t lowered = {lower, name.len};
-    for (size_t i = 0; i < VERGE_ARRAY_SIZE(header_rules); i++)
-        if (header_rules[i].kind == HEADER_DISALLOWED && header_rules[i].name[0] == lower[0] &&
-            rule_name_matches(header_rules[i].name, lowered))
+    const struct rule_bucket *bucket = &rule_index_get()->by_letter[first - 'a'];
+    bool lowered_yet = false;
+    for (size_t b = 0; b < bucket->count; b++) {
+        const struct header_rule *rule = &header_rules[bucket->rules[b]];
+        if (rule->kind != HEADER_DISALLOWED)
+            continue;
+        if (!lowered_yet) {
+            for (size_t i = 0; i < name.len; i++)
+                lower[i] = (char)((name.ptr[i] >= 'A' && name.ptr[i] <= 'Z') ? name.ptr[i] + 32 : name.ptr[i]);
+            lowered_yet = true;
+        }
+        if (rule_name_matches(rule->name, (slice_t){lower, name.len}))
             return true;
+    }
     return false;
 }
 
