@@ -346,8 +346,16 @@ static void on_flush(struct ev_loop *loop, ev_prepare *watcher, int revents)
          * event at once; a loaded one takes many per wakeup. */
         if (worker->unanswered > 0 || ev_is_active(&worker->write_watcher) || worker->pending.len == 0)
             continue;
-        /* Exactly the pending events become the batch in flight. */
-        bytebuf_append(&worker->output, worker->pending.data, worker->pending.len);
+        /* Exactly the pending events become the batch in flight (the
+         * buffers trade places when nothing else waits to be written). */
+        if (worker->output.len == 0) {
+            struct bytebuf spare = worker->output;
+            worker->output = worker->pending;
+            worker->pending = spare;
+            worker->output_sent = 0;
+        } else {
+            bytebuf_append(&worker->output, worker->pending.data, worker->pending.len);
+        }
         worker->pending.len = 0;
         worker->unanswered += worker->unsent;
         worker->unsent = 0;
