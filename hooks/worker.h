@@ -95,6 +95,12 @@ bool worker_ready_decode(const char *payload, size_t len, bool *loaded, slice_t 
  * the channel closes. Never returns: it ends with _exit (status above). */
 int worker_main(int channel_fd) __attribute__((noreturn));
 
+/* hooks/sandbox.c: closes every descriptor but channel_fd (and stderr in
+ * sanitizer builds), sets the rlimits, drops root to nobody/nogroup and
+ * installs the seccomp allowlist; each step verified, any failure _exit(70).
+ * Irreversible: the process can open nothing afterwards. */
+void worker_harden(int channel_fd, uint32_t memory_limit_mb);
+
 /* Test launcher (the proxy's pool spawns the binary instead): socketpair +
  * fork, the child moves its end to fd 3 and runs worker_main(3); the parent
  * sends INIT and waits up to timeout_ms for READY. On success *loaded and

@@ -248,6 +248,9 @@ void request_end_fill(struct request *request);
  * request->collected_body; *enough when `limit` bytes are there or the body
  * ended. False on a malformed chunked body. */
 bool request_collect_body(struct request *request, size_t limit, bool *enough);
+/* request_body.c: sends what is there of the request body to the origin
+ * (the read-ahead or replacement first), with backpressure both ways. */
+void request_pump_body(struct request *request);
 /* An origin-response function replaced the body: the origin's is dropped. */
 void request_replace_origin_body(struct request *request, slice_t body);
 
