@@ -162,11 +162,6 @@ void hooks_set_worker_program(const char *path)
     worker_program = path;
 }
 
-long hooks_concurrency(void)
-{
-    return atomic_load_explicit(&in_flight, memory_order_relaxed);
-}
-
 long hooks_worker_count(void)
 {
     return atomic_load_explicit(&worker_total, memory_order_relaxed);
@@ -1182,7 +1177,6 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
     call->context = context;
     call->trigger = invocation->trigger;
     call->timeout_ms = invocation->timeout_ms;
-    call->queued_us = time_now_monotonic_us();
     call->active = true;
     ev_timer_init(&call->wait_timer, on_wait_expired, invocation->timeout_ms / 1000.0, 0);
     snprintf(call->request_id, sizeof call->request_id, SLICE_FMT, SLICE_ARG(invocation->request_id));

@@ -52,7 +52,6 @@ struct hooks_call {
     char request_id[40];
     enum event_trigger trigger;
     int timeout_ms;
-    uint64_t queued_us;
     bool active;   /* between hooks_invoke and done/cancel */
     bool finished; /* answered and counted; its callback is about to run */
 };
@@ -92,8 +91,6 @@ void hooks_call_cancel(struct hooks_call *call);
  * (valid after its callback ran, until the call is reused). */
 struct function_metrics *hooks_call_metrics(const struct hooks_call *call);
 
-/* Events in flight or waiting, all threads (for tests and /metrics). */
-long hooks_concurrency(void);
 /* Live worker processes, all threads. */
 long hooks_worker_count(void);
 

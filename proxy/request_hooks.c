@@ -33,11 +33,6 @@
 
 #define DYNAMIC_ORIGINS_MAX 64
 
-static slice_t trigger_label(enum config_trigger_kind kind)
-{
-    return slice_from_cstr(event_trigger_name((enum event_trigger)kind));
-}
-
 /* ---- request → event -------------------------------------------------------- */
 
 static void headers_to_event(struct arena *arena, const struct http_header *headers, size_t count, struct event_headers *out,
@@ -374,8 +369,6 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
     const struct config_trigger *trigger = &request->behavior->triggers[kind];
     const char *function = request->generation->config->functions[trigger->function_index].name;
     const char *trigger_name = event_trigger_name((enum event_trigger)kind);
-    request->hook_running = false;
-    request->function_ms += outcome->duration_ms;
 
     if (outcome->kind == HOOKS_THROTTLED) {
         fail_with(request, 503, "LambdaLimitExceeded",
@@ -527,13 +520,12 @@ enum trigger_start request_trigger_start(struct request *request, enum config_tr
     };
     if (!hooks_invoke(request->viewer->thread->hooks, &invocation, &request->hook_call, on_function_done, request)) {
         const char *function = config->functions[trigger->function_index].name;
-        log_warn("request %s: function %s (" SLICE_FMT ") throttled: %d events in flight or waiting (workers.max_concurrency)",
-                 request->id, function, SLICE_ARG(trigger_label(kind)), config->workers.max_concurrency);
+        log_warn("request %s: function %s (%s) throttled: %d events in flight or waiting (workers.max_concurrency)", request->id,
+                 function, event_trigger_name((enum event_trigger)kind), config->workers.max_concurrency);
         fail_with(request, 503, "LambdaLimitExceeded",
                   arena_printf(&request->arena, "function %s (%s) throttled: workers.max_concurrency reached", function,
                                event_trigger_name((enum event_trigger)kind)));
         return TRIGGER_DECIDED;
     }
-    request->hook_running = true;
     return TRIGGER_SUSPENDED;
 }
