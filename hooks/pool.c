@@ -491,17 +491,54 @@ static void deliver(struct hooks_call *call, const struct hooks_outcome *outcome
     call->done(call->context, outcome);
 }
 
-/* Puts a call back at the front of its pool's waiting queue. */
-static void requeue_front(struct function_pool *pool, struct hooks_call *call)
+/* ---- the waiting queue ---------------------------------------------------- */
+
+/* Puts a call on its pool's waiting queue (first, for an event given back by
+ * a failed worker; else last) and starts its wait timer. */
+static void waiting_add(struct function_pool *pool, struct hooks_call *call, bool first)
 {
     call->worker = NULL;
-    call->next_waiting = pool->waiting_head;
-    pool->waiting_head = call;
-    if (pool->waiting_tail == NULL)
+    call->next_waiting = NULL;
+    if (first) {
+        call->next_waiting = pool->waiting_head;
+        pool->waiting_head = call;
+        if (pool->waiting_tail == NULL)
+            pool->waiting_tail = call;
+    } else {
+        if (pool->waiting_tail != NULL)
+            pool->waiting_tail->next_waiting = call;
+        else
+            pool->waiting_head = call;
         pool->waiting_tail = call;
+    }
     pool->waiting++;
-    ev_timer_init(&call->wait_timer, call->wait_timer.cb, call->timeout_ms / 1000.0, 0);
+    ev_timer_set(&call->wait_timer, call->timeout_ms / 1000.0, 0);
     ev_timer_start(pool->owner->loop, &call->wait_timer);
+}
+
+/* Takes a call off its pool's waiting queue (it is on it) and stops its timer. */
+static void waiting_remove(struct function_pool *pool, struct hooks_call *call)
+{
+    for (struct hooks_call **link = &pool->waiting_head, *previous = NULL; *link != NULL;
+         previous = *link, link = &(*link)->next_waiting)
+        if (*link == call) {
+            *link = call->next_waiting;
+            if (pool->waiting_tail == call)
+                pool->waiting_tail = previous;
+            break;
+        }
+    pool->waiting--;
+    ev_timer_stop(pool->owner->loop, &call->wait_timer);
+}
+
+/* A call leaves the waiting queue without running: its frame goes and it
+ * no longer counts as in flight. */
+static void waiting_abandon(struct function_pool *pool, struct hooks_call *call)
+{
+    waiting_remove(pool, call);
+    bytebuf_free(&call->frame);
+    atomic_fetch_sub_explicit(&pool->metrics[call->trigger]->concurrent, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
 }
 
 /* The worker failed (deadline, crash, protocol error): its first event
@@ -526,7 +563,7 @@ static void worker_fail(struct worker_process *worker, enum hooks_outcome_kind k
             if (queued->call != NULL) {
                 queued->call->frame = queued->frame;
                 queued->frame = (struct bytebuf){0};
-                requeue_front(pool, queued->call);
+                waiting_add(pool, queued->call, true);
             } else {
                 /* Cancelled and never begun: it leaves the count here. */
                 atomic_fetch_sub_explicit(&pool->metrics[queued->trigger]->concurrent, 1, memory_order_relaxed);
@@ -569,16 +606,8 @@ static void on_deadline(struct ev_loop *loop, ev_timer *timer, int revents)
 static void fail_oldest_waiting(struct function_pool *pool, const char *error)
 {
     struct hooks_call *call = pool->waiting_head;
-    pool->waiting_head = call->next_waiting;
-    if (pool->waiting_head == NULL)
-        pool->waiting_tail = NULL;
-    pool->waiting--;
-    ev_timer_stop(pool->owner->loop, &call->wait_timer);
-    bytebuf_free(&call->frame);
-    struct function_metrics *counters = pool->metrics[call->trigger];
-    atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_EXECUTION], 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&counters->concurrent, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+    waiting_abandon(pool, call);
+    atomic_fetch_add_explicit(&pool->metrics[call->trigger]->errors[FUNCTION_ERROR_EXECUTION], 1, memory_order_relaxed);
     struct hooks_outcome outcome = {.kind = HOOKS_WORKER_DIED, .error = error};
     deliver(call, &outcome);
 }
@@ -885,11 +914,7 @@ static void dispatch(struct function_pool *pool)
         if (worker == NULL)
             break;
         struct hooks_call *call = pool->waiting_head;
-        pool->waiting_head = call->next_waiting;
-        if (pool->waiting_head == NULL)
-            pool->waiting_tail = NULL;
-        pool->waiting--;
-        ev_timer_stop(pool->owner->loop, &call->wait_timer);
+        waiting_remove(pool, call);
         send_event(worker, call);
     }
     if (pool->waiting == 0) {
@@ -1093,15 +1118,9 @@ void hooks_pools_destroy(struct hooks_pools *pools)
         struct function_pool *pool = pools->pools;
         pools->pools = pool->next;
         while (pool->waiting_head != NULL) {
-            struct hooks_call *call = pool->waiting_head;
-            pool->waiting_head = call->next_waiting;
-            ev_timer_stop(pools->loop, &call->wait_timer);
-            bytebuf_free(&call->frame);
-            call->active = false;
-            atomic_fetch_sub_explicit(&pool->metrics[call->trigger]->concurrent, 1, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+            pool->waiting_head->active = false;
+            waiting_abandon(pool, pool->waiting_head);
         }
-        pool->waiting = 0;
         while (pool->workers != NULL) {
             struct worker_process *worker = pool->workers;
             for (; worker->queue_count > 0; worker->queue_count--) {
@@ -1138,20 +1157,8 @@ static void on_wait_expired(struct ev_loop *loop, ev_timer *timer, int revents)
     (void)loop, (void)revents;
     struct hooks_call *call = (struct hooks_call *)((char *)timer - offsetof(struct hooks_call, wait_timer));
     struct function_pool *pool = call->pool;
-    for (struct hooks_call **link = &pool->waiting_head, *previous = NULL; *link != NULL;
-         previous = *link, link = &(*link)->next_waiting)
-        if (*link == call) {
-            *link = call->next_waiting;
-            if (pool->waiting_tail == call)
-                pool->waiting_tail = previous;
-            break;
-        }
-    pool->waiting--;
-    bytebuf_free(&call->frame);
-    struct function_metrics *counters = pool->metrics[call->trigger];
-    atomic_fetch_add_explicit(&counters->throttles, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&counters->concurrent, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+    waiting_abandon(pool, call);
+    atomic_fetch_add_explicit(&pool->metrics[call->trigger]->throttles, 1, memory_order_relaxed);
     log_warn("function %s: request %s waited %d ms for a worker; throttled", pool->function->name, call->request_id,
              call->timeout_ms);
     struct hooks_outcome outcome = {.kind = HOOKS_THROTTLED, .error = "no worker became free within the function's timeout"};
@@ -1199,13 +1206,7 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
         send_event(worker, call);
         return true;
     }
-    ev_timer_start(pools->loop, &call->wait_timer);
-    if (pool->waiting_tail != NULL)
-        pool->waiting_tail->next_waiting = call;
-    else
-        pool->waiting_head = call;
-    pool->waiting_tail = call;
-    pool->waiting++;
+    waiting_add(pool, call, false);
     dispatch(pool);
     return true;
 }
@@ -1234,17 +1235,5 @@ void hooks_call_cancel(struct hooks_call *call)
         call->worker = NULL;
         return;
     }
-    for (struct hooks_call **link = &pool->waiting_head, *previous = NULL; *link != NULL;
-         previous = *link, link = &(*link)->next_waiting)
-        if (*link == call) {
-            *link = call->next_waiting;
-            if (pool->waiting_tail == call)
-                pool->waiting_tail = previous;
-            pool->waiting--;
-            break;
-        }
-    ev_timer_stop(pool->owner->loop, &call->wait_timer);
-    bytebuf_free(&call->frame);
-    atomic_fetch_sub_explicit(&pool->metrics[call->trigger]->concurrent, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+    waiting_abandon(pool, call);
 }
