@@ -140,6 +140,7 @@ struct reap_entry {
     pid_t pid;
     uint64_t since_ms;
     bool killed;
+    bool report; /* it ended on its own (a crash): log how once it is reaped */
 };
 
 struct hooks_pools {
@@ -239,14 +240,22 @@ static void log_lines(const struct function_pool *pool, const char *request_id, 
 
 /* ---- the reap list ------------------------------------------------------- */
 
-static void reap_add(struct hooks_pools *pools, pid_t pid, bool killed)
+static void describe_status(int status, char *out, size_t size)
+{
+    if (WIFSIGNALED(status))
+        snprintf(out, size, "the worker was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(out, size, "the worker exited with status %d", WEXITSTATUS(status));
+}
+
+static void reap_add(struct hooks_pools *pools, pid_t pid, bool killed, bool report)
 {
     if (pools->reap_count == pools->reap_capacity) {
         pools->reap_capacity = pools->reap_capacity ? pools->reap_capacity * 2 : 16;
         pools->reap_list = realloc(pools->reap_list, pools->reap_capacity * sizeof *pools->reap_list);
         VERGE_ASSERT(pools->reap_list != NULL);
     }
-    pools->reap_list[pools->reap_count++] = (struct reap_entry){pid, time_now_monotonic_ms(), killed};
+    pools->reap_list[pools->reap_count++] = (struct reap_entry){pid, time_now_monotonic_ms(), killed, report};
 }
 
 static void reap_poll(struct hooks_pools *pools)
@@ -255,7 +264,13 @@ static void reap_poll(struct hooks_pools *pools)
     size_t kept = 0;
     for (size_t i = 0; i < pools->reap_count; i++) {
         struct reap_entry *entry = &pools->reap_list[i];
-        pid_t done = waitpid(entry->pid, NULL, WNOHANG);
+        int status = 0;
+        pid_t done = waitpid(entry->pid, &status, WNOHANG);
+        if (done == entry->pid && entry->report) {
+            char how[128];
+            describe_status(status, how, sizeof how);
+            log_warn("function worker %d ended: %s", (int)entry->pid, how);
+        }
         if (done == entry->pid || (done < 0 && errno == ECHILD))
             continue;
         if (!entry->killed && now - entry->since_ms > REAP_PATIENCE_MS) {
@@ -267,24 +282,19 @@ static void reap_poll(struct hooks_pools *pools)
     pools->reap_count = kept;
 }
 
-/* How a worker that closed its channel ended, when the kernel already knows. */
+/* How a worker that closed its channel ended, when the kernel already knows.
+ * The channel closes a moment before the process becomes a zombie: when it
+ * is not one yet, the loop does not wait for it; the housekeeping tick reaps
+ * it and logs how it ended. */
 static void describe_exit(pid_t pid, struct hooks_pools *pools, char *out, size_t size)
 {
     int status = 0;
-    pid_t done = 0;
-    for (int attempt = 0; attempt < 50 && done == 0; attempt++) {
-        done = waitpid(pid, &status, WNOHANG);
-        if (done == 0)
-            usleep(100); /* the channel closes a moment before the process is a zombie */
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+        describe_status(status, out, size);
+        return;
     }
-    if (done != pid) {
-        snprintf(out, size, "the worker closed its channel");
-        reap_add(pools, pid, false);
-    } else if (WIFSIGNALED(status)) {
-        snprintf(out, size, "the worker was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-    } else {
-        snprintf(out, size, "the worker exited with status %d", WEXITSTATUS(status));
-    }
+    snprintf(out, size, "the worker closed its channel (pid %d; how it ended follows in the log)", (int)pid);
+    reap_add(pools, pid, false, true);
 }
 
 /* ---- channel I/O ----------------------------------------------------------- */
@@ -877,7 +887,7 @@ static void worker_close(struct worker_process *worker, bool kill_it)
     if (worker->pid > 0) {
         if (kill_it)
             kill(worker->pid, SIGKILL);
-        reap_add(owner, worker->pid, kill_it);
+        reap_add(owner, worker->pid, kill_it, false);
     }
     free(worker->input.data);
     free(worker->output.data);
