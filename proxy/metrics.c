@@ -175,6 +175,26 @@ static void append_header(struct bytebuf *out, const char *name, const char *typ
     bytebuf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One series of a histogram: `metric`_bucket for each bound and +Inf, _sum
+ * and _count, each with `labels` (the label list, without braces). */
+static void render_histogram(struct bytebuf *out, const char *metric, slice_t labels, const atomic_ullong *buckets,
+                             const atomic_ullong *sum_us, const atomic_ullong *count)
+{
+    unsigned long long cumulative = 0;
+    for (size_t b = 0; b < METRICS_LATENCY_BUCKETS; b++) {
+        cumulative += load(&buckets[b]);
+        bytebuf_appendf(out, "%s_bucket{" SLICE_FMT ",le=\"%g\"} %llu\n", metric, SLICE_ARG(labels), metrics_latency_bounds[b],
+                        cumulative);
+    }
+    /* Observations above the last bound only show in the count. */
+    unsigned long long count_value = load(count);
+    if (count_value < cumulative)
+        count_value = cumulative;
+    bytebuf_appendf(out, "%s_bucket{" SLICE_FMT ",le=\"+Inf\"} %llu\n", metric, SLICE_ARG(labels), count_value);
+    bytebuf_appendf(out, "%s_sum{" SLICE_FMT "} %.6f\n", metric, SLICE_ARG(labels), (double)load(sum_us) / 1e6);
+    bytebuf_appendf(out, "%s_count{" SLICE_FMT "} %llu\n", metric, SLICE_ARG(labels), count_value);
+}
+
 static void append_origin_sample(struct bytebuf *out, const char *metric, const struct origin_metrics *origin)
 {
     bytebuf_appendf(out, "%s{origin=\"", metric);
@@ -200,24 +220,14 @@ static void render_origins(struct bytebuf *out, const struct origin_metrics *con
 
     append_header(out, "verge_origin_duration_seconds", "histogram",
                   "Time from sending a request to an origin until its response head arrived.");
+    struct bytebuf labels = {0};
     for (size_t i = 0; i < count; i++) {
-        const struct origin_metrics *origin = origins[i];
-        unsigned long long cumulative = 0;
-        for (size_t b = 0; b < METRICS_LATENCY_BUCKETS; b++) {
-            cumulative += load(&origin->latency_buckets[b]);
-            append_origin_sample(out, "verge_origin_duration_seconds_bucket", origin);
-            bytebuf_appendf(out, ",le=\"%g\"} %llu\n", metrics_latency_bounds[b], cumulative);
-        }
-        unsigned long long count_value = load(&origin->latency_count);
-        if (count_value < cumulative)
-            count_value = cumulative;
-        append_origin_sample(out, "verge_origin_duration_seconds_bucket", origin);
-        bytebuf_appendf(out, ",le=\"+Inf\"} %llu\n", count_value);
-        append_origin_sample(out, "verge_origin_duration_seconds_sum", origin);
-        bytebuf_appendf(out, "} %.6f\n", (double)load(&origin->latency_sum_us) / 1e6);
-        append_origin_sample(out, "verge_origin_duration_seconds_count", origin);
-        bytebuf_appendf(out, "} %llu\n", count_value);
+        labels.len = 0;
+        append_origin_sample(&labels, "", origins[i]);
+        render_histogram(out, "verge_origin_duration_seconds", (slice_t){labels.data + 1, labels.len - 1},
+                         origins[i]->latency_buckets, &origins[i]->latency_sum_us, &origins[i]->latency_count);
     }
+    bytebuf_free(&labels);
 }
 
 static const char *const function_error_kind_names[FUNCTION_ERROR__COUNT] = {
@@ -274,25 +284,16 @@ static void render_functions(struct bytebuf *out)
         append_function_sample(out, "verge_function_concurrent_executions", functions[i]);
         bytebuf_appendf(out, "} %lld\n", atomic_load_explicit(&functions[i]->concurrent, memory_order_relaxed));
     }
-    append_header(out, "verge_function_duration_seconds", "histogram", "Time from handing an event to a worker until its answer.");
+    append_header(out, "verge_function_duration_seconds", "histogram",
+                  "How long the function ran, by the worker's clock (what REPORT says), timeouts and crashes by the proxy's.");
+    struct bytebuf labels = {0};
     for (size_t i = 0; i < count; i++) {
-        const struct function_metrics *function = functions[i];
-        unsigned long long cumulative = 0;
-        for (size_t b = 0; b < METRICS_LATENCY_BUCKETS; b++) {
-            cumulative += load(&function->duration_buckets[b]);
-            append_function_sample(out, "verge_function_duration_seconds_bucket", function);
-            bytebuf_appendf(out, ",le=\"%g\"} %llu\n", metrics_latency_bounds[b], cumulative);
-        }
-        unsigned long long count_value = load(&function->duration_count);
-        if (count_value < cumulative)
-            count_value = cumulative;
-        append_function_sample(out, "verge_function_duration_seconds_bucket", function);
-        bytebuf_appendf(out, ",le=\"+Inf\"} %llu\n", count_value);
-        append_function_sample(out, "verge_function_duration_seconds_sum", function);
-        bytebuf_appendf(out, "} %.6f\n", (double)load(&function->duration_sum_us) / 1e6);
-        append_function_sample(out, "verge_function_duration_seconds_count", function);
-        bytebuf_appendf(out, "} %llu\n", count_value);
+        labels.len = 0;
+        append_function_sample(&labels, "", functions[i]);
+        render_histogram(out, "verge_function_duration_seconds", (slice_t){labels.data + 1, labels.len - 1},
+                         functions[i]->duration_buckets, &functions[i]->duration_sum_us, &functions[i]->duration_count);
     }
+    bytebuf_free(&labels);
 }
 
 static void render_counter(struct bytebuf *out, const char *name, const char *help, unsigned long long value)
