@@ -299,16 +299,6 @@ static void format_entry(struct bytebuf *line, const struct access_log_entry *en
         bytebuf_append(line, ",\"origin_ms\":null}\n", 19);
 }
 
-/* A field of a tab-separated line: CR and LF would end the line early. */
-static void append_one_line(struct bytebuf *out, slice_t s)
-{
-    size_t start = out->len;
-    bytebuf_append(out, s.ptr, s.len);
-    for (size_t i = start; i < out->len; i++)
-        if (out->data[i] == '\n' || out->data[i] == '\r')
-            out->data[i] = ' ';
-}
-
 /* ---- queueing ------------------------------------------------------------ */
 
 /* Whether lines would be queued now. Racy (no lock): it only keeps the common
@@ -357,32 +347,18 @@ bool function_log_enabled(void)
     return log_writer_enabled(&function_writer);
 }
 
-void function_log_write(slice_t function_name, slice_t text)
-{
-    if (!log_writer_enabled(&function_writer))
-        return;
-    struct bytebuf line = {0};
-    bytebuf_reserve(&line, 32 + function_name.len + text.len);
-    append_iso8601_time(&line, time_now_wall());
-    bytebuf_append(&line, "\t", 1);
-    append_one_line(&line, function_name);
-    bytebuf_append(&line, "\t", 1);
-    append_one_line(&line, text);
-    bytebuf_append(&line, "\n", 1);
-    log_writer_queue(&function_writer, &line);
-    bytebuf_free(&line);
-}
-
-void function_log_write_lines(slice_t function_name, slice_t text)
+/* Queues `text` as function-log lines with one time stamp: one line per
+ * '\n' when split, else one line with line breaks as spaces. Short texts are
+ * built on the stack. */
+static void queue_function_text(slice_t function_name, slice_t text, bool split)
 {
     if (!log_writer_enabled(&function_writer))
         return;
     char time_text[24];
     format_iso8601_time(time_text, time_now_wall());
-    /* One queueing for all the lines; short ones are built on the stack. */
     char stack[1024];
     size_t lines = 1;
-    for (size_t i = 0; i < text.len; i++)
+    for (size_t i = 0; split && i < text.len; i++)
         lines += text.ptr[i] == '\n';
     size_t need = text.len + lines * (sizeof time_text + function_name.len + 3);
     struct bytebuf line = {0};
@@ -393,7 +369,7 @@ void function_log_write_lines(slice_t function_name, slice_t text)
         bytebuf_reserve(&line, need);
     size_t start = 0;
     for (size_t i = 0; i <= text.len; i++) {
-        if (i < text.len && text.ptr[i] != '\n')
+        if (i < text.len && !(split && text.ptr[i] == '\n'))
             continue;
         char *p = line.data + line.len;
         memcpy(p, time_text, sizeof time_text);
@@ -407,7 +383,7 @@ void function_log_write_lines(slice_t function_name, slice_t text)
         *p++ = '\t';
         memcpy(p, text.ptr + start, i - start);
         for (size_t k = 0; k < i - start; k++)
-            if (p[k] == '\r')
+            if (p[k] == '\n' || p[k] == '\r')
                 p[k] = ' ';
         p += i - start;
         *p++ = '\n';
@@ -417,6 +393,16 @@ void function_log_write_lines(slice_t function_name, slice_t text)
     log_writer_queue(&function_writer, &line);
     if (!on_stack)
         bytebuf_free(&line);
+}
+
+void function_log_write(slice_t function_name, slice_t text)
+{
+    queue_function_text(function_name, text, false);
+}
+
+void function_log_write_lines(slice_t function_name, slice_t text)
+{
+    queue_function_text(function_name, text, true);
 }
 
 /* ---- writer thread ------------------------------------------------------- */

@@ -48,37 +48,36 @@ static void parse_inputs(void)
     inputs_ready = true;
 }
 
+typedef bool (*result_parser)(enum event_trigger trigger, const char *data, size_t len, struct arena *arena,
+                              struct event_result *out, struct event_error *error);
+
+/* Parses `data` as a result at every trigger and validates what parses; any
+ * rejection must name a rule and a field. */
+static void check_every_trigger(result_parser parse, const uint8_t *data, size_t size, struct arena *arena)
+{
+    for (int t = 0; t < EVENT_TRIGGER_COUNT; t++) {
+        struct event_result result;
+        struct event_error error = {0};
+        if (!parse((enum event_trigger)t, (const char *)data, size, arena, &result, &error)) {
+            if (error.rule == NULL || error.field[0] == '\0')
+                abort();
+            continue;
+        }
+        error = (struct event_error){0};
+        if (!event_validate_result(&inputs[t], &result, &error) && (error.rule == NULL || error.field[0] == '\0'))
+            abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!inputs_ready)
         parse_inputs();
     struct arena arena;
     arena_init(&arena);
-    for (int t = 0; t < EVENT_TRIGGER_COUNT; t++) {
-        struct event_result result;
-        struct event_error error = {0};
-        if (!event_parse_result((enum event_trigger)t, (const char *)data, size, &arena, &result, &error)) {
-            if (error.rule == NULL || error.field[0] == '\0')
-                abort();
-            continue;
-        }
-        error = (struct event_error){0};
-        if (!event_validate_result(&inputs[t], &result, &error) && (error.rule == NULL || error.field[0] == '\0'))
-            abort();
-    }
+    check_every_trigger(event_parse_result, data, size, &arena);
     /* The same bytes as a worker's compact (string.buffer) answer. */
-    for (int t = 0; t < EVENT_TRIGGER_COUNT; t++) {
-        struct event_result result;
-        struct event_error error = {0};
-        if (!event_parse_result_compact((enum event_trigger)t, (const char *)data, size, &arena, &result, &error)) {
-            if (error.rule == NULL || error.field[0] == '\0')
-                abort();
-            continue;
-        }
-        error = (struct event_error){0};
-        if (!event_validate_result(&inputs[t], &result, &error) && (error.rule == NULL || error.field[0] == '\0'))
-            abort();
-    }
+    check_every_trigger(event_parse_result_compact, data, size, &arena);
     arena_destroy(&arena);
     return 0;
 }
