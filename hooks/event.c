@@ -477,9 +477,8 @@ static yajl_val object_get(yajl_val object, const char *key)
 
 /* Tree strings already live in the caller's arena (both trees are built
  * there): results point at them, no second copy. */
-static slice_t copy_string(struct parser *p, yajl_val v)
+static slice_t string_of(yajl_val v)
 {
-    (void)p;
     return slice_from_cstr(v->u.string);
 }
 
@@ -495,7 +494,7 @@ static bool get_string(struct parser *p, yajl_val object, const char *key, const
         return required ? event_error_set(p->error, p->trigger, "required field missing", "%s.%s", path, key) : true;
     if (!YAJL_IS_STRING(v))
         return event_error_set(p->error, p->trigger, "must be a string", "%s.%s", path, key);
-    *out = copy_string(p, v);
+    *out = string_of(v);
     return true;
 }
 
@@ -543,8 +542,8 @@ static bool parse_headers(struct parser *p, yajl_val v, const char *path, struct
             if (key != NULL && !YAJL_IS_STRING(key))
                 return event_error_set(p->error, p->trigger, "header key must be a string", "%s[\"%.60s\"][%zu].key", path,
                                        name_text, j);
-            slice_t key_slice = key ? copy_string(p, key) : capitalised_key(p->arena, name);
-            headers_add_named(p->arena, out, name, key_slice, copy_string(p, value));
+            slice_t key_slice = key ? string_of(key) : capitalised_key(p->arena, name);
+            headers_add_named(p->arena, out, name, key_slice, string_of(value));
         }
     }
     return true;
@@ -628,7 +627,7 @@ static bool parse_origin(struct parser *p, yajl_val v, struct event_origin *out)
     for (size_t i = 0; i < list_len(ssl); i++) {
         if (!YAJL_IS_STRING(ssl->u.array.values[i]))
             return event_error_set(p->error, p->trigger, "must be a string", "%s.sslProtocols[%zu]", path, i);
-        out->ssl_protocols[out->ssl_protocol_count++] = copy_string(p, ssl->u.array.values[i]);
+        out->ssl_protocols[out->ssl_protocol_count++] = string_of(ssl->u.array.values[i]);
     }
     return true;
 }
