@@ -496,6 +496,32 @@ def test_reload_retires_the_old_generation_workers(verge, origin, tmp_path):
     assert versions_seen(v, origin, 4, concurrent=True) == ["2"] * 4
 
 
+def test_reload_lets_an_event_in_flight_finish_on_the_old_code(verge, origin, tmp_path):
+    """A reload does not cut an event short: the event a generation-1 worker is running when
+    the reload comes finishes there (on the old code), new requests run the new code, and the
+    old worker exits afterwards."""
+    slow = VERSIONED.replace("  return request", "  if request.uri == '/slow' then verge.sleep(1000) end\n  return request")
+    path = write_function(tmp_path, "v", slow % "1")
+    v = verge(versioned_config(tmp_path, origin, path))
+    result = {}
+
+    def slow_request():
+        result["response"] = v.get("/slow")
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    wait_for_function_log(tmp_path, "START RequestId")  # a worker runs the slow event
+    running = set(worker_pids(v.pid))
+    write_function(tmp_path, "v", slow % "2")
+    assert "config generation 2 loaded" in v.reload(via="sighup")
+    assert versions_seen(v, origin, 2) == ["2", "2"]
+    thread.join(10)
+    assert result["response"].status == 200, result["response"]
+    slow_seen = [q.header("x-v") for q in origin.requests if q.path == "/slow"]
+    assert slow_seen == ["1"], slow_seen
+    wait_until(lambda: not (running & set(worker_pids(v.pid))), 5, message="the generation 1 worker exited")
+
+
 def test_failed_reload_keeps_serving_the_loaded_code_on_new_workers(verge, origin, tmp_path):
     path = write_function(tmp_path, "v", VERSIONED % "1")
     v = verge(versioned_config(tmp_path, origin, path, workers={"idle_timeout_s": 1}))
