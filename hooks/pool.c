@@ -152,6 +152,7 @@ struct hooks_pools {
     struct worker_process *flush_list;
     struct reap_entry *reap_list;
     size_t reap_count, reap_capacity;
+    struct bytebuf spare_input; /* a read buffer between reads: one per thread, not a malloc per read */
 };
 
 static void dispatch(struct function_pool *pool);
@@ -733,9 +734,14 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
     /* The batch is answered: the events queued meanwhile go now. */
     if (protocol_error == NULL && worker->unanswered == 0 && worker->unsent > 0 && !worker->flush_queued)
         queue_output(worker, NULL, 0);
-    /* The frames stay readable for the callbacks; the worker keeps the rest. */
+    /* The frames stay readable for the callbacks (which may close this
+     * worker); the worker reads on in the thread's spare buffer, which gets
+     * the rest. */
     struct bytebuf frames = worker->input;
-    worker->input = (struct bytebuf){0};
+    struct hooks_pools *owner = pool->owner;
+    worker->input = owner->spare_input;
+    worker->input.len = 0;
+    owner->spare_input = (struct bytebuf){0};
     bytebuf_append(&worker->input, frames.data + offset, frames.len - offset);
 
     if (protocol_error != NULL) {
@@ -750,7 +756,10 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
         deliver(done[i].call, &done[i].outcome);
         free(done[i].error_text);
     }
-    bytebuf_free(&frames);
+    if (owner->spare_input.data == NULL && frames.cap <= 4 * WORKER_READ_SIZE)
+        owner->spare_input = frames; /* a buffer grown for a huge frame is not kept */
+    else
+        bytebuf_free(&frames);
 }
 
 /* ---- spawning and closing ------------------------------------------------ */
@@ -1157,6 +1166,7 @@ void hooks_pools_destroy(struct hooks_pools *pools)
     for (size_t i = 0; i < pools->reap_count; i++)
         kill(pools->reap_list[i].pid, SIGKILL);
     free(pools->reap_list);
+    bytebuf_free(&pools->spare_input);
     free(pools);
 }
 

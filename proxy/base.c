@@ -2,7 +2,11 @@
  *
  * The arena is a list of chunks (4 KiB by default, bigger when one request
  * asks for more); the first chunk survives arena_reset so a keep-alive
- * connection reuses it for its next request without touching malloc.
+ * connection reuses it for its next request without touching malloc. Further
+ * standard chunks go back to a small per-thread spare list (at most
+ * ARENA_SPARE_CHUNKS, freed when the thread ends), so a request that needs a
+ * few chunks (an edge function's event and result) does not pay malloc and
+ * free for each of them.
  * Logging writes one whole line per write(2) so lines from several threads
  * never interleave.
  */
@@ -10,6 +14,7 @@
 #include "base.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -94,8 +99,59 @@ void arena_init(struct arena *arena)
     memset(arena, 0, sizeof *arena);
 }
 
+#define ARENA_SPARE_CHUNKS 64
+
+/* This thread's spare standard chunks. The key only gets the thread-exit
+ * destructor called (pthread runs it for a non-NULL value); the destructor
+ * frees the list, still reachable from the ending thread's storage. */
+static _Thread_local struct arena_chunk *spare_chunks;
+static _Thread_local unsigned spare_chunk_count;
+static _Thread_local bool spare_chunks_registered;
+static pthread_key_t spare_chunks_key;
+static pthread_once_t spare_chunks_key_once = PTHREAD_ONCE_INIT;
+
+static void spare_chunks_free(void *unused)
+{
+    (void)unused;
+    while (spare_chunks != NULL) {
+        struct arena_chunk *next = spare_chunks->next;
+        free(spare_chunks);
+        spare_chunks = next;
+    }
+    spare_chunk_count = 0;
+}
+
+static void spare_chunks_key_create(void)
+{
+    pthread_key_create(&spare_chunks_key, spare_chunks_free);
+}
+
+static void arena_release_chunk(struct arena_chunk *chunk)
+{
+    if (chunk->size != ARENA_CHUNK_SIZE || spare_chunk_count >= ARENA_SPARE_CHUNKS) {
+        free(chunk);
+        return;
+    }
+    if (!spare_chunks_registered) {
+        pthread_once(&spare_chunks_key_once, spare_chunks_key_create);
+        pthread_setspecific(spare_chunks_key, &spare_chunks);
+        spare_chunks_registered = true;
+    }
+    chunk->next = spare_chunks;
+    spare_chunks = chunk;
+    spare_chunk_count++;
+}
+
 static struct arena_chunk *arena_new_chunk(size_t size)
 {
+    if (size == ARENA_CHUNK_SIZE && spare_chunks != NULL) {
+        struct arena_chunk *chunk = spare_chunks;
+        spare_chunks = chunk->next;
+        spare_chunk_count--;
+        chunk->next = NULL;
+        chunk->used = 0;
+        return chunk;
+    }
     struct arena_chunk *chunk = malloc(sizeof *chunk + size);
     if (chunk == NULL) {
         fprintf(stderr, "verge: out of memory allocating %zu bytes\n", size);
@@ -205,7 +261,7 @@ void arena_reset(struct arena *arena)
             keep->next = NULL;
             keep->used = 0;
         } else {
-            free(chunk);
+            arena_release_chunk(chunk);
         }
         chunk = next;
     }
