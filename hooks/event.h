@@ -180,13 +180,17 @@ void event_encode_compact(const struct event_input *input, struct bytebuf *out);
 bool event_parse_event(const char *json, size_t len, struct arena *arena, struct event_input *out, struct event_error *error);
 
 /* Parses a function's result for `trigger`. Structure only (types, required
- * fields, request vs response); the rules are event_validate_result's. */
+ * fields, request vs response); the rules are event_validate_result's. The
+ * input is copied into `arena` once and the result's slices point into that
+ * copy (not NUL-terminated): the input may be freed when the call returns.
+ * event_parse_result_compact reads what a worker's string.buffer encode
+ * wrote (how workers answer the proxy); event_parse_result reads JSON (tests
+ * and tools) by turning it into that format first, so both apply the same
+ * rules and error paths (an empty table or object is accepted where a list is
+ * due: Lua cannot tell {} from []), but for what only JSON can say: [] is no
+ * object, 1.0 no integer. */
 bool event_parse_result(enum event_trigger trigger, const char *json, size_t len, struct arena *arena, struct event_result *out,
                         struct event_error *error);
-
-/* The same for a result a worker encoded with string.buffer (how workers
- * answer the proxy): the same structure rules and error paths, and the same
- * empty-table leniency (an empty table is accepted where a list is due). */
 bool event_parse_result_compact(enum event_trigger trigger, const char *data, size_t len, struct arena *arena,
                                 struct event_result *out, struct event_error *error);
 

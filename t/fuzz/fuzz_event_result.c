@@ -1,10 +1,14 @@
 /* fuzz_event_result.c — libFuzzer target: arbitrary bytes as a function's
- * result at each of the four triggers, through event_parse_result (JSON)
- * and event_parse_result_compact (string.buffer's format) and then
+ * result at each of the four triggers, through event_parse_result (JSON,
+ * which becomes string.buffer's format first) and event_parse_result_compact
+ * (that format as it comes), both read by one reader, and then
  * event_validate_result against a fixed input event.
  *
  * Nothing may crash, leak or hang; a rejected result must name a rule and a
- * field. The input events are parsed once from JSON with event_parse_event.
+ * field. An accepted result must not point into the input bytes (the proxy
+ * frees them once the parse returns: results live in the arena) and holds no
+ * NUL in any string. The input events are parsed once from JSON with
+ * event_parse_event.
  */
 #include "../../hooks/event.h"
 
@@ -48,6 +52,52 @@ static void parse_inputs(void)
     inputs_ready = true;
 }
 
+/* The checks every accepted string passes: outside the input, no NUL. */
+static void check_slice(slice_t s, const uint8_t *data, size_t size)
+{
+    if (s.len == 0)
+        return;
+    const uint8_t *p = (const uint8_t *)s.ptr;
+    if ((p >= data && p < data + size) || memchr(s.ptr, '\0', s.len) != NULL)
+        abort();
+}
+
+static void check_headers(const struct event_headers *headers, const uint8_t *data, size_t size)
+{
+    for (size_t i = 0; i < headers->count; i++) {
+        check_slice(headers->items[i].name, data, size);
+        for (size_t j = 0; j < headers->items[i].value_count; j++) {
+            check_slice(headers->items[i].values[j].key, data, size);
+            check_slice(headers->items[i].values[j].value, data, size);
+        }
+    }
+}
+
+static void check_result_slices(const struct event_result *result, const uint8_t *data, size_t size)
+{
+    if (result->kind == EVENT_RESULT_RESPONSE) {
+        const struct event_response *response = &result->response;
+        check_slice(response->status_description, data, size);
+        check_slice(response->body, data, size);
+        check_headers(&response->headers, data, size);
+        return;
+    }
+    const struct event_request *request = &result->request;
+    slice_t fields[] = {request->client_ip, request->method, request->uri, request->querystring, request->body.data};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        check_slice(fields[i], data, size);
+    check_headers(&request->headers, data, size);
+    if (request->has_origin) {
+        const struct event_origin *origin = &request->origin;
+        slice_t origin_fields[] = {origin->domain_name, origin->path, origin->protocol, origin->auth_method, origin->region};
+        for (size_t i = 0; i < sizeof origin_fields / sizeof *origin_fields; i++)
+            check_slice(origin_fields[i], data, size);
+        for (size_t i = 0; i < origin->ssl_protocol_count; i++)
+            check_slice(origin->ssl_protocols[i], data, size);
+        check_headers(&origin->custom_headers, data, size);
+    }
+}
+
 typedef bool (*result_parser)(enum event_trigger trigger, const char *data, size_t len, struct arena *arena,
                               struct event_result *out, struct event_error *error);
 
@@ -63,6 +113,7 @@ static void check_every_trigger(result_parser parse, const uint8_t *data, size_t
                 abort();
             continue;
         }
+        check_result_slices(&result, data, size);
         error = (struct event_error){0};
         if (!event_validate_result(&inputs[t], &result, &error) && (error.rule == NULL || error.field[0] == '\0'))
             abort();

@@ -692,10 +692,193 @@ static void test_compact_spelling(void)
     lua_close(L);
 }
 
+static const char not_well_formed[] = "result is not a table of strings, numbers, booleans and tables";
+
+/* Parses compact bytes at viewer-request: true when accepted; on rejection
+ * error holds the field and rule. */
+static bool parse_compact(const char *data, size_t len, struct event_result *result, struct event_error *error)
+{
+    *error = (struct event_error){0};
+    return event_parse_result_compact(EVENT_VIEWER_REQUEST, data, len, &arena, result, error);
+}
+
+static bool parse_json(const char *json, struct event_result *result, struct event_error *error)
+{
+    *error = (struct event_error){0};
+    return event_parse_result(EVENT_VIEWER_REQUEST, json, strlen(json), &arena, result, error);
+}
+
+/* Every proper prefix of `data` is refused as not well formed. */
+static void check_prefixes_refused(const char *data, size_t len)
+{
+    struct event_result result;
+    struct event_error error;
+    for (size_t cut = 0; cut < len; cut++) {
+        char *copy = malloc(cut + 1); /* exactly cut bytes for ASan to guard */
+        memcpy(copy, data, cut);
+        bool accepted = parse_compact(copy, cut, &result, &error);
+        CHECK(!accepted);
+        if (!accepted)
+            CHECK_STR(error.rule, not_well_formed);
+        free(copy);
+    }
+}
+
+/* What the schema does not name is skipped but must be well formed; keys
+ * repeat; number keys and array parts name headers; nesting and values the
+ * JSON path tells apart; results outlive the bytes they were read from. */
+static void test_result_reader(void)
+{
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    struct event_result result;
+    struct event_error error;
+    size_t len = 0;
+
+    /* Unknown members with every kind string.buffer writes: skipped. */
+    const char *encoded =
+        lua_run(L,
+                "return require('string.buffer').encode({uri = '/k', headers = {}, [1] = 'an element', extra = {"
+                "s = 'str', f = false, t = true, n = 1.5, i = 7, z = {}, holes = {1, nil, 3}, zero = {[0] = 'a', 'b'}, "
+                "mixed = {1, 2, k = 'v'}, [5] = 'number key', [-2] = {}, long = string.rep('x', 300), "
+                "deep = {{{{x = {}}}}}}})",
+                (slice_t){"", 0}, &len);
+    CHECK(encoded != NULL);
+    char *kinds = malloc(len);
+    memcpy(kinds, encoded, len);
+    CHECK(parse_compact(kinds, len, &result, &error));
+    CHECK(slice_equal(result.request.uri, SLICE_LITERAL("/k")) && result.request.headers.count == 0);
+    check_prefixes_refused(kinds, len);
+    /* ... and the bytes a Lua table does not make: nil, null, int32. */
+    static const char hand_made[] = "\x09\x04"
+                                    "\x23uri\x21/"
+                                    "\x27headers\x08"
+                                    "\x21h\x0c\x04\x00\x03\x06\x01\x00\x00\x00"
+                                    "\x21k\x07\x00\x00\x00\x00\x00\x00\x04\x40";
+    CHECK(parse_compact(hand_made, sizeof hand_made - 1, &result, &error));
+    check_prefixes_refused(hand_made, sizeof hand_made - 1);
+
+    /* Not well formed anywhere beats any field's fault: a string cut short,
+     * a NaN, a NUL in a string or a key, an unsupported tag. */
+    static const char bad_uri[] = "\x09\x03\x23uri\x07\x00\x00\x00\x00\x00\x00\x14\x40\x27headers\x08\x23zzz\x23zzz";
+    CHECK(!parse_compact(bad_uri, sizeof bad_uri - 1, &result, &error));
+    CHECK_STR(error.field, "request.uri");
+    CHECK_STR(error.rule, "must be a string");
+    static const char truncated_extra[] = "\x09\x03\x23uri\x07\x00\x00\x00\x00\x00\x00\x14\x40\x27headers\x08\x23zzz\x2azz";
+    CHECK(!parse_compact(truncated_extra, sizeof truncated_extra - 1, &result, &error));
+    CHECK_STR(error.field, "$");
+    CHECK_STR(error.rule, not_well_formed);
+    static const char nan_extra[] = "\x09\x03\x23uri\x21/\x27headers\x08\x23zzz\x07\x00\x00\x00\x00\x00\x00\xf8\x7f";
+    CHECK(!parse_compact(nan_extra, sizeof nan_extra - 1, &result, &error));
+    CHECK_STR(error.rule, not_well_formed);
+    static const char nul_in_key[] = "\x09\x03\x23uri\x21/\x27headers\x08\x23z\x00z\x02";
+    CHECK(!parse_compact(nul_in_key, sizeof nul_in_key - 1, &result, &error));
+    CHECK_STR(error.rule, not_well_formed);
+    static const char int64_extra[] = "\x09\x03\x23uri\x21/\x27headers\x08\x23zzz\x10\x01\x00\x00\x00\x00\x00\x00\x00";
+    CHECK(!parse_compact(int64_extra, sizeof int64_extra - 1, &result, &error));
+    CHECK_STR(error.rule, not_well_formed);
+    /* The JSON path's own tags are not LuaJIT's: refused in compact input. */
+    static const char json_tag[] = "\x09\x03\x23uri\x21/\x27headers\x08\x23zzz\x15";
+    CHECK(!parse_compact(json_tag, sizeof json_tag - 1, &result, &error));
+    CHECK_STR(error.rule, not_well_formed);
+
+    /* A repeated key: its first occurrence counts, in JSON and in bytes. */
+    CHECK(parse_json("{\"uri\":\"/a\",\"uri\":5,\"headers\":{}}", &result, &error));
+    CHECK(slice_equal(result.request.uri, SLICE_LITERAL("/a")));
+    CHECK(!parse_json("{\"uri\":5,\"uri\":\"/a\",\"headers\":{}}", &result, &error));
+    CHECK_STR(error.field, "request.uri");
+    static const char repeated[] = "\x09\x03\x23uri\x22/a\x23uri\x01\x27headers\x08";
+    CHECK(parse_compact(repeated, sizeof repeated - 1, &result, &error));
+    CHECK(slice_equal(result.request.uri, SLICE_LITERAL("/a")));
+    CHECK(parse_json("{\"status\":204,\"status\":\"x\",\"headers\":{\"a\":[{\"value\":\"1\",\"value\":2}]}}", &result, &error));
+    CHECK_INT(result.response.status, 204);
+    CHECK(slice_equal(result.response.headers.items[0].values[0].value, SLICE_LITERAL("1")));
+
+    /* Number keys and array parts name headers in decimal; 5 and "5" are the same name. */
+    encoded = lua_run(L,
+                      "return require('string.buffer').encode({uri = '/', headers = {{{value = 'one'}}, [7] = {{value = 'seven'}},"
+                      " x = {{value = 'x'}}}})",
+                      (slice_t){"", 0}, &len);
+    CHECK(encoded != NULL && parse_compact(encoded, len, &result, &error));
+    const struct event_header *one = event_headers_find(&result.request.headers, SLICE_LITERAL("1"));
+    const struct event_header *seven = event_headers_find(&result.request.headers, SLICE_LITERAL("7"));
+    CHECK(result.request.headers.count == 3 && one != NULL && seven != NULL);
+    CHECK(one != NULL && slice_equal(one->values[0].value, SLICE_LITERAL("one")) &&
+          slice_equal(one->values[0].key, SLICE_LITERAL("1")));
+    encoded =
+        lua_run(L, "return require('string.buffer').encode({uri = '/', headers = {[5] = {}, ['5'] = {}}})", (slice_t){"", 0}, &len);
+    CHECK(encoded != NULL && !parse_compact(encoded, len, &result, &error));
+    CHECK_STR(error.rule, "duplicate header name");
+    CHECK_STR(error.field, "request.headers[\"5\"]");
+    /* A list of headers is not a map of them. */
+    encoded =
+        lua_run(L, "return require('string.buffer').encode({uri = '/', headers = {{{value = 'one'}}}})", (slice_t){"", 0}, &len);
+    CHECK(encoded != NULL && !parse_compact(encoded, len, &result, &error));
+    CHECK_STR(error.rule, "must be an object");
+
+    /* JSON tells [] from {} and 302 from 302.0; a Lua table and number cannot. */
+    CHECK(!parse_json("{\"uri\":\"/\",\"headers\":[]}", &result, &error));
+    CHECK_STR(error.rule, "must be an object");
+    CHECK(parse_json("{\"uri\":\"/\",\"headers\":{\"a\":{}}}", &result, &error));
+    CHECK(result.request.headers.count == 1 && result.request.headers.items[0].value_count == 0);
+    CHECK(!parse_json("{\"status\":302.0}", &result, &error));
+    CHECK_STR(error.field, "response.status");
+    encoded = lua_run(L, "return require('string.buffer').encode({status = 302.0, headers = {}})", (slice_t){"", 0}, &len);
+    CHECK(encoded != NULL && parse_compact(encoded, len, &result, &error));
+    CHECK_INT(result.response.status, 302);
+
+    /* Nesting: 64 tables deep and an empty table below them, not 65. */
+    char deep[64 * 4 + 2];
+    size_t n = 0;
+    for (int level = 0; level < 64; level++, n += 4)
+        memcpy(deep + n, "\x09\x01\x21x", 4);
+    deep[n] = '\x08';
+    CHECK(!parse_compact(deep, n + 1, &result, &error));
+    CHECK_STR(error.field, "request.uri");        /* well formed: the schema's fault */
+    memcpy(deep + n - 4, "\x09\x01\x21x\x09", 5); /* the empty table becomes a 65th */
+    CHECK(!parse_compact(deep, n + 1, &result, &error));
+    CHECK_STR(error.rule, not_well_formed);
+    /* JSON has always allowed one level more (the tree parser's count). */
+    char json_deep[65 * 5 + 2 + 65 + 1];
+    n = 0;
+    for (int level = 0; level < 65; level++, n += 5)
+        memcpy(json_deep + n, "{\"x\":", 5);
+    json_deep[n++] = '1';
+    memset(json_deep + n, '}', 65);
+    json_deep[n + 65] = '\0';
+    CHECK(!parse_json(json_deep, &result, &error));
+    CHECK_STR(error.field, "request.uri");
+    memcpy(json_deep, "[[[[[", 5);
+    CHECK(!parse_json(json_deep, &result, &error));
+    CHECK_STR(error.rule, "JSON output is not parsable");
+
+    /* The result lives in the arena, not in the caller's bytes. */
+    encoded =
+        lua_run(L, "return require('string.buffer').encode({uri = '/kept', headers = {['x-a'] = {{key = 'X-A', value = 'v'}}}})",
+                (slice_t){"", 0}, &len);
+    char *bytes = malloc(len);
+    memcpy(bytes, encoded, len);
+    CHECK(parse_compact(bytes, len, &result, &error));
+    memset(bytes, 0xff, len);
+    free(bytes);
+    CHECK(slice_equal(result.request.uri, SLICE_LITERAL("/kept")));
+    CHECK(slice_equal(result.request.headers.items[0].name, SLICE_LITERAL("x-a")));
+    CHECK(slice_equal(result.request.headers.items[0].values[0].key, SLICE_LITERAL("X-A")));
+    CHECK(slice_equal(result.request.headers.items[0].values[0].value, SLICE_LITERAL("v")));
+    /* Parsed headers can still be added to. */
+    event_headers_add(&arena, &result.request.headers, SLICE_LITERAL("X-A"), SLICE_LITERAL("w"));
+    event_headers_add(&arena, &result.request.headers, SLICE_LITERAL("X-B"), SLICE_LITERAL("b"));
+    CHECK(result.request.headers.count == 2 && result.request.headers.items[0].value_count == 2);
+
+    free(kinds);
+    lua_close(L);
+}
+
 int main(void)
 {
     arena_init(&arena);
     UNIT_RUN(test_compact_spelling);
+    UNIT_RUN(test_result_reader);
     UNIT_RUN(test_encode_examples);
     UNIT_RUN(test_encode_round_trip);
     UNIT_RUN(test_parse_result_forms);
