@@ -10,7 +10,10 @@
  *      step checked, any failure → a line on stderr and _exit(70);
  *   4. create the Lua state and load the function from memory; send READY;
  *   5. answer INVOKE until the channel closes, then _exit(0): no atexit
- *      handlers, no LeakSanitizer pass under seccomp.
+ *      handlers, no LeakSanitizer pass under seccomp. An event in the
+ *      proxy's compact spelling costs C one lua_pcall of a small Lua
+ *      trampoline (invoke_lua) that decodes, calls the handler and encodes;
+ *      JSON events (tests, tools) take a slower path in C.
  * Inside the VM: a reduced Lua environment (no io, ffi, debug, jit,
  * os.execute/exit/remove/rename/tmpname, package.loadlib, string.dump, no
  * bytecode loading anywhere: load/loadstring accept text only, dofile/loadfile
@@ -272,10 +275,11 @@ struct worker {
     lua_State *L;
     int channel_fd;
     size_t memory_used, memory_limit, memory_peak;
-    int handler_ref;                          /* LUA_NOREF when the function failed to load */
-    int buffer_encode_ref, buffer_decode_ref; /* string.buffer's encode/decode: the compact event spelling */
-    int context_meta_ref;                     /* the metatable of every event's context (0: not built yet) */
-    int array_meta_ref;                       /* metatable marking decoded JSON arrays (so [] stays []) */
+    int handler_ref;                            /* LUA_NOREF when the function failed to load */
+    int invoke_ref;                             /* the invoke trampoline (invoke_lua) bound to the handler */
+    int traceback_ref;                          /* traceback_handler as a Lua value, made once */
+    int context_meta_ref;                       /* the metatable of every event's context (LUA_NOREF: not built yet) */
+    const struct worker_invocation *invocation; /* the event being run (invoke_begin reads it) */
     char load_error[2048];
     const struct worker_init *init;
     struct source_set *sources;
@@ -307,12 +311,13 @@ static uint64_t monotonic_ms(void)
 }
 
 /* Small blocks (most of what an event allocates: strings, tables, their
- * parts) come from per-size free lists carved from 64 KiB slabs, so an event
- * costs no malloc/free pair per Lua object; larger ones go to malloc. The
- * lists are per process (a worker is single-threaded) and never shrink: they
- * hold at most the peak the memory limit allowed. */
+ * parts, and the event and result strings of a typical event, ~1.3 KB) come
+ * from per-size free lists carved from 64 KiB slabs, so an event costs no
+ * malloc/free pair per Lua object; larger ones go to malloc. The lists are
+ * per process (a worker is single-threaded) and never shrink: they hold at
+ * most the peak the memory limit allowed. */
 #define SMALL_BLOCK_GRAIN 16
-#define SMALL_BLOCK_MAX 512
+#define SMALL_BLOCK_MAX 2048
 #define SLAB_BYTES (64 * 1024)
 
 struct small_free_block {
@@ -327,7 +332,19 @@ static size_t small_class(size_t size)
     return (size + SMALL_BLOCK_GRAIN - 1) / SMALL_BLOCK_GRAIN;
 }
 
-static void *small_alloc(size_t size)
+/* A new slab, and the first block from it (the rest of the old slab is left unused). */
+static __attribute__((noinline)) void *small_alloc_from_new_slab(size_t bytes)
+{
+    slab_next = malloc(SLAB_BYTES);
+    if (slab_next == NULL)
+        return NULL;
+    slab_end = slab_next + SLAB_BYTES;
+    void *p = slab_next;
+    slab_next += bytes;
+    return p;
+}
+
+static inline void *small_alloc(size_t size)
 {
     size_t class = small_class(size);
     struct small_free_block *block = small_free[class];
@@ -336,18 +353,14 @@ static void *small_alloc(size_t size)
         return block;
     }
     size_t bytes = class * SMALL_BLOCK_GRAIN;
-    if (slab_next == NULL || (size_t)(slab_end - slab_next) < bytes) {
-        slab_next = malloc(SLAB_BYTES); /* the rest of the old slab is left unused */
-        if (slab_next == NULL)
-            return NULL;
-        slab_end = slab_next + SLAB_BYTES;
-    }
+    if (slab_next == NULL || (size_t)(slab_end - slab_next) < bytes)
+        return small_alloc_from_new_slab(bytes);
     void *p = slab_next;
     slab_next += bytes;
     return p;
 }
 
-static void small_free_block(void *ptr, size_t size)
+static inline void small_free_block(void *ptr, size_t size)
 {
     struct small_free_block *block = ptr;
     size_t class = small_class(size);
@@ -355,20 +368,12 @@ static void small_free_block(void *ptr, size_t size)
     small_free[class] = block;
 }
 
-/* lua_Alloc: counts live bytes; growth past the limit fails, which LuaJIT turns
- * into a "not enough memory" error in the running code. Shrinking never fails. */
-static void *counting_alloc(void *user, void *ptr, size_t old_size, size_t new_size)
+/* counting_alloc's cases other than a new small block and a freed one:
+ * resizing, and blocks over SMALL_BLOCK_MAX. ptr == NULL has old_size 0. */
+static __attribute__((noinline)) void *counting_realloc(struct worker *w, void *ptr, size_t old_size, size_t new_size)
 {
-    struct worker *w = user;
-    if (ptr == NULL)
-        old_size = 0;
     if (new_size == 0) {
-        if (ptr == NULL)
-            return NULL;
-        if (old_size <= SMALL_BLOCK_MAX)
-            small_free_block(ptr, old_size);
-        else
-            free(ptr);
+        free(ptr); /* only large blocks come here */
         w->memory_used -= old_size;
         return NULL;
     }
@@ -398,6 +403,38 @@ static void *counting_alloc(void *user, void *ptr, size_t old_size, size_t new_s
     if (w->memory_used > w->memory_peak)
         w->memory_peak = w->memory_used;
     return p;
+}
+
+/* lua_Alloc: counts live bytes; growth past the limit fails, which LuaJIT turns
+ * into a "not enough memory" error in the running code. Shrinking never fails.
+ * The two calls an event makes by the hundred, a new small block and a freed
+ * one, are handled here in a few instructions; the rest in counting_realloc. */
+static void *counting_alloc(void *user, void *ptr, size_t old_size, size_t new_size)
+{
+    struct worker *w = user;
+    if (ptr == NULL) {
+        if (new_size == 0)
+            return NULL;
+        if (new_size <= SMALL_BLOCK_MAX) {
+            size_t used = w->memory_used + new_size;
+            if (used > w->memory_limit)
+                return NULL;
+            void *p = small_alloc(new_size);
+            if (p == NULL)
+                return NULL;
+            w->memory_used = used;
+            if (used > w->memory_peak)
+                w->memory_peak = used;
+            return p;
+        }
+        return counting_realloc(w, NULL, 0, new_size);
+    }
+    if (new_size == 0 && old_size <= SMALL_BLOCK_MAX) {
+        small_free_block(ptr, old_size);
+        w->memory_used -= old_size;
+        return NULL;
+    }
+    return counting_realloc(w, ptr, old_size, new_size);
 }
 
 static struct worker *worker_of(lua_State *L)
@@ -618,13 +655,23 @@ static int sandbox_open(lua_State *L)
     return 0;
 }
 
-/* Message handler: the error plus a traceback. A non-string error value is described. */
+/* Message handler: the error plus a traceback. A non-string error value is
+ * described. The bottom frame is the worker's own entry (the invoke
+ * trampoline, or the C function a lua_cpcall runs), never function code:
+ * it is left out. */
 static int traceback_handler(lua_State *L)
 {
     const char *message = lua_tostring(L, 1);
     if (message == NULL)
         message = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     luaL_traceback(L, L, message, 1);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    const char *last = text + len;
+    while (last > text && last[-1] != '\n')
+        last--;
+    if (last > text && last[0] == '\t')
+        lua_pushlstring(L, text, (size_t)(last - 1 - text));
     return 1;
 }
 
@@ -916,42 +963,18 @@ static int context_remaining_time(lua_State *L)
     return 1;
 }
 
-struct invoke_call {
-    struct worker *worker;
-    const struct worker_invocation *invocation;
-    bool function_failed; /* the handler raised: message is its error + traceback */
-    bool unserializable;  /* the result cannot be encoded: message says why */
-    struct bytebuf *out;  /* result JSON, or the error text */
-};
-
 static void push_slice(lua_State *L, slice_t s)
 {
     lua_pushlstring(L, s.ptr, s.len);
 }
 
-/* Runs under lua_cpcall: decode, call the handler, encode. */
-static int invoke_protected(lua_State *L)
+/* Pushes the metatable of every context. What stays the same for this
+ * worker (name, version, memory, the remaining-time function) is built once,
+ * from the first event, and reached through __index; each event gets its own
+ * table with its request id. */
+static void push_context_meta(lua_State *L, struct worker *w, const struct worker_invocation *inv)
 {
-    struct invoke_call *call = lua_touserdata(L, 1);
-    struct worker *w = call->worker;
-    const struct worker_invocation *inv = call->invocation;
-    lua_settop(L, 0);
-    lua_pushcfunction(L, traceback_handler);           /* 1 */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, w->handler_ref); /* 2 */
-    /* The proxy sends events in string.buffer's format (its first byte is a
-     * table tag, below 0x20); tests and tools may send JSON. */
-    bool compact = inv->event_json.len > 0 && (unsigned char)inv->event_json.ptr[0] < 0x20;
-    if (compact) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, w->buffer_decode_ref);
-        push_slice(L, inv->event_json);
-        lua_call(L, 1, 1); /* 3 */
-    } else {
-        json_decode(L, inv->event_json); /* 3 */
-    }
-    /* 4: context. What stays the same for this worker (name, version,
-     * memory, the remaining-time function) is built once and reached
-     * through __index; each event gets its own table with its request id. */
-    if (w->context_meta_ref == LUA_NOREF || w->context_meta_ref == 0) {
+    if (w->context_meta_ref == LUA_NOREF) {
         lua_createtable(L, 0, 1);
         lua_createtable(L, 0, 4);
         push_slice(L, inv->function_name);
@@ -965,10 +988,74 @@ static int invoke_protected(lua_State *L)
         lua_setfield(L, -2, "__index");
         w->context_meta_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    lua_createtable(L, 0, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->context_meta_ref);
+}
+
+/* The per-event path for compact events (all the proxy sends), in Lua: C
+ * enters the VM once per event with a plain lua_pcall (traceback_handler as
+ * the message handler) and this does decode → context → handler → encode as
+ * Lua code, calling string.buffer's fast functions directly. Compiled at
+ * load before the function's chunk runs, from values captured then (the
+ * chunk may replace globals such as pcall), with an empty environment; kept
+ * in the registry and on the worker's stack, where no function code reaches
+ * it. Returns the encoded result, or nil and the serializer's message when
+ * the result cannot be encoded (a function value, a cycle: an invalid result,
+ * not a failed function). Everything else (the handler raised, out of memory
+ * while decoding or inside the handler) is raised to the C side. The encode
+ * runs under pcall called from Lua: the serializer then reports its message
+ * without a source position, as it did when C called it. */
+static const char invoke_lua[] = "local begin, decode, encode, pcall, setmetatable = ...\n"
+                                 "return function(handler)\n"
+                                 "  local call = {handler}\n"
+                                 "  return function()\n"
+                                 "    local event, request_id, context_meta = begin()\n"
+                                 "    local context = setmetatable({awsRequestId = request_id}, context_meta)\n"
+                                 "    local result = call[1](decode(event), context)\n"
+                                 "    local ok, encoded = pcall(encode, result)\n"
+                                 "    if ok then return encoded end\n"
+                                 "    return nil, encoded\n"
+                                 "  end\n"
+                                 "end\n";
+#define INVOKE_CHUNK_NAME "=[verge invoke]"
+
+/* Called by the trampoline: the event, its request id and the context
+ * metatable, made into Lua values here, where an allocation failure is an
+ * ordinary Lua error and not a panic. */
+static int invoke_begin(lua_State *L)
+{
+    struct worker *w = worker_of(L);
+    const struct worker_invocation *inv = w->invocation;
+    push_slice(L, inv->event_json);
+    push_slice(L, inv->request_id);
+    push_context_meta(L, w, inv);
+    return 3;
+}
+
+/* The worker's Lua stack between events: these two, nothing else. */
+enum { STACK_TRACEBACK = 1, STACK_INVOKE = 2 };
+
+struct invoke_call {
+    struct worker *worker;
+    const struct worker_invocation *invocation;
+    bool function_failed; /* the handler raised: message is its error + traceback */
+    struct bytebuf *out;  /* result JSON, or the error text */
+};
+
+/* Runs under lua_cpcall: the JSON path (tests and tools): decode, call the
+ * handler, encode, all from C. */
+static int invoke_json_protected(lua_State *L)
+{
+    struct invoke_call *call = lua_touserdata(L, 1);
+    struct worker *w = call->worker;
+    const struct worker_invocation *inv = call->invocation;
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->traceback_ref); /* 1 */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->handler_ref);   /* 2 */
+    json_decode(L, inv->event_json);                     /* 3 */
+    lua_createtable(L, 0, 1);                            /* 4: context */
     push_slice(L, inv->request_id);
     lua_setfield(L, -2, "awsRequestId");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, w->context_meta_ref);
+    push_context_meta(L, w, inv);
     lua_setmetatable(L, -2);
     if (lua_pcall(L, 2, 1, 1) != 0) {
         call->function_failed = true;
@@ -977,26 +1064,6 @@ static int invoke_protected(lua_State *L)
         if (message == NULL)
             message = "(error object is not a string)", len = strlen(message);
         bytebuf_append(call->out, message, len);
-        return 0;
-    }
-    if (compact) {
-        /* The result in the same spelling (the proxy reads it back in C). */
-        lua_rawgeti(L, LUA_REGISTRYINDEX, w->buffer_encode_ref);
-        lua_pushvalue(L, 2);
-        int encoded = lua_pcall(L, 1, 1, 0);
-        if (encoded == LUA_ERRMEM)
-            return lua_error(L); /* out of memory: an execution error like any other */
-        if (encoded != 0) {
-            /* A function value, a userdata, a cycle: an invalid result (502), not a failed function. */
-            call->unserializable = true;
-            size_t len;
-            const char *message = lua_tolstring(L, -1, &len);
-            bytebuf_append(call->out, message ? message : "cannot serialize", message ? len : 16);
-            return 0;
-        }
-        size_t len;
-        const char *data = lua_tolstring(L, -1, &len);
-        bytebuf_append(call->out, data, len);
         return 0;
     }
     yajl_gen *slot = new_guarded_slot(L, yajl_gen_gc);
@@ -1012,70 +1079,102 @@ static int invoke_protected(lua_State *L)
     return 0;
 }
 
-/* Returns false when the RESULT could not be written (the channel is gone). */
-static bool worker_invoke(struct worker *w, const struct worker_invocation *invocation, struct bytebuf *out)
+/* Queues a RESULT frame. Nothing over a frame's bound goes out: a huge
+ * result is an invalid one (502, the proxy would refuse its size anyway), a
+ * huge error text is cut. Either way the channel stays in step. */
+static void queue_result(struct worker *w, uint8_t status, uint64_t peak, uint32_t duration_us, slice_t body)
 {
-    struct bytebuf body = {0};
+    const size_t fixed = 1 + sizeof peak + sizeof duration_us;
+    char message[128];
+    if (body.len + fixed > WORKER_MESSAGE_MAX) {
+        if (status == WORKER_RESULT_OK) {
+            int n = snprintf(message, sizeof message, "result too large: %zu bytes (a worker sends at most %u)", body.len,
+                             (unsigned)(WORKER_MESSAGE_MAX - fixed));
+            status = WORKER_RESULT_UNSERIALIZABLE;
+            body = slice_make(message, (size_t)n);
+        } else {
+            body.len = 64 * 1024;
+        }
+    }
+    uint32_t header[2] = {WORKER_MESSAGE_RESULT, (uint32_t)(fixed + body.len)};
+    bytebuf_reserve(&w->out, sizeof header + fixed + body.len);
+    bytebuf_append(&w->out, header, sizeof header);
+    bytebuf_append(&w->out, &status, 1);
+    bytebuf_append(&w->out, &peak, sizeof peak);
+    bytebuf_append(&w->out, &duration_us, sizeof duration_us);
+    bytebuf_append(&w->out, body.ptr, body.len);
+}
+
+/* Runs one event and queues its RESULT (after the LOG lines it printed).
+ * Returns false when the output could not be written (the channel is gone). */
+static bool worker_invoke(struct worker *w, const struct worker_invocation *invocation)
+{
+    lua_State *L = w->L;
     uint8_t status = WORKER_RESULT_OK;
+    slice_t body;
+    struct bytebuf json_body = {0};
     struct timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
     w->event_started_ms = (uint64_t)started.tv_sec * 1000u + (uint64_t)started.tv_nsec / 1000000u;
     w->deadline_ms = w->event_started_ms + invocation->remaining_ms;
     w->memory_peak = w->memory_used;
+    /* The proxy sends events in string.buffer's format (its first byte is a
+     * table tag, below 0x20); tests and tools may send JSON. */
+    bool compact = invocation->event_json.len > 0 && (unsigned char)invocation->event_json.ptr[0] < 0x20;
     if (w->handler_ref == LUA_NOREF) {
         status = WORKER_RESULT_ERROR;
-        bytebuf_append(&body, w->load_error, strlen(w->load_error));
+        body = slice_from_cstr(w->load_error);
+    } else if (compact) {
+        w->invocation = invocation;
+        lua_pushvalue(L, STACK_INVOKE);
+        int called = lua_pcall(L, 0, 2, STACK_TRACEBACK);
+        w->invocation = NULL;
+        /* The body stays a string on the stack (alive) until it is queued. */
+        if (called == 0 && lua_type(L, -2) == LUA_TSTRING) {
+            body.ptr = lua_tolstring(L, -2, &body.len);
+        } else if (lua_type(L, -1) == LUA_TSTRING) {
+            body.ptr = lua_tolstring(L, -1, &body.len);
+            /* Out of memory is an execution error like any other, also when
+             * the serializer ran out; anything else the serializer refused
+             * is an invalid result. */
+            if (called != 0 || slice_equal(body, SLICE_LITERAL("not enough memory")))
+                status = WORKER_RESULT_ERROR;
+            else
+                status = WORKER_RESULT_UNSERIALIZABLE;
+        } else {
+            status = called != 0 ? WORKER_RESULT_ERROR : WORKER_RESULT_UNSERIALIZABLE;
+            body = SLICE_LITERAL("(error object is not a string)");
+        }
     } else {
-        struct invoke_call call = {.worker = w, .invocation = invocation, .out = &body};
-        if (lua_cpcall(w->L, invoke_protected, &call) != 0) {
+        struct invoke_call call = {.worker = w, .invocation = invocation, .out = &json_body};
+        if (lua_cpcall(L, invoke_json_protected, &call) != 0) {
             /* Decode/encode failure or memory exhaustion outside the handler's own pcall. */
             status = WORKER_RESULT_ERROR;
-            body.len = 0;
-            const char *message = lua_tostring(w->L, -1);
+            json_body.len = 0;
+            const char *message = lua_tostring(L, -1);
             if (message == NULL)
                 message = "worker error";
-            bytebuf_append(&body, message, strlen(message));
+            bytebuf_append(&json_body, message, strlen(message));
         } else if (call.function_failed) {
             status = WORKER_RESULT_ERROR;
-        } else if (call.unserializable) {
-            status = WORKER_RESULT_UNSERIALIZABLE;
         }
-        lua_settop(w->L, 0);
-        /* Garbage of this event (e.g. a memory bomb's tables) must not count
-         * against the next: a full collection when a quarter of the limit is
-         * in use. Below that the incremental collector keeps up, and a full
-         * collection per event would cost more than a small function. */
-        if (w->memory_used > w->memory_limit / 4)
-            lua_gc(w->L, LUA_GCCOLLECT, 0);
+        lua_settop(L, STACK_INVOKE);
+        body = slice_make(json_body.data, json_body.len);
     }
-    uint64_t peak = w->memory_peak;
+    /* Garbage of this event (e.g. a memory bomb's tables) must not count
+     * against the next: a full collection when a quarter of the limit is in
+     * use. Below that the incremental collector keeps up, and a full
+     * collection per event would cost more than a small function. */
+    if (w->handler_ref != LUA_NOREF && w->memory_used > w->memory_limit / 4)
+        lua_gc(L, LUA_GCCOLLECT, 0);
     struct timespec ended;
     clock_gettime(CLOCK_MONOTONIC, &ended);
     int64_t elapsed_us = (int64_t)(ended.tv_sec - started.tv_sec) * 1000000 + (ended.tv_nsec - started.tv_nsec) / 1000;
     uint32_t duration_us = elapsed_us < 0 ? 0 : elapsed_us > UINT32_MAX ? UINT32_MAX : (uint32_t)elapsed_us;
-    /* Nothing over a frame's bound goes out: a huge result is an invalid
-     * one (502, the proxy would refuse its size anyway), a huge error text
-     * is cut. Either way the channel stays in step. */
-    const size_t fixed = 1 + sizeof peak + sizeof duration_us;
-    if (body.len + fixed > WORKER_MESSAGE_MAX) {
-        if (status == WORKER_RESULT_OK) {
-            char message[128];
-            int n = snprintf(message, sizeof message, "result too large: %zu bytes (a worker sends at most %u)", body.len,
-                             (unsigned)(WORKER_MESSAGE_MAX - fixed));
-            status = WORKER_RESULT_UNSERIALIZABLE;
-            body.len = 0;
-            bytebuf_append(&body, message, (size_t)n);
-        } else {
-            body.len = 64 * 1024;
-        }
-    }
-    out->len = 0;
-    bytebuf_append(out, &status, 1);
-    bytebuf_append(out, &peak, sizeof peak);
-    bytebuf_append(out, &duration_us, sizeof duration_us);
-    bytebuf_append(out, body.data, body.len);
-    bytebuf_free(&body);
-    queue_frame(w, WORKER_MESSAGE_RESULT, out->data, out->len);
+    queue_result(w, status, w->memory_peak, duration_us, body);
+    if (w->handler_ref != LUA_NOREF)
+        lua_settop(L, STACK_INVOKE);
+    bytebuf_free(&json_body);
     return w->out.len < 256 * 1024 || flush_frames(w);
 }
 
@@ -1247,15 +1346,25 @@ static int load_protected(lua_State *L)
     const struct worker_init *init = w->init;
     lua_settop(L, 0);
     sandbox_open(L);
-    /* string.buffer's serializer reads the proxy's compact events and writes
-     * the results back; kept in the registry, not handed to the function. */
+    /* The invoke trampoline, made before the function's chunk can touch a
+     * global: it captures string.buffer's serializer (which reads the
+     * proxy's compact events and writes the results back, never handed to
+     * the function), pcall and setmetatable now. 1: binds it to the handler. */
+    if (luaL_loadbuffer(L, invoke_lua, sizeof invoke_lua - 1, INVOKE_CHUNK_NAME) != 0)
+        return lua_error(L);
+    lua_newtable(L);
+    lua_setfenv(L, -2); /* no globals: everything it uses is captured */
+    lua_pushcfunction(L, invoke_begin);
     lua_pushcfunction(L, luaopen_string_buffer);
     lua_call(L, 0, 1);
-    lua_getfield(L, -1, "encode");
-    w->buffer_encode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "decode");
-    w->buffer_decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
+    lua_getfield(L, -2, "encode");
+    lua_remove(L, -3);
+    lua_getglobal(L, "pcall");
+    lua_getglobal(L, "setmetatable");
+    lua_call(L, 5, 1);
+    lua_pushcfunction(L, traceback_handler);
+    w->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     /* The decoded-array metatable, keyed by an address only this file knows. */
     lua_pushlightuserdata(L, (void *)&counting_alloc);
     lua_newtable(L);
@@ -1269,22 +1378,22 @@ static int load_protected(lua_State *L)
     }
     lua_rawset(L, LUA_REGISTRYINDEX);
 
-    lua_pushcfunction(L, traceback_handler); /* 1 */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->traceback_ref); /* 2 */
     lua_pushliteral(L, "@");
     push_slice(L, init->function_file);
-    lua_concat(L, 2); /* 2: the chunk name */
+    lua_concat(L, 2); /* 3: the chunk name */
     const struct source_file *function = &w->sources->function;
-    if (luaL_loadbufferx(L, function->code, function->len, lua_tostring(L, 2), "t") != 0)
+    if (luaL_loadbufferx(L, function->code, function->len, lua_tostring(L, 3), "t") != 0)
         return lua_error(L);
-    if (lua_pcall(L, 0, 1, 1) != 0)
+    if (lua_pcall(L, 0, 1, 2) != 0)
         return lua_error(L);
-    push_slice(L, init->handler); /* 4 */
+    push_slice(L, init->handler); /* 5 */
     /* "a.b.c" walks fields: first from the table the chunk returned, then
      * from the globals. */
     for (int from = 0; from < 2; from++) {
-        if (from == 0 && !lua_istable(L, 3))
+        if (from == 0 && !lua_istable(L, 4))
             continue;
-        lua_pushvalue(L, from == 0 ? 3 : LUA_GLOBALSINDEX);
+        lua_pushvalue(L, from == 0 ? 4 : LUA_GLOBALSINDEX);
         const char *name = init->handler.ptr, *end = name + init->handler.len;
         while (name < end && lua_istable(L, -1)) {
             const char *dot = memchr(name, '.', (size_t)(end - name));
@@ -1304,7 +1413,11 @@ static int load_protected(lua_State *L)
     }
     if (!lua_isfunction(L, -1))
         return luaL_error(L, "%s: handler '%s' is not a function (neither a global nor a field of the returned table)",
-                          lua_tostring(L, 2) + 1, lua_tostring(L, 4));
+                          lua_tostring(L, 3) + 1, lua_tostring(L, 5));
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 1);
+    w->invoke_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
@@ -1340,7 +1453,13 @@ int worker_main(int channel_fd)
     }
     /* Both live until _exit: the Lua state points at them. */
     struct source_set sources = {0};
-    struct worker w = {.channel_fd = channel_fd, .handler_ref = LUA_NOREF, .init = &init, .sources = &sources};
+    struct worker w = {.channel_fd = channel_fd,
+                       .handler_ref = LUA_NOREF,
+                       .invoke_ref = LUA_NOREF,
+                       .traceback_ref = LUA_NOREF,
+                       .context_meta_ref = LUA_NOREF,
+                       .init = &init,
+                       .sources = &sources};
     w.memory_limit = (size_t)init.memory_limit_mb * 1024 * 1024;
     char *function_file = arena_strndup(&arena, init.function_file.ptr, init.function_file.len);
     bool sources_ok = sources_load(&sources, function_file, w.load_error, sizeof w.load_error);
@@ -1368,6 +1487,11 @@ int worker_main(int channel_fd)
             lua_settop(w.L, 0);
             lua_gc(w.L, LUA_GCCOLLECT, 0);
         }
+        if (w.handler_ref != LUA_NOREF) {
+            /* The stack between events (pushing existing values allocates nothing). */
+            lua_rawgeti(w.L, LUA_REGISTRYINDEX, w.traceback_ref); /* STACK_TRACEBACK */
+            lua_rawgeti(w.L, LUA_REGISTRYINDEX, w.invoke_ref);    /* STACK_INVOKE */
+        }
     }
     send_ready(&w);
 
@@ -1375,7 +1499,7 @@ int worker_main(int channel_fd)
      * are pipelined): each read takes what is there, the events run one
      * after the other, and their results go back in one write before the
      * next read blocks. */
-    struct bytebuf input = {0}, out = {0};
+    struct bytebuf input = {0};
     int exit_status = 0;
     for (;;) {
         bytebuf_reserve(&input, 64 * 1024);
@@ -1401,7 +1525,7 @@ int worker_main(int channel_fd)
                 break;
             }
             offset += 8 + (size_t)header[1];
-            if (!worker_invoke(&w, &invocation, &out))
+            if (!worker_invoke(&w, &invocation))
                 _exit(0);
         }
         bytebuf_consume(&input, offset);

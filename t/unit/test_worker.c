@@ -10,6 +10,7 @@
  * Also the INIT/READY codecs on truncated and garbage payloads.
  * Every wait is bounded by poll with a deadline.
  */
+#include "../../hooks/event.h"
 #include "../../hooks/worker.h"
 #include "unit.h"
 
@@ -109,8 +110,8 @@ static bool wait_readable(int fd, int timeout_ms)
 
 /* Sends one INVOKE and reads messages until RESULT (LOG lines go to `log`).
  * Returns false if nothing (or garbage) arrives within timeout_ms per message. */
-static bool invoke(struct spawned *s, const char *event, int timeout_ms, struct bytebuf *payload, struct worker_result *result,
-                   struct bytebuf *log)
+static bool invoke_bytes(struct spawned *s, slice_t event, int timeout_ms, struct bytebuf *payload, struct worker_result *result,
+                         struct bytebuf *log)
 {
     struct bytebuf message = {0};
     struct worker_invocation invocation = {
@@ -118,7 +119,7 @@ static bool invoke(struct spawned *s, const char *event, int timeout_ms, struct 
         .request_id = SLICE_LITERAL("req-1"),
         .function_name = SLICE_LITERAL("fn"),
         .function_version = SLICE_LITERAL("1"),
-        .event_json = slice_from_cstr(event),
+        .event_json = event,
     };
     worker_invocation_encode(&invocation, &message);
     bool ok = worker_message_write(s->fd, WORKER_MESSAGE_INVOKE, message.data, message.len);
@@ -135,6 +136,12 @@ static bool invoke(struct spawned *s, const char *event, int timeout_ms, struct 
         return type == WORKER_MESSAGE_RESULT && worker_result_decode(payload->data, payload->len, result);
     }
     return false;
+}
+
+static bool invoke(struct spawned *s, const char *event, int timeout_ms, struct bytebuf *payload, struct worker_result *result,
+                   struct bytebuf *log)
+{
+    return invoke_bytes(s, slice_from_cstr(event), timeout_ms, payload, result, log);
 }
 
 static char *result_text(const struct worker_result *r)
@@ -262,6 +269,142 @@ static void test_raised_error_and_unencodable_result(void)
     CHECK(invoke(&s, event.data, 5000, &payload, &r, NULL));
     CHECK_INT(r.status, WORKER_RESULT_ERROR);
     CHECK(strstr(result_text(&r), "cannot encode a function value") != NULL);
+    bytebuf_free(&event);
+    bytebuf_free(&payload);
+    finish(&s, 0);
+}
+
+/* The viewer-request event in the spelling the proxy sends (string.buffer's compact format). */
+static void compact_viewer_request_event(struct bytebuf *out)
+{
+    struct arena arena;
+    arena_init(&arena);
+    struct event_input input;
+    struct event_error error;
+    VERGE_ASSERT(event_parse_event(viewer_request_event, sizeof viewer_request_event - 1, &arena, &input, &error));
+    out->len = 0;
+    event_encode_compact(&input, out);
+    arena_destroy(&arena);
+}
+
+static bool slice_contains(slice_t haystack, const char *needle)
+{
+    return memmem(haystack.ptr, haystack.len, needle, strlen(needle)) != NULL;
+}
+
+/* Compact events run through the Lua trampoline: results, the context,
+ * print, a raised error (traceback as before, without the worker's own
+ * frame), an unserializable result, out of memory, and a function that
+ * replaces the globals the trampoline uses. */
+static void test_compact_events(void)
+{
+    struct spawned s =
+        spawn_function("compact",
+                       "local real_pcall, real_setmetatable = pcall, setmetatable\n"
+                       "pcall = function() return false, 'the global pcall' end\n"
+                       "setmetatable = function() error('the global setmetatable') end\n"
+                       "local calls = 0\n"
+                       "local function helper() error('boom') end\n"
+                       "function handler(event, context)\n"
+                       "  calls = calls + 1\n"
+                       "  local request = event.Records[1].cf.request\n"
+                       "  if calls == 2 then helper() end\n"
+                       "  if calls == 3 then return { f = print } end\n"
+                       "  if calls == 4 then local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end end\n"
+                       "  print('call', calls)\n"
+                       "  request.headers['x-fn'] = {{key = 'X-Fn', value = context.functionName .. ':' ..\n"
+                       "      context.awsRequestId .. ':' .. context.memoryLimitInMB .. ':' .. context.functionVersion}}\n"
+                       "  assert(context.getRemainingTimeInMillis() > 0)\n"
+                       "  return request\n"
+                       "end\n",
+                       "handler");
+    CHECK(s.loaded);
+    struct bytebuf event = {0}, payload = {0}, log = {0};
+    compact_viewer_request_event(&event);
+    CHECK(event.len > 0 && (unsigned char)event.data[0] < 0x20);
+    struct worker_result r;
+    CHECK(invoke_bytes(&s, slice_make(event.data, event.len), 5000, &payload, &r, &log));
+    CHECK_INT(r.status, WORKER_RESULT_OK);
+    struct arena arena;
+    arena_init(&arena);
+    struct event_result result;
+    struct event_error error;
+    CHECK(event_parse_result_compact(EVENT_VIEWER_REQUEST, r.body.ptr, r.body.len, &arena, &result, &error));
+    CHECK_INT(result.kind, EVENT_RESULT_REQUEST);
+    const struct event_header *added = event_headers_find(&result.request.headers, SLICE_LITERAL("x-fn"));
+    CHECK(added != NULL && added->value_count == 1 && slice_equal(added->values[0].value, SLICE_LITERAL("fn:req-1:32:1")));
+    CHECK(event_headers_find(&result.request.headers, SLICE_LITERAL("host")) != NULL);
+    CHECK(slice_equal(result.request.uri, SLICE_LITERAL("/")));
+    CHECK(r.peak_memory_bytes > 0 && r.peak_memory_bytes < MEMORY_LIMIT);
+    bytebuf_append(&log, "", 1);
+    CHECK_STR(log.data, "call\t1\n");
+    arena_destroy(&arena);
+
+    /* 2: the handler raises */
+    CHECK(invoke_bytes(&s, slice_make(event.data, event.len), 5000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_ERROR);
+    char expected[256];
+    snprintf(expected, sizeof expected, "%s:5: boom\nstack traceback:\n\t[C]: in function 'error'\n", s.file);
+    CHECK(strncmp(result_text(&r), expected, strlen(expected)) == 0);
+    snprintf(expected, sizeof expected, "in function <%s:6>", s.file);
+    CHECK(slice_contains(r.body, expected)); /* the handler, by where it is defined */
+    CHECK(!slice_contains(r.body, "verge invoke") && !slice_contains(r.body, "[C]: at"));
+
+    /* 3: a result that cannot be serialized is an invalid result, not a failed function */
+    CHECK(invoke_bytes(&s, slice_make(event.data, event.len), 5000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_UNSERIALIZABLE);
+    CHECK_STR(result_text(&r), "cannot serialize 'function'");
+
+    /* 4: out of memory inside the handler */
+    CHECK(invoke_bytes(&s, slice_make(event.data, event.len), 10000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_ERROR);
+    CHECK_STR(result_text(&r), "not enough memory");
+    CHECK(r.peak_memory_bytes > MEMORY_LIMIT / 2 && r.peak_memory_bytes <= MEMORY_LIMIT);
+
+    /* 5: and the worker goes on */
+    log.len = 0;
+    CHECK(invoke_bytes(&s, slice_make(event.data, event.len), 5000, &payload, &r, &log));
+    CHECK_INT(r.status, WORKER_RESULT_OK);
+    CHECK(slice_contains(r.body, "fn:req-1:32:1"));
+    CHECK(r.peak_memory_bytes < MEMORY_LIMIT / 4);
+    bytebuf_append(&log, "", 1);
+    CHECK_STR(log.data, "call\t5\n");
+
+    /* JSON still works next to it, with the same traceback shape */
+    CHECK(invoke(&s, viewer_request_event, 5000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_OK);
+    bytebuf_free(&event);
+    bytebuf_free(&payload);
+    bytebuf_free(&log);
+    finish(&s, 0);
+}
+
+/* Headroom: 40 % of the limit stays live and each event makes more garbage
+ * than the whole limit. LuaJIT has no emergency collection, so this holds
+ * only while the collector's pause leaves room (a pause tuned for small
+ * heaps, e.g. 1000, fails here). */
+static void test_large_live_heap_with_garbage(void)
+{
+    struct spawned s = spawn_function("churn",
+                                      "local keep\n"
+                                      "function handler(event, context)\n"
+                                      "  if not keep then\n"
+                                      "    keep = {}\n"
+                                      "    for i = 1, 12000 do keep[i] = string.rep('k', 1000) .. i end\n"
+                                      "  end\n"
+                                      "  local n = 0\n"
+                                      "  for i = 1, 40000 do n = n + #(string.rep('g', 1000) .. i) end\n"
+                                      "  return { status = '200', n = n, kept = #keep }\n"
+                                      "end\n",
+                                      "handler");
+    struct bytebuf event = {0}, payload = {0};
+    compact_viewer_request_event(&event);
+    struct worker_result r;
+    for (int i = 0; i < 3; i++) {
+        CHECK(invoke_bytes(&s, slice_make(event.data, event.len), 20000, &payload, &r, NULL));
+        CHECK_INT(r.status, WORKER_RESULT_OK);
+        CHECK(r.peak_memory_bytes > MEMORY_LIMIT / 3 && r.peak_memory_bytes <= MEMORY_LIMIT);
+    }
     bytebuf_free(&event);
     bytebuf_free(&payload);
     finish(&s, 0);
@@ -902,6 +1045,8 @@ int main(void)
     UNIT_RUN(test_add_header);
     UNIT_RUN(test_generated_response_from_module_table);
     UNIT_RUN(test_raised_error_and_unencodable_result);
+    UNIT_RUN(test_compact_events);
+    UNIT_RUN(test_large_live_heap_with_garbage);
     UNIT_RUN(test_memory_bomb);
     UNIT_RUN(test_event_larger_than_memory_limit);
     UNIT_RUN(test_sandbox);
