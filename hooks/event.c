@@ -48,23 +48,48 @@ bool event_error_set(struct event_error *error, enum event_trigger trigger, cons
 
 const struct event_header *event_headers_find(const struct event_headers *headers, slice_t lower_name)
 {
-    for (size_t i = 0; i < headers->count; i++)
-        if (slice_equal(headers->items[i].name, lower_name))
+    for (size_t i = 0; i < headers->count; i++) {
+        slice_t name = headers->items[i].name;
+        /* (the first byte before a call to memcmp: names of one length are common) */
+        if (name.len == lower_name.len &&
+            (name.len == 0 || (name.ptr[0] == lower_name.ptr[0] && memcmp(name.ptr, lower_name.ptr, name.len) == 0)))
             return &headers->items[i];
+    }
     return NULL;
 }
 
-/* Grows an arena array by one element (old storage stays in the arena). */
-static void *arena_grow(struct arena *arena, void *items, size_t count, size_t size)
+/* Grows an arena array by one element (old storage stays in the arena). Its
+ * capacity follows from the count: `first` (a power of two) up to `first`
+ * elements, then the next power of two; a new block only when count reaches
+ * it. */
+#define ARENA_GROW_FIRST_HEADERS 4 /* header maps and other lists */
+#define ARENA_GROW_FIRST_VALUES 1  /* most headers have one value */
+
+/* The capacity arena_grow_from assumes an array of `count` items has: `first`
+ * at least, else the next power of two. Arrays built elsewhere (the result
+ * reader) are allocated with it so they can still be grown here. */
+static size_t arena_grow_capacity(size_t count, size_t first)
 {
-    /* capacity is the next power of two; a new block only when count hits it */
-    if (count != 0 && (count & (count - 1)) != 0)
+    size_t capacity = first;
+    while (capacity < count)
+        capacity *= 2;
+    return capacity;
+}
+
+static void *arena_grow_from(struct arena *arena, void *items, size_t count, size_t size, size_t first)
+{
+    if (count != 0 && (count < first || (count & (count - 1)) != 0))
         return items;
-    size_t capacity = count == 0 ? 4 : count * 2;
+    size_t capacity = count == 0 ? first : count * 2;
     void *grown = arena_alloc(arena, capacity * size);
     if (count != 0)
         memcpy(grown, items, count * size);
     return grown;
+}
+
+static void *arena_grow(struct arena *arena, void *items, size_t count, size_t size)
+{
+    return arena_grow_from(arena, items, count, size, ARENA_GROW_FIRST_HEADERS);
 }
 
 static slice_t lower_copy(struct arena *arena, slice_t s)
@@ -83,7 +108,8 @@ static void headers_add_named(struct arena *arena, struct event_headers *headers
         header = &headers->items[headers->count++];
         *header = (struct event_header){.name = name};
     }
-    header->values = arena_grow(arena, header->values, header->value_count, sizeof *header->values);
+    /* most headers have one value */
+    header->values = arena_grow_from(arena, header->values, header->value_count, sizeof *header->values, ARENA_GROW_FIRST_VALUES);
     header->values[header->value_count++] = (struct event_header_value){key, value};
 }
 
@@ -98,6 +124,11 @@ void event_headers_add_borrowed(struct arena *arena, struct event_headers *heade
     for (size_t i = 0; i < key.len && lower; i++)
         lower = !(key.ptr[i] >= 'A' && key.ptr[i] <= 'Z');
     headers_add_named(arena, headers, lower ? key : lower_copy(arena, key), key, value);
+}
+
+void event_headers_add_lower(struct arena *arena, struct event_headers *headers, slice_t lower_name, slice_t key, slice_t value)
+{
+    headers_add_named(arena, headers, lower_name, key, value);
 }
 
 /* `content-type` → `Content-Type` (spec §1.4, missing key). */
@@ -120,19 +151,18 @@ static slice_t capitalised_key(struct arena *arena, slice_t name)
 /* One tree, two spellings: JSON (yajl_gen) for the contract's own format,
  * or LuaJIT's serialization format (what string.buffer's decode reads) for
  * the proxy's workers, which turn it into Lua tables in one C call instead
- * of an API call per value. Containers in the compact spelling get a 5-byte
- * count that is patched when they close. */
+ * of an API call per value. The gen_* functions below walk the tree once
+ * for both; they are inlined into each entry point, where the spelling is a
+ * constant, so the compact spelling compiles to plain stores into room
+ * reserved once for the whole event (compact_bound), with no call per value.
+ * Containers in the compact spelling carry their element count as a 5-byte
+ * number (0xff + u32), known when they open. */
 struct tree_writer {
     yajl_gen gen; /* NULL: compact */
-    struct bytebuf *out;
-    int depth;
-    struct open_container {
-        size_t count_at; /* offset of the u32 after 0xff */
-        uint32_t count;
-        bool is_array;
-        bool expect_key;
-    } open[EVENT_MAX_JSON_DEPTH + 1];
+    char *p;      /* compact: where the next byte goes */
 };
+
+#define ENCODE_INLINE static inline __attribute__((always_inline))
 
 /* LuaJIT serialization tags (its string.buffer format). */
 enum {
@@ -144,155 +174,125 @@ enum {
     COMPACT_STRING = 0x20,
 };
 
-/* Its prefix-encoded unsigned number. */
+/* Most bytes a string of `len` takes: its prefix-encoded tag (at most 5) and the text. */
+#define COMPACT_STRING_BOUND(len) ((size_t)(len) + 5)
+
+/* A container's tag and its element count (always the 5-byte form). */
+ENCODE_INLINE void compact_container(struct tree_writer *w, unsigned char tag, uint32_t count)
+{
+    w->p[0] = (char)tag;
+    w->p[1] = (char)0xff;
+    memcpy(w->p + 2, &count, 4);
+    w->p += 6;
+}
+
+/* LuaJIT's prefix-encoded number (1, 2 or 5 bytes) at p; returns the end. */
+ENCODE_INLINE char *compact_prefix(char *p, uint32_t n)
+{
+    if (n < 0xe0) {
+        *p++ = (char)n;
+    } else if (n < 0x1fe0) {
+        *p++ = (char)(0xe0 | (((n - 0xe0) >> 8) & 0x1f));
+        *p++ = (char)((n - 0xe0) & 0xff);
+    } else {
+        *p++ = (char)0xff;
+        memcpy(p, &n, 4);
+        p += 4;
+    }
+    return p;
+}
+
+/* The same, appended to a buffer (the JSON converter's writer). */
 static void compact_put_u(struct bytebuf *out, uint32_t n)
 {
-    unsigned char bytes[5];
-    size_t len;
-    if (n < 0xe0) {
-        bytes[0] = (unsigned char)n;
-        len = 1;
-    } else if (n < 0x1fe0) {
-        bytes[0] = (unsigned char)(0xe0 | (((n - 0xe0) >> 8) & 0x1f));
-        bytes[1] = (unsigned char)((n - 0xe0) & 0xff);
-        len = 2;
-    } else {
-        bytes[0] = 0xff;
-        memcpy(bytes + 1, &n, 4);
-        len = 5;
-    }
-    bytebuf_append(out, bytes, len);
+    bytebuf_reserve(out, 5);
+    out->len = (size_t)(compact_prefix(out->data + out->len, n) - out->data);
 }
 
-/* A value (or key) is written into the open container: count it. */
-static void compact_item(struct tree_writer *w)
+/* A string: tag + length as LuaJIT's prefix-encoded number, then the text. */
+ENCODE_INLINE void compact_text(struct tree_writer *w, const char *s, size_t len)
 {
-    if (w->depth == 0)
-        return;
-    struct open_container *c = &w->open[w->depth];
-    if (c->is_array) {
-        c->count++;
-    } else {
-        if (c->expect_key)
-            c->count++;
-        c->expect_key = !c->expect_key;
-    }
+    char *p = compact_prefix(w->p, (uint32_t)len + COMPACT_STRING);
+    if (len > 0)
+        memcpy(p, s, len);
+    w->p = p + len;
 }
 
-static void compact_open(struct tree_writer *w, bool is_array)
-{
-    compact_item(w);
-    VERGE_ASSERT(w->depth < EVENT_MAX_JSON_DEPTH);
-    unsigned char head[2] = {is_array ? COMPACT_ARRAY_FROM_1 : COMPACT_HASH, 0xff};
-    bytebuf_append(w->out, head, 2);
-    struct open_container *c = &w->open[++w->depth];
-    *c = (struct open_container){.count_at = w->out->len, .is_array = is_array, .expect_key = true};
-    uint32_t zero = 0;
-    bytebuf_append(w->out, &zero, 4);
-}
-
-static void compact_close(struct tree_writer *w)
-{
-    struct open_container *c = &w->open[w->depth--];
-    uint32_t count = c->is_array ? c->count + 1 : c->count; /* a 1-based array counts slot 0 */
-    memcpy(w->out->data + c->count_at, &count, 4);
-}
-
-static void w_map_open(struct tree_writer *w)
+/* `count`: the pairs the map will hold (compact only). */
+ENCODE_INLINE void w_map_open(struct tree_writer *w, uint32_t count)
 {
     if (w->gen)
         yajl_gen_map_open(w->gen);
     else
-        compact_open(w, false);
+        compact_container(w, COMPACT_HASH, count);
 }
 
-static void w_map_close(struct tree_writer *w)
+ENCODE_INLINE void w_map_close(struct tree_writer *w)
 {
     if (w->gen)
         yajl_gen_map_close(w->gen);
-    else
-        compact_close(w);
 }
 
-static void w_array_open(struct tree_writer *w)
+/* `count`: the elements the array will hold (compact only; a 1-based array counts slot 0 too). */
+ENCODE_INLINE void w_array_open(struct tree_writer *w, size_t count)
 {
     if (w->gen)
         yajl_gen_array_open(w->gen);
     else
-        compact_open(w, true);
+        compact_container(w, COMPACT_ARRAY_FROM_1, (uint32_t)count + 1);
 }
 
-static void w_array_close(struct tree_writer *w)
+ENCODE_INLINE void w_array_close(struct tree_writer *w)
 {
     if (w->gen)
         yajl_gen_array_close(w->gen);
-    else
-        compact_close(w);
 }
 
-static void w_string(struct tree_writer *w, const char *s, size_t len)
+ENCODE_INLINE void w_string(struct tree_writer *w, const char *s, size_t len)
 {
-    if (w->gen) {
+    if (w->gen)
         yajl_gen_string(w->gen, (const unsigned char *)s, len);
-        return;
-    }
-    compact_item(w);
-    uint32_t n = (uint32_t)len + COMPACT_STRING;
-    if (n < 0xe0) {
-        /* The common case in one reserve: tag+length byte and the text. */
-        bytebuf_reserve(w->out, len + 1);
-        w->out->data[w->out->len++] = (char)n;
-        memcpy(w->out->data + w->out->len, s, len);
-        w->out->len += len;
-        return;
-    }
-    compact_put_u(w->out, n);
-    bytebuf_append(w->out, s, len);
+    else
+        compact_text(w, s, len);
 }
 
-static void w_integer(struct tree_writer *w, long long n)
+ENCODE_INLINE void w_integer(struct tree_writer *w, long long n)
 {
     if (w->gen) {
         yajl_gen_integer(w->gen, n);
         return;
     }
-    compact_item(w);
     double d = (double)n; /* Lua numbers are doubles */
-    unsigned char tag = COMPACT_NUMBER;
-    bytebuf_append(w->out, &tag, 1);
-    bytebuf_append(w->out, &d, sizeof d);
+    *w->p++ = COMPACT_NUMBER;
+    memcpy(w->p, &d, sizeof d);
+    w->p += sizeof d;
 }
 
-static void w_bool(struct tree_writer *w, bool value)
+ENCODE_INLINE void w_bool(struct tree_writer *w, bool value)
 {
-    if (w->gen) {
+    if (w->gen)
         yajl_gen_bool(w->gen, value);
-        return;
-    }
-    compact_item(w);
-    unsigned char tag = value ? COMPACT_TRUE : COMPACT_FALSE;
-    bytebuf_append(w->out, &tag, 1);
+    else
+        *w->p++ = value ? COMPACT_TRUE : COMPACT_FALSE;
 }
 
-static void gen_slice(struct tree_writer *gen, slice_t s)
+ENCODE_INLINE void gen_slice(struct tree_writer *gen, slice_t s)
 {
     w_string(gen, s.len ? s.ptr : "", s.len);
 }
 
-static void gen_key(struct tree_writer *gen, const char *key)
-{
-    w_string(gen, key, strlen(key));
-}
+/* A key or other literal: its length is a constant, so the compact copy is a few stores. */
+#define gen_key(gen, literal) w_string((gen), (literal), sizeof(literal) - 1)
 
-static void gen_headers(struct tree_writer *gen, const struct event_headers *headers)
+ENCODE_INLINE void gen_headers(struct tree_writer *gen, const struct event_headers *headers)
 {
-    w_map_open(gen);
+    w_map_open(gen, (uint32_t)headers->count);
     for (size_t i = 0; i < headers->count; i++) {
         const struct event_header *header = &headers->items[i];
         gen_slice(gen, header->name);
-        w_array_open(gen);
+        w_array_open(gen, header->value_count);
         for (size_t j = 0; j < header->value_count; j++) {
-            w_map_open(gen);
+            w_map_open(gen, 2);
             gen_key(gen, "key");
             gen_slice(gen, header->values[j].key);
             gen_key(gen, "value");
@@ -304,12 +304,12 @@ static void gen_headers(struct tree_writer *gen, const struct event_headers *hea
     w_map_close(gen);
 }
 
-static void gen_origin(struct tree_writer *gen, const struct event_origin *origin)
+ENCODE_INLINE void gen_origin(struct tree_writer *gen, const struct event_origin *origin)
 {
-    w_map_open(gen);
+    w_map_open(gen, 1);
     if (origin->kind == EVENT_ORIGIN_CUSTOM) {
         gen_key(gen, "custom");
-        w_map_open(gen);
+        w_map_open(gen, 8);
         gen_key(gen, "customHeaders");
         gen_headers(gen, &origin->custom_headers);
         gen_key(gen, "domainName");
@@ -325,14 +325,14 @@ static void gen_origin(struct tree_writer *gen, const struct event_origin *origi
         gen_key(gen, "readTimeout");
         w_integer(gen, origin->read_timeout);
         gen_key(gen, "sslProtocols");
-        w_array_open(gen);
+        w_array_open(gen, origin->ssl_protocol_count);
         for (size_t i = 0; i < origin->ssl_protocol_count; i++)
             gen_slice(gen, origin->ssl_protocols[i]);
         w_array_close(gen);
         w_map_close(gen);
     } else {
         gen_key(gen, "s3");
-        w_map_open(gen);
+        w_map_open(gen, 5);
         gen_key(gen, "authMethod");
         gen_slice(gen, origin->auth_method);
         gen_key(gen, "customHeaders");
@@ -348,21 +348,28 @@ static void gen_origin(struct tree_writer *gen, const struct event_origin *origi
     w_map_close(gen);
 }
 
-static void gen_request(struct tree_writer *gen, enum event_trigger trigger, const struct event_request *request)
+ENCODE_INLINE void gen_request(struct tree_writer *gen, enum event_trigger trigger, const struct event_request *request)
 {
-    w_map_open(gen);
-    if (request->has_body && event_trigger_is_request(trigger)) {
-        const struct event_request_body *body = &request->body;
+    bool body = request->has_body && event_trigger_is_request(trigger);
+    bool origin = request->has_origin && (trigger == EVENT_ORIGIN_REQUEST || trigger == EVENT_ORIGIN_RESPONSE);
+    w_map_open(gen, 5 + body + origin);
+    if (body) {
         gen_key(gen, "body");
-        w_map_open(gen);
+        w_map_open(gen, 4);
         gen_key(gen, "inputTruncated");
-        w_bool(gen, body->input_truncated);
+        w_bool(gen, request->body.input_truncated);
         gen_key(gen, "action");
-        gen_key(gen, body->action == EVENT_BODY_REPLACE ? "replace" : "read-only");
+        if (request->body.action == EVENT_BODY_REPLACE)
+            gen_key(gen, "replace");
+        else
+            gen_key(gen, "read-only");
         gen_key(gen, "encoding");
-        gen_key(gen, body->encoding == EVENT_BODY_TEXT ? "text" : "base64");
+        if (request->body.encoding == EVENT_BODY_TEXT)
+            gen_key(gen, "text");
+        else
+            gen_key(gen, "base64");
         gen_key(gen, "data");
-        gen_slice(gen, body->data);
+        gen_slice(gen, request->body.data);
         w_map_close(gen);
     }
     gen_key(gen, "clientIp");
@@ -371,7 +378,7 @@ static void gen_request(struct tree_writer *gen, enum event_trigger trigger, con
     gen_headers(gen, &request->headers);
     gen_key(gen, "method");
     gen_slice(gen, request->method);
-    if (request->has_origin && (trigger == EVENT_ORIGIN_REQUEST || trigger == EVENT_ORIGIN_RESPONSE)) {
+    if (origin) {
         gen_key(gen, "origin");
         gen_origin(gen, &request->origin);
     }
@@ -382,42 +389,61 @@ static void gen_request(struct tree_writer *gen, enum event_trigger trigger, con
     w_map_close(gen);
 }
 
-static void gen_response(struct tree_writer *gen, const struct event_response *response)
+/* The status as decimal text (it is a string in the event). */
+static size_t status_text(int status, char out[16])
+{
+    char digits[12];
+    unsigned value = status < 0 ? 0u - (unsigned)status : (unsigned)status;
+    size_t n = 0, len = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    if (status < 0)
+        out[len++] = '-';
+    while (n > 0)
+        out[len++] = digits[--n];
+    return len;
+}
+
+ENCODE_INLINE void gen_response(struct tree_writer *gen, const struct event_response *response)
 {
     char status[16];
-    snprintf(status, sizeof status, "%d", response->status);
-    w_map_open(gen);
+    size_t status_len = status_text(response->status, status);
+    w_map_open(gen, 3);
     gen_key(gen, "headers");
     gen_headers(gen, &response->headers);
     gen_key(gen, "status");
-    gen_key(gen, status);
+    w_string(gen, status, status_len);
     gen_key(gen, "statusDescription");
     gen_slice(gen, response->status_description);
     w_map_close(gen);
 }
 
-static void encode_input(struct tree_writer *gen, const struct event_input *input)
+ENCODE_INLINE void encode_input(struct tree_writer *gen, const struct event_input *input)
 {
-    w_map_open(gen);
+    bool response = !event_trigger_is_request(input->trigger);
+    w_map_open(gen, 1);
     gen_key(gen, "Records");
-    w_array_open(gen);
-    w_map_open(gen);
+    w_array_open(gen, 1);
+    w_map_open(gen, 1);
     gen_key(gen, "cf");
-    w_map_open(gen);
+    w_map_open(gen, 2 + response);
     gen_key(gen, "config");
-    w_map_open(gen);
+    w_map_open(gen, 4);
     gen_key(gen, "distributionDomainName");
     gen_slice(gen, input->config.distribution_domain_name);
     gen_key(gen, "distributionId");
     gen_slice(gen, input->config.distribution_id);
     gen_key(gen, "eventType");
-    gen_key(gen, event_trigger_name(input->trigger));
+    const char *event_type = event_trigger_name(input->trigger);
+    w_string(gen, event_type, strlen(event_type));
     gen_key(gen, "requestId");
     gen_slice(gen, input->config.request_id);
     w_map_close(gen);
     gen_key(gen, "request");
     gen_request(gen, input->trigger, &input->request);
-    if (!event_trigger_is_request(input->trigger)) {
+    if (response) {
         gen_key(gen, "response");
         gen_response(gen, &input->response);
     }
@@ -429,7 +455,7 @@ static void encode_input(struct tree_writer *gen, const struct event_input *inpu
 
 void event_encode(const struct event_input *input, struct bytebuf *out)
 {
-    struct tree_writer writer = {.gen = yajl_gen_alloc(NULL), .out = out};
+    struct tree_writer writer = {.gen = yajl_gen_alloc(NULL)};
     VERGE_ASSERT(writer.gen != NULL);
     encode_input(&writer, input);
     const unsigned char *text;
@@ -439,11 +465,56 @@ void event_encode(const struct event_input *input, struct bytebuf *out)
     yajl_gen_free(writer.gen);
 }
 
+/* Bytes the fixed part of any event takes at most in the compact spelling:
+ * keys, literal values, container heads and numbers (about 450). */
+#define COMPACT_FIXED_BOUND 1024
+
+static size_t compact_headers_bound(const struct event_headers *headers)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < headers->count; i++) {
+        const struct event_header *header = &headers->items[i];
+        n += COMPACT_STRING_BOUND(header->name.len) + 6;
+        /* per value: its map head, "key", "value" and the two strings */
+        for (size_t j = 0; j < header->value_count; j++)
+            n += 6 + 4 + 6 + COMPACT_STRING_BOUND(header->values[j].key.len) + COMPACT_STRING_BOUND(header->values[j].value.len);
+    }
+    return n + 6;
+}
+
+/* At least the bytes event_encode_compact writes for `input`. */
+static size_t compact_bound(const struct event_input *input)
+{
+    const struct event_request *request = &input->request;
+    size_t n = COMPACT_FIXED_BOUND + COMPACT_STRING_BOUND(input->config.distribution_domain_name.len) +
+               COMPACT_STRING_BOUND(input->config.distribution_id.len) + COMPACT_STRING_BOUND(input->config.request_id.len) +
+               COMPACT_STRING_BOUND(request->client_ip.len) + COMPACT_STRING_BOUND(request->method.len) +
+               COMPACT_STRING_BOUND(request->uri.len) + COMPACT_STRING_BOUND(request->querystring.len) +
+               compact_headers_bound(&request->headers);
+    if (request->has_body)
+        n += COMPACT_STRING_BOUND(request->body.data.len);
+    if (request->has_origin) {
+        const struct event_origin *origin = &request->origin;
+        n += COMPACT_STRING_BOUND(origin->domain_name.len) + COMPACT_STRING_BOUND(origin->path.len) +
+             COMPACT_STRING_BOUND(origin->protocol.len) + COMPACT_STRING_BOUND(origin->auth_method.len) +
+             COMPACT_STRING_BOUND(origin->region.len) + compact_headers_bound(&origin->custom_headers);
+        for (size_t i = 0; i < origin->ssl_protocol_count; i++)
+            n += COMPACT_STRING_BOUND(origin->ssl_protocols[i].len);
+    }
+    if (!event_trigger_is_request(input->trigger))
+        n += COMPACT_STRING_BOUND(input->response.status_description.len) + compact_headers_bound(&input->response.headers);
+    return n;
+}
+
 void event_encode_compact(const struct event_input *input, struct bytebuf *out)
 {
-    bytebuf_reserve(out, 1024);
-    struct tree_writer writer = {.gen = NULL, .out = out};
+    size_t bound = compact_bound(input);
+    bytebuf_reserve(out, bound);
+    struct tree_writer writer = {.gen = NULL, .p = out->data + out->len};
     encode_input(&writer, input);
+    size_t written = (size_t)(writer.p - (out->data + out->len));
+    VERGE_ASSERT(written <= bound);
+    out->len += written;
 }
 
 /* ---- parsing ------------------------------------------------------------- */
@@ -1002,16 +1073,6 @@ static bool get_integer(struct parser *p, const struct members *m, int member, c
     return true;
 }
 
-/* The capacity arena_grow assumes an array of `count` items has (the next
- * power of two), so headers read here can still be added to. */
-static size_t growable_capacity(size_t count)
-{
-    size_t capacity = 1;
-    while (capacity < count)
-        capacity *= 2;
-    return capacity;
-}
-
 /* One occurrence {key, value}; *end is set to where the entry ends. */
 static bool parse_header_entry(struct parser *p, const unsigned char *at, const char *path, slice_t name, uint32_t index,
                                struct event_header_value *out, const unsigned char **end)
@@ -1047,7 +1108,7 @@ static bool parse_headers(struct parser *p, const unsigned char *at, const char 
     size_t count = (size_t)map.element_count + map.pair_count;
     if (count == 0)
         return true;
-    out->items = arena_alloc(p->arena, growable_capacity(count) * sizeof *out->items);
+    out->items = arena_alloc(p->arena, arena_grow_capacity(count, ARENA_GROW_FIRST_HEADERS) * sizeof *out->items);
     /* Most headers have one value: theirs come from one block. */
     struct event_header_value *single_values = arena_alloc(p->arena, count * sizeof *single_values);
     const unsigned char *q = map.elements;
@@ -1087,7 +1148,7 @@ static bool parse_headers(struct parser *p, const unsigned char *at, const char 
         if (values == 1)
             header->values = &single_values[i];
         else if (values > 1)
-            header->values = arena_alloc(p->arena, growable_capacity(values) * sizeof *header->values);
+            header->values = arena_alloc(p->arena, arena_grow_capacity(values, ARENA_GROW_FIRST_VALUES) * sizeof *header->values);
         const unsigned char *entry_at = list.elements;
         for (uint32_t j = 0; j < values; j++, header->value_count++)
             if (!parse_header_entry(p, entry_at, path, name, j, &header->values[j], &entry_at))

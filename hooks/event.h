@@ -168,6 +168,9 @@ void event_headers_add(struct arena *arena, struct event_headers *headers, slice
 /* The same without copying key and value (they must outlive the headers):
  * the proxy builds events from memory its request holds anyway. */
 void event_headers_add_borrowed(struct arena *arena, struct event_headers *headers, slice_t key, slice_t value);
+/* The same with the map name known already (`lower_name` is `key` lower-cased;
+ * it must outlive the headers too): the proxy has it for well-known headers. */
+void event_headers_add_lower(struct arena *arena, struct event_headers *headers, slice_t lower_name, slice_t key, slice_t value);
 
 /* Writes the event JSON (Records[0].cf...) for input->trigger into out (appended). */
 void event_encode(const struct event_input *input, struct bytebuf *out);

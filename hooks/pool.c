@@ -17,10 +17,16 @@
  * a loaded worker takes many events per wakeup instead of a context switch
  * pair per event, and an idle one gets its event at once.
  * START goes to the function log when an event becomes the worker's first,
- * END and REPORT when it is answered. The deadline timer runs for the first
- * event: it kills the worker (SIGKILL: JIT-compiled code ignores debug hooks,
- * so only the kernel can stop a loop), that event fails as a timeout, and the
- * events queued behind it go back to the pool for other workers.
+ * END and REPORT when it is answered; the lines of a loop pass are queued
+ * together (before callbacks run, and before the loop blocks). An event's
+ * INVOKE frame is built once, in the worker's `pending` buffer (or, while
+ * it waits for a worker, in its call), and stays in the worker's buffers
+ * until answered: a worker that fails gives the events behind its first
+ * back to the pool with copies of their frames. The deadline timer runs
+ * for the first event: it kills the worker (SIGKILL: JIT-compiled code
+ * ignores debug hooks, so only the kernel can stop a loop), that event
+ * fails as a timeout, and the events queued behind it go back to the pool
+ * for other workers.
  *
  * Scaling: a pool with no worker starts one when an event comes. Events that
  * wait start a scale timer (every SCALE_TICK_MS): it samples how much CPU
@@ -70,6 +76,7 @@
 #define HOUSEKEEPING_INTERVAL_S 0.25
 #define REAP_PATIENCE_MS 2000
 #define WORKER_READ_SIZE (64 * 1024)
+#define SPARE_INPUT_MAX (4 * WORKER_READ_SIZE) /* a read buffer grown past this (a huge result) is not kept */
 #define WORKER_CHANNEL_FD 3
 #define PIPELINE_DEPTH 32
 #define FAST_EVENT_US 1000
@@ -88,8 +95,8 @@ struct sent_event {
     enum event_trigger trigger;
     int timeout_ms;
     char request_id[40];
-    uint64_t started_us;  /* when the worker began it (first entry only) */
-    struct bytebuf frame; /* kept until answered: re-sent elsewhere if the worker dies first */
+    uint64_t started_us; /* when the worker began it (first entry only) */
+    uint32_t frame_len;  /* its INVOKE frame, in the worker's `output` or `pending` until answered */
 };
 
 struct worker_process {
@@ -102,9 +109,13 @@ struct worker_process {
     enum worker_state state;
     ev_io read_watcher, write_watcher;
     ev_timer deadline;
-    struct bytebuf input, output;
-    struct bytebuf pending; /* frames of events not written yet: they join `output` when the last batch is answered */
-    size_t output_sent;
+    struct bytebuf input;
+    /* The frames of the batch in flight, kept until it is answered (a
+     * worker that dies first gives its events back to the pool with them);
+     * [0, output_answered) belong to events answered already. */
+    struct bytebuf output;
+    struct bytebuf pending; /* frames of events not written yet: they become `output` when the last batch is answered */
+    size_t output_sent, output_answered;
     struct sent_event queue[PIPELINE_DEPTH]; /* ring: queue_head, queue_count */
     unsigned queue_head, queue_count;
     unsigned unsent;     /* events of the queue whose frames are not written yet */
@@ -125,7 +136,9 @@ struct function_pool {
     size_t function_index;
     int memory_mb;
     const struct config_function *function;
+    slice_t name; /* the function's */
     char version[16];
+    slice_t version_slice;
     struct function_metrics *metrics[EVENT_TRIGGER_COUNT];
     struct worker_process *workers;
     size_t live, starting;
@@ -152,7 +165,10 @@ struct hooks_pools {
     struct worker_process *flush_list;
     struct reap_entry *reap_list;
     size_t reap_count, reap_capacity;
-    struct bytebuf spare_input; /* a read buffer between reads: one per thread, not a malloc per read */
+    /* Function-log lines of this loop pass, queued at once before callbacks
+     * run and before the loop blocks (on_flush): one lock for many lines. */
+    struct function_log_batch log;
+    struct bytebuf spare_input; /* a read buffer given back after its callbacks: no allocation per read */
 };
 
 static void dispatch(struct function_pool *pool);
@@ -171,6 +187,19 @@ long hooks_worker_count(void)
 
 /* ---- the function log ---------------------------------------------------- */
 
+static void log_text(const struct function_pool *pool, slice_t prefix, slice_t text)
+{
+    function_log_batch_add(&pool->owner->log, pool->name, prefix, text);
+}
+
+/* Queues the lines collected so far (before anything else may log: a
+ * callback, the loop blocking). */
+static void log_flush(struct hooks_pools *pools)
+{
+    if (pools->log.entries > 0)
+        function_log_batch_queue(&pools->log);
+}
+
 static void log_line(const struct function_pool *pool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void log_line(const struct function_pool *pool, const char *fmt, ...)
@@ -185,7 +214,7 @@ static void log_line(const struct function_pool *pool, const char *fmt, ...)
     if (n < 0)
         return;
     size_t len = (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
-    function_log_write_lines(slice_from_cstr(pool->function->name), (slice_t){text, len});
+    log_text(pool, (slice_t){NULL, 0}, (slice_t){text, len});
 }
 
 /* Line builders for the per-invocation lines (the callers size their buffers:
@@ -196,6 +225,14 @@ static char *put_text(char *p, const char *text)
     memcpy(p, text, n);
     return p + n;
 }
+
+static char *put_slice(char *p, slice_t s)
+{
+    memcpy(p, s.ptr, s.len);
+    return p + s.len;
+}
+
+#define put_literal(p, literal) (memcpy((p), (literal), sizeof(literal) - 1), (p) + sizeof(literal) - 1)
 
 static char *put_number(char *p, uint64_t value)
 {
@@ -221,22 +258,18 @@ static char *put_milliseconds(char *p, double ms)
     return p;
 }
 
-/* A multi-line text (an error and its traceback) as one log line per line. */
+/* A multi-line text (an error and its traceback) as one log line per line,
+ * each starting "<request id>\t<level>\t". */
 static void log_lines(const struct function_pool *pool, const char *request_id, const char *level, slice_t text)
 {
     if (!function_log_enabled())
         return;
-    struct bytebuf lines = {0};
-    size_t start = 0;
-    for (size_t i = 0; i <= text.len; i++) {
-        if (i < text.len && text.ptr[i] != '\n')
-            continue;
-        bytebuf_appendf(&lines, "%s%s\t%s\t", start > 0 ? "\n" : "", request_id, level);
-        bytebuf_append(&lines, text.ptr + start, i - start);
-        start = i + 1;
-    }
-    function_log_write_lines(slice_from_cstr(pool->function->name), (slice_t){lines.data, lines.len});
-    bytebuf_free(&lines);
+    char prefix[64], *p = prefix; /* request ids are under 40 bytes, levels short */
+    p = put_text(p, request_id);
+    *p++ = '\t';
+    p = put_text(p, level);
+    *p++ = '\t';
+    log_text(pool, (slice_t){prefix, (size_t)(p - prefix)}, text);
 }
 
 /* ---- the reap list ------------------------------------------------------- */
@@ -300,6 +333,13 @@ static void describe_exit(pid_t pid, struct hooks_pools *pools, char *out, size_
 
 /* ---- channel I/O ----------------------------------------------------------- */
 
+static void output_reset(struct worker_process *worker)
+{
+    worker->output.len = 0;
+    worker->output_sent = 0;
+    worker->output_answered = 0;
+}
+
 /* Writes what the socket takes; the rest waits for the write watcher. A
  * broken channel shows up as EOF on the read side, which fails the events. */
 static void flush_output(struct worker_process *worker)
@@ -319,18 +359,16 @@ static void flush_output(struct worker_process *worker)
         }
         worker->output_sent += (size_t)n;
     }
-    worker->output.len = 0;
-    worker->output_sent = 0;
+    /* All written. A batch's frames stay until it is answered. */
+    if (worker->unanswered == 0)
+        output_reset(worker);
     ev_io_stop(loop, &worker->write_watcher);
 }
 
-/* Queues an event's frame for the worker (or, with no data, asks for a
- * flush); it goes out before the loop next blocks, once the batch in flight
- * is answered. */
-static void queue_output(struct worker_process *worker, const void *data, size_t len)
+/* Asks for a flush of the worker's pending frames: they go out before the
+ * loop next blocks, once the batch in flight is answered. */
+static void queue_flush(struct worker_process *worker)
 {
-    if (len > 0)
-        bytebuf_append(&worker->pending, data, len);
     if (!worker->flush_queued) {
         struct hooks_pools *owner = worker->pool->owner;
         worker->flush_queued = true;
@@ -343,6 +381,7 @@ static void on_flush(struct ev_loop *loop, ev_prepare *watcher, int revents)
 {
     (void)loop, (void)revents;
     struct hooks_pools *pools = watcher->data;
+    log_flush(pools);
     while (pools->flush_list != NULL) {
         struct worker_process *worker = pools->flush_list;
         pools->flush_list = worker->next_flush;
@@ -359,7 +398,10 @@ static void on_flush(struct ev_loop *loop, ev_prepare *watcher, int revents)
             worker->output = worker->pending;
             worker->pending = spare;
             worker->output_sent = 0;
+            worker->output_answered = 0;
         } else {
+            /* (what is there was answered or is no event's: not needed again) */
+            worker->output_answered = worker->output.len;
             bytebuf_append(&worker->output, worker->pending.data, worker->pending.len);
         }
         worker->pending.len = 0;
@@ -394,19 +436,20 @@ static void begin_first(struct worker_process *worker, uint64_t now)
         atomic_fetch_add_explicit(&pool->metrics[event->trigger]->cold_starts, 1, memory_order_relaxed);
     if (function_log_enabled()) {
         char text[128], *p = text;
-        p = put_text(p, "START RequestId: ");
+        p = put_literal(p, "START RequestId: ");
         p = put_text(p, event->request_id);
-        p = put_text(p, " Version: ");
-        p = put_text(p, pool->version);
-        function_log_write_lines(slice_from_cstr(pool->function->name), (slice_t){text, (size_t)(p - text)});
+        p = put_literal(p, " Version: ");
+        p = put_slice(p, pool->version_slice);
+        log_text(pool, (slice_t){NULL, 0}, (slice_t){text, (size_t)(p - text)});
     }
     ev_timer_stop(pool->owner->loop, &worker->deadline);
     ev_timer_set(&worker->deadline, event->timeout_ms / 1000.0, 0);
     ev_timer_start(pool->owner->loop, &worker->deadline);
 }
 
-/* Sends `call` (its frame) to `worker`. */
-static void send_event(struct worker_process *worker, struct hooks_call *call)
+/* Puts `call` on the worker's queue; its frame (frame_len bytes) is the
+ * last one in the worker's `pending`. */
+static void queue_event(struct worker_process *worker, struct hooks_call *call, uint32_t frame_len)
 {
     VERGE_ASSERT(worker->queue_count < PIPELINE_DEPTH);
     struct sent_event *event = &worker->queue[(worker->queue_head + worker->queue_count) % PIPELINE_DEPTH];
@@ -414,15 +457,23 @@ static void send_event(struct worker_process *worker, struct hooks_call *call)
     event->trigger = call->trigger;
     event->timeout_ms = call->timeout_ms;
     memcpy(event->request_id, call->request_id, sizeof event->request_id);
-    event->frame = call->frame;
-    call->frame = (struct bytebuf){0};
+    event->frame_len = frame_len;
     call->worker = worker;
     worker->queue_count++;
     worker->state = WORKER_BUSY;
     worker->unsent++;
-    queue_output(worker, event->frame.data, event->frame.len);
+    queue_flush(worker);
     if (worker->queue_count == 1)
         begin_first(worker, time_now_monotonic_us());
+}
+
+/* Sends a call that waited (its frame is in call->frame) to `worker`. */
+static void send_event(struct worker_process *worker, struct hooks_call *call)
+{
+    bytebuf_append(&worker->pending, call->frame.data, call->frame.len);
+    uint32_t frame_len = (uint32_t)call->frame.len;
+    bytebuf_free(&call->frame);
+    queue_event(worker, call, frame_len);
 }
 
 /* Logs END and REPORT of the first event and counts it; removes it from
@@ -441,25 +492,26 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
         unsigned long long used_mb = (peak_memory_bytes + 1024 * 1024 - 1) / (1024 * 1024);
         double billed = ceil(duration_ms) < 1 ? 1 : ceil(duration_ms);
         char text[512], *p = text;
-        p = put_text(p, "END RequestId: ");
-        p = put_text(p, event->request_id);
-        p = put_text(p, "\nREPORT RequestId: ");
-        p = put_text(p, event->request_id);
-        p = put_text(p, "\tDuration: ");
+        size_t id_len = strlen(event->request_id);
+        p = put_literal(p, "END RequestId: ");
+        p = put_slice(p, (slice_t){event->request_id, id_len});
+        p = put_literal(p, "\nREPORT RequestId: ");
+        p = put_slice(p, (slice_t){event->request_id, id_len});
+        p = put_literal(p, "\tDuration: ");
         p = put_milliseconds(p, duration_ms);
-        p = put_text(p, " ms\tBilled Duration: ");
+        p = put_literal(p, " ms\tBilled Duration: ");
         p = put_number(p, (uint64_t)billed);
-        p = put_text(p, " ms\tMemory Size: ");
+        p = put_literal(p, " ms\tMemory Size: ");
         p = put_number(p, (uint64_t)pool->memory_mb);
-        p = put_text(p, " MB\tMax Memory Used: ");
+        p = put_literal(p, " MB\tMax Memory Used: ");
         p = put_number(p, used_mb);
-        p = put_text(p, " MB\t");
+        p = put_literal(p, " MB\t");
         if (worker->cold) {
-            p = put_text(p, "Init Duration: ");
+            p = put_literal(p, "Init Duration: ");
             p = put_milliseconds(p, worker->init_ms);
-            p = put_text(p, " ms\t");
+            p = put_literal(p, " ms\t");
         }
-        function_log_write_lines(slice_from_cstr(pool->function->name), (slice_t){text, (size_t)(p - text)});
+        log_text(pool, (slice_t){NULL, 0}, (slice_t){text, (size_t)(p - text)});
     }
     worker->cold = false;
     atomic_fetch_add_explicit(&counters->invocations, 1, memory_order_relaxed);
@@ -479,7 +531,6 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
         call->worker = NULL;
         call->finished = true; /* a cancel from here to its callback only drops the callback */
     }
-    bytebuf_free(&event->frame);
     event->call = NULL;
     worker->queue_head = (worker->queue_head + 1) % PIPELINE_DEPTH;
     worker->queue_count--;
@@ -497,6 +548,8 @@ static void deliver(struct hooks_call *call, const struct hooks_outcome *outcome
 {
     if (call == NULL || !call->active)
         return; /* cancelled: nobody waits for it */
+    /* this event's log lines come before any its caller writes */
+    log_flush(call->pool->owner);
     call->active = false;
     call->worker = NULL;
     call->done(call->context, outcome);
@@ -566,21 +619,33 @@ static void worker_fail(struct worker_process *worker, enum hooks_outcome_kind k
         outcome.duration_ms = (double)(time_now_monotonic_us() - event->started_us) / 1000.0;
         ev_timer_stop(pool->owner->loop, &worker->deadline);
         unsigned behind = worker->queue_count - 1;
+        /* The queue's frames, in its order: the batch in flight (what of
+         * `output` is not answered), then `pending`. */
+        size_t in_output = worker->output.len - worker->output_answered;
+        size_t frame_at[PIPELINE_DEPTH];
+        size_t offset = 0;
+        for (unsigned i = 0; i <= behind; i++) {
+            frame_at[i] = offset;
+            offset += worker->queue[(worker->queue_head + i) % PIPELINE_DEPTH].frame_len;
+        }
+        VERGE_ASSERT(worker->output_answered <= worker->output.len && offset == in_output + worker->pending.len);
         worker->queue_count = 1; /* finish_first must not begin the next one on this worker */
         call = finish_first(worker, &outcome, 0);
-        /* Back to the pool, newest first so the oldest ends up in front. */
+        /* Back to the pool with a copy of their frames, newest first so the
+         * oldest ends up in front. */
         for (unsigned i = behind; i > 0; i--) {
             struct sent_event *queued = &worker->queue[(worker->queue_head + i - 1) % PIPELINE_DEPTH];
             if (queued->call != NULL) {
-                queued->call->frame = queued->frame;
-                queued->frame = (struct bytebuf){0};
+                const char *frame = frame_at[i] < in_output ? worker->output.data + worker->output_answered + frame_at[i]
+                                                            : worker->pending.data + (frame_at[i] - in_output);
+                queued->call->frame = (struct bytebuf){0};
+                bytebuf_append(&queued->call->frame, frame, queued->frame_len);
                 waiting_add(pool, queued->call, true);
             } else {
                 /* Cancelled and never begun: it leaves the count here. */
                 atomic_fetch_sub_explicit(&pool->metrics[queued->trigger]->concurrent, 1, memory_order_relaxed);
                 atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
             }
-            bytebuf_free(&queued->frame);
             queued->call = NULL;
         }
         worker->queue_count = 0;
@@ -722,9 +787,14 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
                 completion->error_text = strndup(result.body.ptr, result.body.len);
                 completion->outcome.error = completion->error_text ? completion->error_text : "the function raised an error";
             }
+            uint32_t frame_len = first_event(worker)->frame_len;
             completion->call = finish_first(worker, &completion->outcome, result.peak_memory_bytes);
-            if (worker->unanswered > 0)
+            if (worker->unanswered > 0) {
                 worker->unanswered--;
+                worker->output_answered += frame_len;
+                if (worker->unanswered == 0 && worker->output_sent == worker->output.len)
+                    output_reset(worker);
+            }
             break;
         }
         default:
@@ -733,16 +803,15 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
     }
     /* The batch is answered: the events queued meanwhile go now. */
     if (protocol_error == NULL && worker->unanswered == 0 && worker->unsent > 0 && !worker->flush_queued)
-        queue_output(worker, NULL, 0);
-    /* The frames stay readable for the callbacks (which may close this
-     * worker); the worker reads on in the thread's spare buffer, which gets
-     * the rest. */
+        queue_flush(worker);
+    /* The frames stay readable for the callbacks; the worker keeps the rest
+     * (in the thread's spare buffer, when it has one). */
     struct bytebuf frames = worker->input;
-    struct hooks_pools *owner = pool->owner;
-    worker->input = owner->spare_input;
+    worker->input = pool->owner->spare_input;
     worker->input.len = 0;
-    owner->spare_input = (struct bytebuf){0};
+    pool->owner->spare_input = (struct bytebuf){0};
     bytebuf_append(&worker->input, frames.data + offset, frames.len - offset);
+    struct hooks_pools *owner = pool->owner; /* outlives the callbacks (the worker may not) */
 
     if (protocol_error != NULL) {
         log_warn("function %s: worker %d sent %s; killing it", pool->function->name, (int)worker->pid, protocol_error);
@@ -756,10 +825,12 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
         deliver(done[i].call, &done[i].outcome);
         free(done[i].error_text);
     }
-    if (owner->spare_input.data == NULL && frames.cap <= 4 * WORKER_READ_SIZE)
-        owner->spare_input = frames; /* a buffer grown for a huge frame is not kept */
-    else
+    if (owner->spare_input.data == NULL && frames.cap <= SPARE_INPUT_MAX) {
+        frames.len = 0;
+        owner->spare_input = frames;
+    } else {
         bytebuf_free(&frames);
+    }
 }
 
 /* ---- spawning and closing ------------------------------------------------ */
@@ -1054,7 +1125,9 @@ static struct function_pool *pool_for(struct hooks_pools *pools, struct config *
     pool->function = &config->functions[function_index];
     pool->retiring = pools->current != NULL && config != pools->current;
     pool->recent_event_us = FAST_EVENT_US * 4; /* unknown: not pipelined until measured */
+    pool->name = slice_from_cstr(pool->function->name);
     snprintf(pool->version, sizeof pool->version, "%u", config->generation);
+    pool->version_slice = slice_from_cstr(pool->version);
     for (int trigger = 0; trigger < EVENT_TRIGGER_COUNT; trigger++)
         pool->metrics[trigger] = metrics_function(pool->function->name, event_trigger_name((enum event_trigger)trigger));
     ev_timer_init(&pool->scale_timer, on_scale_tick, SCALE_TICK_MS / 1000.0, SCALE_TICK_MS / 1000.0);
@@ -1148,7 +1221,6 @@ void hooks_pools_destroy(struct hooks_pools *pools)
                     event->call->active = false;
                     event->call->worker = NULL;
                 }
-                bytebuf_free(&event->frame);
                 atomic_fetch_sub_explicit(&pool->metrics[event->trigger]->concurrent, 1, memory_order_relaxed);
                 atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
                 worker->queue_head = (worker->queue_head + 1) % PIPELINE_DEPTH;
@@ -1166,6 +1238,8 @@ void hooks_pools_destroy(struct hooks_pools *pools)
     for (size_t i = 0; i < pools->reap_count; i++)
         kill(pools->reap_list[i].pid, SIGKILL);
     free(pools->reap_list);
+    log_flush(pools);
+    bytebuf_free(&pools->log.lines);
     bytebuf_free(&pools->spare_input);
     free(pools);
 }
@@ -1183,6 +1257,29 @@ static void on_wait_expired(struct ev_loop *loop, ev_timer *timer, int revents)
              call->timeout_ms);
     struct hooks_outcome outcome = {.kind = HOOKS_THROTTLED, .error = "no worker became free within the function's timeout"};
     deliver(call, &outcome);
+}
+
+/* Appends the INVOKE frame to `out`: header, invocation fields, and the
+ * event encoded in place; the header's length is filled in last. Returns
+ * the frame's size. */
+static uint32_t append_invoke_frame(const struct function_pool *pool, const struct hooks_invocation *invocation,
+                                    struct bytebuf *out)
+{
+    size_t start = out->len;
+    uint32_t header[2] = {WORKER_MESSAGE_INVOKE, 0};
+    bytebuf_append(out, header, sizeof header);
+    struct worker_invocation message = {
+        .remaining_ms = (uint32_t)invocation->timeout_ms,
+        .request_id = invocation->request_id,
+        .function_name = pool->name,
+        .function_version = pool->version_slice,
+        .event_json = {NULL, 0}, /* the event follows */
+    };
+    worker_invocation_encode(&message, out);
+    event_encode_compact(invocation->event, out);
+    header[1] = (uint32_t)(out->len - start - sizeof header);
+    memcpy(out->data + start, header, sizeof header);
+    return (uint32_t)(out->len - start);
 }
 
 bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invocation, struct hooks_call *call,
@@ -1206,26 +1303,20 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
     call->timeout_ms = invocation->timeout_ms;
     call->active = true;
     ev_timer_init(&call->wait_timer, on_wait_expired, invocation->timeout_ms / 1000.0, 0);
-    snprintf(call->request_id, sizeof call->request_id, SLICE_FMT, SLICE_ARG(invocation->request_id));
+    /* (a C string for the log lines, cut like snprintf would) */
+    size_t id_len = invocation->request_id.len < sizeof call->request_id ? invocation->request_id.len : sizeof call->request_id - 1;
+    if (id_len > 0)
+        memcpy(call->request_id, invocation->request_id.ptr, id_len);
+    call->request_id[id_len] = '\0';
 
-    struct worker_invocation message = {
-        .remaining_ms = (uint32_t)invocation->timeout_ms,
-        .request_id = invocation->request_id,
-        .function_name = slice_from_cstr(pool->function->name),
-        .function_version = slice_from_cstr(pool->version),
-        .event_json = invocation->event_json,
-    };
-    uint32_t header[2] = {WORKER_MESSAGE_INVOKE, 0};
-    bytebuf_append(&call->frame, header, sizeof header);
-    worker_invocation_encode(&message, &call->frame);
-    header[1] = (uint32_t)(call->frame.len - sizeof header);
-    memcpy(call->frame.data, header, sizeof header);
-
+    /* The frame is built once, where it is sent from: the worker's pending
+     * frames, or the call's own buffer while it waits for a worker. */
     struct worker_process *worker = pool->waiting == 0 ? worker_with_room(pool) : NULL;
     if (worker != NULL) {
-        send_event(worker, call);
+        queue_event(worker, call, append_invoke_frame(pool, invocation, &worker->pending));
         return true;
     }
+    append_invoke_frame(pool, invocation, &call->frame);
     waiting_add(pool, call, false);
     dispatch(pool);
     return true;

@@ -62,7 +62,7 @@ struct hooks_invocation {
     enum event_trigger trigger;
     int timeout_ms, memory_mb; /* effective at this trigger */
     slice_t request_id;
-    slice_t event_json;
+    const struct event_input *event; /* encoded (compact) straight into the frame sent to the worker */
 };
 
 /* The program the pool starts as "<path> worker" with the channel on fd 3

@@ -5,11 +5,11 @@
  * not addable, or denied in origin.customHeaders, per trigger. The code below
  * only walks the tables and the value checks of spec §1.6, §2.2 and §2.4.
  * Read-only means "same list of values as the input" (add, change and delete
- * all fail, as the live docs say). Pure and stateless.
+ * all fail, as the live docs say). Pure: the tables are indexed once, at load
+ * time (a constructor), and only read afterwards.
  */
 #include "event.h"
 
-#include <pthread.h>
 #include <stdio.h>
 
 #include <openssl/evp.h>
@@ -31,79 +31,84 @@ enum header_rule_kind {
 };
 
 struct header_rule {
-    const char *name; /* lower case; a trailing '*' matches a prefix */
+    const char *name; /* lower case */
+    size_t len;
+    bool prefix; /* it names the headers that start with it ("x-amz-cf-*") */
     enum header_rule_kind kind;
     unsigned triggers;
     const char *rule;
 };
 
+#define NAME(text) text, sizeof(text) - 1, false
+#define PREFIX(text) text, sizeof(text) - 1, true
+
 static const struct header_rule header_rules[] = {
     /* §2.3.1 disallowed, every trigger */
-    {"connection", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"expect", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"keep-alive", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"proxy-authenticate", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"proxy-authorization", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"proxy-connection", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"trailer", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"upgrade", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-accel-buffering", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-accel-charset", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-accel-limit-rate", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-accel-redirect", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amz-cf-*", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-auth", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-cf-billing", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-cf-id", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-cf-xff", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-errortype", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-fle-profile", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-header-count", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-header-order", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-lambda-integration-tag", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-amzn-requestid", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-cache", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-edge-*", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-forwarded-proto", HEADER_DISALLOWED, ALL, "disallowed header"},
-    {"x-real-ip", HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("connection"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("expect"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("keep-alive"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("proxy-authenticate"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("proxy-authorization"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("proxy-connection"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("trailer"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("upgrade"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-accel-buffering"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-accel-charset"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-accel-limit-rate"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-accel-redirect"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {PREFIX("x-amz-cf-"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-auth"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-cf-billing"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-cf-id"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-cf-xff"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-errortype"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-fle-profile"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-header-count"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-header-order"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-lambda-integration-tag"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-amzn-requestid"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-cache"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {PREFIX("x-edge-"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-forwarded-proto"), HEADER_DISALLOWED, ALL, "disallowed header"},
+    {NAME("x-real-ip"), HEADER_DISALLOWED, ALL, "disallowed header"},
     /* §2.3.2 read-only, per trigger */
-    {"content-length", HEADER_READ_ONLY, VR | OR, "read-only header"},
-    {"host", HEADER_READ_ONLY, VR, "read-only header"},
-    {"transfer-encoding", HEADER_READ_ONLY, ALL, "read-only header"},
-    {"via", HEADER_READ_ONLY, ALL, "read-only header"},
-    {"accept-encoding", HEADER_READ_ONLY, OR, "read-only header"},
-    {"if-modified-since", HEADER_READ_ONLY, OR, "read-only header"},
-    {"if-none-match", HEADER_READ_ONLY, OR, "read-only header"},
-    {"if-range", HEADER_READ_ONLY, OR, "read-only header"},
-    {"if-unmodified-since", HEADER_READ_ONLY, OR, "read-only header"},
-    {"warning", HEADER_READ_ONLY, VRS, "read-only header"},
+    {NAME("content-length"), HEADER_READ_ONLY, VR | OR, "read-only header"},
+    {NAME("host"), HEADER_READ_ONLY, VR, "read-only header"},
+    {NAME("transfer-encoding"), HEADER_READ_ONLY, ALL, "read-only header"},
+    {NAME("via"), HEADER_READ_ONLY, ALL, "read-only header"},
+    {NAME("accept-encoding"), HEADER_READ_ONLY, OR, "read-only header"},
+    {NAME("if-modified-since"), HEADER_READ_ONLY, OR, "read-only header"},
+    {NAME("if-none-match"), HEADER_READ_ONLY, OR, "read-only header"},
+    {NAME("if-range"), HEADER_READ_ONLY, OR, "read-only header"},
+    {NAME("if-unmodified-since"), HEADER_READ_ONLY, OR, "read-only header"},
+    {NAME("warning"), HEADER_READ_ONLY, VRS, "read-only header"},
     /* §2.3.3 */
-    {"cloudfront-viewer-country", HEADER_NO_ADD, VR, "header may not be added at viewer-request"},
+    {NAME("cloudfront-viewer-country"), HEADER_NO_ADD, VR, "header may not be added at viewer-request"},
     /* §2.3.4 origin custom-header denylist (triggers unused) */
-    {"cache-control", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"connection", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"content-length", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"cookie", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"host", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"if-match", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"if-modified-since", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"if-none-match", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"if-range", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"if-unmodified-since", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"max-forwards", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"pragma", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"proxy-authorization", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"proxy-connection", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"range", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"request-range", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"te", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"trailer", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"transfer-encoding", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"upgrade", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"via", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"x-amz-*", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"x-edge-*", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
-    {"x-real-ip", HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("cache-control"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("connection"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("content-length"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("cookie"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("host"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("if-match"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("if-modified-since"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("if-none-match"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("if-range"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("if-unmodified-since"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("max-forwards"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("pragma"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("proxy-authorization"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("proxy-connection"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("range"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("request-range"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("te"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("trailer"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("transfer-encoding"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("upgrade"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("via"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {PREFIX("x-amz-"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {PREFIX("x-edge-"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
+    {NAME("x-real-ip"), HEADER_NO_CUSTOM, 0, "header not allowed in customHeaders"},
 };
 
 /* Which result fields each trigger may change (spec §1.3, §1.7, §2.1). A field
@@ -141,12 +146,10 @@ static bool field_writable(enum event_trigger trigger, enum field_id field)
     return false;
 }
 
-static bool rule_name_matches(const char *pattern, slice_t name)
+/* `name` is lower case. */
+static inline bool rule_matches(const struct header_rule *rule, slice_t name)
 {
-    size_t n = strlen(pattern);
-    if (n > 0 && pattern[n - 1] == '*')
-        return slice_starts_with(name, (slice_t){pattern, n - 1});
-    return slice_equal(name, (slice_t){pattern, n});
+    return (rule->prefix ? name.len >= rule->len : name.len == rule->len) && memcmp(name.ptr, rule->name, rule->len) == 0;
 }
 
 static bool headers_equal(const struct event_header *a, const struct event_header *b)
@@ -160,52 +163,182 @@ static bool headers_equal(const struct event_header *a, const struct event_heade
     return true;
 }
 
-static bool is_token_char(char c)
+/* Eight bytes at a time (as in http1.c): a word has a byte below n (n <= 128;
+ * exact as a yes/no answer), or one equal to b. */
+#define SWAR_ONES 0x0101010101010101ull
+#define SWAR_HIGHS 0x8080808080808080ull
+static inline uint64_t load_word(const char *p)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+}
+static inline uint64_t swar_has_less(uint64_t w, unsigned n)
+{
+    return (w - SWAR_ONES * n) & ~w & SWAR_HIGHS;
+}
+static inline uint64_t swar_has_byte(uint64_t w, unsigned b)
+{
+    return swar_has_less(w ^ (SWAR_ONES * b), 1);
+}
+/* The high bit of each byte of w that is zero (exactly those). */
+static inline uint64_t swar_zero_bytes(uint64_t w)
+{
+    return ~(((w & ~SWAR_HIGHS) + ~SWAR_HIGHS) | w | ~SWAR_HIGHS);
+}
+/* The high bit of each byte of an ASCII word (no high bits set) that is >= c, or <= c. */
+static inline uint64_t swar_at_least(uint64_t w, unsigned c)
+{
+    return (w + SWAR_ONES * (0x80 - c)) & SWAR_HIGHS;
+}
+static inline uint64_t swar_at_most(uint64_t w, unsigned c)
+{
+    return ~(w + SWAR_ONES * (0x7f - c)) & SWAR_HIGHS;
+}
+
+static inline bool word_has_line_break(uint64_t w)
+{
+    return (swar_has_less(w, 1) | swar_has_byte(w, '\n') | swar_has_byte(w, '\r')) != 0;
 }
 
 static bool has_line_break(slice_t s)
 {
-    for (size_t i = 0; i < s.len; i++)
-        if (s.ptr[i] == '\r' || s.ptr[i] == '\n' || s.ptr[i] == '\0')
+    if (s.len >= 8) {
+        /* whole words, the last one overlapping its predecessor */
+        for (size_t i = 0; i + 8 < s.len; i += 8)
+            if (word_has_line_break(load_word(s.ptr + i)))
+                return true;
+        return word_has_line_break(load_word(s.ptr + s.len - 8));
+    }
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if (c == '\r' || c == '\n' || c == '\0')
             return true;
+    }
     return false;
 }
 
-/* Shape of every header: lower-case token name, key equal to it but for case,
- * value without line breaks; then the per-trigger rules. `input` is the same
- * header map as the function saw it (NULL for a generated response). */
-/* header_rules by the first letter of their name (all lower case), built
- * once: a header is checked only against the rules it could match. */
+/* ---- the tables, indexed (built once, at load time) ----------------------- */
+
+/* What a byte may be in a result header name. */
+enum { NAME_BYTE_BAD, NAME_BYTE_OK, NAME_BYTE_UPPER };
+
+/* Rules by the first letter of their name (all lower case), in table order:
+ * a header is checked only against the rules it could match. */
 struct rule_bucket {
     unsigned char rules[32];
     size_t count;
 };
-struct rule_index {
-    struct rule_bucket by_letter[26];
-};
-static struct rule_index rule_index;
-static pthread_once_t rule_index_once = PTHREAD_ONCE_INIT;
 
-static void rule_index_build(void)
+/* The checks of a header map: at one trigger (0-3), or as origin custom headers. */
+#define RULE_MODE_CUSTOM EVENT_TRIGGER_COUNT
+
+static struct {
+    unsigned char name_byte[256];
+    /* name rules (no read-only ones) that apply in each mode */
+    struct rule_bucket by_letter[EVENT_TRIGGER_COUNT + 1][26];
+    struct rule_bucket hidden_by_letter[26];           /* the disallowed names: event_header_hidden */
+    struct rule_bucket read_only[EVENT_TRIGGER_COUNT]; /* the read-only rules of each trigger, in table order */
+} rule_index;
+
+static void bucket_add(struct rule_bucket *bucket, size_t rule)
 {
+    VERGE_ASSERT(bucket->count < VERGE_ARRAY_SIZE(bucket->rules) && rule < 256);
+    bucket->rules[bucket->count++] = (unsigned char)rule;
+}
+
+__attribute__((constructor)) static void rules_index_build(void)
+{
+    for (unsigned c = 0; c < 256; c++) {
+        bool token = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+                     (c != '\0' && strchr("!#$%&'*+-.^_`|~", (int)c) != NULL);
+        rule_index.name_byte[c] = !token ? NAME_BYTE_BAD : c >= 'A' && c <= 'Z' ? NAME_BYTE_UPPER : NAME_BYTE_OK;
+    }
     for (size_t r = 0; r < VERGE_ARRAY_SIZE(header_rules); r++) {
-        unsigned char first = (unsigned char)header_rules[r].name[0];
-        VERGE_ASSERT(first >= 'a' && first <= 'z' && r < 256);
-        struct rule_bucket *bucket = &rule_index.by_letter[first - 'a'];
-        VERGE_ASSERT(bucket->count < VERGE_ARRAY_SIZE(bucket->rules));
-        bucket->rules[bucket->count++] = (unsigned char)r;
+        const struct header_rule *rule = &header_rules[r];
+        unsigned char first = (unsigned char)rule->name[0];
+        VERGE_ASSERT(first >= 'a' && first <= 'z');
+        if (rule->kind == HEADER_DISALLOWED)
+            bucket_add(&rule_index.hidden_by_letter[first - 'a'], r);
+        for (int mode = 0; mode <= RULE_MODE_CUSTOM; mode++) {
+            if (rule->kind == HEADER_READ_ONLY) {
+                if (mode != RULE_MODE_CUSTOM && (rule->triggers & (1u << mode)) != 0)
+                    bucket_add(&rule_index.read_only[mode], r);
+                continue;
+            }
+            bool applies = mode == RULE_MODE_CUSTOM ? rule->kind == HEADER_NO_CUSTOM || rule->kind == HEADER_DISALLOWED
+                                                    : rule->kind != HEADER_NO_CUSTOM && (rule->triggers & (1u << mode)) != 0;
+            if (applies)
+                bucket_add(&rule_index.by_letter[mode][first - 'a'], r);
+        }
     }
 }
 
-static const struct rule_index *rule_index_get(void)
+/* ---- header maps ------------------------------------------------------------ */
+
+/* Eight bytes of a key against the name's: the ASCII upper-case letters of
+ * the key get 0x20 (bytes with the high bit set stay, and differ from the
+ * name's, which is ASCII). */
+static inline bool word_matches(uint64_t key, uint64_t name)
 {
-    pthread_once(&rule_index_once, rule_index_build);
-    return &rule_index;
+    uint64_t ascii = key & ~SWAR_HIGHS;
+    uint64_t upper = swar_at_least(ascii, 'A') & swar_at_most(ascii, 'Z') & ~key;
+    return (key | upper >> 2) == name;
 }
 
+/* `key` equals `name` but for case; name is a lower-case token already. */
+static bool key_matches(slice_t key, slice_t name)
+{
+    if (key.len != name.len)
+        return false;
+    if (key.len >= 8) {
+        /* whole words, the last one overlapping its predecessor */
+        for (size_t i = 0; i + 8 < key.len; i += 8)
+            if (!word_matches(load_word(key.ptr + i), load_word(name.ptr + i)))
+                return false;
+        return word_matches(load_word(key.ptr + key.len - 8), load_word(name.ptr + key.len - 8));
+    }
+    for (size_t i = 0; i < key.len; i++) {
+        unsigned char k = (unsigned char)key.ptr[i], n = (unsigned char)name.ptr[i];
+        if (k != n && !(k >= 'A' && k <= 'Z' && k + 32 == n))
+            return false;
+    }
+    return true;
+}
+
+/* Whether all eight bytes are a-z, 0-9 or '-'. */
+static inline bool usual_word(uint64_t w)
+{
+    if ((w & SWAR_HIGHS) != 0)
+        return false;
+    uint64_t usual = (swar_at_least(w, 'a') & swar_at_most(w, 'z')) | (swar_at_least(w, '0') & swar_at_most(w, '9')) |
+                     swar_zero_bytes(w ^ (SWAR_ONES * '-'));
+    return usual == SWAR_HIGHS;
+}
+
+/* The first byte of `name` that is not a lower-case token character, or name.len. */
+static size_t name_check_end(slice_t name)
+{
+    /* Words of the usual characters (a-z, 0-9, '-') pass whole, the last one
+     * overlapping its predecessor; anything else is looked at byte by byte. */
+    if (name.len >= 8) {
+        size_t i = 0;
+        for (; i + 8 < name.len && usual_word(load_word(name.ptr + i)); i += 8)
+            ;
+        if (i + 8 >= name.len && usual_word(load_word(name.ptr + name.len - 8)))
+            return name.len;
+    }
+    for (size_t i = 0; i < name.len; i++)
+        if (rule_index.name_byte[(unsigned char)name.ptr[i]] != NAME_BYTE_OK)
+            return i;
+    return name.len;
+}
+
+/* Shape of every header: lower-case token name, key equal to it but for case,
+ * value without line breaks; then the per-trigger rules: read-only headers
+ * in table order, then each header against the name rules in table order.
+ * `input` is the same header map as the function saw it (NULL for a
+ * generated response). */
 static bool check_headers(enum event_trigger trigger, const char *path, const struct event_headers *headers,
                           const struct event_headers *input, bool custom, struct event_error *error)
 {
@@ -214,14 +347,14 @@ static bool check_headers(enum event_trigger trigger, const char *path, const st
         slice_t name = header->name;
         if (name.len == 0)
             return event_error_set(error, trigger, "header name must not be empty", "%s[\"\"]", path);
-        for (size_t k = 0; k < name.len; k++) {
-            if (!is_token_char(name.ptr[k]))
+        size_t bad = name_check_end(name);
+        if (bad < name.len) {
+            if (rule_index.name_byte[(unsigned char)name.ptr[bad]] == NAME_BYTE_BAD)
                 return event_error_set(error, trigger, "header name must be a token", "%s[\"%.*s\"]", path, NAME_ARG(name));
-            if (name.ptr[k] >= 'A' && name.ptr[k] <= 'Z')
-                return event_error_set(error, trigger, "header name must be lower case", "%s[\"%.*s\"]", path, NAME_ARG(name));
+            return event_error_set(error, trigger, "header name must be lower case", "%s[\"%.*s\"]", path, NAME_ARG(name));
         }
         for (size_t j = 0; j < header->value_count; j++) {
-            if (!slice_equal_nocase(header->values[j].key, name))
+            if (!key_matches(header->values[j].key, name))
                 return event_error_set(error, trigger, "header key must match the name", "%s[\"%.*s\"][%zu].key", path,
                                        NAME_ARG(name), j);
             if (has_line_break(header->values[j].value))
@@ -230,28 +363,26 @@ static bool check_headers(enum event_trigger trigger, const char *path, const st
         }
     }
     /* Read-only headers: a handful per trigger, each compared as a whole. */
-    if (input != NULL && !custom)
-        for (size_t r = 0; r < VERGE_ARRAY_SIZE(header_rules); r++) {
-            const struct header_rule *rule = &header_rules[r];
-            if (rule->kind != HEADER_READ_ONLY || (rule->triggers & (1u << trigger)) == 0)
-                continue;
-            slice_t rule_name = slice_from_cstr(rule->name);
+    if (input != NULL && !custom) {
+        const struct rule_bucket *read_only = &rule_index.read_only[trigger];
+        for (size_t r = 0; r < read_only->count; r++) {
+            const struct header_rule *rule = &header_rules[read_only->rules[r]];
+            slice_t rule_name = {rule->name, rule->len};
             if (!headers_equal(event_headers_find(headers, rule_name), event_headers_find(input, rule_name)))
                 return event_error_set(error, trigger, rule->rule, "%s[\"%s\"]", path, rule->name);
         }
-    /* Name rules: each header against the rules that start with its letter. */
-    const struct rule_index *index = rule_index_get();
+    }
+    /* Name rules: each header against the rules of its mode that start with its letter. */
+    const struct rule_bucket *by_letter = rule_index.by_letter[custom ? RULE_MODE_CUSTOM : trigger];
     for (size_t i = 0; i < headers->count; i++) {
         const struct event_header *header = &headers->items[i];
         unsigned char first = (unsigned char)header->name.ptr[0];
         if (header->value_count == 0 || first < 'a' || first > 'z')
             continue;
-        const struct rule_bucket *bucket = &index->by_letter[first - 'a'];
+        const struct rule_bucket *bucket = &by_letter[first - 'a'];
         for (size_t b = 0; b < bucket->count; b++) {
             const struct header_rule *rule = &header_rules[bucket->rules[b]];
-            bool applies = custom ? rule->kind == HEADER_NO_CUSTOM || rule->kind == HEADER_DISALLOWED
-                                  : rule->kind != HEADER_NO_CUSTOM && (rule->triggers & (1u << trigger)) != 0;
-            if (!applies || rule->kind == HEADER_READ_ONLY || !rule_name_matches(rule->name, header->name))
+            if (!rule_matches(rule, header->name))
                 continue;
             if (rule->kind == HEADER_NO_ADD && (input == NULL || event_headers_find(input, header->name) != NULL))
                 continue;
@@ -512,24 +643,24 @@ bool event_validate_result(const struct event_input *input, const struct event_r
 
 bool event_header_hidden(slice_t name)
 {
-    char lower[64];
-    if (name.len == 0 || name.len >= sizeof lower)
-        return false; /* no disallowed name is that long */
+    if (name.len == 0 || name.len >= 64)
+        return false; /* no disallowed name is that long (names of 64 bytes or more are never hidden, prefixes included) */
     unsigned char first = (unsigned char)(name.ptr[0] | 0x20);
     if (first < 'a' || first > 'z')
         return false;
-    const struct rule_bucket *bucket = &rule_index_get()->by_letter[first - 'a'];
-    bool lowered_yet = false;
+    const struct rule_bucket *bucket = &rule_index.hidden_by_letter[first - 'a'];
     for (size_t b = 0; b < bucket->count; b++) {
         const struct header_rule *rule = &header_rules[bucket->rules[b]];
-        if (rule->kind != HEADER_DISALLOWED)
+        if (rule->prefix ? name.len < rule->len : name.len != rule->len)
             continue;
-        if (!lowered_yet) {
-            for (size_t i = 0; i < name.len; i++)
-                lower[i] = (char)((name.ptr[i] >= 'A' && name.ptr[i] <= 'Z') ? name.ptr[i] + 32 : name.ptr[i]);
-            lowered_yet = true;
+        /* the rule's name is lower case: a byte matches it as is or as its upper-case letter */
+        size_t i = 0;
+        for (; i < rule->len; i++) {
+            unsigned char c = (unsigned char)name.ptr[i], r = (unsigned char)rule->name[i];
+            if (c != r && !(c >= 'A' && c <= 'Z' && c + 32 == r))
+                break;
         }
-        if (rule_name_matches(rule->name, (slice_t){lower, name.len}))
+        if (i == rule->len)
             return true;
     }
     return false;

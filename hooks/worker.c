@@ -125,13 +125,36 @@ static void append_string16(struct bytebuf *out, slice_t s)
     bytebuf_append(out, s.ptr, len);
 }
 
+static size_t string16_size(slice_t s)
+{
+    return sizeof(uint16_t) + (s.len > UINT16_MAX ? UINT16_MAX : s.len);
+}
+
+/* append_string16 at p, with room reserved already. */
+static char *put_string16(char *p, slice_t s)
+{
+    uint16_t len = s.len > UINT16_MAX ? UINT16_MAX : (uint16_t)s.len;
+    memcpy(p, &len, sizeof len);
+    if (len > 0)
+        memcpy(p + sizeof len, s.ptr, len);
+    return p + sizeof len + len;
+}
+
 void worker_invocation_encode(const struct worker_invocation *invocation, struct bytebuf *out)
 {
-    bytebuf_append(out, &invocation->remaining_ms, sizeof invocation->remaining_ms);
-    append_string16(out, invocation->request_id);
-    append_string16(out, invocation->function_name);
-    append_string16(out, invocation->function_version);
-    bytebuf_append_slice(out, invocation->event_json);
+    /* one reserve for the whole payload: the proxy writes one per event */
+    bytebuf_reserve(out, sizeof invocation->remaining_ms + string16_size(invocation->request_id) +
+                             string16_size(invocation->function_name) + string16_size(invocation->function_version) +
+                             invocation->event_json.len);
+    char *p = out->data + out->len;
+    memcpy(p, &invocation->remaining_ms, sizeof invocation->remaining_ms);
+    p += sizeof invocation->remaining_ms;
+    p = put_string16(p, invocation->request_id);
+    p = put_string16(p, invocation->function_name);
+    p = put_string16(p, invocation->function_version);
+    if (invocation->event_json.len > 0)
+        memcpy(p, invocation->event_json.ptr, invocation->event_json.len);
+    out->len = (size_t)(p - out->data) + invocation->event_json.len;
 }
 
 static bool take_string16(const char **p, const char *end, slice_t *out)

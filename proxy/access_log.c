@@ -51,6 +51,8 @@
 #define LOG_MAX_SWITCHES 8
 /* A burst leaves big buffers behind; the writer gives back anything above this. */
 #define LOG_KEEP_CAPACITY (256u * 1024)
+/* "2026-11-28T05:35:48.884Z" */
+#define FUNCTION_LOG_TIME_LEN 24
 
 struct log_writer {
     const char *name;       /* "access log": for messages */
@@ -231,10 +233,9 @@ static void append_json_cstring_or_null(struct bytebuf *out, const char *s)
         access_log_append_json_string(out, slice_from_cstr(s));
 }
 
-/* "2026-11-28T02:00:00.123Z", unquoted. */
-/* "2026-11-28T05:35:48.884Z" (24 bytes) into out. The part up to the
- * seconds is formatted once per second per thread: busy logs write many
- * lines per second. */
+/* "2026-11-28T05:35:48.884Z" (24 bytes, unquoted) into out. Cached per
+ * thread: the whole text for the last millisecond, the part up to the
+ * seconds for the last second (busy logs write many lines per millisecond). */
 static void format_iso8601_time(char out[24], double time)
 {
     if (!isfinite(time) || time < 0 || time > 1e13)
@@ -242,25 +243,29 @@ static void format_iso8601_time(char out[24], double time)
     /* Rounded to the millisecond: 1795831200.123 is 1795831200.12299990654 as
      * a double and must still print .123. */
     int64_t total_ms = (int64_t)floor(time * 1000.0 + 0.5);
-    time_t seconds = (time_t)(total_ms / 1000);
+    static _Thread_local int64_t cached_ms = -1;
     static _Thread_local time_t cached_second = -1;
-    static _Thread_local char cached[20];
-    if (seconds != cached_second) {
-        struct tm tm;
-        gmtime_r(&seconds, &tm);
-        char text[32];
-        snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec);
-        memcpy(cached, text, 19);
-        cached_second = seconds;
+    static _Thread_local char cached[24];
+    if (total_ms != cached_ms) {
+        time_t seconds = (time_t)(total_ms / 1000);
+        if (seconds != cached_second) {
+            struct tm tm;
+            gmtime_r(&seconds, &tm);
+            char text[80]; /* room for any int values (quiets -Wformat-truncation) */
+            snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
+            memcpy(cached, text, 19);
+            cached_second = seconds;
+        }
+        int ms = (int)(total_ms % 1000);
+        cached[19] = '.';
+        cached[20] = (char)('0' + ms / 100);
+        cached[21] = (char)('0' + ms / 10 % 10);
+        cached[22] = (char)('0' + ms % 10);
+        cached[23] = 'Z';
+        cached_ms = total_ms;
     }
-    int ms = (int)(total_ms % 1000);
-    memcpy(out, cached, 19);
-    out[19] = '.';
-    out[20] = (char)('0' + ms / 100);
-    out[21] = (char)('0' + ms / 10 % 10);
-    out[22] = (char)('0' + ms % 10);
-    out[23] = 'Z';
+    memcpy(out, cached, 24);
 }
 
 static void append_iso8601_time(struct bytebuf *out, double time)
@@ -309,21 +314,23 @@ static bool log_writer_enabled(struct log_writer *w)
     return atomic_load_explicit(&w->shared.enabled, memory_order_relaxed);
 }
 
-static void log_writer_queue(struct log_writer *w, const struct bytebuf *line)
+/* Queues `len` bytes of whole lines; `entries` is what the drop counter
+ * counts when they do not fit (one per line, or per multi-line entry). */
+static void log_writer_queue(struct log_writer *w, const char *data, size_t len, size_t entries)
 {
     bool signal = false;
     pthread_mutex_lock(&w->lock);
     if (!atomic_load_explicit(&w->shared.enabled, memory_order_relaxed)) {
         /* Switched off meanwhile: nothing to do. */
-    } else if (w->shared.pending.len + line->len > LOG_MAX_PENDING) {
-        w->shared.dropped_unreported++;
-        atomic_fetch_add_explicit(w->dropped, 1, memory_order_relaxed);
+    } else if (w->shared.pending.len + len > LOG_MAX_PENDING) {
+        w->shared.dropped_unreported += entries;
+        atomic_fetch_add_explicit(w->dropped, entries, memory_order_relaxed);
         signal = true; /* the writer reports drops */
     } else {
         size_t before = w->shared.pending.len;
         if (before == 0)
             w->shared.pending_since_ms = time_now_monotonic_ms();
-        bytebuf_append(&w->shared.pending, line->data, line->len);
+        bytebuf_append(&w->shared.pending, data, len);
         signal = before == 0 || (before < LOG_FLUSH_BYTES && w->shared.pending.len >= LOG_FLUSH_BYTES);
     }
     if (signal)
@@ -338,7 +345,7 @@ void access_log_write(const struct access_log_entry *entry)
     struct bytebuf line = {0};
     bytebuf_reserve(&line, 512);
     format_entry(&line, entry);
-    log_writer_queue(&access_writer, &line);
+    log_writer_queue(&access_writer, line.data, line.len, 1);
     bytebuf_free(&line);
 }
 
@@ -347,52 +354,98 @@ bool function_log_enabled(void)
     return log_writer_enabled(&function_writer);
 }
 
-/* Queues `text` as function-log lines with one time stamp: one line per
- * '\n' when split, else one line with line breaks as spaces. Short texts are
- * built on the stack. */
+/* Whether s holds a CR or LF. They are rare: long texts are searched with
+ * memchr, short ones (names, request ids) byte by byte. */
+static bool has_line_break(const char *s, size_t len)
+{
+    if (len >= 32)
+        return memchr(s, '\n', len) != NULL || memchr(s, '\r', len) != NULL;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == '\n' || s[i] == '\r')
+            return true;
+    return false;
+}
+
+/* What every line of one function-log text starts with: "<time>\t<name>\t<prefix>". */
+struct line_start {
+    char time[FUNCTION_LOG_TIME_LEN];
+    slice_t name, prefix;
+    bool scrub_name, scrub_prefix; /* they hold CR or LF */
+};
+
+static void line_start_init(struct line_start *start, slice_t function_name, slice_t prefix)
+{
+    format_iso8601_time(start->time, time_now_wall());
+    start->name = function_name;
+    start->prefix = prefix;
+    start->scrub_name = has_line_break(function_name.ptr, function_name.len);
+    start->scrub_prefix = has_line_break(prefix.ptr, prefix.len);
+}
+
+static size_t line_size(const struct line_start *start, size_t text_len)
+{
+    return sizeof start->time + start->name.len + start->prefix.len + 3 + text_len;
+}
+
+/* Copies s to p, CR and LF as spaces when `scrub`. */
+static char *put_text(char *p, slice_t s, bool scrub)
+{
+    if (s.len == 0)
+        return p;
+    memcpy(p, s.ptr, s.len);
+    for (size_t i = 0; scrub && i < s.len; i++)
+        if (p[i] == '\n' || p[i] == '\r')
+            p[i] = ' ';
+    return p + s.len;
+}
+
+/* Writes one line at p (line_size bytes at most); returns its end. */
+static char *line_write(char *p, const struct line_start *start, slice_t text)
+{
+    memcpy(p, start->time, sizeof start->time);
+    p += sizeof start->time;
+    *p++ = '\t';
+    p = put_text(p, start->name, start->scrub_name);
+    *p++ = '\t';
+    p = put_text(p, start->prefix, start->scrub_prefix);
+    p = put_text(p, text, has_line_break(text.ptr, text.len));
+    *p++ = '\n';
+    return p;
+}
+
+/* The end of the line that starts at `line` (split: at the next '\n'). */
+static const char *line_end(const char *line, const char *end, bool split)
+{
+    const char *found = split && line < end ? memchr(line, '\n', (size_t)(end - line)) : NULL;
+    return found != NULL ? found : end;
+}
+
+/* Queues `text` as function-log lines, all with one time stamp: one line
+ * per '\n' when split, else one line with line breaks as spaces. Short
+ * texts are built on the stack. */
 static void queue_function_text(slice_t function_name, slice_t text, bool split)
 {
     if (!log_writer_enabled(&function_writer))
         return;
-    char time_text[24];
-    format_iso8601_time(time_text, time_now_wall());
-    char stack[1024];
+    struct line_start start;
+    line_start_init(&start, function_name, (slice_t){NULL, 0});
     size_t lines = 1;
-    for (size_t i = 0; split && i < text.len; i++)
-        lines += text.ptr[i] == '\n';
-    size_t need = text.len + lines * (sizeof time_text + function_name.len + 3);
-    struct bytebuf line = {0};
-    bool on_stack = need <= sizeof stack;
-    if (on_stack)
-        line = (struct bytebuf){.data = stack, .len = 0, .cap = sizeof stack};
-    else
-        bytebuf_reserve(&line, need);
-    size_t start = 0;
-    for (size_t i = 0; i <= text.len; i++) {
-        if (i < text.len && !(split && text.ptr[i] == '\n'))
-            continue;
-        char *p = line.data + line.len;
-        memcpy(p, time_text, sizeof time_text);
-        p += sizeof time_text;
-        *p++ = '\t';
-        memcpy(p, function_name.ptr, function_name.len);
-        for (size_t k = 0; k < function_name.len; k++)
-            if (p[k] == '\n' || p[k] == '\r')
-                p[k] = ' ';
-        p += function_name.len;
-        *p++ = '\t';
-        memcpy(p, text.ptr + start, i - start);
-        for (size_t k = 0; k < i - start; k++)
-            if (p[k] == '\n' || p[k] == '\r')
-                p[k] = ' ';
-        p += i - start;
-        *p++ = '\n';
-        line.len = (size_t)(p - line.data);
-        start = i + 1;
+    for (const char *p = text.ptr, *end = text.ptr + text.len; (p = line_end(p, end, split)) != end; p++)
+        lines++;
+    size_t need = lines * line_size(&start, 0) + text.len;
+    char stack[1024];
+    char *buffer = need <= sizeof stack ? stack : malloc(need);
+    VERGE_ASSERT(buffer != NULL);
+    char *p = buffer;
+    for (const char *line = text.ptr, *end = text.ptr + text.len;; line++) {
+        const char *stop = line_end(line, end, split);
+        p = line_write(p, &start, (slice_t){line, (size_t)(stop - line)});
+        if ((line = stop) == end)
+            break;
     }
-    log_writer_queue(&function_writer, &line);
-    if (!on_stack)
-        bytebuf_free(&line);
+    log_writer_queue(&function_writer, buffer, (size_t)(p - buffer), 1);
+    if (buffer != stack)
+        free(buffer);
 }
 
 void function_log_write(slice_t function_name, slice_t text)
@@ -403,6 +456,31 @@ void function_log_write(slice_t function_name, slice_t text)
 void function_log_write_lines(slice_t function_name, slice_t text)
 {
     queue_function_text(function_name, text, true);
+}
+
+void function_log_batch_add(struct function_log_batch *batch, slice_t function_name, slice_t prefix, slice_t text)
+{
+    if (!log_writer_enabled(&function_writer))
+        return;
+    struct line_start start;
+    line_start_init(&start, function_name, prefix);
+    for (const char *line = text.ptr, *end = text.ptr + text.len;; line++) {
+        const char *stop = line_end(line, end, true);
+        bytebuf_reserve(&batch->lines, line_size(&start, (size_t)(stop - line)));
+        char *p = line_write(batch->lines.data + batch->lines.len, &start, (slice_t){line, (size_t)(stop - line)});
+        batch->lines.len = (size_t)(p - batch->lines.data);
+        if ((line = stop) == end)
+            break;
+    }
+    batch->entries++;
+}
+
+void function_log_batch_queue(struct function_log_batch *batch)
+{
+    if (batch->lines.len > 0)
+        log_writer_queue(&function_writer, batch->lines.data, batch->lines.len, batch->entries);
+    batch->lines.len = 0;
+    batch->entries = 0;
 }
 
 /* ---- writer thread ------------------------------------------------------- */

@@ -56,6 +56,18 @@ void function_log_write_lines(slice_t function_name, slice_t text);
 /* Whether function-log lines are kept (callers skip formatting them when not). */
 bool function_log_enabled(void);
 void function_log_write(slice_t function_name, slice_t text);
+/* Lines a thread collects to queue them at once (one lock for many): the
+ * worker pool's START, END, REPORT and function output lines of a loop pass.
+ * Zero-initialised; freed with bytebuf_free(&batch->lines). */
+struct function_log_batch {
+    struct bytebuf lines;
+    size_t entries; /* function_log_batch_add calls: what a drop counts */
+};
+/* Appends what function_log_write_lines would queue, with `prefix` at the
+ * start of each line (after the name and tab); nothing when the log is off. */
+void function_log_batch_add(struct function_log_batch *batch, slice_t function_name, slice_t prefix, slice_t text);
+/* Queues the batch's lines and empties it (its memory is kept for reuse). */
+void function_log_batch_queue(struct function_log_batch *batch);
 /* Writes out everything queued and stops the function log's writer thread. */
 void function_log_shutdown(void);
 

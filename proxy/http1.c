@@ -261,6 +261,13 @@ unsigned http_token_flags(enum http_token token)
     return token_table[token].flags;
 }
 
+slice_t http_token_name(enum http_token token)
+{
+    if ((unsigned)token >= HTTP_TOKEN__COUNT)
+        return (slice_t){"", 0};
+    return (slice_t){token_table[token].name, token_table[token].len};
+}
+
 /* Walks a comma-separated list: returns the next element (OWS trimmed, may be
  * empty) and advances *rest past it and its comma. */
 static slice_t list_next(slice_t *rest)

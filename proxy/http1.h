@@ -80,6 +80,8 @@ struct http_header {
 enum http_token http_token_lookup(slice_t name);
 /* Returns the HTTP_TOKEN_FLAG_* bits of a token. */
 unsigned http_token_flags(enum http_token token);
+/* Returns the lower-case name of a token (static; empty for HTTP_TOKEN_OTHER). */
+slice_t http_token_name(enum http_token token);
 /* Returns true when a comma-separated header value (e.g. Connection) lists
  * the token `item` (case-insensitive, OWS around items ignored). */
 bool http_list_contains(slice_t value, slice_t item);

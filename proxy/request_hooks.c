@@ -24,6 +24,7 @@
  * Locking: none; a request belongs to its connection's loop thread.
  */
 #include <netdb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +36,37 @@
 
 /* ---- request → event -------------------------------------------------------- */
 
+/* event_header_hidden for a header of a message: the answer is the same for
+ * every spelling of a well-known name, so it is worked out once per token
+ * (0 not yet, 1 shown, 2 hidden; threads may race to store the same value). */
+static _Atomic unsigned char hidden_by_token[HTTP_TOKEN__COUNT];
+
+static bool header_hidden(const struct http_header *header)
+{
+    if (header->token == HTTP_TOKEN_OTHER || (unsigned)header->token >= HTTP_TOKEN__COUNT)
+        return event_header_hidden(header->name);
+    unsigned char known = atomic_load_explicit(&hidden_by_token[header->token], memory_order_relaxed);
+    if (known == 0) {
+        known = event_header_hidden(header->name) ? 2 : 1;
+        atomic_store_explicit(&hidden_by_token[header->token], known, memory_order_relaxed);
+    }
+    return known == 2;
+}
+
 static void headers_to_event(struct arena *arena, const struct http_header *headers, size_t count, struct event_headers *out,
                              slice_t replace_host)
 {
     for (size_t i = 0; i < count; i++) {
-        if (event_header_hidden(headers[i].name))
+        const struct http_header *header = &headers[i];
+        if (header_hidden(header))
             continue;
-        if (replace_host.len > 0 && headers[i].token == HTTP_TOKEN_HOST)
+        if (replace_host.len > 0 && header->token == HTTP_TOKEN_HOST)
             continue;
-        event_headers_add_borrowed(arena, out, headers[i].name, headers[i].value);
+        /* a well-known name's lower-case spelling is the token's: no copy */
+        if (header->token != HTTP_TOKEN_OTHER)
+            event_headers_add_lower(arena, out, http_token_name(header->token), header->name, header->value);
+        else
+            event_headers_add_borrowed(arena, out, header->name, header->value);
     }
     if (replace_host.len > 0)
         event_headers_add_borrowed(arena, out, SLICE_LITERAL("Host"), replace_host);
@@ -118,6 +141,34 @@ static struct event_input *build_event(struct request *request, enum config_trig
 
 /* ---- result → request / response ------------------------------------------- */
 
+/* http_token_lookup for a lower-case name (a validated result header's):
+ * the candidates by length and first letter, confirmed with one memcmp.
+ * Built at load time from http_token_name, so it knows every token. */
+#define TOKEN_NAME_MAX 24
+static unsigned char token_candidates[TOKEN_NAME_MAX][26][2];
+
+__attribute__((constructor)) static void token_candidates_build(void)
+{
+    for (int token = HTTP_TOKEN_OTHER + 1; token < HTTP_TOKEN__COUNT; token++) {
+        slice_t name = http_token_name((enum http_token)token);
+        VERGE_ASSERT(name.len > 0 && name.len < TOKEN_NAME_MAX && name.ptr[0] >= 'a' && name.ptr[0] <= 'z');
+        unsigned char *slot = token_candidates[name.len][name.ptr[0] - 'a'];
+        VERGE_ASSERT(slot[1] == 0);
+        slot[slot[0] != 0] = (unsigned char)token;
+    }
+}
+
+static enum http_token token_of_lower_name(slice_t name)
+{
+    if (name.len == 0 || name.len >= TOKEN_NAME_MAX || name.ptr[0] < 'a' || name.ptr[0] > 'z')
+        return HTTP_TOKEN_OTHER;
+    const unsigned char *slot = token_candidates[name.len][name.ptr[0] - 'a'];
+    for (int i = 0; i < 2 && slot[i] != 0; i++)
+        if (memcmp(name.ptr, http_token_name((enum http_token)slot[i]).ptr, name.len) == 0)
+            return (enum http_token)slot[i];
+    return HTTP_TOKEN_OTHER;
+}
+
 /* The function's headers, plus the hidden ones of the original message. */
 static size_t headers_from_event(struct arena *arena, const struct event_headers *headers, const struct http_header *original,
                                  size_t original_count, struct http_header **out)
@@ -125,17 +176,19 @@ static size_t headers_from_event(struct arena *arena, const struct event_headers
     size_t count = 0;
     for (size_t i = 0; i < headers->count; i++)
         count += headers->items[i].value_count;
-    for (size_t i = 0; i < original_count; i++)
-        count += event_header_hidden(original[i].name);
-    struct http_header *array = arena_alloc(arena, sizeof *array * (count + 1));
+    /* room for every original header: the hidden ones are found in one pass */
+    struct http_header *array = arena_alloc(arena, sizeof *array * (count + original_count + 1));
     size_t n = 0;
-    for (size_t i = 0; i < headers->count; i++)
-        for (size_t v = 0; v < headers->items[i].value_count; v++) {
-            const struct event_header_value *value = &headers->items[i].values[v];
-            array[n++] = (struct http_header){.name = value->key, .value = value->value, .token = http_token_lookup(value->key)};
-        }
+    for (size_t i = 0; i < headers->count; i++) {
+        const struct event_header *header = &headers->items[i];
+        /* validated: the name is lower case and every key is the name but for case,
+         * so one lookup of the name serves them all */
+        enum http_token token = header->value_count > 0 ? token_of_lower_name(header->name) : HTTP_TOKEN_OTHER;
+        for (size_t v = 0; v < header->value_count; v++)
+            array[n++] = (struct http_header){.name = header->values[v].key, .value = header->values[v].value, .token = token};
+    }
     for (size_t i = 0; i < original_count; i++)
-        if (event_header_hidden(original[i].name))
+        if (header_hidden(&original[i]))
             array[n++] = original[i];
     *out = array;
     return n;
@@ -506,9 +559,6 @@ enum trigger_start request_trigger_start(struct request *request, enum config_tr
     }
     request->hook_input = input;
     request->hook_trigger = kind;
-    struct bytebuf *json = &request->viewer->thread->scratch;
-    json->len = 0;
-    event_encode_compact(input, json);
     struct hooks_invocation invocation = {
         .config = config,
         .function_index = trigger->function_index,
@@ -516,7 +566,7 @@ enum trigger_start request_trigger_start(struct request *request, enum config_tr
         .timeout_ms = trigger->timeout_ms,
         .memory_mb = trigger->memory_mb,
         .request_id = slice_from_cstr(request->id),
-        .event_json = (slice_t){json->data, json->len},
+        .event = input,
     };
     if (!hooks_invoke(request->viewer->thread->hooks, &invocation, &request->hook_call, on_function_done, request)) {
         const char *function = config->functions[trigger->function_index].name;

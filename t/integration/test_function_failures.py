@@ -266,6 +266,32 @@ def test_memory_bomb_is_an_execution_error(verge, origin, tmp_path):
     assert_served_again(v, origin)
 
 
+def test_events_queued_behind_a_killed_worker_run_on_another(verge, origin, tmp_path):
+    """A fast function's events are pipelined: several wait on the worker behind the one it runs.
+    When that one loops and the worker is killed at its deadline, the events behind it go back
+    to the pool (with their frames) and are answered by a new worker, each with its own request."""
+    code = failing_function(tmp_path, "while true do end")
+    config = function_config(tmp_path, origin, code, {"timeout_ms": 700})
+    config["threads"] = 1
+    v = verge(config)
+    for i in range(30):  # quick events: the pool starts pipelining them
+        assert v.get("/bad/warm%d" % i).status == 200
+    started = function_log(tmp_path).count("START RequestId")
+    t, box = bad_request_in_thread(v)
+    wait_until(lambda: function_log(tmp_path).count("START RequestId") > started, 10, message="the looping event began")
+    queued = concurrent_requests(v.port, "/bad/queued", 6)
+    t.join(30)
+    assert not t.is_alive() and "error" not in box, box
+    assert_execution_error(box["response"])
+    for r in queued:
+        assert (r.response.status, r.response.body) == (200, b"origin: GET /bad/queued\n"), (r.response, r.response.body)
+    print("queued events answered after %s s" % ", ".join("%.3f" % (r.done_at - r.sent_at) for r in queued))
+    assert origin_requests_paths(origin).count("/bad/queued") == 6
+    assert "/bad/x" not in origin_requests_paths(origin)
+    wait_for_function_log(tmp_path, "Task timed out after")
+    assert_served_again(v, origin)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGKILL], ids=["SIGSEGV", "SIGKILL"])
 def test_crashed_worker_is_an_execution_error(verge, origin, tmp_path, sig):
     code = failing_function(tmp_path, "verge.sleep(3000)")

@@ -397,6 +397,60 @@ static void test_function_log_lines(void)
     unlink(path);
 }
 
+/* A batch (the worker pool's way): lines collected with a prefix, queued at
+ * once in order, among lines written directly; nothing is kept while off. */
+static void test_function_log_batch(void)
+{
+    char path[128], error[256] = "";
+    snprintf(path, sizeof path, "%s/batch.log", temp_dir);
+    struct function_log_batch batch = {0};
+    function_log_batch_add(&batch, SLICE_LITERAL("fn"), SLICE_LITERAL("r1\tINFO\t"), SLICE_LITERAL("dropped: the log is off"));
+    CHECK_INT(batch.lines.len, 0);
+    CHECK_INT(batch.entries, 0);
+    CHECK_INT(function_log_configure(path, error, sizeof error), 0);
+
+    time_t now = time(NULL);
+    function_log_write(SLICE_LITERAL("fn"), SLICE_LITERAL("before"));
+    function_log_batch_add(&batch, SLICE_LITERAL("fn"), (slice_t){NULL, 0}, SLICE_LITERAL("START RequestId: r1 Version: 1"));
+    /* one line per '\n'; CR (and LF in the name or prefix) become spaces */
+    function_log_batch_add(&batch, SLICE_LITERAL("fn"), SLICE_LITERAL("r1\tINFO\t"), SLICE_LITERAL("one\ntwo\r\n"));
+    function_log_batch_add(&batch, SLICE_LITERAL("f\nn"), SLICE_LITERAL("r\r1\t"), SLICE_LITERAL("x"));
+    char long_text[100];
+    memset(long_text, 'y', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    long_text[40] = '\r';
+    function_log_batch_add(&batch, SLICE_LITERAL("fn"), (slice_t){NULL, 0}, slice_from_cstr(long_text));
+    CHECK_INT(batch.entries, 4);
+    function_log_batch_queue(&batch);
+    CHECK_INT(batch.lines.len, 0);
+    CHECK_INT(batch.entries, 0);
+    function_log_write(SLICE_LITERAL("fn"), SLICE_LITERAL("after"));
+    function_log_batch_queue(&batch); /* empty: nothing */
+    function_log_shutdown();
+    bytebuf_free(&batch.lines);
+
+    char *text = read_file(path);
+    CHECK(text != NULL);
+    if (text == NULL)
+        return;
+    char *lines[16];
+    size_t count = split_lines(text, lines, VERGE_ARRAY_SIZE(lines));
+    CHECK_INT(count, 8);
+    if (count == 8) {
+        long_text[40] = ' ';
+        check_function_line(lines[0], "fn", "before", now);
+        check_function_line(lines[1], "fn", "START RequestId: r1 Version: 1", now);
+        check_function_line(lines[2], "fn", "r1\tINFO\tone", now);
+        check_function_line(lines[3], "fn", "r1\tINFO\ttwo ", now);
+        check_function_line(lines[4], "fn", "r1\tINFO\t", now);
+        check_function_line(lines[5], "f n", "r 1\tx", now);
+        check_function_line(lines[6], "fn", long_text, now);
+        check_function_line(lines[7], "fn", "after", now);
+    }
+    free(text);
+    unlink(path);
+}
+
 /* Both logs at once, each to its own file, lines interleaved from several
  * threads: every line lands in its own log, none in the other. */
 struct both_logs_thread {
@@ -540,6 +594,7 @@ int main(void)
     UNIT_RUN(test_many_switches);
     UNIT_RUN(test_background_flush);
     UNIT_RUN(test_function_log_lines);
+    UNIT_RUN(test_function_log_batch);
     UNIT_RUN(test_both_logs_at_once);
     UNIT_RUN(test_function_log_switch);
     rmdir(temp_dir);

@@ -235,6 +235,76 @@ static void test_http_dates(void)
     /* the slice length bounds the parse */
     CHECK(time_parse_http_date(slice_make("Sun, 06 Nov 1994 08:49:37 GMTxyz", 29), &t));
     CHECK_INT(t, 784111777);
+
+    /* Each form, well-formed (read by position), in the looser spellings the
+     * scanf patterns let through, and not dates; -1: rejected. */
+    static const struct {
+        const char *text;
+        long long expected;
+    } forms[] = {
+        /* IMF-fixdate */
+        {"Thu, 01 Jan 1970 00:00:00 GMT", 0},
+        {"Tue, 29 Feb 2000 00:00:00 GMT", 951782400},
+        {"Sat, 31 Dec 2016 23:59:60 GMT", 1483228800}, /* a leap second counts on */
+        {"Mon, 31 Feb 2000 00:00:00 GMT", 951955200},  /* day 31 of February is 2 March, as timegm has it */
+        {"Xyz, 06 Nov 1994 08:49:37 GMT", 784111777},  /* the weekday is not checked */
+        {"Fri, 31 Dec 9999 23:59:59 GMT", 253402300799},
+        {"Sun, 6 Nov 1994 08:49:37 GMT", 784111777},
+        {" Sun, 06 Nov 1994 08:49:37 GMT", 784111777},
+        {"Sun,  06 Nov 1994 08:49:37 GMT", 784111777},
+        {"Sun, 06 Nov 1994 8:49:37 GMT", 784111777},
+        {"Sun, +6 Nov 1994 08:49:37 GMT", 784111777},
+        {"Sun, 06 nov 1994 08:49:37 GMT", -1},
+        {"Sun, 06 Nov 1994 08:49:37 UTC", -1},
+        {"Sun, 06 Nov 1994 08:49:37 gmt", -1},
+        {"Sun, 00 Nov 1994 08:49:37 GMT", -1},
+        {"Sun, 06 Nov 1994 23:59:61 GMT", -1},
+        {"Sun, 06 Nov 1994 24:00:00 GMT", -1},
+        {"Sun, 06 Nov 1969 23:59:59 GMT", -1},
+        {"Sun 06 Nov 1994 08:49:37 GMT", -1},
+        {"Sun, 06 Nov 1994 08:49:37 GMT ", -1},
+        {"Sun, 06 Nov 94 08:49:37 GMT", -1},
+        {"Sun, 06 Nov 1994 08:49 GMT", -1},
+        {"Sun, 06 Nov 1994 08:4x:37 GMT", -1},
+        /* RFC 850 */
+        {"Friday, 31-Dec-99 23:59:59 GMT", 946684799},
+        {"Thursday, 01-Jan-70 00:00:00 GMT", 0},
+        {"Wednesday, 31-Dec-69 23:59:59 GMT", 3155759999}, /* 2069 */
+        {"Abcdefghijklmno, 06-Nov-94 08:49:37 GMT", 784111777},
+        {"Sun, 06-Nov-94 08:49:37 GMT", 784111777},
+        {"Sunday,06-Nov-94 08:49:37 GMT", 784111777},
+        {"Abcdefghijklmnop, 06-Nov-94 08:49:37 GMT", -1}, /* a weekday of more than 15 letters */
+        {"Sunday, 06-Nov-1994 08:49:37 GMT", -1},
+        {"Sunday, 06 Nov 94 08:49:37 GMT", -1},
+        {"Sunday, 06-Nov-94 08:49:37 UTC", -1},
+        {"Sunday, 32-Nov-94 08:49:37 GMT", -1},
+        {"Sunday, 06-Nov-94 08:60:37 GMT", -1},
+        {" Sunday, 06-Nov-94 08:49:37 GMT", -1},
+        {"Sunday, 06-Nov-9x 08:49:37 GMT", -1},
+        /* asctime */
+        {"Sun Nov 06 08:49:37 1994", 784111777},
+        {"Thu Jan  1 00:00:00 1970", 0},
+        {"Sun Nov  6 08:49:60 1994", 784111800},
+        {"Sun Nov 6 08:49:37 1994", 784111777},
+        {"Sun Nov  6  08:49:37 1994", 784111777},
+        {"Sun Nov  6 08:49:37 94", -1},
+        {"Sun Nov  6 08:49:37 1994 GMT", -1},
+        {"Sun Nov  6 08:49:37", -1},
+        {"Sun Foo  6 08:49:37 1994", -1},
+        {"Sun Nov 32 08:49:37 1994", -1},
+        {"Sun Nov  6 08:49:61 1994", -1},
+        {"Wed Dec 31 23:59:59 1969", -1},
+        {"Sun Nov  6 08:49:37 19940", -1},
+        {"Sun Nov  x 08:49:37 1994", -1},
+    };
+    for (size_t i = 0; i < VERGE_ARRAY_SIZE(forms); i++) {
+        t = -1;
+        bool parsed = time_parse_http_date(slice_from_cstr(forms[i].text), &t);
+        long long got = parsed ? (long long)t : -1;
+        if (got != forms[i].expected)
+            fprintf(stderr, "\"%s\": expected %lld, got %lld\n", forms[i].text, forms[i].expected, got);
+        CHECK(got == forms[i].expected);
+    }
 }
 
 int main(void)
