@@ -40,6 +40,7 @@
 #include "store.h"
 #include "chunk_memory.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -623,10 +624,24 @@ void cache_store_configure(uint64_t memory_bytes, uint64_t max_object, enum cach
     release_all(release);
 }
 
+/* SHA-256 fetched once: the one-shot SHA256() looks the algorithm up in
+ * OpenSSL's provider store on every call, which cost more than hashing a
+ * short key. The fetched object lives for the process. */
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void cache_key_hash(slice_t key, unsigned char hash[CACHE_KEY_HASH_LEN])
 {
     static const unsigned char empty = 0;
-    SHA256(key.len > 0 ? (const unsigned char *)key.ptr : &empty, key.len, hash);
+    pthread_once(&sha256_once, sha256_fetch);
+    const unsigned char *data = key.len > 0 ? (const unsigned char *)key.ptr : &empty;
+    if (sha256 == NULL || !EVP_Digest(data, key.len, hash, NULL, sha256, NULL))
+        SHA256(data, key.len, hash); /* cannot happen with a working OpenSSL; the slow path still hashes */
 }
 
 /* ---- lookup -------------------------------------------------------------- */

@@ -442,9 +442,9 @@ static void begin_first(struct worker_process *worker, uint64_t now)
         p = put_slice(p, pool->version_slice);
         log_text(pool, (slice_t){NULL, 0}, (slice_t){text, (size_t)(p - text)});
     }
-    ev_timer_stop(pool->owner->loop, &worker->deadline);
-    ev_timer_set(&worker->deadline, event->timeout_ms / 1000.0, 0);
-    ev_timer_start(pool->owner->loop, &worker->deadline);
+    /* One heap adjustment whether the timer runs or not (ev_timer_again). */
+    worker->deadline.repeat = event->timeout_ms / 1000.0;
+    ev_timer_again(pool->owner->loop, &worker->deadline);
 }
 
 /* Puts `call` on the worker's queue; its frame (frame_len bytes) is the
@@ -480,7 +480,7 @@ static void send_event(struct worker_process *worker, struct hooks_call *call)
  * the queue and returns its call (NULL when cancelled) for the caller to
  * deliver once everything else is done. The next event, if any, begins. */
 static struct hooks_call *finish_first(struct worker_process *worker, const struct hooks_outcome *outcome,
-                                       uint64_t peak_memory_bytes)
+                                       uint64_t peak_memory_bytes, uint64_t now)
 {
     struct function_pool *pool = worker->pool;
     struct sent_event *event = first_event(worker);
@@ -534,12 +534,12 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
     event->call = NULL;
     worker->queue_head = (worker->queue_head + 1) % PIPELINE_DEPTH;
     worker->queue_count--;
-    ev_timer_stop(pool->owner->loop, &worker->deadline);
     if (worker->queue_count > 0) {
-        begin_first(worker, time_now_monotonic_us());
+        begin_first(worker, now); /* restarts the deadline */
     } else {
+        ev_timer_stop(pool->owner->loop, &worker->deadline);
         worker->state = WORKER_IDLE;
-        worker->idle_since_us = time_now_monotonic_us();
+        worker->idle_since_us = now;
     }
     return call;
 }
@@ -630,7 +630,7 @@ static void worker_fail(struct worker_process *worker, enum hooks_outcome_kind k
         }
         VERGE_ASSERT(worker->output_answered <= worker->output.len && offset == in_output + worker->pending.len);
         worker->queue_count = 1; /* finish_first must not begin the next one on this worker */
-        call = finish_first(worker, &outcome, 0);
+        call = finish_first(worker, &outcome, 0, time_now_monotonic_us());
         /* Back to the pool with a copy of their frames, newest first so the
          * oldest ends up in front. */
         for (unsigned i = behind; i > 0; i--) {
@@ -660,6 +660,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *timer, int revents)
 {
     (void)loop, (void)revents;
     struct worker_process *worker = (struct worker_process *)((char *)timer - offsetof(struct worker_process, deadline));
+    ev_timer_stop(loop, timer); /* begin_first arms it as a repeating timer (ev_timer_again) */
     /* The answer may be in the socket already (this timer and the read came
      * due in the same loop pass): read it first, once, before killing. */
     int unread = 0;
@@ -788,7 +789,7 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
                 completion->outcome.error = completion->error_text ? completion->error_text : "the function raised an error";
             }
             uint32_t frame_len = first_event(worker)->frame_len;
-            completion->call = finish_first(worker, &completion->outcome, result.peak_memory_bytes);
+            completion->call = finish_first(worker, &completion->outcome, result.peak_memory_bytes, now);
             if (worker->unanswered > 0) {
                 worker->unanswered--;
                 worker->output_answered += frame_len;

@@ -303,6 +303,22 @@ void bytebuf_append(struct bytebuf *buf, const void *data, size_t n)
     buf->len += n;
 }
 
+void bytebuf_append_cstr(struct bytebuf *buf, const char *s)
+{
+    bytebuf_append(buf, s, strlen(s));
+}
+
+void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value)
+{
+    char digits[20];
+    size_t n = sizeof digits;
+    do {
+        digits[--n] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    bytebuf_append(buf, digits + n, sizeof digits - n);
+}
+
 void bytebuf_append_slice(struct bytebuf *buf, slice_t s)
 {
     bytebuf_append(buf, s.ptr, s.len);

@@ -108,6 +108,9 @@ void bytebuf_reserve(struct bytebuf *buf, size_t extra);
 void bytebuf_append(struct bytebuf *buf, const void *data, size_t n);
 void bytebuf_append_slice(struct bytebuf *buf, slice_t s);
 void bytebuf_appendf(struct bytebuf *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends a C string / an unsigned number in decimal (hot paths: no printf). */
+void bytebuf_append_cstr(struct bytebuf *buf, const char *s);
+void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value);
 /* Removes the first n bytes. */
 void bytebuf_consume(struct bytebuf *buf, size_t n);
 void bytebuf_free(struct bytebuf *buf);

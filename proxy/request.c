@@ -935,9 +935,16 @@ static void append_cache_headers(struct request *request, struct bytebuf *out)
         x_cache = request->lambda_error;
     else if (request->hook_generated && request->body_source != RESPONSE_BODY_CACHE)
         x_cache = "LambdaGeneratedResponse";
-    bytebuf_appendf(out, "X-Cache: %s from verge\r\nCache-Status: %s\r\n", x_cache, cache_status);
-    if (request->body_source == RESPONSE_BODY_CACHE)
-        bytebuf_appendf(out, "Age: %lld\r\n", (long long)request->cache_age);
+    bytebuf_append(out, "X-Cache: ", 9);
+    bytebuf_append_cstr(out, x_cache);
+    bytebuf_append(out, " from verge\r\nCache-Status: ", 27);
+    bytebuf_append_cstr(out, cache_status);
+    bytebuf_append(out, "\r\n", 2);
+    if (request->body_source == RESPONSE_BODY_CACHE) {
+        bytebuf_append(out, "Age: ", 5);
+        bytebuf_append_decimal(out, request->cache_age > 0 ? (uint64_t)request->cache_age : 0);
+        bytebuf_append(out, "\r\n", 2);
+    }
 }
 
 static void write_response_head(struct request *request)
@@ -947,10 +954,14 @@ static void write_response_head(struct request *request)
     out->len = 0;
     if (request->framing == FRAMING_UNTIL_CLOSE)
         viewer->close_after_response = true;
+    bytebuf_append(out, "HTTP/1.1 ", 9);
+    bytebuf_append_decimal(out, request->status > 0 ? (uint64_t)request->status : 0); /* 100..999 wherever it was set */
+    bytebuf_append(out, " ", 1);
     if (request->reason.len > 0)
-        bytebuf_appendf(out, "HTTP/1.1 %d " SLICE_FMT "\r\n", request->status, SLICE_ARG(request->reason));
+        bytebuf_append_slice(out, request->reason);
     else
-        bytebuf_appendf(out, "HTTP/1.1 %d %s\r\n", request->status, http_status_reason(request->status));
+        bytebuf_append_cstr(out, http_status_reason(request->status));
+    bytebuf_append(out, "\r\n", 2);
     const struct http_header *headers = request->response_headers;
     size_t count = request->response_header_count;
     for (size_t i = 0; i < count; i++) {
@@ -968,9 +979,11 @@ static void write_response_head(struct request *request)
     append_list_header(out, "Via", headers, count, HTTP_TOKEN_VIA, SLICE_LITERAL("1.1 verge"));
     append_header(out, SLICE_LITERAL("X-Amz-Cf-Id"), slice_from_cstr(request->id));
     append_cache_headers(request, out);
-    if (request->framing == FRAMING_LENGTH)
-        bytebuf_appendf(out, "Content-Length: %llu\r\n", (unsigned long long)request->response_content_length);
-    else if (request->framing == FRAMING_CHUNKED)
+    if (request->framing == FRAMING_LENGTH) {
+        bytebuf_append(out, "Content-Length: ", 16);
+        bytebuf_append_decimal(out, (uint64_t)request->response_content_length);
+        bytebuf_append(out, "\r\n", 2);
+    } else if (request->framing == FRAMING_CHUNKED)
         bytebuf_append(out, "Transfer-Encoding: chunked\r\n", 28);
     if (viewer->close_after_response)
         bytebuf_append(out, "Connection: close\r\n", 19);

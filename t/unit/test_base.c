@@ -179,6 +179,20 @@ static void test_bytebuf(void)
     CHECK(buf.cap - buf.len >= 100000);
     bytebuf_free(&buf);
     CHECK(buf.data == NULL && buf.len == 0 && buf.cap == 0);
+    /* decimal and C-string appends (response heads without printf) */
+    bytebuf_append_decimal(&buf, 0);
+    bytebuf_append_cstr(&buf, " ");
+    bytebuf_append_decimal(&buf, 9);
+    bytebuf_append_cstr(&buf, ",");
+    bytebuf_append_decimal(&buf, 10);
+    bytebuf_append_cstr(&buf, ",");
+    bytebuf_append_decimal(&buf, 200);
+    bytebuf_append_cstr(&buf, ",");
+    bytebuf_append_decimal(&buf, UINT64_MAX);
+    bytebuf_append_cstr(&buf, "");
+    CHECK_INT(buf.len, 31);
+    CHECK(memcmp(buf.data, "0 9,10,200,18446744073709551615", 31) == 0);
+    bytebuf_free(&buf);
 }
 
 static void test_http_dates(void)
