@@ -579,8 +579,15 @@ def age_range(stored, served, extra=0):
     from Verge.fetch(), stamped with wall-clock .sent_wall / .done_wall): whole seconds between the
     two fetches, counted either from whole wall-clock seconds or from precise times. `extra` widens
     the top for an origin Date header that adds an apparent age below one second."""
-    lo = min(math.floor(served.sent_wall - stored.done_wall), math.floor(served.sent_wall) - math.floor(stored.done_wall))
-    hi = max(math.floor(served.done_wall - stored.sent_wall), math.floor(served.done_wall) - math.floor(stored.sent_wall))
+    # verge stamps request and response times with time(2), the kernel's coarse clock, which may
+    # still show the previous second for a few ms after the client's precise clock has moved on:
+    # a stamp can fall a second earlier than the client saw the request go (the fill's raises the
+    # top, the serving one lowers the bottom).
+    coarse_lag = 0.02
+    lo = min(math.floor(served.sent_wall - stored.done_wall),
+             math.floor(served.sent_wall - coarse_lag) - math.floor(stored.done_wall))
+    hi = max(math.floor(served.done_wall - stored.sent_wall),
+             math.floor(served.done_wall) - math.floor(stored.sent_wall - coarse_lag))
     return max(lo, 0), hi + extra
 
 
