@@ -8,6 +8,7 @@
  * all fail, as the live docs say). Pure: the tables are indexed once, at load
  * time (a constructor), and only read afterwards.
  */
+#include "../proxy/swar.h"
 #include "event.h"
 
 #include <stdio.h>
@@ -161,39 +162,6 @@ static bool headers_equal(const struct event_header *a, const struct event_heade
         if (!slice_equal(a->values[i].value, b->values[i].value))
             return false;
     return true;
-}
-
-/* Eight bytes at a time (as in http1.c): a word has a byte below n (n <= 128;
- * exact as a yes/no answer), or one equal to b. */
-#define SWAR_ONES 0x0101010101010101ull
-#define SWAR_HIGHS 0x8080808080808080ull
-static inline uint64_t load_word(const char *p)
-{
-    uint64_t w;
-    memcpy(&w, p, sizeof w);
-    return w;
-}
-static inline uint64_t swar_has_less(uint64_t w, unsigned n)
-{
-    return (w - SWAR_ONES * n) & ~w & SWAR_HIGHS;
-}
-static inline uint64_t swar_has_byte(uint64_t w, unsigned b)
-{
-    return swar_has_less(w ^ (SWAR_ONES * b), 1);
-}
-/* The high bit of each byte of w that is zero (exactly those). */
-static inline uint64_t swar_zero_bytes(uint64_t w)
-{
-    return ~(((w & ~SWAR_HIGHS) + ~SWAR_HIGHS) | w | ~SWAR_HIGHS);
-}
-/* The high bit of each byte of an ASCII word (no high bits set) that is >= c, or <= c. */
-static inline uint64_t swar_at_least(uint64_t w, unsigned c)
-{
-    return (w + SWAR_ONES * (0x80 - c)) & SWAR_HIGHS;
-}
-static inline uint64_t swar_at_most(uint64_t w, unsigned c)
-{
-    return ~(w + SWAR_ONES * (0x7f - c)) & SWAR_HIGHS;
 }
 
 static inline bool word_has_line_break(uint64_t w)

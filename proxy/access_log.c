@@ -413,49 +413,28 @@ static char *line_write(char *p, const struct line_start *start, slice_t text)
     return p;
 }
 
-/* The end of the line that starts at `line` (split: at the next '\n'). */
-static const char *line_end(const char *line, const char *end, bool split)
+/* The end of the line that starts at `line`: the next '\n', or `end`. */
+static const char *line_end(const char *line, const char *end)
 {
-    const char *found = split && line < end ? memchr(line, '\n', (size_t)(end - line)) : NULL;
+    const char *found = line < end ? memchr(line, '\n', (size_t)(end - line)) : NULL;
     return found != NULL ? found : end;
 }
 
-/* Queues `text` as function-log lines, all with one time stamp: one line
- * per '\n' when split, else one line with line breaks as spaces. Short
- * texts are built on the stack. */
-static void queue_function_text(slice_t function_name, slice_t text, bool split)
+/* One line; short ones are built on the stack. */
+void function_log_write(slice_t function_name, slice_t text)
 {
     if (!log_writer_enabled(&function_writer))
         return;
     struct line_start start;
     line_start_init(&start, function_name, (slice_t){NULL, 0});
-    size_t lines = 1;
-    for (const char *p = text.ptr, *end = text.ptr + text.len; (p = line_end(p, end, split)) != end; p++)
-        lines++;
-    size_t need = lines * line_size(&start, 0) + text.len;
+    size_t need = line_size(&start, text.len);
     char stack[1024];
     char *buffer = need <= sizeof stack ? stack : malloc(need);
     VERGE_ASSERT(buffer != NULL);
-    char *p = buffer;
-    for (const char *line = text.ptr, *end = text.ptr + text.len;; line++) {
-        const char *stop = line_end(line, end, split);
-        p = line_write(p, &start, (slice_t){line, (size_t)(stop - line)});
-        if ((line = stop) == end)
-            break;
-    }
-    log_writer_queue(&function_writer, buffer, (size_t)(p - buffer), 1);
+    char *end = line_write(buffer, &start, text);
+    log_writer_queue(&function_writer, buffer, (size_t)(end - buffer), 1);
     if (buffer != stack)
         free(buffer);
-}
-
-void function_log_write(slice_t function_name, slice_t text)
-{
-    queue_function_text(function_name, text, false);
-}
-
-void function_log_write_lines(slice_t function_name, slice_t text)
-{
-    queue_function_text(function_name, text, true);
 }
 
 void function_log_batch_add(struct function_log_batch *batch, slice_t function_name, slice_t prefix, slice_t text)
@@ -465,7 +444,7 @@ void function_log_batch_add(struct function_log_batch *batch, slice_t function_n
     struct line_start start;
     line_start_init(&start, function_name, prefix);
     for (const char *line = text.ptr, *end = text.ptr + text.len;; line++) {
-        const char *stop = line_end(line, end, true);
+        const char *stop = line_end(line, end);
         bytebuf_reserve(&batch->lines, line_size(&start, (size_t)(stop - line)));
         char *p = line_write(batch->lines.data + batch->lines.len, &start, (slice_t){line, (size_t)(stop - line)});
         batch->lines.len = (size_t)(p - batch->lines.data);

@@ -47,14 +47,11 @@ void access_log_shutdown(void);
  * Points the log at `path` ("-" = stdout, NULL = off); errors start with
  * "function_log: ". */
 int function_log_configure(const char *path, char *error, size_t error_size);
+/* Whether function-log lines are kept (callers skip formatting them when not). */
+bool function_log_enabled(void);
 /* Queues one line: "<ISO-8601 UTC time with ms>\t<function name>\t<text>\n".
  * CR and LF in the name or text become spaces, so one call is one line.
  * Never blocks on I/O. */
-/* Several lines (separated by \n in `text`) at once, with one time stamp
- * and one queueing: an invocation's END and REPORT, an error's traceback. */
-void function_log_write_lines(slice_t function_name, slice_t text);
-/* Whether function-log lines are kept (callers skip formatting them when not). */
-bool function_log_enabled(void);
 void function_log_write(slice_t function_name, slice_t text);
 /* Lines a thread collects to queue them at once (one lock for many): the
  * worker pool's START, END, REPORT and function output lines of a loop pass.
@@ -63,8 +60,9 @@ struct function_log_batch {
     struct bytebuf lines;
     size_t entries; /* function_log_batch_add calls: what a drop counts */
 };
-/* Appends what function_log_write_lines would queue, with `prefix` at the
- * start of each line (after the name and tab); nothing when the log is off. */
+/* Appends `text` as one line per '\n' in it, all with one time stamp and
+ * `prefix` at the start of each (after the name and tab), CR and LF in the
+ * name and prefix as spaces; nothing when the log is off. */
 void function_log_batch_add(struct function_log_batch *batch, slice_t function_name, slice_t prefix, slice_t text);
 /* Queues the batch's lines and empties it (its memory is kept for reuse). */
 void function_log_batch_queue(struct function_log_batch *batch);

@@ -20,6 +20,7 @@
  * Locking: none; everything works on caller-owned memory.
  */
 #include "http1.h"
+#include "swar.h"
 
 /* Bounds that are not part of the public contract. */
 #define HTTP1_MAX_METHOD_BYTES 64       /* longer than any method we could know → 501 (RFC 9112 §3) */
@@ -72,26 +73,9 @@ static inline unsigned char lower(char c)
     return (u >= 'A' && u <= 'Z') ? (unsigned char)(u + 32) : u;
 }
 
-/* Eight bytes at a time: a word "needs a closer look" when one of its bytes
- * is below n (n <= 128; exact as a yes/no answer) or equals b. */
-#define SWAR_ONES 0x0101010101010101ull
-#define SWAR_HIGHS 0x8080808080808080ull
-static inline uint64_t load_word(const char *p)
-{
-    uint64_t w;
-    memcpy(&w, p, sizeof w);
-    return w;
-}
-static inline uint64_t swar_has_less(uint64_t w, unsigned n)
-{
-    return (w - SWAR_ONES * n) & ~w & SWAR_HIGHS;
-}
-static inline uint64_t swar_has_byte(uint64_t w, unsigned b)
-{
-    return swar_has_less(w ^ (SWAR_ONES * b), 1);
-}
-
-/* Skips field-value bytes; stops at the first byte that is not one (or end). */
+/* Skips field-value bytes; stops at the first byte that is not one (or end).
+ * Eight bytes at a time (swar.h): a word with any byte that needs a closer
+ * look is looked at byte by byte. */
 static inline const char *skip_value_chars(const char *p, const char *end)
 {
     while (end - p >= 8) {
