@@ -141,34 +141,6 @@ static struct event_input *build_event(struct request *request, enum config_trig
 
 /* ---- result → request / response ------------------------------------------- */
 
-/* http_token_lookup for a lower-case name (a validated result header's):
- * the candidates by length and first letter, confirmed with one memcmp.
- * Built at load time from http_token_name, so it knows every token. */
-#define TOKEN_NAME_MAX 24
-static unsigned char token_candidates[TOKEN_NAME_MAX][26][2];
-
-__attribute__((constructor)) static void token_candidates_build(void)
-{
-    for (int token = HTTP_TOKEN_OTHER + 1; token < HTTP_TOKEN__COUNT; token++) {
-        slice_t name = http_token_name((enum http_token)token);
-        VERGE_ASSERT(name.len > 0 && name.len < TOKEN_NAME_MAX && name.ptr[0] >= 'a' && name.ptr[0] <= 'z');
-        unsigned char *slot = token_candidates[name.len][name.ptr[0] - 'a'];
-        VERGE_ASSERT(slot[1] == 0);
-        slot[slot[0] != 0] = (unsigned char)token;
-    }
-}
-
-static enum http_token token_of_lower_name(slice_t name)
-{
-    if (name.len == 0 || name.len >= TOKEN_NAME_MAX || name.ptr[0] < 'a' || name.ptr[0] > 'z')
-        return HTTP_TOKEN_OTHER;
-    const unsigned char *slot = token_candidates[name.len][name.ptr[0] - 'a'];
-    for (int i = 0; i < 2 && slot[i] != 0; i++)
-        if (memcmp(name.ptr, http_token_name((enum http_token)slot[i]).ptr, name.len) == 0)
-            return (enum http_token)slot[i];
-    return HTTP_TOKEN_OTHER;
-}
-
 /* The function's headers, plus the hidden ones of the original message. */
 static size_t headers_from_event(struct arena *arena, const struct event_headers *headers, const struct http_header *original,
                                  size_t original_count, struct http_header **out)
@@ -183,7 +155,7 @@ static size_t headers_from_event(struct arena *arena, const struct event_headers
         const struct event_header *header = &headers->items[i];
         /* validated: the name is lower case and every key is the name but for case,
          * so one lookup of the name serves them all */
-        enum http_token token = header->value_count > 0 ? token_of_lower_name(header->name) : HTTP_TOKEN_OTHER;
+        enum http_token token = header->value_count > 0 ? http_token_lookup(header->name) : HTTP_TOKEN_OTHER;
         for (size_t v = 0; v < header->value_count; v++)
             array[n++] = (struct http_header){.name = header->values[v].key, .value = header->values[v].value, .token = token};
     }
