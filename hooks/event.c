@@ -141,6 +141,48 @@ struct tree_writer {
 
 #define ENCODE_INLINE static inline __attribute__((always_inline))
 
+const slice_t event_keys[EVENT_KEY_COUNT] = {
+    [EVENT_KEY_RECORDS] = SLICE_LITERAL("Records"),
+    [EVENT_KEY_CF] = SLICE_LITERAL("cf"),
+    [EVENT_KEY_CONFIG] = SLICE_LITERAL("config"),
+    [EVENT_KEY_DISTRIBUTION_DOMAIN_NAME] = SLICE_LITERAL("distributionDomainName"),
+    [EVENT_KEY_DISTRIBUTION_ID] = SLICE_LITERAL("distributionId"),
+    [EVENT_KEY_EVENT_TYPE] = SLICE_LITERAL("eventType"),
+    [EVENT_KEY_REQUEST_ID] = SLICE_LITERAL("requestId"),
+    [EVENT_KEY_REQUEST] = SLICE_LITERAL("request"),
+    [EVENT_KEY_RESPONSE] = SLICE_LITERAL("response"),
+    [EVENT_KEY_CLIENT_IP] = SLICE_LITERAL("clientIp"),
+    [EVENT_KEY_HEADERS] = SLICE_LITERAL("headers"),
+    [EVENT_KEY_METHOD] = SLICE_LITERAL("method"),
+    [EVENT_KEY_ORIGIN] = SLICE_LITERAL("origin"),
+    [EVENT_KEY_QUERYSTRING] = SLICE_LITERAL("querystring"),
+    [EVENT_KEY_URI] = SLICE_LITERAL("uri"),
+    [EVENT_KEY_KEY] = SLICE_LITERAL("key"),
+    [EVENT_KEY_VALUE] = SLICE_LITERAL("value"),
+    [EVENT_KEY_BODY] = SLICE_LITERAL("body"),
+    [EVENT_KEY_INPUT_TRUNCATED] = SLICE_LITERAL("inputTruncated"),
+    [EVENT_KEY_ACTION] = SLICE_LITERAL("action"),
+    [EVENT_KEY_ENCODING] = SLICE_LITERAL("encoding"),
+    [EVENT_KEY_DATA] = SLICE_LITERAL("data"),
+    [EVENT_KEY_STATUS] = SLICE_LITERAL("status"),
+    [EVENT_KEY_STATUS_DESCRIPTION] = SLICE_LITERAL("statusDescription"),
+    [EVENT_KEY_BODY_ENCODING] = SLICE_LITERAL("bodyEncoding"),
+    [EVENT_KEY_CUSTOM] = SLICE_LITERAL("custom"),
+    [EVENT_KEY_S3] = SLICE_LITERAL("s3"),
+    [EVENT_KEY_CUSTOM_HEADERS] = SLICE_LITERAL("customHeaders"),
+    [EVENT_KEY_DOMAIN_NAME] = SLICE_LITERAL("domainName"),
+    [EVENT_KEY_KEEPALIVE_TIMEOUT] = SLICE_LITERAL("keepaliveTimeout"),
+    [EVENT_KEY_PATH] = SLICE_LITERAL("path"),
+    [EVENT_KEY_PORT] = SLICE_LITERAL("port"),
+    [EVENT_KEY_PROTOCOL] = SLICE_LITERAL("protocol"),
+    [EVENT_KEY_READ_TIMEOUT] = SLICE_LITERAL("readTimeout"),
+    [EVENT_KEY_SSL_PROTOCOLS] = SLICE_LITERAL("sslProtocols"),
+    [EVENT_KEY_AUTH_METHOD] = SLICE_LITERAL("authMethod"),
+    [EVENT_KEY_REGION] = SLICE_LITERAL("region"),
+};
+/* An index is then one byte on the wire (prefix-encoded numbers below 0xe0). */
+_Static_assert(EVENT_KEY_COUNT < 0xe0, "dictionary indices are single bytes");
+
 /* Most bytes a string of `len` takes: its prefix-encoded tag (at most 5) and the text. */
 #define COMPACT_STRING_BOUND(len) ((size_t)(len) + 5)
 
@@ -225,8 +267,21 @@ ENCODE_INLINE void gen_slice(struct tree_writer *gen, slice_t s)
     w_string(gen, s.len ? s.ptr : "", s.len);
 }
 
-/* A key or other literal: its length is a constant, so the compact copy is a few stores. */
-#define gen_key(gen, literal) w_string((gen), (literal), sizeof(literal) - 1)
+/* A literal value: its length is a constant, so the compact copy is a few stores. */
+#define gen_literal(gen, literal) w_string((gen), (literal), sizeof(literal) - 1)
+
+/* A field name of the schema: two bytes in the compact spelling, a
+ * reference into the dictionary (event_keys). */
+ENCODE_INLINE void gen_key(struct tree_writer *w, enum event_key key)
+{
+    if (w->gen) {
+        yajl_gen_string(w->gen, (const unsigned char *)event_keys[key].ptr, event_keys[key].len);
+        return;
+    }
+    w->p[0] = (char)COMPACT_DICT_KEY;
+    w->p[1] = (char)key;
+    w->p += 2;
+}
 
 ENCODE_INLINE void gen_headers(struct tree_writer *gen, const struct event_headers *headers)
 {
@@ -237,9 +292,9 @@ ENCODE_INLINE void gen_headers(struct tree_writer *gen, const struct event_heade
         w_array_open(gen, header->value_count);
         for (size_t j = 0; j < header->value_count; j++) {
             w_map_open(gen, 2);
-            gen_key(gen, "key");
+            gen_key(gen, EVENT_KEY_KEY);
             gen_slice(gen, header->values[j].key);
-            gen_key(gen, "value");
+            gen_key(gen, EVENT_KEY_VALUE);
             gen_slice(gen, header->values[j].value);
             w_map_close(gen);
         }
@@ -252,40 +307,40 @@ ENCODE_INLINE void gen_origin(struct tree_writer *gen, const struct event_origin
 {
     w_map_open(gen, 1);
     if (origin->kind == EVENT_ORIGIN_CUSTOM) {
-        gen_key(gen, "custom");
+        gen_key(gen, EVENT_KEY_CUSTOM);
         w_map_open(gen, 8);
-        gen_key(gen, "customHeaders");
+        gen_key(gen, EVENT_KEY_CUSTOM_HEADERS);
         gen_headers(gen, &origin->custom_headers);
-        gen_key(gen, "domainName");
+        gen_key(gen, EVENT_KEY_DOMAIN_NAME);
         gen_slice(gen, origin->domain_name);
-        gen_key(gen, "keepaliveTimeout");
+        gen_key(gen, EVENT_KEY_KEEPALIVE_TIMEOUT);
         w_integer(gen, origin->keepalive_timeout);
-        gen_key(gen, "path");
+        gen_key(gen, EVENT_KEY_PATH);
         gen_slice(gen, origin->path);
-        gen_key(gen, "port");
+        gen_key(gen, EVENT_KEY_PORT);
         w_integer(gen, origin->port);
-        gen_key(gen, "protocol");
+        gen_key(gen, EVENT_KEY_PROTOCOL);
         gen_slice(gen, origin->protocol);
-        gen_key(gen, "readTimeout");
+        gen_key(gen, EVENT_KEY_READ_TIMEOUT);
         w_integer(gen, origin->read_timeout);
-        gen_key(gen, "sslProtocols");
+        gen_key(gen, EVENT_KEY_SSL_PROTOCOLS);
         w_array_open(gen, origin->ssl_protocol_count);
         for (size_t i = 0; i < origin->ssl_protocol_count; i++)
             gen_slice(gen, origin->ssl_protocols[i]);
         w_array_close(gen);
         w_map_close(gen);
     } else {
-        gen_key(gen, "s3");
+        gen_key(gen, EVENT_KEY_S3);
         w_map_open(gen, 5);
-        gen_key(gen, "authMethod");
+        gen_key(gen, EVENT_KEY_AUTH_METHOD);
         gen_slice(gen, origin->auth_method);
-        gen_key(gen, "customHeaders");
+        gen_key(gen, EVENT_KEY_CUSTOM_HEADERS);
         gen_headers(gen, &origin->custom_headers);
-        gen_key(gen, "domainName");
+        gen_key(gen, EVENT_KEY_DOMAIN_NAME);
         gen_slice(gen, origin->domain_name);
-        gen_key(gen, "path");
+        gen_key(gen, EVENT_KEY_PATH);
         gen_slice(gen, origin->path);
-        gen_key(gen, "region");
+        gen_key(gen, EVENT_KEY_REGION);
         gen_slice(gen, origin->region);
         w_map_close(gen);
     }
@@ -298,37 +353,37 @@ ENCODE_INLINE void gen_request(struct tree_writer *gen, enum event_trigger trigg
     bool origin = request->has_origin && (trigger == EVENT_ORIGIN_REQUEST || trigger == EVENT_ORIGIN_RESPONSE);
     w_map_open(gen, 5 + body + origin);
     if (body) {
-        gen_key(gen, "body");
+        gen_key(gen, EVENT_KEY_BODY);
         w_map_open(gen, 4);
-        gen_key(gen, "inputTruncated");
+        gen_key(gen, EVENT_KEY_INPUT_TRUNCATED);
         w_bool(gen, request->body.input_truncated);
-        gen_key(gen, "action");
+        gen_key(gen, EVENT_KEY_ACTION);
         if (request->body.action == EVENT_BODY_REPLACE)
-            gen_key(gen, "replace");
+            gen_literal(gen, "replace");
         else
-            gen_key(gen, "read-only");
-        gen_key(gen, "encoding");
+            gen_literal(gen, "read-only");
+        gen_key(gen, EVENT_KEY_ENCODING);
         if (request->body.encoding == EVENT_BODY_TEXT)
-            gen_key(gen, "text");
+            gen_literal(gen, "text");
         else
-            gen_key(gen, "base64");
-        gen_key(gen, "data");
+            gen_literal(gen, "base64");
+        gen_key(gen, EVENT_KEY_DATA);
         gen_slice(gen, request->body.data);
         w_map_close(gen);
     }
-    gen_key(gen, "clientIp");
+    gen_key(gen, EVENT_KEY_CLIENT_IP);
     gen_slice(gen, request->client_ip);
-    gen_key(gen, "headers");
+    gen_key(gen, EVENT_KEY_HEADERS);
     gen_headers(gen, &request->headers);
-    gen_key(gen, "method");
+    gen_key(gen, EVENT_KEY_METHOD);
     gen_slice(gen, request->method);
     if (origin) {
-        gen_key(gen, "origin");
+        gen_key(gen, EVENT_KEY_ORIGIN);
         gen_origin(gen, &request->origin);
     }
-    gen_key(gen, "querystring");
+    gen_key(gen, EVENT_KEY_QUERYSTRING);
     gen_slice(gen, request->querystring);
-    gen_key(gen, "uri");
+    gen_key(gen, EVENT_KEY_URI);
     gen_slice(gen, request->uri);
     w_map_close(gen);
 }
@@ -355,11 +410,11 @@ ENCODE_INLINE void gen_response(struct tree_writer *gen, const struct event_resp
     char status[16];
     size_t status_len = status_text(response->status, status);
     w_map_open(gen, 3);
-    gen_key(gen, "headers");
+    gen_key(gen, EVENT_KEY_HEADERS);
     gen_headers(gen, &response->headers);
-    gen_key(gen, "status");
+    gen_key(gen, EVENT_KEY_STATUS);
     w_string(gen, status, status_len);
-    gen_key(gen, "statusDescription");
+    gen_key(gen, EVENT_KEY_STATUS_DESCRIPTION);
     gen_slice(gen, response->status_description);
     w_map_close(gen);
 }
@@ -368,27 +423,27 @@ ENCODE_INLINE void encode_input(struct tree_writer *gen, const struct event_inpu
 {
     bool response = !event_trigger_is_request(input->trigger);
     w_map_open(gen, 1);
-    gen_key(gen, "Records");
+    gen_key(gen, EVENT_KEY_RECORDS);
     w_array_open(gen, 1);
     w_map_open(gen, 1);
-    gen_key(gen, "cf");
+    gen_key(gen, EVENT_KEY_CF);
     w_map_open(gen, 2 + response);
-    gen_key(gen, "config");
+    gen_key(gen, EVENT_KEY_CONFIG);
     w_map_open(gen, 4);
-    gen_key(gen, "distributionDomainName");
+    gen_key(gen, EVENT_KEY_DISTRIBUTION_DOMAIN_NAME);
     gen_slice(gen, input->config.distribution_domain_name);
-    gen_key(gen, "distributionId");
+    gen_key(gen, EVENT_KEY_DISTRIBUTION_ID);
     gen_slice(gen, input->config.distribution_id);
-    gen_key(gen, "eventType");
+    gen_key(gen, EVENT_KEY_EVENT_TYPE);
     const char *event_type = event_trigger_name(input->trigger);
     w_string(gen, event_type, strlen(event_type));
-    gen_key(gen, "requestId");
+    gen_key(gen, EVENT_KEY_REQUEST_ID);
     gen_slice(gen, input->config.request_id);
     w_map_close(gen);
-    gen_key(gen, "request");
+    gen_key(gen, EVENT_KEY_REQUEST);
     gen_request(gen, input->trigger, &input->request);
     if (response) {
-        gen_key(gen, "response");
+        gen_key(gen, EVENT_KEY_RESPONSE);
         gen_response(gen, &input->response);
     }
     w_map_close(gen);

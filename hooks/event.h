@@ -176,8 +176,60 @@ void event_headers_add_lower(struct arena *arena, struct event_headers *headers,
 void event_encode(const struct event_input *input, struct bytebuf *out);
 
 /* The same event in LuaJIT's serialization format (string.buffer), which
- * workers decode into Lua tables in one call: how the proxy sends events. */
+ * workers decode into Lua tables in one call: how the proxy sends events.
+ * The schema's field names are written as references into event_keys (the
+ * format's string dictionary, tag 0x0f + index), which a worker's
+ * buffer.new({dict = event_keys}) decodes to the same interned strings
+ * every time instead of hashing and interning each key anew. */
 void event_encode_compact(const struct event_input *input, struct bytebuf *out);
+
+/* The string dictionary of the compact format: every field name the event
+ * schema has (what the encoder writes and the result reader knows), never
+ * user data such as header names. The position is the index on the wire, so
+ * the proxy and its workers (the same binary) use this one list; the worker
+ * hands it to string.buffer as its `dict` option, in this order, and its
+ * results come back with these keys as references too. */
+enum event_key {
+    EVENT_KEY_RECORDS,
+    EVENT_KEY_CF,
+    EVENT_KEY_CONFIG,
+    EVENT_KEY_DISTRIBUTION_DOMAIN_NAME,
+    EVENT_KEY_DISTRIBUTION_ID,
+    EVENT_KEY_EVENT_TYPE,
+    EVENT_KEY_REQUEST_ID,
+    EVENT_KEY_REQUEST,
+    EVENT_KEY_RESPONSE,
+    EVENT_KEY_CLIENT_IP,
+    EVENT_KEY_HEADERS,
+    EVENT_KEY_METHOD,
+    EVENT_KEY_ORIGIN,
+    EVENT_KEY_QUERYSTRING,
+    EVENT_KEY_URI,
+    EVENT_KEY_KEY,
+    EVENT_KEY_VALUE,
+    EVENT_KEY_BODY,
+    EVENT_KEY_INPUT_TRUNCATED,
+    EVENT_KEY_ACTION,
+    EVENT_KEY_ENCODING,
+    EVENT_KEY_DATA,
+    EVENT_KEY_STATUS,
+    EVENT_KEY_STATUS_DESCRIPTION,
+    EVENT_KEY_BODY_ENCODING,
+    EVENT_KEY_CUSTOM,
+    EVENT_KEY_S3,
+    EVENT_KEY_CUSTOM_HEADERS,
+    EVENT_KEY_DOMAIN_NAME,
+    EVENT_KEY_KEEPALIVE_TIMEOUT,
+    EVENT_KEY_PATH,
+    EVENT_KEY_PORT,
+    EVENT_KEY_PROTOCOL,
+    EVENT_KEY_READ_TIMEOUT,
+    EVENT_KEY_SSL_PROTOCOLS,
+    EVENT_KEY_AUTH_METHOD,
+    EVENT_KEY_REGION,
+    EVENT_KEY_COUNT
+};
+extern const slice_t event_keys[EVENT_KEY_COUNT];
 
 /* Parses an event JSON as event_encode writes it (the worker side, and tests). */
 bool event_parse_event(const char *json, size_t len, struct arena *arena, struct event_input *out, struct event_error *error);

@@ -18,6 +18,7 @@ enum {
     COMPACT_NUMBER = 0x07,
     COMPACT_HASH = 0x09,
     COMPACT_ARRAY_FROM_1 = 0x0c,
+    COMPACT_DICT_KEY = 0x0f, /* a string of the dictionary (event_keys): index as a prefix-encoded number */
     COMPACT_STRING = 0x20,
 };
 

@@ -29,6 +29,7 @@ static void compact_put_u(struct bytebuf *out, uint32_t n)
  *  1. check_value walks the input once without allocating and accepts only
  *     what pass 2 relies on: known tags, every count and length within the
  *     bytes left, strings without NUL, finite numbers, integral number keys,
+ *     dictionary references (event_keys) as keys only and within the list,
  *     tables nested at most EVENT_MAX_JSON_DEPTH deep, nothing after the
  *     root. Anything else is "result is not a table of strings, numbers,
  *     booleans and tables", whatever else is wrong with the result. On the
@@ -151,13 +152,20 @@ static inline const unsigned char *check_string(struct compact_check *c, const u
     return p + n;
 }
 
-/* A hash key: a string, or a number JSON can spell as an integer. */
+/* A hash key: a string, a reference into the dictionary (event_keys; an
+ * index past it is malformed, as string.buffer would refuse it), or a number
+ * JSON can spell as an integer. */
 static const unsigned char *check_key(struct compact_check *c, const unsigned char *p)
 {
     if (p >= c->end)
         return NULL;
     if (*p >= COMPACT_STRING)
         return check_string(c, p);
+    if (*p == COMPACT_DICT_KEY) {
+        uint32_t index;
+        p = check_u(p + 1, c->end, &index);
+        return p != NULL && index < EVENT_KEY_COUNT ? p : NULL;
+    }
     if (*p != COMPACT_NUMBER || c->end - p < 9)
         return NULL;
     double d;
@@ -166,6 +174,8 @@ static const unsigned char *check_key(struct compact_check *c, const unsigned ch
 }
 
 static const unsigned char *check_value(struct compact_check *c, const unsigned char *p, int depth);
+
+static inline const unsigned char *read_key(const unsigned char *p, slice_t *out);
 
 static const unsigned char *check_table(struct compact_check *c, const unsigned char *p, unsigned tag, int depth);
 
@@ -206,10 +216,10 @@ static const unsigned char *check_table(struct compact_check *c, const unsigned 
         const unsigned char *key = p;
         if ((p = check_key(c, p)) == NULL)
             return NULL;
-        if (root && *key >= COMPACT_STRING) {
-            uint32_t n;
-            const unsigned char *text = check_u(key, p, &n);
-            members_note(c->root, c->root->names, c->root->count, (slice_t){(const char *)text, (size_t)(p - text)}, p);
+        if (root && *key != COMPACT_NUMBER) {
+            slice_t name;
+            read_key(key, &name);
+            members_note(c->root, c->root->names, c->root->count, name, p);
         }
         if ((p = check_item(c, p, depth)) == NULL)
             return NULL;
@@ -264,7 +274,8 @@ static const unsigned char *check_value(struct compact_check *c, const unsigned 
         return c->json && c->end - p >= 8 ? p + 8 : NULL;
     case COMPACT_JSON_NUMBER:
         return c->json ? p : NULL;
-    default: /* light userdata, metatable dictionaries, int64, complex: no JSON for them */
+    default: /* light userdata, metatable dictionaries, int64, complex: no JSON for them; a dictionary
+              * reference (COMPACT_DICT_KEY) is a key only: string.buffer writes none for a value */
         return NULL;
     }
 }
@@ -295,6 +306,17 @@ static const unsigned char *read_string(const unsigned char *p, slice_t *out)
     return p + out->len;
 }
 
+/* A checked string key: a string or a dictionary reference (not a number). */
+static inline const unsigned char *read_key(const unsigned char *p, slice_t *out)
+{
+    if (*p != COMPACT_DICT_KEY)
+        return read_string(p, out);
+    uint32_t index;
+    p = read_u(p + 1, &index);
+    *out = event_keys[index];
+    return p;
+}
+
 static const unsigned char *skip_value(const unsigned char *p)
 {
     unsigned tag = *p;
@@ -307,6 +329,8 @@ static const unsigned char *skip_value(const unsigned char *p)
     switch (tag) {
     case COMPACT_INT:
         return p + 4;
+    case COMPACT_DICT_KEY: /* only ever a key */
+        return read_u(p, &n);
     case COMPACT_NUMBER:
     case COMPACT_JSON_INTEGER:
         return p + 8;
@@ -331,7 +355,7 @@ static const unsigned char *skip_value(const unsigned char *p)
         for (; n > 0; n--)
             p = skip_value(p);
         for (; pairs > 0; pairs--)
-            p = skip_value(skip_value(p)); /* a key is a string or a number value */
+            p = skip_value(skip_value(p)); /* a key: a string, a dictionary reference or a number */
         return p;
     }
     default:
@@ -459,9 +483,9 @@ static inline const unsigned char *members_find(struct members *m, const slice_t
     }
     p = object->pairs;
     for (uint32_t i = 0; i < object->pair_count; i++) {
-        if (*p >= COMPACT_STRING) {
+        if (*p != COMPACT_NUMBER) {
             slice_t key;
-            p = read_string(p, &key);
+            p = read_key(p, &key);
             members_note(m, names, count, key, p);
         } else {
             p += 9; /* a number key */
@@ -624,8 +648,8 @@ static bool parse_headers(struct parser *p, const unsigned char *at, const char 
         } else {
             if (i == map.element_count)
                 q = map.pairs;
-            if (*q >= COMPACT_STRING) {
-                q = read_string(q, &name);
+            if (*q != COMPACT_NUMBER) {
+                q = read_key(q, &name); /* a header named like a field ("origin") comes back as a reference */
             } else {
                 double d; /* integral: pass 1 */
                 memcpy(&d, q + 1, sizeof d);

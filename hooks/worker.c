@@ -1026,17 +1026,28 @@ static void push_context_meta(lua_State *L, struct worker *w, const struct worke
  * not a failed function). Everything else (the handler raised, out of memory
  * while decoding or inside the handler) is raised to the C side. The encode
  * runs under pcall called from Lua: the serializer then reports its message
- * without a source position, as it did when C called it. */
-static const char invoke_lua[] = "local begin, decode, encode, pcall, setmetatable = ...\n"
+ * without a source position, as it did when C called it.
+ *
+ * Both directions use string.buffer objects made with the schema's field
+ * names as their dictionary (event_keys, the proxy's list: tag 0x0f +
+ * index on the wire), so those keys are neither hashed nor interned per
+ * event. Two objects, made once: one only ever set() to the event (a
+ * reference to the string, no copy), one only ever reset() and encoded into
+ * (its space is kept); set() on a buffer frees its space, so one object for
+ * both would allocate anew per event. */
+static const char invoke_lua[] = "local begin, new, dict, pcall, setmetatable = ...\n"
+                                 "local decoder, encoder = new({dict = dict}), new({dict = dict})\n"
+                                 "local set, decode = decoder.set, decoder.decode\n"
+                                 "local reset, encode, get = encoder.reset, encoder.encode, encoder.get\n"
                                  "return function(handler)\n"
                                  "  local call = {handler}\n"
                                  "  return function()\n"
                                  "    local event, request_id, context_meta = begin()\n"
                                  "    local context = setmetatable({awsRequestId = request_id}, context_meta)\n"
-                                 "    local result = call[1](decode(event), context)\n"
-                                 "    local ok, encoded = pcall(encode, result)\n"
-                                 "    if ok then return encoded end\n"
-                                 "    return nil, encoded\n"
+                                 "    local result = call[1](decode(set(decoder, event)), context)\n"
+                                 "    local ok, message = pcall(encode, reset(encoder), result)\n"
+                                 "    if ok then return get(encoder) end\n"
+                                 "    return nil, message\n"
                                  "  end\n"
                                  "end\n";
 #define INVOKE_CHUNK_NAME "=[verge invoke]"
@@ -1380,9 +1391,13 @@ static int load_protected(lua_State *L)
     lua_pushcfunction(L, invoke_begin);
     lua_pushcfunction(L, luaopen_string_buffer);
     lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode");
-    lua_getfield(L, -2, "encode");
-    lua_remove(L, -3);
+    lua_getfield(L, -1, "new");
+    lua_remove(L, -2);
+    lua_createtable(L, EVENT_KEY_COUNT, 0); /* the dictionary, in event_keys' order */
+    for (int i = 0; i < EVENT_KEY_COUNT; i++) {
+        push_slice(L, event_keys[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
     lua_getglobal(L, "pcall");
     lua_getglobal(L, "setmetatable");
     lua_call(L, 5, 1);

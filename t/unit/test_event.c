@@ -608,10 +608,22 @@ static const char *lua_run(lua_State *L, const char *code, slice_t argument, siz
     return lua_tolstring(L, -1, len);
 }
 
+/* The global `dict`: event_keys as a Lua list, what a worker hands string.buffer. */
+static void set_dict(lua_State *L)
+{
+    lua_createtable(L, EVENT_KEY_COUNT, 0);
+    for (int i = 0; i < EVENT_KEY_COUNT; i++) {
+        lua_pushlstring(L, event_keys[i].ptr, event_keys[i].len);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "dict");
+}
+
 static void test_compact_spelling(void)
 {
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
+    set_dict(L);
     struct event_input input = {.trigger = EVENT_ORIGIN_REQUEST};
     input.config.distribution_domain_name = SLICE_LITERAL("d.example");
     input.config.distribution_id = SLICE_LITERAL("E1");
@@ -638,9 +650,13 @@ static void test_compact_spelling(void)
                                                  .keepalive_timeout = 5};
     struct bytebuf compact = {0};
     event_encode_compact(&input, &compact);
+    /* The schema's keys are dictionary references: {Records = ...} starts 0x09, its count, 0x0f 0 */
+    CHECK(compact.len > 8 && memcmp(compact.data + 6, "\x0f\x00", 2) == 0);
     size_t len = 0;
+    /* Without the dictionary string.buffer refuses the event: the keys are references. */
+    CHECK(lua_run(L, "return require('string.buffer').decode(...)", (slice_t){compact.data, compact.len}, &len) == NULL);
     const char *seen = lua_run(L,
-                               "local e = require('string.buffer').decode(...)\n"
+                               "local e = require('string.buffer').new({dict = dict}):set(...):decode()\n"
                                "local cf = e.Records[1].cf\n"
                                "local r = cf.request\n"
                                "return table.concat({#e.Records, cf.config.eventType, cf.config.requestId, r.method, r.uri, "
@@ -651,16 +667,18 @@ static void test_compact_spelling(void)
     CHECK(seen != NULL);
     if (seen != NULL)
         CHECK_STR(seen, "1|origin-request|req==|POST|/a\"b|b=2|Set-Cookie|400|false|aGk=|8080|nil|0");
-    /* A result written by buffer.encode, as a worker does. */
+    /* A result written by a buffer with the dictionary, as a worker does: the
+     * schema's keys come back as references, also as header names ("origin"). */
     const char *encoded = lua_run(L,
                                   "local buffer = require('string.buffer')\n"
-                                  "local r = buffer.decode(...).Records[1].cf.request\n"
+                                  "local r = buffer.new({dict = dict}):set(...):decode().Records[1].cf.request\n"
                                   "r.headers['x-new'] = {{key = 'X-New', value = 'yes'}}\n"
                                   "r.headers['x-empty'] = {}\n"
+                                  "r.headers['origin'] = {{value = 'https://o.example'}}\n"
                                   "r.uri = '/changed'\n"
-                                  "return buffer.encode(r)",
+                                  "return buffer.new({dict = dict}):encode(r):tostring()",
                                   (slice_t){compact.data, compact.len}, &len);
-    CHECK(encoded != NULL);
+    CHECK(encoded != NULL && memchr(encoded, 0x0f, len) != NULL);
     struct event_result result;
     struct event_error error = {0};
     CHECK(encoded != NULL && event_parse_result_compact(EVENT_ORIGIN_REQUEST, encoded, len, &arena, &result, &error));
@@ -671,6 +689,9 @@ static void test_compact_spelling(void)
     const struct event_header *empty = event_headers_find(&result.request.headers, SLICE_LITERAL("x-empty"));
     CHECK(empty != NULL && empty->value_count == 0);
     CHECK(result.request.has_origin && result.request.origin.port == 8080);
+    const struct event_header *origin = event_headers_find(&result.request.headers, SLICE_LITERAL("origin"));
+    CHECK(origin != NULL && origin->value_count == 1 && slice_equal(origin->values[0].key, SLICE_LITERAL("Origin")) &&
+          slice_equal(origin->values[0].value, SLICE_LITERAL("https://o.example")));
     /* A generated response with a numeric status; then malformed inputs. */
     encoded = lua_run(L, "return require('string.buffer').encode({status = 302, headers = {location = {{value = '/x'}}}})",
                       (slice_t){"", 0}, &len);
@@ -777,6 +798,42 @@ static void test_result_reader(void)
     static const char int64_extra[] = "\x09\x03\x23uri\x21/\x27headers\x08\x23zzz\x10\x01\x00\x00\x00\x00\x00\x00\x00";
     CHECK(!parse_compact(int64_extra, sizeof int64_extra - 1, &result, &error));
     CHECK_STR(error.rule, not_well_formed);
+
+    /* Dictionary references (0x0f + index into event_keys) wherever a key may
+     * be, also as a header name; plain string keys beside them. */
+    const char dict_keys[] = {0x09, 0x02, 0x0f, EVENT_KEY_URI, 0x21, '/', 0x0f, EVENT_KEY_HEADERS, 0x09, 0x02,
+                              /* "origin": [{key = "Origin", value = "o"}] */
+                              0x0f, EVENT_KEY_ORIGIN, 0x0c, 0x02, 0x09, 0x02, 0x0f, EVENT_KEY_KEY, 0x26, 'O', 'r', 'i', 'g', 'i',
+                              'n', 0x0f, EVENT_KEY_VALUE, 0x21, 'o',
+                              /* "x-a": [{value = "v"}] */
+                              0x23, 'x', '-', 'a', 0x0c, 0x02, 0x09, 0x01, 0x25, 'v', 'a', 'l', 'u', 'e', 0x21, 'v'};
+    CHECK(parse_compact(dict_keys, sizeof dict_keys, &result, &error));
+    CHECK(slice_equal(result.request.uri, SLICE_LITERAL("/")) && result.request.headers.count == 2);
+    const struct event_header *origin = event_headers_find(&result.request.headers, SLICE_LITERAL("origin"));
+    CHECK(origin != NULL && origin->value_count == 1 && slice_equal(origin->values[0].key, SLICE_LITERAL("Origin")) &&
+          slice_equal(origin->values[0].value, SLICE_LITERAL("o")));
+    const struct event_header *xa = event_headers_find(&result.request.headers, SLICE_LITERAL("x-a"));
+    CHECK(xa != NULL && xa->value_count == 1 && slice_equal(xa->values[0].value, SLICE_LITERAL("v")));
+    check_prefixes_refused(dict_keys, sizeof dict_keys);
+    /* An index past the list (one byte, two bytes), or a reference where a
+     * value or an element is due (string.buffer writes them for keys only):
+     * not well formed. */
+    const char dict_past[] = {0x09, 0x02, 0x0f, EVENT_KEY_URI, 0x21, '/', 0x0f, EVENT_KEY_COUNT, 0x08};
+    const char dict_past_long[] = {0x09, 0x02, 0x0f, EVENT_KEY_URI, 0x21, '/', 0x0f, (char)0xe0, 0x00, 0x08};
+    const char dict_value[] = {0x09, 0x02, 0x0f, EVENT_KEY_URI, 0x0f, EVENT_KEY_URI, 0x0f, EVENT_KEY_HEADERS, 0x08};
+    const char dict_element[] = {0x09, 0x02, 0x0f, EVENT_KEY_URI, 0x21, '/', 0x23, 'z', 'z', 'z', 0x0c, 0x02, 0x0f, 0x00};
+    const struct {
+        const char *data;
+        size_t len;
+    } dict_bad[] = {{dict_past, sizeof dict_past},
+                    {dict_past_long, sizeof dict_past_long},
+                    {dict_value, sizeof dict_value},
+                    {dict_element, sizeof dict_element}};
+    for (size_t i = 0; i < sizeof dict_bad / sizeof dict_bad[0]; i++) {
+        CHECK(!parse_compact(dict_bad[i].data, dict_bad[i].len, &result, &error));
+        CHECK_STR(error.field, "$");
+        CHECK_STR(error.rule, not_well_formed);
+    }
     /* The JSON path's own tags are not LuaJIT's: refused in compact input. */
     static const char json_tag[] = "\x09\x03\x23uri\x21/\x27headers\x08\x23zzz\x15";
     CHECK(!parse_compact(json_tag, sizeof json_tag - 1, &result, &error));
