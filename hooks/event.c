@@ -137,6 +137,9 @@ slice_t event_capitalised_key(struct arena *arena, slice_t name)
 struct tree_writer {
     yajl_gen gen; /* NULL: compact */
     char *p;      /* compact: where the next byte goes */
+    /* compact: where request.headers and response.headers begin and end
+     * (event_compact_layout), NULL when not written */
+    char *headers_start[2], *headers_end[2];
 };
 
 #define ENCODE_INLINE static inline __attribute__((always_inline))
@@ -374,7 +377,9 @@ ENCODE_INLINE void gen_request(struct tree_writer *gen, enum event_trigger trigg
     gen_key(gen, EVENT_KEY_CLIENT_IP);
     gen_slice(gen, request->client_ip);
     gen_key(gen, EVENT_KEY_HEADERS);
+    gen->headers_start[0] = gen->p;
     gen_headers(gen, &request->headers);
+    gen->headers_end[0] = gen->p;
     gen_key(gen, EVENT_KEY_METHOD);
     gen_slice(gen, request->method);
     if (origin) {
@@ -411,7 +416,9 @@ ENCODE_INLINE void gen_response(struct tree_writer *gen, const struct event_resp
     size_t status_len = status_text(response->status, status);
     w_map_open(gen, 3);
     gen_key(gen, EVENT_KEY_HEADERS);
+    gen->headers_start[1] = gen->p;
     gen_headers(gen, &response->headers);
+    gen->headers_end[1] = gen->p;
     gen_key(gen, EVENT_KEY_STATUS);
     w_string(gen, status, status_len);
     gen_key(gen, EVENT_KEY_STATUS_DESCRIPTION);
@@ -505,13 +512,19 @@ static size_t compact_bound(const struct event_input *input)
     return n;
 }
 
-void event_encode_compact(const struct event_input *input, struct bytebuf *out)
+void event_encode_compact(const struct event_input *input, struct bytebuf *out, struct event_compact_layout *layout)
 {
     size_t bound = compact_bound(input);
     bytebuf_reserve(out, bound);
-    struct tree_writer writer = {.gen = NULL, .p = out->data + out->len};
+    char *start = out->data + out->len;
+    struct tree_writer writer = {.gen = NULL, .p = start};
     encode_input(&writer, input);
-    size_t written = (size_t)(writer.p - (out->data + out->len));
+    size_t written = (size_t)(writer.p - start);
     VERGE_ASSERT(written <= bound);
     out->len += written;
+    if (layout != NULL)
+        for (int i = 0; i < 2; i++) {
+            layout->headers[i].at = writer.headers_start[i] ? (uint32_t)(writer.headers_start[i] - start) : 0;
+            layout->headers[i].len = writer.headers_start[i] ? (uint32_t)(writer.headers_end[i] - writer.headers_start[i]) : 0;
+        }
 }

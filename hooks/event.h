@@ -175,13 +175,24 @@ void event_headers_add_lower(struct arena *arena, struct event_headers *headers,
 /* Writes the event JSON (Records[0].cf...) for input->trigger into out (appended). */
 void event_encode(const struct event_input *input, struct bytebuf *out);
 
+/* Where event_encode_compact wrote the two header maps a worker may build
+ * from a cached copy (hooks/worker.c, "Header templates"): [0] the
+ * request's headers, [1] the response's; offsets from the event's first
+ * byte, each map's whole encoding (its table tag to its last value). len 0:
+ * not in this event (no response at the request triggers). */
+struct event_compact_layout {
+    struct {
+        uint32_t at, len;
+    } headers[2];
+};
+
 /* The same event in LuaJIT's serialization format (string.buffer), which
  * workers decode into Lua tables in one call: how the proxy sends events.
  * The schema's field names are written as references into event_keys (the
  * format's string dictionary, tag 0x0f + index), which a worker's
  * buffer.new({dict = event_keys}) decodes to the same interned strings
  * every time instead of hashing and interning each key anew. */
-void event_encode_compact(const struct event_input *input, struct bytebuf *out);
+void event_encode_compact(const struct event_input *input, struct bytebuf *out, struct event_compact_layout *layout);
 
 /* The string dictionary of the compact format: every field name the event
  * schema has (what the encoder writes and the result reader knows), never

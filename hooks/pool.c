@@ -1277,7 +1277,9 @@ static uint32_t append_invoke_frame(const struct function_pool *pool, const stru
         .event_json = {NULL, 0}, /* the event follows */
     };
     worker_invocation_encode(&message, out);
-    event_encode_compact(invocation->event, out);
+    event_encode_compact(invocation->event, out, &message.layout);
+    /* The layout is known once the event is written: it goes in its place after remaining_ms. */
+    memcpy(out->data + start + sizeof header + sizeof message.remaining_ms, &message.layout, sizeof message.layout);
     header[1] = (uint32_t)(out->len - start - sizeof header);
     memcpy(out->data + start, header, sizeof header);
     return (uint32_t)(out->len - start);

@@ -143,12 +143,14 @@ static char *put_string16(char *p, slice_t s)
 void worker_invocation_encode(const struct worker_invocation *invocation, struct bytebuf *out)
 {
     /* one reserve for the whole payload: the proxy writes one per event */
-    bytebuf_reserve(out, sizeof invocation->remaining_ms + string16_size(invocation->request_id) +
+    bytebuf_reserve(out, sizeof invocation->remaining_ms + sizeof invocation->layout + string16_size(invocation->request_id) +
                              string16_size(invocation->function_name) + string16_size(invocation->function_version) +
                              invocation->event_json.len);
     char *p = out->data + out->len;
     memcpy(p, &invocation->remaining_ms, sizeof invocation->remaining_ms);
     p += sizeof invocation->remaining_ms;
+    memcpy(p, &invocation->layout, sizeof invocation->layout);
+    p += sizeof invocation->layout;
     p = put_string16(p, invocation->request_id);
     p = put_string16(p, invocation->function_name);
     p = put_string16(p, invocation->function_version);
@@ -174,14 +176,27 @@ static bool take_string16(const char **p, const char *end, slice_t *out)
 static bool invocation_decode(const char *payload, size_t len, struct worker_invocation *out)
 {
     const char *p = payload, *end = payload + len;
-    if (len < sizeof out->remaining_ms)
+    if (len < sizeof out->remaining_ms + sizeof out->layout)
         return false;
     memcpy(&out->remaining_ms, p, sizeof out->remaining_ms);
     p += sizeof out->remaining_ms;
+    memcpy(&out->layout, p, sizeof out->layout);
+    p += sizeof out->layout;
     if (!take_string16(&p, end, &out->request_id) || !take_string16(&p, end, &out->function_name) ||
         !take_string16(&p, end, &out->function_version))
         return false;
     out->event_json = slice_make(p, (size_t)(end - p));
+    /* Header maps inside the event, in order, not overlapping; anything
+     * else is a broken frame. */
+    size_t after = 0;
+    for (int i = 0; i < 2; i++) {
+        uint32_t at = out->layout.headers[i].at, n = out->layout.headers[i].len;
+        if (n == 0)
+            continue;
+        if (at < after || (size_t)at + n > out->event_json.len)
+            return false;
+        after = (size_t)at + n;
+    }
     return true;
 }
 
@@ -294,6 +309,120 @@ struct source_set {
     size_t total_bytes;
 };
 
+/* Header templates. An event's two header maps (the request's and the
+ * response's: where they are comes with the INVOKE frame) are what most of
+ * its decoding costs, and on cache hits of a hot object they are the same
+ * bytes event after event. So the worker keeps, per map, the last
+ * TEMPLATE_SLOTS encodings it saw and the tables decoded from them (the
+ * templates, in a Lua table only the trampoline holds, never given to a
+ * function), decodes the rest of the event with the map replaced by an
+ * empty table, and gives the function a deep copy of the template made with
+ * table.clone (no hashing, no interning): the same tables it would have
+ * decoded. Maps under TEMPLATE_MIN_BYTES (a header or two) and events over
+ * TEMPLATE_MAX_EVENT (a body: the copy would cost more than it saves) are
+ * decoded in place. A map seen for the first time is decoded into a new
+ * template (the oldest slot's). After MISS_STREAK_MAX misses in a row a map
+ * is decoded in place for BYPASS_EVENTS events (varied request headers),
+ * then tried again. A slot's bytes are taken as its template's only once the
+ * event that made it ran through: an event that fails midway leaves the slot
+ * empty. */
+#define TEMPLATE_SLOTS 4
+#define TEMPLATE_MIN_BYTES 64
+#define TEMPLATE_MAX_EVENT (64 * 1024)
+#define MISS_STREAK_MAX 8
+#define BYPASS_EVENTS 64
+
+struct header_template_part {
+    char *bytes[TEMPLATE_SLOTS]; /* the encoding of the template in Lua slot part * TEMPLATE_SLOTS + i + 1 */
+    uint32_t len[TEMPLATE_SLOTS];
+    unsigned next; /* the slot the next miss replaces */
+    unsigned miss_streak, bypass;
+    /* this event: 0 no template, else the Lua slot; `miss`: decode it from `blob` first */
+    int slot;
+    bool miss;
+    slice_t blob;
+};
+
+struct header_templates {
+    struct header_template_part part[2];
+    struct bytebuf bare; /* this event with its templated maps replaced by empty tables */
+};
+
+/* Decides, for each header map of a compact event, template or not; builds
+ * the bare event when one is used. Returns the bytes to decode. */
+static slice_t templates_prepare(struct header_templates *t, const struct worker_invocation *inv)
+{
+    slice_t event = inv->event_json;
+    bool any = false;
+    for (int i = 0; i < 2; i++) {
+        struct header_template_part *p = &t->part[i];
+        p->slot = 0;
+        p->miss = false;
+        uint32_t at = inv->layout.headers[i].at, len = inv->layout.headers[i].len;
+        if (len < TEMPLATE_MIN_BYTES || event.len > TEMPLATE_MAX_EVENT)
+            continue; /* none, or a header or two: decoding them costs no more than a copy */
+        if (p->bypass > 0) {
+            p->bypass--;
+            continue;
+        }
+        p->blob = slice_make(event.ptr + at, len);
+        for (int j = 0; j < TEMPLATE_SLOTS; j++)
+            if (p->len[j] == len && p->bytes[j] != NULL && memcmp(p->bytes[j], p->blob.ptr, len) == 0) {
+                p->slot = i * TEMPLATE_SLOTS + j + 1;
+                p->miss_streak = 0;
+                break;
+            }
+        if (p->slot == 0) {
+            if (++p->miss_streak >= MISS_STREAK_MAX) {
+                p->miss_streak = 0;
+                p->bypass = BYPASS_EVENTS;
+                continue;
+            }
+            unsigned j = p->next;
+            p->next = (p->next + 1) % TEMPLATE_SLOTS;
+            free(p->bytes[j]); /* emptied now, filled by templates_commit */
+            p->bytes[j] = NULL;
+            p->len[j] = 0;
+            p->slot = i * TEMPLATE_SLOTS + (int)j + 1;
+            p->miss = true;
+        }
+        any = true;
+    }
+    if (!any)
+        return event;
+    /* prefix, an empty table where each templated map was, the rest */
+    t->bare.len = 0;
+    bytebuf_reserve(&t->bare, event.len);
+    size_t from = 0;
+    for (int i = 0; i < 2; i++) {
+        if (t->part[i].slot == 0)
+            continue;
+        uint32_t at = inv->layout.headers[i].at;
+        bytebuf_append(&t->bare, event.ptr + from, at - from);
+        bytebuf_append(&t->bare, "\x08", 1); /* string.buffer's empty table */
+        from = (size_t)at + inv->layout.headers[i].len;
+    }
+    bytebuf_append(&t->bare, event.ptr + from, event.len - from);
+    return slice_make(t->bare.data, t->bare.len);
+}
+
+/* After an event ran through: the slots its misses filled hold these bytes' templates. */
+static void templates_commit(struct header_templates *t)
+{
+    for (int i = 0; i < 2; i++) {
+        struct header_template_part *p = &t->part[i];
+        if (!p->miss)
+            continue;
+        unsigned j = (unsigned)(p->slot - 1) % TEMPLATE_SLOTS;
+        p->bytes[j] = malloc(p->blob.len);
+        if (p->bytes[j] != NULL) {
+            memcpy(p->bytes[j], p->blob.ptr, p->blob.len);
+            p->len[j] = (uint32_t)p->blob.len;
+        }
+        p->miss = false;
+    }
+}
+
 struct worker {
     lua_State *L;
     int channel_fd;
@@ -309,6 +438,7 @@ struct worker {
     uint64_t deadline_ms;      /* monotonic */
     uint64_t event_started_ms; /* monotonic */
     struct bytebuf out;        /* frames (LOG, RESULT) not yet written: one write per batch of events */
+    struct header_templates templates;
 };
 
 /* Appends a frame to the worker's pending output. */
@@ -1035,16 +1165,33 @@ static void push_context_meta(lua_State *L, struct worker *w, const struct worke
  * reference to the string, no copy), one only ever reset() and encoded into
  * (its space is kept); set() on a buffer frees its space, so one object for
  * both would allocate anew per event. */
-static const char invoke_lua[] = "local begin, new, dict, pcall, setmetatable = ...\n"
+static const char invoke_lua[] = "local begin, new, dict, pcall, setmetatable, clone, next = ...\n"
                                  "local decoder, encoder = new({dict = dict}), new({dict = dict})\n"
                                  "local set, decode = decoder.set, decoder.decode\n"
                                  "local reset, encode, get = encoder.reset, encoder.encode, encoder.get\n"
+                                 "local templates = {}\n"
+                                 "local function copy(t)\n" /* name -> list -> {key, value}: each level cloned */
+                                 "  local c = clone(t)\n"
+                                 "  for name, list in next, c do\n"
+                                 "    local l = clone(list)\n"
+                                 "    for i, entry in next, l do l[i] = clone(entry) end\n"
+                                 "    c[name] = l\n"
+                                 "  end\n"
+                                 "  return c\n"
+                                 "end\n"
+                                 "local function headers(slot, blob)\n"
+                                 "  if blob then templates[slot] = decode(set(decoder, blob)) end\n"
+                                 "  return copy(templates[slot])\n"
+                                 "end\n"
                                  "return function(handler)\n"
                                  "  local call = {handler}\n"
                                  "  return function()\n"
-                                 "    local event, request_id, context_meta = begin()\n"
+                                 "    local event, request_id, context_meta, slot1, blob1, slot2, blob2 = begin()\n"
                                  "    local context = setmetatable({awsRequestId = request_id}, context_meta)\n"
-                                 "    local result = call[1](decode(set(decoder, event)), context)\n"
+                                 "    event = decode(set(decoder, event))\n"
+                                 "    if slot1 then event.Records[1].cf.request.headers = headers(slot1, blob1) end\n"
+                                 "    if slot2 then event.Records[1].cf.response.headers = headers(slot2, blob2) end\n"
+                                 "    local result = call[1](event, context)\n"
                                  "    local ok, message = pcall(encode, reset(encoder), result)\n"
                                  "    if ok then return get(encoder) end\n"
                                  "    return nil, message\n"
@@ -1059,10 +1206,23 @@ static int invoke_begin(lua_State *L)
 {
     struct worker *w = worker_of(L);
     const struct worker_invocation *inv = w->invocation;
-    push_slice(L, inv->event_json);
+    push_slice(L, templates_prepare(&w->templates, inv));
     push_slice(L, inv->request_id);
     push_context_meta(L, w, inv);
-    return 3;
+    for (int i = 0; i < 2; i++) {
+        const struct header_template_part *part = &w->templates.part[i];
+        if (part->slot == 0) {
+            lua_pushnil(L);
+            lua_pushnil(L);
+        } else {
+            lua_pushinteger(L, part->slot);
+            if (part->miss)
+                push_slice(L, part->blob);
+            else
+                lua_pushnil(L);
+        }
+    }
+    return 7;
 }
 
 /* The worker's Lua stack between events: these two, nothing else. */
@@ -1163,6 +1323,8 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
         lua_pushvalue(L, STACK_INVOKE);
         int called = lua_pcall(L, 0, 2, STACK_TRACEBACK);
         w->invocation = NULL;
+        if (called == 0)
+            templates_commit(&w->templates);
         /* The body stays a string on the stack (alive) until it is queued. */
         if (called == 0 && lua_type(L, -2) == LUA_TSTRING) {
             body.ptr = lua_tolstring(L, -2, &body.len);
@@ -1400,7 +1562,16 @@ static int load_protected(lua_State *L)
     }
     lua_getglobal(L, "pcall");
     lua_getglobal(L, "setmetatable");
-    lua_call(L, 5, 1);
+    /* table.clone (LuaJIT 2.1, OpenResty's), registered by the table library
+     * as a preload; the sandbox's package.preload is a new, empty table. */
+    lua_getfield(L, LUA_REGISTRYINDEX, "_PRELOAD");
+    lua_getfield(L, -1, "table.clone");
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1))
+        return luaL_error(L, "this LuaJIT has no table.clone");
+    lua_call(L, 0, 1);
+    lua_getglobal(L, "next");
+    lua_call(L, 7, 1);
     lua_pushcfunction(L, traceback_handler);
     w->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     /* The decoded-array metatable, keyed by an address only this file knows. */

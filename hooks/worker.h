@@ -18,8 +18,10 @@
  *     was exceeded). A worker whose function failed to load still answers
  *     every INVOKE with that text as an ERROR result.
  *   WORKER_MESSAGE_INVOKE (proxy → worker), payload:
- *     u32 remaining_ms, then three u16-length-prefixed strings (awsRequestId,
- *     functionName, functionVersion), then the event JSON (rest of payload).
+ *     u32 remaining_ms, the event's layout (struct event_compact_layout: four
+ *     u32, all 0 for a JSON event), then three u16-length-prefixed strings
+ *     (awsRequestId, functionName, functionVersion), then the event (rest of
+ *     payload): compact (string.buffer's format) or JSON.
  *   WORKER_MESSAGE_RESULT (worker → proxy), payload:
  *     u8 status (WORKER_RESULT_OK / WORKER_RESULT_ERROR), u64 peak Lua memory
  *     in bytes during the invocation, u32 the invocation's duration in
@@ -39,6 +41,7 @@
 #include <sys/types.h>
 
 #include "../proxy/base.h"
+#include "event.h"
 
 enum worker_message_type {
     WORKER_MESSAGE_INVOKE = 1,
@@ -116,6 +119,7 @@ bool worker_message_read(int fd, uint32_t *type, struct bytebuf *payload);
 
 struct worker_invocation {
     uint32_t remaining_ms;
+    struct event_compact_layout layout; /* where the compact event's header maps are; zero: not known */
     slice_t request_id;
     slice_t function_name;
     slice_t function_version;

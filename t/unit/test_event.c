@@ -649,7 +649,7 @@ static void test_compact_spelling(void)
                                                  .read_timeout = 30,
                                                  .keepalive_timeout = 5};
     struct bytebuf compact = {0};
-    event_encode_compact(&input, &compact);
+    event_encode_compact(&input, &compact, NULL);
     /* The schema's keys are dictionary references: {Records = ...} starts 0x09, its count, 0x0f 0 */
     CHECK(compact.len > 8 && memcmp(compact.data + 6, "\x0f\x00", 2) == 0);
     size_t len = 0;

@@ -109,13 +109,15 @@ static bool wait_readable(int fd, int timeout_ms)
 }
 
 /* Sends one INVOKE and reads messages until RESULT (LOG lines go to `log`).
- * Returns false if nothing (or garbage) arrives within timeout_ms per message. */
-static bool invoke_bytes(struct spawned *s, slice_t event, int timeout_ms, struct bytebuf *payload, struct worker_result *result,
-                         struct bytebuf *log)
+ * Returns false if nothing (or garbage) arrives within timeout_ms per message.
+ * `layout` (may be NULL: none) says where the event's header maps are. */
+static bool invoke_with_layout(struct spawned *s, slice_t event, const struct event_compact_layout *layout, int timeout_ms,
+                               struct bytebuf *payload, struct worker_result *result, struct bytebuf *log)
 {
     struct bytebuf message = {0};
     struct worker_invocation invocation = {
         .remaining_ms = 3000,
+        .layout = layout ? *layout : (struct event_compact_layout){0},
         .request_id = SLICE_LITERAL("req-1"),
         .function_name = SLICE_LITERAL("fn"),
         .function_version = SLICE_LITERAL("1"),
@@ -136,6 +138,12 @@ static bool invoke_bytes(struct spawned *s, slice_t event, int timeout_ms, struc
         return type == WORKER_MESSAGE_RESULT && worker_result_decode(payload->data, payload->len, result);
     }
     return false;
+}
+
+static bool invoke_bytes(struct spawned *s, slice_t event, int timeout_ms, struct bytebuf *payload, struct worker_result *result,
+                         struct bytebuf *log)
+{
+    return invoke_with_layout(s, event, NULL, timeout_ms, payload, result, log);
 }
 
 static bool invoke(struct spawned *s, const char *event, int timeout_ms, struct bytebuf *payload, struct worker_result *result,
@@ -283,7 +291,7 @@ static void compact_viewer_request_event(struct bytebuf *out)
     struct event_error error;
     VERGE_ASSERT(event_parse_event(viewer_request_event, sizeof viewer_request_event - 1, &arena, &input, &error));
     out->len = 0;
-    event_encode_compact(&input, out);
+    event_encode_compact(&input, out, NULL);
     arena_destroy(&arena);
 }
 
@@ -376,6 +384,114 @@ static void test_compact_events(void)
     bytebuf_free(&event);
     bytebuf_free(&payload);
     bytebuf_free(&log);
+    finish(&s, 0);
+}
+
+/* A viewer-response event with `variant` in one response header, compact, and its layout. */
+static void compact_viewer_response_event(int variant, struct bytebuf *out, struct event_compact_layout *layout)
+{
+    struct arena arena;
+    arena_init(&arena);
+    struct event_input input = {.trigger = EVENT_VIEWER_RESPONSE};
+    input.config.distribution_domain_name = SLICE_LITERAL("d.example");
+    input.config.distribution_id = SLICE_LITERAL("E1");
+    input.config.request_id = SLICE_LITERAL("r");
+    input.request.client_ip = SLICE_LITERAL("203.0.113.9");
+    input.request.method = SLICE_LITERAL("GET");
+    input.request.uri = SLICE_LITERAL("/a");
+    event_headers_add(&arena, &input.request.headers, SLICE_LITERAL("Host"), SLICE_LITERAL("d.example"));
+    event_headers_add(&arena, &input.request.headers, SLICE_LITERAL("User-Agent"), SLICE_LITERAL("curl/7.88.1"));
+    input.response.status = 200;
+    input.response.status_description = SLICE_LITERAL("OK");
+    char etag[32];
+    snprintf(etag, sizeof etag, "\"v%d\"", variant);
+    event_headers_add(&arena, &input.response.headers, SLICE_LITERAL("Server"), SLICE_LITERAL("origin/1"));
+    event_headers_add(&arena, &input.response.headers, SLICE_LITERAL("Content-Type"), SLICE_LITERAL("text/plain"));
+    event_headers_add(&arena, &input.response.headers, SLICE_LITERAL("ETag"), slice_from_cstr(etag));
+    event_headers_add(&arena, &input.response.headers, SLICE_LITERAL("Vary"), SLICE_LITERAL("Accept"));
+    event_headers_add(&arena, &input.response.headers, SLICE_LITERAL("Vary"), SLICE_LITERAL("Cookie"));
+    out->len = 0;
+    event_encode_compact(&input, out, layout);
+    arena_destroy(&arena);
+}
+
+/* Header maps built from cached templates (hooks/worker.c, "Header
+ * templates") are the maps decoding would give, event after event: a
+ * function that changes every table it is given cannot change what the next
+ * event sees; six different maps rotate through four slots; an event that
+ * failed on a first sight does not leave a template behind; and the same
+ * event without a layout (decoded in place) is seen the same. */
+static void test_header_templates(void)
+{
+    struct spawned s = spawn_function(
+        "templates",
+        "local calls = 0\n"
+        "local function seen(headers, prefix, parts)\n"
+        "  for name, list in pairs(headers) do\n"
+        "    for i, e in ipairs(list) do parts[#parts + 1] = prefix .. name .. i .. '=' .. e.key .. ':' .. e.value end\n"
+        "  end\n"
+        "end\n"
+        "function handler(event, context)\n"
+        "  calls = calls + 1\n"
+        "  local cf = event.Records[1].cf\n"
+        "  if calls == 1 then error('first sight fails') end\n"
+        "  local parts = {}\n"
+        "  seen(cf.request.headers, 'q.', parts)\n"
+        "  seen(cf.response.headers, 's.', parts)\n"
+        "  table.sort(parts)\n"
+        "  local h = cf.response.headers\n"
+        "  for name, list in pairs(h) do list[1].value = 'changed'; list[1].key = 'X'; list[2] = {value = 'more'} end\n"
+        "  h.server = nil\n"
+        "  h['x-new'] = {{key = 'X-New', value = '1'}}\n"
+        "  cf.request.headers.host[1].value = 'changed'\n"
+        "  cf.request.headers['user-agent'] = nil\n"
+        "  h['x-seen'] = {{key = 'X-Seen', value = table.concat(parts, '|')}}\n"
+        "  return cf.response\n"
+        "end\n",
+        "handler");
+    CHECK(s.loaded);
+    struct bytebuf event = {0}, payload = {0};
+    struct event_compact_layout layout;
+    struct worker_result r;
+    struct arena arena;
+    arena_init(&arena);
+    char expected[512];
+    /* What the function must see of variant v, whatever the path. */
+#define EXPECTED_SEEN(v)                                                                                                           \
+    snprintf(expected, sizeof expected,                                                                                            \
+             "q.host1=Host:d.example|q.user-agent1=User-Agent:curl/7.88.1|s.content-type1=Content-Type:text/plain|"                \
+             "s.etag1=ETag:\"v%d\"|s.server1=Server:origin/1|s.vary1=Vary:Accept|s.vary2=Vary:Cookie",                             \
+             (v))
+    compact_viewer_response_event(0, &event, &layout);
+    CHECK(layout.headers[0].len >= 64 && layout.headers[1].len >= 64); /* both maps are big enough to be templated */
+    CHECK(invoke_with_layout(&s, slice_make(event.data, event.len), &layout, 5000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_ERROR);
+    /* 0 again (its slot was left empty), then 0..5, then 0 and 3 (in the slots or not), then 0 without a layout */
+    static const int variants[] = {0, 0, 1, 2, 3, 4, 5, 0, 3, 0, -1};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        int v = variants[i] < 0 ? 0 : variants[i];
+        compact_viewer_response_event(v, &event, &layout);
+        CHECK(
+            invoke_with_layout(&s, slice_make(event.data, event.len), variants[i] < 0 ? NULL : &layout, 5000, &payload, &r, NULL));
+        CHECK_INT(r.status, WORKER_RESULT_OK);
+        struct event_result result;
+        struct event_error error;
+        arena_reset(&arena);
+        CHECK(event_parse_result_compact(EVENT_VIEWER_RESPONSE, r.body.ptr, r.body.len, &arena, &result, &error));
+        const struct event_header *seen = event_headers_find(&result.response.headers, SLICE_LITERAL("x-seen"));
+        EXPECTED_SEEN(v);
+        CHECK(seen != NULL && seen->value_count == 1);
+        if (seen != NULL && seen->value_count == 1) {
+            CHECK(slice_equal(seen->values[0].value, slice_from_cstr(expected)));
+            if (!slice_equal(seen->values[0].value, slice_from_cstr(expected)))
+                fprintf(stderr, "variant %d saw %.*s\n", variants[i], (int)seen->values[0].value.len, seen->values[0].value.ptr);
+        }
+        CHECK(event_headers_find(&result.response.headers, SLICE_LITERAL("server")) == NULL);
+    }
+#undef EXPECTED_SEEN
+    arena_destroy(&arena);
+    bytebuf_free(&event);
+    bytebuf_free(&payload);
     finish(&s, 0);
 }
 
@@ -1046,6 +1162,7 @@ int main(void)
     UNIT_RUN(test_generated_response_from_module_table);
     UNIT_RUN(test_raised_error_and_unencodable_result);
     UNIT_RUN(test_compact_events);
+    UNIT_RUN(test_header_templates);
     UNIT_RUN(test_large_live_heap_with_garbage);
     UNIT_RUN(test_memory_bomb);
     UNIT_RUN(test_event_larger_than_memory_limit);
