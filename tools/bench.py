@@ -1419,9 +1419,17 @@ def build_report(
                 if target is not None:
                     ratio = subject_rps / rps if subject_rps and rps else None
                     verdict = "–" if ratio is None else ("met" if ratio >= target else "NOT met")
+                    # Round i of both peers ran back to back (order alternating): their ratio
+                    # cancels most of the machine's drift, so the spread shows how settled the verdict is.
+                    per_round = [
+                        f"{a.requests_per_second / b.requests_per_second:.2f}"
+                        for a, b in zip(subject_runs, runs)
+                        if a.requests_per_second and b.requests_per_second
+                    ]
+                    spread = f" (per round: {', '.join(per_round)})" if len(per_round) > 1 else ""
                     targets.append(
                         f"- {scenario.name}, {peers[scenario.peers[0]].label} / {peers[baseline].label} "
-                        f"≥ {target:.2f}: {fmt_ratio(subject_rps, rps)} — {verdict}"
+                        f"≥ {target:.2f}: {fmt_ratio(subject_rps, rps)} — {verdict}{spread}"
                     )
         if targets:
             lines += ["", "Targets (req/s ratio):", "", *targets]
