@@ -611,8 +611,8 @@ bool event_validate_result(const struct event_input *input, const struct event_r
 
 bool event_header_hidden(slice_t name)
 {
-    if (name.len == 0 || name.len >= 64)
-        return false; /* no disallowed name is that long (names of 64 bytes or more are never hidden, prefixes included) */
+    if (name.len == 0)
+        return false; /* no length bound: a prefix rule ("x-amz-cf-") hides names of any length */
     unsigned char first = (unsigned char)(name.ptr[0] | 0x20);
     if (first < 'a' || first > 'z')
         return false;

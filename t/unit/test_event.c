@@ -282,6 +282,74 @@ static void test_validate_headers(void)
             "response.headers[\"via\"]");
 }
 
+/* Headers the proxy keeps out of events: exact names and prefixes in any
+ * case, and a prefix matches names of any length (a long X-Amz-Cf-* name left
+ * in the event would come back and fail validation as a disallowed header). */
+static void test_header_hidden(void)
+{
+    CHECK(event_header_hidden(SLICE_LITERAL("connection")));
+    CHECK(event_header_hidden(SLICE_LITERAL("Keep-Alive")));
+    CHECK(event_header_hidden(SLICE_LITERAL("X-Amz-Cf-Pop")));
+    CHECK(event_header_hidden(SLICE_LITERAL("x-edge-location")));
+    CHECK(!event_header_hidden(SLICE_LITERAL("x-amz-cf")));    /* shorter than the prefix */
+    CHECK(!event_header_hidden(SLICE_LITERAL("connections"))); /* an exact name, not a prefix */
+    CHECK(!event_header_hidden(SLICE_LITERAL("x-custom-header")));
+    CHECK(!event_header_hidden(SLICE_LITERAL("")));
+    char name[200];
+    for (size_t len = 60; len < sizeof name; len++) {
+        memcpy(name, "X-Amz-Cf-", 9);
+        memset(name + 9, 'y', len - 9);
+        CHECK(event_header_hidden((slice_t){name, len}));
+        memcpy(name, "X-Amy-Cf-", 9);
+        CHECK(!event_header_hidden((slice_t){name, len}));
+    }
+}
+
+/* Header names, keys and values of 8 bytes and more are checked a word at a
+ * time: the byte that breaks a rule at the start, inside and at the end of a
+ * word, and in the last (overlapping) word. */
+static void test_validate_long_headers(void)
+{
+    const char *vr = viewer_request_event;
+    static const size_t positions[] = {0, 7, 8, 15, 16, 22};
+    for (size_t i = 0; i < sizeof positions / sizeof positions[0]; i++) {
+        size_t at = positions[i];
+        char name[24], result[256], field[64];
+        memset(name, 'a', 23);
+        name[23] = '\0';
+        /* an upper-case name: refused */
+        name[at] = 'A';
+        snprintf(result, sizeof result, "{\"uri\":\"/\",\"headers\":{" VR_HOST ",\"%s\":[{\"value\":\"1\"}]}}", name);
+        snprintf(field, sizeof field, "request.headers[\"%s\"]", name);
+        INVALID(vr, result, "header name must be lower case", field);
+        /* the same as its key: accepted; a key that differs in one letter: refused */
+        name[at] = 'a';
+        char key[24];
+        memcpy(key, name, sizeof key);
+        key[at] = 'A';
+        snprintf(result, sizeof result, "{\"uri\":\"/\",\"headers\":{" VR_HOST ",\"%s\":[{\"key\":\"%s\",\"value\":\"1\"}]}}", name,
+                 key);
+        VALID(vr, result);
+        key[at] = 'b';
+        snprintf(result, sizeof result, "{\"uri\":\"/\",\"headers\":{" VR_HOST ",\"%s\":[{\"key\":\"%s\",\"value\":\"1\"}]}}", name,
+                 key);
+        snprintf(field, sizeof field, "request.headers[\"%s\"][0].key", name);
+        INVALID(vr, result, "header key must match the name", field);
+        /* a value with a CR at that position: refused; without: accepted */
+        char value[32];
+        memset(value, 'v', 23);
+        value[23] = '\0';
+        snprintf(result, sizeof result, "{\"uri\":\"/\",\"headers\":{" VR_HOST ",\"%s\":[{\"value\":\"%s\"}]}}", name, value);
+        VALID(vr, result);
+        memcpy(value + at, "\\r", 2); /* JSON \r: one CR byte at `at` once parsed */
+        memset(value + at + 2, 'v', 23 - at - 1);
+        value[24] = '\0';
+        snprintf(result, sizeof result, "{\"uri\":\"/\",\"headers\":{" VR_HOST ",\"%s\":[{\"value\":\"%s\"}]}}", name, value);
+        snprintf(field, sizeof field, "request.headers[\"%s\"][0].value", name);
+        INVALID(vr, result, "header value must not contain CR, LF or NUL", field);
+    }
+}
+
 static void test_validate_request_fields(void)
 {
     const char *vr = viewer_request_event;
@@ -940,6 +1008,8 @@ int main(void)
     UNIT_RUN(test_encode_round_trip);
     UNIT_RUN(test_parse_result_forms);
     UNIT_RUN(test_validate_headers);
+    UNIT_RUN(test_header_hidden);
+    UNIT_RUN(test_validate_long_headers);
     UNIT_RUN(test_validate_request_fields);
     UNIT_RUN(test_validate_request_body);
     UNIT_RUN(test_validate_origin);
