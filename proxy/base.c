@@ -438,81 +438,18 @@ static int64_t days_from_civil(int64_t year, int month, int day)
     return era * 146097 + day_of_era - 719468;
 }
 
-static bool is_letter(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-/* The two digits at p as a number, or -1. */
-static int two_digits(const char *p)
-{
-    unsigned tens = (unsigned)(unsigned char)p[0] - '0', ones = (unsigned)(unsigned char)p[1] - '0';
-    return tens < 10 && ones < 10 ? (int)(tens * 10 + ones) : -1;
-}
-
-/* The checks and arithmetic every form ends with (month 0-11). */
+/* The checks and arithmetic of every form (month 0-11). */
 static bool date_value(int year, int month, int day, int hour, int minute, int second, int64_t *out)
 {
-    if (month < 0 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60 || year < 1970)
+    if (month < 0 || day < 1 || day > 31 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 60 ||
+        year < 1970)
         return false;
     *out = days_from_civil(year, month + 1, day) * 86400 + hour * 3600 + minute * 60 + second;
     return true;
 }
 
-/* The well-formed spellings of the three forms, by position:
- *   IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
- *   RFC 850      "Sunday, 06-Nov-94 08:49:37 GMT" (1-15 letters of weekday)
- *   asctime      "Sun Nov  6 08:49:37 1994" (day "06" or " 6")
- * Every string these accept, the sscanf patterns of time_parse_http_date
- * accept with the same value; anything else is left to them (false). */
-static bool parse_date_exact(slice_t s, int64_t *out)
-{
-    const char *p = s.ptr;
-    int day, month, year, time_at;
-    if (s.len == 29 && p[3] == ',') {
-        if (!is_letter(p[0]) || !is_letter(p[1]) || !is_letter(p[2]) || p[4] != ' ' || p[7] != ' ' || p[11] != ' ' ||
-            p[16] != ' ' || memcmp(p + 25, " GMT", 4) != 0)
-            return false;
-        int century = two_digits(p + 12), rest = two_digits(p + 14);
-        day = two_digits(p + 5);
-        month = month_index(p + 8);
-        year = century < 0 || rest < 0 ? -1 : century * 100 + rest;
-        time_at = 17;
-    } else if (s.len == 24 && p[3] == ' ') {
-        if (!is_letter(p[0]) || !is_letter(p[1]) || !is_letter(p[2]) || p[7] != ' ' || p[10] != ' ' || p[19] != ' ')
-            return false;
-        int century = two_digits(p + 20), rest = two_digits(p + 22);
-        day = p[8] == ' ' ? two_digits((const char[]){'0', p[9]}) : two_digits(p + 8);
-        month = month_index(p + 4);
-        year = century < 0 || rest < 0 ? -1 : century * 100 + rest;
-        time_at = 11;
-    } else {
-        size_t letters = 0;
-        while (letters < s.len && letters < 16 && is_letter(p[letters]))
-            letters++;
-        if (letters == 0 || letters > 15 || s.len != letters + 24)
-            return false;
-        p += letters; /* ", 06-Nov-94 08:49:37 GMT" */
-        if (p[0] != ',' || p[1] != ' ' || p[4] != '-' || p[8] != '-' || p[11] != ' ' || memcmp(p + 20, " GMT", 4) != 0)
-            return false;
-        day = two_digits(p + 2);
-        month = month_index(p + 5);
-        year = two_digits(p + 9);
-        year = year < 0 ? -1 : year + (year < 70 ? 2000 : 1900);
-        time_at = 12;
-    }
-    int hour = two_digits(p + time_at), minute = two_digits(p + time_at + 3), second = two_digits(p + time_at + 6);
-    if (p[time_at + 2] != ':' || p[time_at + 5] != ':' || day < 0 || year < 0 || hour < 0 || minute < 0 || second < 0)
-        return false;
-    return date_value(year, month, day, hour, minute, second, out);
-}
-
 bool time_parse_http_date(slice_t s, int64_t *out)
 {
-    if (parse_date_exact(s, out))
-        return true;
-    /* Anything else (other spacing, signs, one-digit fields...) as sscanf
-     * reads it, which is what decides what is a date. */
     char text[64];
     if (s.len == 0 || s.len >= sizeof text)
         return false;
@@ -527,8 +464,9 @@ bool time_parse_http_date(slice_t s, int64_t *out)
     } else if (sscanf(text, "%15[A-Za-z], %2d-%3s-%2d %2d:%2d:%2d GMT%n", weekday, &day, month, &year, &hour, &minute, &second,
                       &consumed) == 7 &&
                (size_t)consumed == s.len) {
-        /* RFC 850: two-digit year; RFC 9110 says interpret a year more than 50
-         * years in the future as the past century. */
+        /* RFC 850's two-digit year, with a fixed pivot: 00-69 are 20xx. (RFC
+         * 9110's rule, a year more than 50 years ahead is the past century,
+         * moves the pivot every year; no server still sends this form.) */
         year += (year < 70) ? 2000 : 1900;
     } else if (sscanf(text, "%3s %3s %2d %2d:%2d:%2d %4d%n", weekday, month, &day, &hour, &minute, &second, &year, &consumed) ==
                    7 &&

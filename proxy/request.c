@@ -382,10 +382,6 @@ static void serve_from_cache(struct request *request, struct cache_object *objec
                               : view.content_length >= 0          ? (uint64_t)view.content_length
                                                                   : UINT64_MAX;
     if (view.state == CACHE_OBJECT_COMPLETE && view.status == 200) {
-        slice_t last_modified = find_header(view.headers, view.header_count, HTTP_TOKEN_LAST_MODIFIED);
-        int64_t last_modified_time = -1;
-        if (last_modified.len > 0 && !time_parse_http_date(last_modified, &last_modified_time))
-            last_modified_time = -1;
         struct http_conditional_input input = {
             .method = request->method,
             .if_match = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_MATCH),
@@ -395,9 +391,16 @@ static void serve_from_cache(struct request *request, struct cache_object *objec
             .range = find_header(request->headers, request->header_count, HTTP_TOKEN_RANGE),
             .if_range = find_header(request->headers, request->header_count, HTTP_TOKEN_IF_RANGE),
             .etag = find_header(view.headers, view.header_count, HTTP_TOKEN_ETAG),
-            .last_modified = last_modified_time,
+            .last_modified = -1,
             .size = view.body_available,
         };
+        /* The stored Last-Modified matters only to the three date conditions:
+         * parsed for them, not on every hit. */
+        slice_t last_modified = find_header(view.headers, view.header_count, HTTP_TOKEN_LAST_MODIFIED);
+        if (last_modified.len > 0 &&
+            (input.if_unmodified_since.len > 0 || input.if_modified_since.len > 0 || input.if_range.len > 0) &&
+            !time_parse_http_date(last_modified, &input.last_modified))
+            input.last_modified = -1;
         struct http_conditional_result answer;
         http_evaluate_conditionals(&input, &answer);
         request->status = answer.status;

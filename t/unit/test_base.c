@@ -293,8 +293,8 @@ static void test_http_dates(void)
     CHECK(time_parse_http_date(slice_make("Sun, 06 Nov 1994 08:49:37 GMTxyz", 29), &t));
     CHECK_INT(t, 784111777);
 
-    /* Each form, well-formed (read by position), in the looser spellings the
-     * scanf patterns let through, and not dates; -1: rejected. */
+    /* Each form, well-formed, in the looser spellings the scanf patterns let
+     * through, and not dates; -1: rejected. */
     static const struct {
         const char *text;
         long long expected;
@@ -323,6 +323,10 @@ static void test_http_dates(void)
         {"Sun, 06 Nov 94 08:49:37 GMT", -1},
         {"Sun, 06 Nov 1994 08:49 GMT", -1},
         {"Sun, 06 Nov 1994 08:4x:37 GMT", -1},
+        {"Sun, 06 Nov 1994 -1:49:37 GMT", -1}, /* scanf reads a sign: negative fields are refused */
+        {"Sun, 06 Nov 1994 08:-1:37 GMT", -1},
+        {"Sun, 06 Nov 1994 08:49:-1 GMT", -1},
+        {"Sunday, 06-Nov-94 -8:49:37 GMT", -1},
         /* RFC 850 */
         {"Friday, 31-Dec-99 23:59:59 GMT", 946684799},
         {"Thursday, 01-Jan-70 00:00:00 GMT", 0},
