@@ -313,7 +313,8 @@ struct source_set {
  * response's: where they are comes with the INVOKE frame) are what most of
  * its decoding costs, and on cache hits of a hot object they are the same
  * bytes event after event. So the worker keeps, per map, the last
- * TEMPLATE_SLOTS encodings it saw and the tables decoded from them (the
+ * TEMPLATE_SLOTS encodings it had to decode (replaced in turn, oldest
+ * first, whether or not they still hit) and the tables decoded from them (the
  * templates, in a Lua table only the trampoline holds, never given to a
  * function), decodes the rest of the event with the map replaced by an
  * empty table, and gives the function a deep copy of the template made with
@@ -323,9 +324,9 @@ struct source_set {
  * decoded in place. A map seen for the first time is decoded into a new
  * template (the oldest slot's). After MISS_STREAK_MAX misses in a row a map
  * is decoded in place for BYPASS_EVENTS events (varied request headers),
- * then tried again. A slot's bytes are taken as its template's only once the
- * event that made it ran through: an event that fails midway leaves the slot
- * empty. */
+ * then tried again. A miss empties its slot's bytes first; the trampoline
+ * stores the new template and then says so (invoke_template_stored), which
+ * fills them: a decode that fails (out of memory) leaves the slot empty. */
 #define TEMPLATE_SLOTS 4
 #define TEMPLATE_MIN_BYTES 64
 #define TEMPLATE_MAX_EVENT (64 * 1024)
@@ -380,7 +381,7 @@ static slice_t templates_prepare(struct header_templates *t, const struct worker
             }
             unsigned j = p->next;
             p->next = (p->next + 1) % TEMPLATE_SLOTS;
-            free(p->bytes[j]); /* emptied now, filled by templates_commit */
+            free(p->bytes[j]); /* emptied now, filled by invoke_template_stored */
             p->bytes[j] = NULL;
             p->len[j] = 0;
             p->slot = i * TEMPLATE_SLOTS + (int)j + 1;
@@ -406,21 +407,22 @@ static slice_t templates_prepare(struct header_templates *t, const struct worker
     return slice_make(t->bare.data, t->bare.len);
 }
 
-/* After an event ran through: the slots its misses filled hold these bytes' templates. */
-static void templates_commit(struct header_templates *t)
+/* The template of Lua slot `slot` was decoded from this event's blob and
+ * stored: from now on those bytes find it. */
+static void templates_stored(struct header_templates *t, int slot)
 {
-    for (int i = 0; i < 2; i++) {
-        struct header_template_part *p = &t->part[i];
-        if (!p->miss)
-            continue;
-        unsigned j = (unsigned)(p->slot - 1) % TEMPLATE_SLOTS;
-        p->bytes[j] = malloc(p->blob.len);
-        if (p->bytes[j] != NULL) {
-            memcpy(p->bytes[j], p->blob.ptr, p->blob.len);
-            p->len[j] = (uint32_t)p->blob.len;
-        }
-        p->miss = false;
+    if (slot < 1 || slot > 2 * TEMPLATE_SLOTS)
+        return;
+    struct header_template_part *p = &t->part[(slot - 1) / TEMPLATE_SLOTS];
+    if (!p->miss || p->slot != slot)
+        return;
+    unsigned j = (unsigned)(slot - 1) % TEMPLATE_SLOTS;
+    p->bytes[j] = malloc(p->blob.len);
+    if (p->bytes[j] != NULL) {
+        memcpy(p->bytes[j], p->blob.ptr, p->blob.len);
+        p->len[j] = (uint32_t)p->blob.len;
     }
+    p->miss = false;
 }
 
 struct worker {
@@ -1163,12 +1165,14 @@ static void push_context_meta(lua_State *L, struct worker *w, const struct worke
  * index on the wire), so those keys are neither hashed nor interned per
  * event. Two objects, made once: one only ever set() to the event (a
  * reference to the string, no copy), one only ever reset() and encoded into
- * (its space is kept); set() on a buffer frees its space, so one object for
- * both would allocate anew per event. */
-static const char invoke_lua[] = "local begin, new, dict, pcall, setmetatable, clone, next = ...\n"
+ * (its space is kept, up to 256 KiB: it counts against the function's
+ * memory); set() on a buffer frees its space, so one object for both would
+ * allocate anew per event. `call` holds the handler in a table so that a
+ * traceback names it by where it is defined. */
+static const char invoke_lua[] = "local begin, stored, new, dict, pcall, setmetatable, clone, next = ...\n"
                                  "local decoder, encoder = new({dict = dict}), new({dict = dict})\n"
                                  "local set, decode = decoder.set, decoder.decode\n"
-                                 "local reset, encode, get = encoder.reset, encoder.encode, encoder.get\n"
+                                 "local reset, encode, get, free = encoder.reset, encoder.encode, encoder.get, encoder.free\n"
                                  "local templates = {}\n"
                                  "local function copy(t)\n" /* name -> list -> {key, value}: each level cloned */
                                  "  local c = clone(t)\n"
@@ -1180,7 +1184,7 @@ static const char invoke_lua[] = "local begin, new, dict, pcall, setmetatable, c
                                  "  return c\n"
                                  "end\n"
                                  "local function headers(slot, blob)\n"
-                                 "  if blob then templates[slot] = decode(set(decoder, blob)) end\n"
+                                 "  if blob then templates[slot] = decode(set(decoder, blob)); stored(slot) end\n"
                                  "  return copy(templates[slot])\n"
                                  "end\n"
                                  "return function(handler)\n"
@@ -1193,8 +1197,10 @@ static const char invoke_lua[] = "local begin, new, dict, pcall, setmetatable, c
                                  "    if slot2 then event.Records[1].cf.response.headers = headers(slot2, blob2) end\n"
                                  "    local result = call[1](event, context)\n"
                                  "    local ok, message = pcall(encode, reset(encoder), result)\n"
-                                 "    if ok then return get(encoder) end\n"
-                                 "    return nil, message\n"
+                                 "    if not ok then return nil, message end\n"
+                                 "    local encoded = get(encoder)\n"
+                                 "    if #encoded > 262144 then free(encoder) end\n"
+                                 "    return encoded\n"
                                  "  end\n"
                                  "end\n";
 #define INVOKE_CHUNK_NAME "=[verge invoke]"
@@ -1223,6 +1229,13 @@ static int invoke_begin(lua_State *L)
         }
     }
     return 7;
+}
+
+/* Called by the trampoline once it stored a template decoded from this event. */
+static int invoke_template_stored(lua_State *L)
+{
+    templates_stored(&worker_of(L)->templates, (int)lua_tointeger(L, 1));
+    return 0;
 }
 
 /* The worker's Lua stack between events: these two, nothing else. */
@@ -1323,8 +1336,6 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
         lua_pushvalue(L, STACK_INVOKE);
         int called = lua_pcall(L, 0, 2, STACK_TRACEBACK);
         w->invocation = NULL;
-        if (called == 0)
-            templates_commit(&w->templates);
         /* The body stays a string on the stack (alive) until it is queued. */
         if (called == 0 && lua_type(L, -2) == LUA_TSTRING) {
             body.ptr = lua_tolstring(L, -2, &body.len);
@@ -1551,6 +1562,7 @@ static int load_protected(lua_State *L)
     lua_newtable(L);
     lua_setfenv(L, -2); /* no globals: everything it uses is captured */
     lua_pushcfunction(L, invoke_begin);
+    lua_pushcfunction(L, invoke_template_stored);
     lua_pushcfunction(L, luaopen_string_buffer);
     lua_call(L, 0, 1);
     lua_getfield(L, -1, "new");
@@ -1571,7 +1583,7 @@ static int load_protected(lua_State *L)
         return luaL_error(L, "this LuaJIT has no table.clone");
     lua_call(L, 0, 1);
     lua_getglobal(L, "next");
-    lua_call(L, 7, 1);
+    lua_call(L, 8, 1);
     lua_pushcfunction(L, traceback_handler);
     w->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     /* The decoded-array metatable, keyed by an address only this file knows. */

@@ -23,10 +23,13 @@
  *     (awsRequestId, functionName, functionVersion), then the event (rest of
  *     payload): compact (string.buffer's format) or JSON.
  *   WORKER_MESSAGE_RESULT (worker → proxy), payload:
- *     u8 status (WORKER_RESULT_OK / WORKER_RESULT_ERROR), u64 peak Lua memory
- *     in bytes during the invocation, u32 the invocation's duration in
- *     microseconds as the worker measured it, then the result JSON (ok) or
- *     the error text "file:line: message\nstack traceback:..." (error).
+ *     u8 status (WORKER_RESULT_OK / WORKER_RESULT_ERROR /
+ *     WORKER_RESULT_UNSERIALIZABLE), u64 peak Lua memory in bytes during the
+ *     invocation, u32 the invocation's duration in microseconds as the worker
+ *     measured it, then the result (ok: in the event's spelling, compact for a
+ *     compact event, JSON for a JSON one), the error text "file:line:
+ *     message\nstack traceback:..." (error) or the serializer's message
+ *     (unserializable).
  *   WORKER_MESSAGE_LOG (worker → proxy), payload: one line of `print` output.
  *     Zero or more LOG messages precede the RESULT of an invocation.
  *

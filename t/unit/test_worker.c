@@ -387,6 +387,40 @@ static void test_compact_events(void)
     finish(&s, 0);
 }
 
+/* The encoder's space is kept between results, but not after a large one:
+ * it counts against the function's memory. */
+static void test_large_result_space_given_back(void)
+{
+    struct spawned s =
+        spawn_function("large-result",
+                       "local n = 0\n"
+                       "function handler(event, context)\n"
+                       "  n = n + 1\n"
+                       "  local request = event.Records[1].cf.request\n"
+                       "  if n == 1 then request.headers['x-big'] = {{value = string.rep('b', 4 * 1024 * 1024)}} end\n"
+                       "  if n == 2 then collectgarbage() end\n"
+                       "  return request\n"
+                       "end\n",
+                       "handler");
+    CHECK(s.loaded);
+    struct bytebuf event = {0}, payload = {0};
+    compact_viewer_request_event(&event);
+    struct worker_result r;
+    CHECK(invoke_bytes(&s, slice_make(event.data, event.len), 5000, &payload, &r, NULL));
+    CHECK_INT(r.status, WORKER_RESULT_OK);
+    CHECK(r.body.len > 4 * 1024 * 1024 && r.peak_memory_bytes > 8 * 1024 * 1024);
+    /* The second event collects the big result's garbage; the encoder's
+     * space, if it were kept, would still be in use when the third begins. */
+    for (int i = 0; i < 2; i++) {
+        CHECK(invoke_bytes(&s, slice_make(event.data, event.len), 5000, &payload, &r, NULL));
+        CHECK_INT(r.status, WORKER_RESULT_OK);
+    }
+    CHECK(r.body.len < 4096 && r.peak_memory_bytes < 2 * 1024 * 1024);
+    bytebuf_free(&event);
+    bytebuf_free(&payload);
+    finish(&s, 0);
+}
+
 /* A viewer-response event with `variant` in one response header, compact, and its layout. */
 static void compact_viewer_response_event(int variant, struct bytebuf *out, struct event_compact_layout *layout)
 {
@@ -1174,6 +1208,7 @@ int main(void)
     UNIT_RUN(test_raised_error_and_unencodable_result);
     UNIT_RUN(test_compact_events);
     UNIT_RUN(test_header_templates);
+    UNIT_RUN(test_large_result_space_given_back);
     UNIT_RUN(test_large_live_heap_with_garbage);
     UNIT_RUN(test_memory_bomb);
     UNIT_RUN(test_event_larger_than_memory_limit);
