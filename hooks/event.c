@@ -394,25 +394,18 @@ ENCODE_INLINE void gen_request(struct tree_writer *gen, enum event_trigger trigg
 }
 
 /* The status as decimal text (it is a string in the event). */
-static size_t status_text(int status, char out[16])
+static size_t status_text(int status, char out[24])
 {
-    char digits[12];
-    unsigned value = status < 0 ? 0u - (unsigned)status : (unsigned)status;
-    size_t n = 0, len = 0;
-    do {
-        digits[n++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value > 0);
+    char *p = out;
     if (status < 0)
-        out[len++] = '-';
-    while (n > 0)
-        out[len++] = digits[--n];
-    return len;
+        *p++ = '-';
+    p = put_decimal(p, status < 0 ? 0u - (unsigned)status : (unsigned)status);
+    return (size_t)(p - out);
 }
 
 ENCODE_INLINE void gen_response(struct tree_writer *gen, const struct event_response *response)
 {
-    char status[16];
+    char status[24];
     size_t status_len = status_text(response->status, status);
     w_map_open(gen, 3);
     gen_key(gen, EVENT_KEY_HEADERS);

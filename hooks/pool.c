@@ -234,24 +234,11 @@ static char *put_slice(char *p, slice_t s)
 
 #define put_literal(p, literal) (memcpy((p), (literal), sizeof(literal) - 1), (p) + sizeof(literal) - 1)
 
-static char *put_number(char *p, uint64_t value)
-{
-    char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value > 0);
-    while (n > 0)
-        *p++ = digits[--n];
-    return p;
-}
-
 /* "12.34": milliseconds with two decimals, rounded, as Lambda prints them. */
 static char *put_milliseconds(char *p, double ms)
 {
     uint64_t hundredths = ms > 0 ? (uint64_t)(ms * 100.0 + 0.5) : 0;
-    p = put_number(p, hundredths / 100);
+    p = put_decimal(p, hundredths / 100);
     *p++ = '.';
     *p++ = (char)('0' + hundredths / 10 % 10);
     *p++ = (char)('0' + hundredths % 10);
@@ -500,11 +487,11 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
         p = put_literal(p, "\tDuration: ");
         p = put_milliseconds(p, duration_ms);
         p = put_literal(p, " ms\tBilled Duration: ");
-        p = put_number(p, (uint64_t)billed);
+        p = put_decimal(p, (uint64_t)billed);
         p = put_literal(p, " ms\tMemory Size: ");
-        p = put_number(p, (uint64_t)pool->memory_mb);
+        p = put_decimal(p, (uint64_t)pool->memory_mb);
         p = put_literal(p, " MB\tMax Memory Used: ");
-        p = put_number(p, used_mb);
+        p = put_decimal(p, used_mb);
         p = put_literal(p, " MB\t");
         if (worker->cold) {
             p = put_literal(p, "Init Duration: ");

@@ -308,7 +308,7 @@ void bytebuf_append_cstr(struct bytebuf *buf, const char *s)
     bytebuf_append(buf, s, strlen(s));
 }
 
-void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value)
+char *put_decimal(char *p, uint64_t value)
 {
     char digits[20];
     size_t n = sizeof digits;
@@ -316,7 +316,14 @@ void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value)
         digits[--n] = (char)('0' + value % 10);
         value /= 10;
     } while (value != 0);
-    bytebuf_append(buf, digits + n, sizeof digits - n);
+    memcpy(p, digits + n, sizeof digits - n);
+    return p + (sizeof digits - n);
+}
+
+void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value)
+{
+    bytebuf_reserve(buf, 20);
+    buf->len = (size_t)(put_decimal(buf->data + buf->len, value) - buf->data);
 }
 
 void bytebuf_append_slice(struct bytebuf *buf, slice_t s)

@@ -111,6 +111,9 @@ void bytebuf_appendf(struct bytebuf *buf, const char *fmt, ...) __attribute__((f
 /* Appends a C string / an unsigned number in decimal (hot paths: no printf). */
 void bytebuf_append_cstr(struct bytebuf *buf, const char *s);
 void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value);
+
+/* Writes `value` in decimal at p (at most 20 bytes, no NUL); returns the end. */
+char *put_decimal(char *p, uint64_t value);
 /* Removes the first n bytes. */
 void bytebuf_consume(struct bytebuf *buf, size_t n);
 void bytebuf_free(struct bytebuf *buf);
