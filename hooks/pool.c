@@ -1265,8 +1265,7 @@ static uint32_t append_invoke_frame(const struct function_pool *pool, const stru
     };
     worker_invocation_encode(&message, out);
     event_encode_compact(invocation->event, out, &message.layout);
-    /* The layout is known once the event is written: it goes in its place after remaining_ms. */
-    memcpy(out->data + start + sizeof header + sizeof message.remaining_ms, &message.layout, sizeof message.layout);
+    worker_invocation_set_layout(out->data + start + sizeof header, &message.layout);
     header[1] = (uint32_t)(out->len - start - sizeof header);
     memcpy(out->data + start, header, sizeof header);
     return (uint32_t)(out->len - start);

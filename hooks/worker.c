@@ -118,26 +118,25 @@ bool worker_message_read(int fd, uint32_t *type, struct bytebuf *payload)
     return true;
 }
 
-static void append_string16(struct bytebuf *out, slice_t s)
-{
-    uint16_t len = s.len > UINT16_MAX ? UINT16_MAX : (uint16_t)s.len;
-    bytebuf_append(out, &len, sizeof len);
-    bytebuf_append(out, s.ptr, len);
-}
-
 static size_t string16_size(slice_t s)
 {
     return sizeof(uint16_t) + (s.len > UINT16_MAX ? UINT16_MAX : s.len);
 }
 
-/* append_string16 at p, with room reserved already. */
+/* A u16-length-prefixed string (cut at 65535 bytes) at p, with room reserved already. */
 static char *put_string16(char *p, slice_t s)
 {
-    uint16_t len = s.len > UINT16_MAX ? UINT16_MAX : (uint16_t)s.len;
+    uint16_t len = (uint16_t)(string16_size(s) - sizeof(uint16_t));
     memcpy(p, &len, sizeof len);
     if (len > 0)
         memcpy(p + sizeof len, s.ptr, len);
     return p + sizeof len + len;
+}
+
+static void append_string16(struct bytebuf *out, slice_t s)
+{
+    bytebuf_reserve(out, string16_size(s));
+    out->len = (size_t)(put_string16(out->data + out->len, s) - out->data);
 }
 
 void worker_invocation_encode(const struct worker_invocation *invocation, struct bytebuf *out)
@@ -157,6 +156,11 @@ void worker_invocation_encode(const struct worker_invocation *invocation, struct
     if (invocation->event_json.len > 0)
         memcpy(p, invocation->event_json.ptr, invocation->event_json.len);
     out->len = (size_t)(p - out->data) + invocation->event_json.len;
+}
+
+void worker_invocation_set_layout(char *payload, const struct event_compact_layout *layout)
+{
+    memcpy(payload + sizeof(uint32_t), layout, sizeof *layout); /* after remaining_ms */
 }
 
 static bool take_string16(const char **p, const char *end, slice_t *out)

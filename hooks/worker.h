@@ -132,6 +132,11 @@ struct worker_invocation {
 /* Appends an INVOKE payload to out. */
 void worker_invocation_encode(const struct worker_invocation *invocation, struct bytebuf *out);
 
+/* Writes `layout` into an INVOKE payload encoded already (`payload` is its
+ * first byte): the proxy encodes the event after the payload's fields, so it
+ * knows the layout only then. */
+void worker_invocation_set_layout(char *payload, const struct event_compact_layout *layout);
+
 struct worker_result {
     enum worker_result_status status;
     uint64_t peak_memory_bytes;

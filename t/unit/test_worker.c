@@ -421,7 +421,7 @@ static void test_large_result_space_given_back(void)
     finish(&s, 0);
 }
 
-/* A viewer-response event with `variant` in one response header, compact, and its layout. */
+/* A viewer-response event with `variant` (mod 1000) in one response header, compact, and its layout. */
 static void compact_viewer_response_event(int variant, struct bytebuf *out, struct event_compact_layout *layout)
 {
     struct arena arena;
@@ -434,11 +434,12 @@ static void compact_viewer_response_event(int variant, struct bytebuf *out, stru
     input.request.method = SLICE_LITERAL("GET");
     input.request.uri = SLICE_LITERAL("/a");
     event_headers_add(&arena, &input.request.headers, SLICE_LITERAL("Host"), SLICE_LITERAL("d.example"));
-    event_headers_add(&arena, &input.request.headers, SLICE_LITERAL("User-Agent"), SLICE_LITERAL("curl/7.88.1"));
+    if (variant < 1000) /* 1000 + v: the same without User-Agent, a request map too small to be templated */
+        event_headers_add(&arena, &input.request.headers, SLICE_LITERAL("User-Agent"), SLICE_LITERAL("curl/7.88.1"));
     input.response.status = 200;
     input.response.status_description = SLICE_LITERAL("OK");
     char etag[32];
-    snprintf(etag, sizeof etag, "\"v%d\"", variant);
+    snprintf(etag, sizeof etag, "\"v%d\"", variant % 1000);
     event_headers_add(&arena, &input.response.headers, SLICE_LITERAL("Server"), SLICE_LITERAL("origin/1"));
     event_headers_add(&arena, &input.response.headers, SLICE_LITERAL("Content-Type"), SLICE_LITERAL("text/plain"));
     event_headers_add(&arena, &input.response.headers, SLICE_LITERAL("ETag"), slice_from_cstr(etag));
@@ -449,72 +450,53 @@ static void compact_viewer_response_event(int variant, struct bytebuf *out, stru
     arena_destroy(&arena);
 }
 
-/* Header maps built from cached templates (hooks/worker.c, "Header
- * templates") are the maps decoding would give, event after event: a
- * function that changes every table it is given cannot change what the next
- * event sees, whether its map is a hit, a miss, replaces an older slot or is
- * decoded in place; an event that failed on a first sight does not leave a
- * template behind; and the same event without a layout (decoded in place) is
- * seen the same. */
-static void test_header_templates(void)
+/* The function of test_header_templates: it answers with what it saw of
+ * both header maps, after changing every table it was given; it fails on its
+ * first event and on variant 99 (after the maps were decoded). */
+static const char template_function[] =
+    "local calls = 0\n"
+    "local function seen(headers, prefix, parts)\n"
+    "  for name, list in pairs(headers) do\n"
+    "    for i, e in ipairs(list) do parts[#parts + 1] = prefix .. name .. i .. '=' .. e.key .. ':' .. e.value end\n"
+    "  end\n"
+    "end\n"
+    "function handler(event, context)\n"
+    "  calls = calls + 1\n"
+    "  local cf = event.Records[1].cf\n"
+    "  if calls == 1 or cf.response.headers.etag[1].value == '\"v99\"' then error('fails after its maps were decoded') end\n"
+    "  local parts = {}\n"
+    "  seen(cf.request.headers, 'q.', parts)\n"
+    "  seen(cf.response.headers, 's.', parts)\n"
+    "  table.sort(parts)\n"
+    "  local h = cf.response.headers\n"
+    "  for name, list in pairs(h) do list[1].value = 'changed'; list[1].key = 'X'; list[2] = {value = 'more'} end\n"
+    "  h.server = nil\n"
+    "  h['x-new'] = {{key = 'X-New', value = '1'}}\n"
+    "  cf.request.headers.host[1].value = 'changed'\n"
+    "  cf.request.headers['user-agent'] = nil\n"
+    "  h['x-seen'] = {{key = 'X-Seen', value = table.concat(parts, '|')}}\n"
+    "  return cf.response\n"
+    "end\n";
+
+/* Runs the variants (compact_viewer_response_event's; -1: variant 0 sent
+ * without a layout, so decoded in place) through a new worker running
+ * template_function, and checks what it saw each time. */
+static void run_template_sequence(const int *variants, size_t count)
 {
-    struct spawned s = spawn_function(
-        "templates",
-        "local calls = 0\n"
-        "local function seen(headers, prefix, parts)\n"
-        "  for name, list in pairs(headers) do\n"
-        "    for i, e in ipairs(list) do parts[#parts + 1] = prefix .. name .. i .. '=' .. e.key .. ':' .. e.value end\n"
-        "  end\n"
-        "end\n"
-        "function handler(event, context)\n"
-        "  calls = calls + 1\n"
-        "  local cf = event.Records[1].cf\n"
-        "  if calls == 1 or cf.response.headers.etag[1].value == '\"v99\"' then error('fails after its maps were decoded') end\n"
-        "  local parts = {}\n"
-        "  seen(cf.request.headers, 'q.', parts)\n"
-        "  seen(cf.response.headers, 's.', parts)\n"
-        "  table.sort(parts)\n"
-        "  local h = cf.response.headers\n"
-        "  for name, list in pairs(h) do list[1].value = 'changed'; list[1].key = 'X'; list[2] = {value = 'more'} end\n"
-        "  h.server = nil\n"
-        "  h['x-new'] = {{key = 'X-New', value = '1'}}\n"
-        "  cf.request.headers.host[1].value = 'changed'\n"
-        "  cf.request.headers['user-agent'] = nil\n"
-        "  h['x-seen'] = {{key = 'X-Seen', value = table.concat(parts, '|')}}\n"
-        "  return cf.response\n"
-        "end\n",
-        "handler");
+    struct spawned s = spawn_function("templates", template_function, "handler");
     CHECK(s.loaded);
     struct bytebuf event = {0}, payload = {0};
     struct event_compact_layout layout;
     struct worker_result r;
     struct arena arena;
     arena_init(&arena);
-    char expected[512];
-    /* What the function must see of variant v, whatever the path. */
-#define EXPECTED_SEEN(v)                                                                                                           \
-    snprintf(expected, sizeof expected,                                                                                            \
-             "q.host1=Host:d.example|q.user-agent1=User-Agent:curl/7.88.1|s.content-type1=Content-Type:text/plain|"                \
-             "s.etag1=ETag:\"v%d\"|s.server1=Server:origin/1|s.vary1=Vary:Accept|s.vary2=Vary:Cookie",                             \
-             (v))
-    compact_viewer_response_event(0, &event, &layout);
-    CHECK(layout.headers[0].len >= 64 && layout.headers[1].len >= 64); /* both maps are big enough to be templated */
-    CHECK(invoke_with_layout(&s, slice_make(event.data, event.len), &layout, 5000, &payload, &r, NULL));
-    CHECK_INT(r.status, WORKER_RESULT_ERROR);
-    /* The response map by event (slots 0-3 in turn; the request map is the same bytes throughout: a hit
-     * from the second event on): 0 again, a miss into slot 1 (the failed event left slot 0 empty); 0 a
-     * hit; 1 a miss (slot 2); 0 and 1 hits (the previous events changed their copies); 2, 3 (slot 0), 4
-     * (slot 1: 0 goes) misses; 99 a miss into slot 2 whose function fails after the map was decoded:
-     * 1's old bytes must not then find 99's template; 1 a miss; 0 (its slot was replaced), 5 misses; 6
-     * the eighth miss in a row, so it and the next 64 events are decoded in place (7..12, 0); then 0
-     * without a layout. */
-    static const int variants[] = {0, 0, 1, 0, 1, 2, 3, 4, 99, 1, 0, 5, 6, 7, 8, 9, 10, 11, 12, 0, -1};
-    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+    for (size_t i = 0; i < count; i++) {
         int v = variants[i] < 0 ? 0 : variants[i];
         compact_viewer_response_event(v, &event, &layout);
+        CHECK(layout.headers[1].len >= 64 && (layout.headers[0].len >= 64) == (v < 1000)); /* which maps can be templated */
         CHECK(
             invoke_with_layout(&s, slice_make(event.data, event.len), variants[i] < 0 ? NULL : &layout, 5000, &payload, &r, NULL));
-        if (v == 99) {
+        if (i == 0 || v % 1000 == 99) {
             CHECK_INT(r.status, WORKER_RESULT_ERROR);
             continue;
         }
@@ -524,7 +506,11 @@ static void test_header_templates(void)
         arena_reset(&arena);
         CHECK(event_parse_result_compact(EVENT_VIEWER_RESPONSE, r.body.ptr, r.body.len, &arena, &result, &error));
         const struct event_header *seen = event_headers_find(&result.response.headers, SLICE_LITERAL("x-seen"));
-        EXPECTED_SEEN(v);
+        char expected[512];
+        snprintf(expected, sizeof expected,
+                 "q.host1=Host:d.example|%ss.content-type1=Content-Type:text/plain|s.etag1=ETag:\"v%d\"|s.server1=Server:origin/"
+                 "1|s.vary1=Vary:Accept|s.vary2=Vary:Cookie",
+                 v < 1000 ? "q.user-agent1=User-Agent:curl/7.88.1|" : "", v % 1000);
         CHECK(seen != NULL && seen->value_count == 1);
         if (seen != NULL && seen->value_count == 1) {
             CHECK(slice_equal(seen->values[0].value, slice_from_cstr(expected)));
@@ -533,11 +519,35 @@ static void test_header_templates(void)
         }
         CHECK(event_headers_find(&result.response.headers, SLICE_LITERAL("server")) == NULL);
     }
-#undef EXPECTED_SEEN
     arena_destroy(&arena);
     bytebuf_free(&event);
     bytebuf_free(&payload);
     finish(&s, 0);
+}
+
+/* Header maps built from cached templates (hooks/worker.c, "Header
+ * templates") are the maps decoding would give, event after event: a
+ * function that changes every table it is given cannot change what the next
+ * event sees, whether its map is a hit, a miss, replaces an older slot or is
+ * decoded in place; a function that fails after a miss does not leave bytes
+ * that find another map's template; the same event without a layout is seen
+ * the same; and a request map too small to be templated (a viewer-response
+ * event's usual case) leaves the response map's templates working. */
+static void test_header_templates(void)
+{
+    /* The response map by event (slots 0-3 in turn; the request map is the
+     * same bytes throughout: a hit from the second event on). 0 a miss into
+     * slot 0, whose function fails after storing the template; 0 hits twice
+     * (the previous events changed their copies); 1 a miss (slot 1); 0 and 1
+     * hits; 2, 3, 4 (slot 0: 0 goes) misses; 99 a miss into slot 1 (1 goes)
+     * whose function fails; 1 a miss: 1's old bytes must not find 99's
+     * template; 0, 5 misses; 6 the eighth miss in a row, so it and the next
+     * 64 events are decoded in place (7..12, 0); then 0 without a layout. */
+    static const int variants[] = {0, 0, 0, 1, 0, 1, 2, 3, 4, 99, 1, 0, 5, 6, 7, 8, 9, 10, 11, 12, 0, -1};
+    run_template_sequence(variants, sizeof variants / sizeof variants[0]);
+    /* The same with a request map under 64 bytes (1000 + v: no User-Agent): only the response map is templated. */
+    static const int short_request[] = {1000, 1000, 1000, 1001, 1000, 1001, 1002, 1003, 1004, 1099, 1001, 1000};
+    run_template_sequence(short_request, sizeof short_request / sizeof short_request[0]);
 }
 
 /* Headroom: 40 % of the limit stays live and each event makes more garbage
@@ -910,6 +920,41 @@ static void drive_init_twice(int fd)
     bytebuf_free(&message);
 }
 
+/* A good INIT, READY, then an INVOKE whose layout `bad` is out of bounds or
+ * out of order: a protocol error. */
+static void drive_bad_layout(int fd, struct event_compact_layout bad)
+{
+    struct worker_init init = {
+        .memory_limit_mb = 16, .function_file = slice_from_cstr(raw_function_file), .handler = SLICE_LITERAL("h")};
+    struct bytebuf message = {0};
+    worker_init_encode(&init, &message);
+    CHECK(worker_message_write(fd, WORKER_MESSAGE_INIT, message.data, message.len));
+    uint32_t type = 0;
+    CHECK(wait_readable(fd, 10000) && worker_message_read(fd, &type, &message));
+    CHECK_INT(type, WORKER_MESSAGE_READY);
+    message.len = 0;
+    static char event[200] = {0x09, 0x00}; /* compact (a table tag first), 200 bytes: room for maps worth a template */
+    struct worker_invocation invocation = {.remaining_ms = 1000, .layout = bad, .event_json = {event, sizeof event}};
+    worker_invocation_encode(&invocation, &message);
+    CHECK(worker_message_write(fd, WORKER_MESSAGE_INVOKE, message.data, message.len));
+    bytebuf_free(&message);
+}
+
+static void drive_layout_past_event(int fd)
+{
+    drive_bad_layout(fd, (struct event_compact_layout){.headers = {{.at = 150, .len = 100}}});
+}
+
+static void drive_layout_overlapping(int fd)
+{
+    drive_bad_layout(fd, (struct event_compact_layout){.headers = {{.at = 2, .len = 100}, {.at = 50, .len = 100}}});
+}
+
+static void drive_layout_offset_overflow(int fd)
+{
+    drive_bad_layout(fd, (struct event_compact_layout){.headers = {{.at = UINT32_MAX, .len = 100}}});
+}
+
 static void test_protocol_errors(void)
 {
     snprintf(raw_function_file, sizeof raw_function_file, "%s/raw.lua", temp_dir);
@@ -918,6 +963,9 @@ static void test_protocol_errors(void)
     CHECK_INT(run_raw_worker(drive_invoke_first), 2);
     CHECK_INT(run_raw_worker(drive_truncated_init), 2);
     CHECK_INT(run_raw_worker(drive_init_twice), 2);
+    CHECK_INT(run_raw_worker(drive_layout_past_event), 2);
+    CHECK_INT(run_raw_worker(drive_layout_overlapping), 2);
+    CHECK_INT(run_raw_worker(drive_layout_offset_overflow), 2);
 }
 
 static void test_env_from_init_only(void)
