@@ -465,7 +465,8 @@ void event_encode(const struct event_input *input, struct bytebuf *out)
 }
 
 /* Bytes the fixed part of any event takes at most in the compact spelling:
- * keys, literal values, container heads and numbers (about 450). */
+ * keys (two-byte dictionary references), literal values, container heads and
+ * numbers (about 200; the bound leaves room for the schema to grow). */
 #define COMPACT_FIXED_BOUND 1024
 
 static size_t compact_headers_bound(const struct event_headers *headers)
@@ -474,9 +475,9 @@ static size_t compact_headers_bound(const struct event_headers *headers)
     for (size_t i = 0; i < headers->count; i++) {
         const struct event_header *header = &headers->items[i];
         n += COMPACT_STRING_BOUND(header->name.len) + 6;
-        /* per value: its map head, "key", "value" and the two strings */
+        /* per value: its map head, the references for "key" and "value", the two strings */
         for (size_t j = 0; j < header->value_count; j++)
-            n += 6 + 4 + 6 + COMPACT_STRING_BOUND(header->values[j].key.len) + COMPACT_STRING_BOUND(header->values[j].value.len);
+            n += 6 + 2 + 2 + COMPACT_STRING_BOUND(header->values[j].key.len) + COMPACT_STRING_BOUND(header->values[j].value.len);
     }
     return n + 6;
 }
