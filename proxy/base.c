@@ -119,6 +119,12 @@ static void spare_chunks_free(void *unused)
         spare_chunks = next;
     }
     spare_chunk_count = 0;
+    spare_chunks_registered = false; /* a chunk given back after this (a later destructor) registers again */
+}
+
+unsigned arena_thread_spare_chunks(void)
+{
+    return spare_chunk_count;
 }
 
 static void spare_chunks_key_create(void)

@@ -165,7 +165,10 @@ static void *arena_spare_round(void *unused)
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 400; i++) /* ~20 chunks: most go to the spare list on reset */
             memset(arena_alloc(&first, 200), 0xee, 200);
+        unsigned spare_before = arena_thread_spare_chunks();
         arena_reset(&first);
+        unsigned spare_after_reset = arena_thread_spare_chunks();
+        CHECK(spare_after_reset > spare_before);
         char *blocks[400];
         bool zero = true;
         for (int i = 0; i < 400; i++) {
@@ -180,6 +183,7 @@ static void *arena_spare_round(void *unused)
                 intact = intact && (unsigned char)blocks[i][j] == (i & 0xff);
         CHECK(zero);
         CHECK(intact);
+        CHECK(arena_thread_spare_chunks() < spare_after_reset); /* the second arena took its chunks from the list */
         arena_reset(&second);
     }
     arena_destroy(&first);
