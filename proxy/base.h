@@ -93,9 +93,9 @@ char *arena_printf(struct arena *arena, const char *fmt, ...) __attribute__((for
 /* Registers fn(data) to run on reset/destroy (reverse order). */
 void arena_add_cleanup(struct arena *arena, void (*fn)(void *data), void *data);
 /* Runs cleanups and gives back all chunks but the first, which is kept for
- * reuse. Standard-size chunks given back (by reset, and destroy through it) go to a list
- * of the calling thread's, up to 64, which its arenas take new chunks from
- * first; the list is freed when the thread ends. */
+ * reuse. Standard-size chunks given back (by reset, and destroy through it)
+ * go to a list of the calling thread's, up to 64, which its arenas take new
+ * chunks from first; the list is freed when the thread ends. */
 void arena_reset(struct arena *arena);
 void arena_destroy(struct arena *arena);
 /* How many spare chunks the calling thread holds (tests). */
