@@ -563,7 +563,7 @@ static void *writer_main(void *argument)
             bytebuf_free(&writing);
         if (dropped > 0) {
             w->last_warning_ms = now;
-            log_warn("%s: dropped %llu lines (the writer cannot keep up)", w->name, (unsigned long long)dropped);
+            log_warn("%s: dropped %llu entries (the writer cannot keep up)", w->name, (unsigned long long)dropped);
         }
 
         pthread_mutex_lock(&w->lock);

@@ -356,6 +356,6 @@ void metrics_render(struct bytebuf *out)
     append_header(out, "verge_function_workers", "gauge", "Edge-function worker processes alive (starting, idle or busy).");
     bytebuf_appendf(out, "verge_function_workers %ld\n", hooks_worker_count());
     append_header(out, "verge_function_log_dropped_total", "counter",
-                  "Function log lines dropped because the writer could not keep up.");
+                  "Function log entries (a line, or the lines of one print) dropped because the writer could not keep up.");
     bytebuf_appendf(out, "verge_function_log_dropped_total %llu\n", load(&metrics.function_log_dropped));
 }

@@ -41,7 +41,7 @@ struct metrics {
     atomic_ullong reloads_ok;
     atomic_ullong reloads_failed;
     atomic_ullong access_log_dropped;   /* lines the access log writer could not keep up with */
-    atomic_ullong function_log_dropped; /* lines the function log writer could not keep up with */
+    atomic_ullong function_log_dropped; /* entries (a line, or one print's lines) the function log writer could not keep up with */
 
     /* The cache (bumped by the request path; objects, bytes and evictions come
      * from cache_stats in cache/store.h). */
