@@ -289,6 +289,10 @@ def test_events_queued_behind_a_killed_worker_run_on_another(verge, origin, tmp_
     assert origin_requests_paths(origin).count("/bad/queued") == 6
     assert "/bad/x" not in origin_requests_paths(origin)
     wait_for_function_log(tmp_path, "Task timed out after")
+    # They waited behind the loop and began only after the kill (START is logged when an event
+    # becomes a worker's first): not answered by some other worker meanwhile.
+    log = function_log(tmp_path)
+    assert log[log.index("Task timed out after"):].count("START RequestId") >= 6, log[-3000:]
     assert_served_again(v, origin)
 
 
