@@ -756,7 +756,9 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
             break;
         case WORKER_MESSAGE_RESULT: {
             struct worker_result result;
-            if (worker->queue_count == 0 || done_count == PIPELINE_DEPTH || !worker_result_decode(payload, len, &result)) {
+            /* Only events written to it can be answered (a RESULT for one still
+             * unsent would put the frame accounting out of step). */
+            if (worker->unanswered == 0 || done_count == PIPELINE_DEPTH || !worker_result_decode(payload, len, &result)) {
                 protocol_error = "a RESULT for no event";
                 break;
             }
@@ -777,12 +779,10 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
             }
             uint32_t frame_len = first_event(worker)->frame_len;
             completion->call = finish_first(worker, &completion->outcome, result.peak_memory_bytes, now);
-            if (worker->unanswered > 0) {
-                worker->unanswered--;
-                worker->output_answered += frame_len;
-                if (worker->unanswered == 0 && worker->output_sent == worker->output.len)
-                    output_reset(worker);
-            }
+            worker->unanswered--;
+            worker->output_answered += frame_len;
+            if (worker->unanswered == 0 && worker->output_sent == worker->output.len)
+                output_reset(worker);
             break;
         }
         default:
