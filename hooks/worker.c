@@ -544,13 +544,20 @@ static __attribute__((noinline)) void *counting_realloc(struct worker *w, void *
         p = ptr;
     } else if (!old_small && !new_small) {
         p = realloc(ptr, new_size);
-        if (p == NULL)
+        if (p == NULL && new_size > old_size)
             return NULL;
+        if (p == NULL)
+            p = ptr; /* a shrink must not fail: keep the larger block */
     } else {
         p = new_small ? small_alloc(new_size) : malloc(new_size);
-        if (p == NULL)
+        if (p == NULL && (ptr == NULL || new_size > old_size))
             return NULL;
-        if (ptr != NULL) {
+        if (p == NULL) {
+            /* A shrink must not fail: the old block stays, and is from now on
+             * what LuaJIT says it is (a block of new_size; when freed it joins
+             * that size's free list, which it is large enough for). */
+            p = ptr;
+        } else if (ptr != NULL) {
             memcpy(p, ptr, old_size < new_size ? old_size : new_size);
             if (old_small)
                 small_free_block(ptr, old_size);
