@@ -243,29 +243,26 @@ static void format_iso8601_time(char out[24], double time)
     /* Rounded to the millisecond: 1795831200.123 is 1795831200.12299990654 as
      * a double and must still print .123. */
     int64_t total_ms = (int64_t)floor(time * 1000.0 + 0.5);
-    static _Thread_local int64_t cached_ms = -1;
+    /* The date and time up to the second, formatted once per second per thread. */
     static _Thread_local time_t cached_second = -1;
-    static _Thread_local char cached[24];
-    if (total_ms != cached_ms) {
-        time_t seconds = (time_t)(total_ms / 1000);
-        if (seconds != cached_second) {
-            struct tm tm;
-            gmtime_r(&seconds, &tm);
-            char text[80]; /* room for any int values (quiets -Wformat-truncation) */
-            snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec);
-            memcpy(cached, text, 19);
-            cached_second = seconds;
-        }
-        int ms = (int)(total_ms % 1000);
-        cached[19] = '.';
-        cached[20] = (char)('0' + ms / 100);
-        cached[21] = (char)('0' + ms / 10 % 10);
-        cached[22] = (char)('0' + ms % 10);
-        cached[23] = 'Z';
-        cached_ms = total_ms;
+    static _Thread_local char cached[19];
+    time_t seconds = (time_t)(total_ms / 1000);
+    if (seconds != cached_second) {
+        struct tm tm;
+        gmtime_r(&seconds, &tm);
+        char text[80]; /* room for any int values (quiets -Wformat-truncation) */
+        snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec);
+        memcpy(cached, text, 19);
+        cached_second = seconds;
     }
-    memcpy(out, cached, 24);
+    memcpy(out, cached, 19);
+    int ms = (int)(total_ms % 1000);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
 }
 
 static void append_iso8601_time(struct bytebuf *out, double time)

@@ -172,6 +172,8 @@ static void test_lines_in_file(void)
         char id[32];
         snprintf(id, sizeof id, "many-%d", i);
         numbered.request_id = slice_from_cstr(id);
+        /* a millisecond apart (0.2 ms past each, clear of rounding), over 5 seconds */
+        numbered.time = 1795831200.0 + i * 0.001 + 0.0002;
         access_log_write(&numbered);
     }
     access_log_shutdown();
@@ -214,6 +216,9 @@ static void test_lines_in_file(void)
             char id[32];
             snprintf(id, sizeof id, "many-%zu", i - 2);
             CHECK_STR(YAJL_GET_STRING(field(tree, "request_id")), id);
+            char time[64]; /* the cached second and the milliseconds, across second boundaries */
+            snprintf(time, sizeof time, "2026-11-28T02:00:%02zu.%03zuZ", (i - 2) / 1000, (i - 2) % 1000);
+            CHECK_STR(YAJL_GET_STRING(field(tree, "time")), time);
         }
         yajl_tree_free(tree);
     }
