@@ -73,16 +73,16 @@ enum {
     COMPACT_JSON_NUMBER = 0x15,  /* not an integer; its value is never read */
 };
 
-/* An object's members the schema names: where each one's value starts, NULL
- * when absent. No name is a number. */
+/* An object's members the schema names (fields of event_keys, the one list
+ * of the schema's names): where each one's value starts, NULL when absent. */
 #define MEMBERS_MAX 10
 struct members {
-    const slice_t *names;
+    const enum event_key *names;
     size_t count;
     const unsigned char *at[MEMBERS_MAX];
 };
 
-static void members_start(struct members *m, const slice_t *names, size_t count)
+static void members_start(struct members *m, const enum event_key *names, size_t count)
 {
     VERGE_ASSERT(count <= MEMBERS_MAX);
     m->names = names;
@@ -91,17 +91,30 @@ static void members_start(struct members *m, const slice_t *names, size_t count)
         m->at[n] = NULL;
 }
 
-/* A pair's string key: its value (at `value`) is the member of that name,
- * unless an earlier pair was. `names` and `count` are m's, passed along so
- * that a constant table folds into the comparisons. */
-static inline void members_note(struct members *m, const slice_t *names, size_t count, slice_t key, const unsigned char *value)
+static const unsigned char *read_string(const unsigned char *p, slice_t *out);
+
+/* A pair's key (at `key`: a dictionary reference or a string, checked
+ * already): its value (at `value`) is the member of that name, unless an
+ * earlier pair was. A reference is matched by its index; a string (JSON
+ * results, or a writer without the dictionary) by its text. `names` and
+ * `count` are m's, passed along so that a constant table folds into the
+ * comparisons. */
+static inline void members_note(struct members *m, const enum event_key *names, size_t count, const unsigned char *key,
+                                const unsigned char *value)
 {
-    for (size_t n = 0; n < count; n++)
-        if (key.len == names[n].len && memcmp(key.ptr, names[n].ptr, key.len) == 0) {
-            if (m->at[n] == NULL)
-                m->at[n] = value;
-            return;
-        }
+    size_t n = 0;
+    if (*key == COMPACT_DICT_KEY) {
+        uint32_t index = key[1] < 0xe0 ? key[1] : EVENT_KEY_COUNT; /* every index of the list is one byte */
+        while (n < count && (uint32_t)names[n] != index)
+            n++;
+    } else {
+        slice_t text;
+        read_string(key, &text);
+        while (n < count && !slice_equal(text, event_keys[names[n]]))
+            n++;
+    }
+    if (n < count && m->at[n] == NULL)
+        m->at[n] = value;
 }
 
 /* ---- pass 1 ------------------------------------------------------------------ */
@@ -175,8 +188,6 @@ static const unsigned char *check_key(struct compact_check *c, const unsigned ch
 
 static const unsigned char *check_value(struct compact_check *c, const unsigned char *p, int depth);
 
-static inline const unsigned char *read_key(const unsigned char *p, slice_t *out);
-
 static const unsigned char *check_table(struct compact_check *c, const unsigned char *p, unsigned tag, int depth);
 
 /* A table's element or value: strings and tables without a detour through
@@ -216,11 +227,8 @@ static const unsigned char *check_table(struct compact_check *c, const unsigned 
         const unsigned char *key = p;
         if ((p = check_key(c, p)) == NULL)
             return NULL;
-        if (root && *key != COMPACT_NUMBER) {
-            slice_t name;
-            read_key(key, &name);
-            members_note(c->root, c->root->names, c->root->count, name, p);
-        }
+        if (root && *key != COMPACT_NUMBER)
+            members_note(c->root, c->root->names, c->root->count, key, p);
         if ((p = check_item(c, p, depth)) == NULL)
             return NULL;
     }
@@ -472,7 +480,8 @@ static const unsigned char *list_end(const struct table *list, const unsigned ch
 }
 
 /* Finds the members of an object_at table; returns where it ends. */
-static inline const unsigned char *members_find(struct members *m, const slice_t *names, size_t count, const struct table *object)
+static inline const unsigned char *members_find(struct members *m, const enum event_key *names, size_t count,
+                                                const struct table *object)
 {
     members_start(m, names, count);
     const unsigned char *p = object->elements;
@@ -484,8 +493,9 @@ static inline const unsigned char *members_find(struct members *m, const slice_t
     p = object->pairs;
     for (uint32_t i = 0; i < object->pair_count; i++) {
         if (*p != COMPACT_NUMBER) {
-            slice_t key;
-            p = read_key(p, &key);
+            const unsigned char *key = p;
+            slice_t text;
+            p = read_key(p, &text);
             members_note(m, names, count, key, p);
         } else {
             p += 9; /* a number key */
@@ -517,32 +527,28 @@ enum {
     M_BODY_ENCODING,
     MESSAGE_MEMBERS
 };
-static const slice_t message_members[MESSAGE_MEMBERS] = {
-    [M_CLIENT_IP] = SLICE_LITERAL("clientIp"),
-    [M_METHOD] = SLICE_LITERAL("method"),
-    [M_URI] = SLICE_LITERAL("uri"),
-    [M_QUERYSTRING] = SLICE_LITERAL("querystring"),
-    [M_HEADERS] = SLICE_LITERAL("headers"),
-    [M_BODY] = SLICE_LITERAL("body"),
-    [M_ORIGIN] = SLICE_LITERAL("origin"),
-    [M_STATUS] = SLICE_LITERAL("status"),
-    [M_STATUS_DESCRIPTION] = SLICE_LITERAL("statusDescription"),
-    [M_BODY_ENCODING] = SLICE_LITERAL("bodyEncoding"),
-};
+static const enum event_key message_members[MESSAGE_MEMBERS] = {[M_CLIENT_IP] = EVENT_KEY_CLIENT_IP,
+                                                                [M_METHOD] = EVENT_KEY_METHOD,
+                                                                [M_URI] = EVENT_KEY_URI,
+                                                                [M_QUERYSTRING] = EVENT_KEY_QUERYSTRING,
+                                                                [M_HEADERS] = EVENT_KEY_HEADERS,
+                                                                [M_BODY] = EVENT_KEY_BODY,
+                                                                [M_ORIGIN] = EVENT_KEY_ORIGIN,
+                                                                [M_STATUS] = EVENT_KEY_STATUS,
+                                                                [M_STATUS_DESCRIPTION] = EVENT_KEY_STATUS_DESCRIPTION,
+                                                                [M_BODY_ENCODING] = EVENT_KEY_BODY_ENCODING};
 
 enum { E_KEY, E_VALUE, ENTRY_MEMBERS };
-static const slice_t entry_members[ENTRY_MEMBERS] = {[E_KEY] = SLICE_LITERAL("key"), [E_VALUE] = SLICE_LITERAL("value")};
+static const enum event_key entry_members[ENTRY_MEMBERS] = {[E_KEY] = EVENT_KEY_KEY, [E_VALUE] = EVENT_KEY_VALUE};
 
 enum { B_INPUT_TRUNCATED, B_ACTION, B_ENCODING, B_DATA, BODY_MEMBERS };
-static const slice_t body_members[BODY_MEMBERS] = {
-    [B_INPUT_TRUNCATED] = SLICE_LITERAL("inputTruncated"),
-    [B_ACTION] = SLICE_LITERAL("action"),
-    [B_ENCODING] = SLICE_LITERAL("encoding"),
-    [B_DATA] = SLICE_LITERAL("data"),
-};
+static const enum event_key body_members[BODY_MEMBERS] = {[B_INPUT_TRUNCATED] = EVENT_KEY_INPUT_TRUNCATED,
+                                                          [B_ACTION] = EVENT_KEY_ACTION,
+                                                          [B_ENCODING] = EVENT_KEY_ENCODING,
+                                                          [B_DATA] = EVENT_KEY_DATA};
 
 enum { O_CUSTOM, O_S3, ORIGIN_KINDS };
-static const slice_t origin_kinds[ORIGIN_KINDS] = {[O_CUSTOM] = SLICE_LITERAL("custom"), [O_S3] = SLICE_LITERAL("s3")};
+static const enum event_key origin_kinds[ORIGIN_KINDS] = {[O_CUSTOM] = EVENT_KEY_CUSTOM, [O_S3] = EVENT_KEY_S3};
 
 enum {
     O_CUSTOM_HEADERS,
@@ -557,18 +563,16 @@ enum {
     O_REGION,
     ORIGIN_MEMBERS
 };
-static const slice_t origin_members[ORIGIN_MEMBERS] = {
-    [O_CUSTOM_HEADERS] = SLICE_LITERAL("customHeaders"),
-    [O_DOMAIN_NAME] = SLICE_LITERAL("domainName"),
-    [O_PATH] = SLICE_LITERAL("path"),
-    [O_PORT] = SLICE_LITERAL("port"),
-    [O_PROTOCOL] = SLICE_LITERAL("protocol"),
-    [O_READ_TIMEOUT] = SLICE_LITERAL("readTimeout"),
-    [O_KEEPALIVE_TIMEOUT] = SLICE_LITERAL("keepaliveTimeout"),
-    [O_SSL_PROTOCOLS] = SLICE_LITERAL("sslProtocols"),
-    [O_AUTH_METHOD] = SLICE_LITERAL("authMethod"),
-    [O_REGION] = SLICE_LITERAL("region"),
-};
+static const enum event_key origin_members[ORIGIN_MEMBERS] = {[O_CUSTOM_HEADERS] = EVENT_KEY_CUSTOM_HEADERS,
+                                                              [O_DOMAIN_NAME] = EVENT_KEY_DOMAIN_NAME,
+                                                              [O_PATH] = EVENT_KEY_PATH,
+                                                              [O_PORT] = EVENT_KEY_PORT,
+                                                              [O_PROTOCOL] = EVENT_KEY_PROTOCOL,
+                                                              [O_READ_TIMEOUT] = EVENT_KEY_READ_TIMEOUT,
+                                                              [O_KEEPALIVE_TIMEOUT] = EVENT_KEY_KEEPALIVE_TIMEOUT,
+                                                              [O_SSL_PROTOCOLS] = EVENT_KEY_SSL_PROTOCOLS,
+                                                              [O_AUTH_METHOD] = EVENT_KEY_AUTH_METHOD,
+                                                              [O_REGION] = EVENT_KEY_REGION};
 
 /* printf arguments for a header name in an error path, at most 60 bytes. */
 #define NAME_ARG(name) (int)((name).len > 60 ? 60 : (name).len), (name).ptr
@@ -582,10 +586,11 @@ static bool get_string(struct parser *p, const struct members *m, int member, co
     if (present)
         *present = at != NULL;
     if (at == NULL)
-        return required ? event_error_set(p->error, p->trigger, "required field missing", "%s.%s", object, m->names[member].ptr)
+        return required ? event_error_set(p->error, p->trigger, "required field missing", "%s.%s", object,
+                                          event_keys[m->names[member]].ptr)
                         : true;
     if (!string_at(at, out))
-        return event_error_set(p->error, p->trigger, "must be a string", "%s.%s", object, m->names[member].ptr);
+        return event_error_set(p->error, p->trigger, "must be a string", "%s.%s", object, event_keys[m->names[member]].ptr);
     return true;
 }
 
@@ -594,9 +599,9 @@ static bool get_integer(struct parser *p, const struct members *m, int member, c
     const unsigned char *at = m->at[member];
     long long n;
     if (at == NULL)
-        return event_error_set(p->error, p->trigger, "required field missing", "%s.%s", object, m->names[member].ptr);
+        return event_error_set(p->error, p->trigger, "required field missing", "%s.%s", object, event_keys[m->names[member]].ptr);
     if (!integer_at(at, &n))
-        return event_error_set(p->error, p->trigger, "must be an integer", "%s.%s", object, m->names[member].ptr);
+        return event_error_set(p->error, p->trigger, "must be an integer", "%s.%s", object, event_keys[m->names[member]].ptr);
     *out = n;
     return true;
 }
@@ -1050,22 +1055,20 @@ bool event_parse_result_compact(enum event_trigger trigger, const char *data, si
 /* ---- input events (JSON: tools and tests) --------------------------------------- */
 
 enum { R_RECORDS, ROOT_MEMBERS };
-static const slice_t root_members[ROOT_MEMBERS] = {[R_RECORDS] = SLICE_LITERAL("Records")};
+static const enum event_key root_members[ROOT_MEMBERS] = {[R_RECORDS] = EVENT_KEY_RECORDS};
 enum { R_CF, RECORD_MEMBERS };
-static const slice_t record_members[RECORD_MEMBERS] = {[R_CF] = SLICE_LITERAL("cf")};
+static const enum event_key record_members[RECORD_MEMBERS] = {[R_CF] = EVENT_KEY_CF};
 enum { CF_CONFIG, CF_REQUEST, CF_RESPONSE, CF_MEMBERS };
-static const slice_t cf_members[CF_MEMBERS] = {
-    [CF_CONFIG] = SLICE_LITERAL("config"), [CF_REQUEST] = SLICE_LITERAL("request"), [CF_RESPONSE] = SLICE_LITERAL("response")};
+static const enum event_key cf_members[CF_MEMBERS] = {
+    [CF_CONFIG] = EVENT_KEY_CONFIG, [CF_REQUEST] = EVENT_KEY_REQUEST, [CF_RESPONSE] = EVENT_KEY_RESPONSE};
 enum { C_EVENT_TYPE, C_DISTRIBUTION_DOMAIN_NAME, C_DISTRIBUTION_ID, C_REQUEST_ID, CONFIG_MEMBERS };
-static const slice_t config_members[CONFIG_MEMBERS] = {
-    [C_EVENT_TYPE] = SLICE_LITERAL("eventType"),
-    [C_DISTRIBUTION_DOMAIN_NAME] = SLICE_LITERAL("distributionDomainName"),
-    [C_DISTRIBUTION_ID] = SLICE_LITERAL("distributionId"),
-    [C_REQUEST_ID] = SLICE_LITERAL("requestId"),
-};
+static const enum event_key config_members[CONFIG_MEMBERS] = {[C_EVENT_TYPE] = EVENT_KEY_EVENT_TYPE,
+                                                              [C_DISTRIBUTION_DOMAIN_NAME] = EVENT_KEY_DISTRIBUTION_DOMAIN_NAME,
+                                                              [C_DISTRIBUTION_ID] = EVENT_KEY_DISTRIBUTION_ID,
+                                                              [C_REQUEST_ID] = EVENT_KEY_REQUEST_ID};
 
 /* The members of the object at `at`; false when there is none (at NULL or no object). */
-static bool object_members(const unsigned char *at, const slice_t *names, size_t count, struct members *m)
+static bool object_members(const unsigned char *at, const enum event_key *names, size_t count, struct members *m)
 {
     struct table object;
     members_start(m, names, count);
