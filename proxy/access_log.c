@@ -457,6 +457,8 @@ void function_log_batch_queue(struct function_log_batch *batch)
         log_writer_queue(&function_writer, batch->lines.data, batch->lines.len, batch->entries);
     batch->lines.len = 0;
     batch->entries = 0;
+    if (batch->lines.cap > LOG_KEEP_CAPACITY)
+        bytebuf_free(&batch->lines); /* a burst of long prints: do not keep its room on the loop thread */
 }
 
 /* ---- writer thread ------------------------------------------------------- */

@@ -64,7 +64,8 @@ struct function_log_batch {
  * `prefix` at the start of each (after the name and tab), CR and LF in the
  * name and prefix as spaces; nothing when the log is off. */
 void function_log_batch_add(struct function_log_batch *batch, slice_t function_name, slice_t prefix, slice_t text);
-/* Queues the batch's lines and empties it (its memory is kept for reuse). */
+/* Queues the batch's lines and empties it (its memory is kept for reuse, up
+ * to 256 KiB: a burst of long prints does not pin more on the thread). */
 void function_log_batch_queue(struct function_log_batch *batch);
 /* Writes out everything queued and stops the function log's writer thread. */
 void function_log_shutdown(void);

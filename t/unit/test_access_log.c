@@ -429,8 +429,15 @@ static void test_function_log_batch(void)
     function_log_batch_queue(&batch);
     CHECK_INT(batch.lines.len, 0);
     CHECK_INT(batch.entries, 0);
+    CHECK(batch.lines.cap > 0); /* kept for the next pass */
     function_log_write(SLICE_LITERAL("fn"), SLICE_LITERAL("after"));
     function_log_batch_queue(&batch); /* empty: nothing */
+    /* A batch that grew past 256 KiB gives its room back once queued. */
+    static char big_text[300 * 1024];
+    memset(big_text, 'z', sizeof big_text - 1);
+    function_log_batch_add(&batch, SLICE_LITERAL("fn"), (slice_t){NULL, 0}, slice_from_cstr(big_text));
+    function_log_batch_queue(&batch);
+    CHECK(batch.lines.cap == 0 && batch.lines.data == NULL);
     function_log_shutdown();
     bytebuf_free(&batch.lines);
 
@@ -440,8 +447,8 @@ static void test_function_log_batch(void)
         return;
     char *lines[16];
     size_t count = split_lines(text, lines, VERGE_ARRAY_SIZE(lines));
-    CHECK_INT(count, 8);
-    if (count == 8) {
+    CHECK_INT(count, 9);
+    if (count == 9) {
         long_text[40] = ' ';
         check_function_line(lines[0], "fn", "before", now);
         check_function_line(lines[1], "fn", "START RequestId: r1 Version: 1", now);
@@ -451,6 +458,7 @@ static void test_function_log_batch(void)
         check_function_line(lines[5], "f n", "r 1\tx", now);
         check_function_line(lines[6], "fn", long_text, now);
         check_function_line(lines[7], "fn", "after", now);
+        CHECK(strlen(lines[8]) > sizeof big_text - 1 && strstr(lines[8], "\tfn\tzzz") != NULL);
     }
     free(text);
     unlink(path);
