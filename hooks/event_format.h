@@ -1,7 +1,8 @@
 /* event_format.h — internals shared by event.c (encoding, header lists) and
  * event_parse.c (reading results): LuaJIT's serialization tags and its
  * prefix-encoded numbers, the growth rule of header arrays, and the key a
- * header entry gets when a function leaves it out. Not for other modules.
+ * header entry gets when a function leaves it out. Not for other modules,
+ * but for worker.c's header templates, which write one tag into events.
  */
 #ifndef VERGE_HOOKS_EVENT_FORMAT_H
 #define VERGE_HOOKS_EVENT_FORMAT_H
@@ -16,6 +17,7 @@ enum {
     COMPACT_FALSE = 0x01,
     COMPACT_TRUE = 0x02,
     COMPACT_NUMBER = 0x07,
+    COMPACT_EMPTY_TABLE = 0x08, /* also what a worker puts where a templated header map was */
     COMPACT_HASH = 0x09,
     COMPACT_ARRAY_FROM_1 = 0x0c,
     COMPACT_DICT_KEY = 0x0f, /* a string of the dictionary (event_keys): index as a prefix-encoded number */

@@ -63,7 +63,6 @@ enum {
     COMPACT_NIL = 0x00,
     COMPACT_NULL = 0x03,
     COMPACT_INT = 0x06,
-    COMPACT_EMPTY_TABLE = 0x08,
     /* 0x09..0x0d: 0x08 + 1 with a hash part, + 2 with an array part from
      * index 0, + 4 with one from index 1; then the array part's slot count,
      * the hash part's pair count, the elements, the pairs */

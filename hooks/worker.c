@@ -32,6 +32,7 @@
 #include "worker.h"
 
 #include "event.h"
+#include "event_format.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -404,7 +405,7 @@ static slice_t templates_prepare(struct header_templates *t, const struct worker
             continue;
         uint32_t at = inv->layout.headers[i].at;
         bytebuf_append(&t->bare, event.ptr + from, at - from);
-        bytebuf_append(&t->bare, "\x08", 1); /* string.buffer's empty table */
+        bytebuf_append(&t->bare, &(char){COMPACT_EMPTY_TABLE}, 1);
         from = (size_t)at + inv->layout.headers[i].len;
     }
     bytebuf_append(&t->bare, event.ptr + from, event.len - from);
