@@ -233,9 +233,9 @@ static void append_json_cstring_or_null(struct bytebuf *out, const char *s)
         access_log_append_json_string(out, slice_from_cstr(s));
 }
 
-/* "2026-11-28T05:35:48.884Z" (24 bytes, unquoted) into out. Cached per
- * thread: the whole text for the last millisecond, the part up to the
- * seconds for the last second (busy logs write many lines per millisecond). */
+/* "2026-11-28T05:35:48.884Z" (24 bytes, unquoted) into out. The part up to
+ * the seconds is cached per thread for the last second (busy logs write
+ * thousands of lines a second); the milliseconds are written each time. */
 static void format_iso8601_time(char out[24], double time)
 {
     if (!isfinite(time) || time < 0 || time > 1e13)
