@@ -112,8 +112,10 @@ struct event_request {
     struct event_request_body body;
     bool has_origin;
     struct event_origin origin;
-    /* Only for parsed results: which optional fields the function returned. */
+    /* Only for parsed results: which optional fields the function returned;
+     * whether `headers` holds changes only (enum event_header_changes). */
     bool has_client_ip, has_method, has_querystring;
+    bool headers_are_changes;
 };
 
 struct event_response {
@@ -124,6 +126,7 @@ struct event_response {
     bool has_body;
     slice_t body;
     enum event_body_encoding body_encoding;
+    bool headers_are_changes; /* parsed results only: see event_request */
 };
 
 struct event_config {
@@ -257,16 +260,46 @@ bool event_parse_event(const char *json, size_t len, struct arena *arena, struct
  * object, 1.0 no integer. */
 bool event_parse_result(enum event_trigger trigger, const char *json, size_t len, struct arena *arena, struct event_result *out,
                         struct event_error *error);
-bool event_parse_result_compact(enum event_trigger trigger, const char *data, size_t len, struct arena *arena,
-                                struct event_result *out, struct event_error *error);
 
-/* Checks a parsed result against the input the function saw (spec §2.6). */
+/* How a worker sent the result's header map (hooks/worker.c, "Header
+ * changes"): whole, or as changes against the event's map of the same
+ * message — only the headers whose entries differ from the event's, each
+ * with its whole new list, and each header the function removed with an
+ * empty list. What a function returns is the same either way; the changes
+ * spare the proxy reading and checking the headers it left alone. */
+enum event_header_changes {
+    EVENT_HEADERS_WHOLE = 0,
+    EVENT_HEADERS_REQUEST_CHANGES = 1,  /* a request result's headers against the event's request headers */
+    EVENT_HEADERS_RESPONSE_CHANGES = 2, /* a response result's headers against the event's response headers */
+};
+/* At most this many changed or removed headers come as changes; a worker
+ * sends a map with more whole. */
+#define EVENT_HEADER_CHANGES_MAX 16
+
+/* `changes`: how the worker sent the headers; anything but WHOLE sets
+ * headers_are_changes of the request or response read, and is an error when
+ * it names the other message or more than EVENT_HEADER_CHANGES_MAX
+ * headers (a worker never sends that). */
+bool event_parse_result_compact(enum event_trigger trigger, const char *data, size_t len, enum event_header_changes changes,
+                                struct arena *arena, struct event_result *out, struct event_error *error);
+
 /* Fills `error` (field formatted from `fmt`) and returns false, so a check
  * can `return event_error_set(...)`. Shared by event.c and rules.c. */
 bool event_error_set(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Checks a parsed result against the input the function saw (spec §2.6).
+ * Headers that are changes (headers_are_changes) are checked as changes:
+ * the same verdict as for the whole map they stand for. */
 bool event_validate_result(const struct event_input *input, const struct event_result *result, struct event_error *error);
+
+/* A validated result whose headers are changes: makes them the whole map —
+ * the input's headers in their order, each changed one replaced by its new
+ * list (dropped when that is empty), then the added ones — and clears
+ * headers_are_changes. Validation checked the changes only: a header the
+ * function left as it was passes every rule (hidden names never reach an
+ * event, the proxy's parsers refuse malformed ones). No-op otherwise. */
+void event_result_merge_header_changes(const struct event_input *input, struct event_result *result, struct arena *arena);
 
 /* True for the headers a function never sees (spec §2.3.1: Connection,
  * X-Amz-Cf-*, ...); the proxy keeps them out of events and keeps them on the

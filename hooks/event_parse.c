@@ -1040,15 +1040,34 @@ bool event_parse_result(enum event_trigger trigger, const char *json, size_t len
     return root != NULL && parse_result_root(&p, root, &m, out);
 }
 
-bool event_parse_result_compact(enum event_trigger trigger, const char *data, size_t len, struct arena *arena,
-                                struct event_result *out, struct event_error *error)
+bool event_parse_result_compact(enum event_trigger trigger, const char *data, size_t len, enum event_header_changes changes,
+                                struct arena *arena, struct event_result *out, struct event_error *error)
 {
     *out = (struct event_result){0};
     struct parser p = {arena, trigger, error};
     struct members m;
     members_start(&m, message_members, MESSAGE_MEMBERS);
     const unsigned char *root = compact_load(&p, data, len, false, &m);
-    return root != NULL && parse_result_root(&p, root, &m, out);
+    if (root == NULL || !parse_result_root(&p, root, &m, out))
+        return false;
+    if (changes == EVENT_HEADERS_WHOLE)
+        return true;
+    /* A worker diffs the map of the message its result is (status or not),
+     * against the event's map of that message, which a request trigger's
+     * event does not have for a response. */
+    bool response = out->kind == EVENT_RESULT_RESPONSE;
+    const char *path = response ? "response.headers" : "request.headers";
+    if (changes != (response ? EVENT_HEADERS_RESPONSE_CHANGES : EVENT_HEADERS_REQUEST_CHANGES) ||
+        (response && event_trigger_is_request(trigger)))
+        return event_error_set(error, trigger, "header changes for a map the event does not have", "%s", path);
+    struct event_headers *headers = response ? &out->response.headers : &out->request.headers;
+    if (headers->count > EVENT_HEADER_CHANGES_MAX)
+        return event_error_set(error, trigger, "more header changes than a worker sends", "%s", path);
+    if (response)
+        out->response.headers_are_changes = true;
+    else
+        out->request.headers_are_changes = true;
+    return true;
 }
 
 /* ---- input events (JSON: tools and tests) --------------------------------------- */

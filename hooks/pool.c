@@ -770,6 +770,7 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
             if (result.status == WORKER_RESULT_OK) {
                 completion->outcome.kind = HOOKS_OK;
                 completion->outcome.result_json = result.body;
+                completion->outcome.header_changes = result.header_changes;
             } else {
                 completion->outcome.kind =
                     result.status == WORKER_RESULT_UNSERIALIZABLE ? HOOKS_UNSERIALIZABLE : HOOKS_FUNCTION_ERROR;

@@ -33,9 +33,10 @@ enum hooks_outcome_kind {
 
 struct hooks_outcome {
     enum hooks_outcome_kind kind;
-    slice_t result_json; /* HOOKS_OK; valid during the callback only */
-    const char *error;   /* the other kinds: what happened, for the log */
-    double duration_ms;  /* from dispatch to the worker until the answer */
+    slice_t result_json;                      /* HOOKS_OK; valid during the callback only */
+    enum event_header_changes header_changes; /* HOOKS_OK: how the worker sent the result's headers */
+    const char *error;                        /* the other kinds: what happened, for the log */
+    double duration_ms;                       /* from dispatch to the worker until the answer */
 };
 
 typedef void (*hooks_done_callback)(void *context, const struct hooks_outcome *outcome);

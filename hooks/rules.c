@@ -10,6 +10,7 @@
  */
 #include "../proxy/swar.h"
 #include "event.h"
+#include "event_format.h"
 
 #include <stdio.h>
 
@@ -306,9 +307,14 @@ static size_t name_check_end(slice_t name)
  * value without line breaks; then the per-trigger rules: read-only headers
  * in table order, then each header against the name rules in table order.
  * `input` is the same header map as the function saw it (NULL for a
- * generated response). */
+ * generated response). `changes`: `headers` holds only the headers whose
+ * entries differ from the input's, a removed one as an empty list (which
+ * the rules read as absent, as they read an empty list in a whole map):
+ * each header left out is one of the input's, unchanged, which passes every
+ * check, so checking the changes gives the whole map's verdict, and reports
+ * the same first fault (changes come in the map's order). */
 static bool check_headers(enum event_trigger trigger, const char *path, const struct event_headers *headers,
-                          const struct event_headers *input, bool custom, struct event_error *error)
+                          const struct event_headers *input, bool custom, bool changes, struct event_error *error)
 {
     for (size_t i = 0; i < headers->count; i++) {
         const struct event_header *header = &headers->items[i];
@@ -336,7 +342,10 @@ static bool check_headers(enum event_trigger trigger, const char *path, const st
         for (size_t r = 0; r < read_only->count; r++) {
             const struct header_rule *rule = &header_rules[read_only->rules[r]];
             slice_t rule_name = {rule->name, rule->len};
-            if (!headers_equal(event_headers_find(headers, rule_name), event_headers_find(input, rule_name)))
+            const struct event_header *returned = event_headers_find(headers, rule_name);
+            if (changes && returned == NULL)
+                continue; /* left as it was */
+            if (!headers_equal(returned, event_headers_find(input, rule_name)))
                 return event_error_set(error, trigger, rule->rule, "%s[\"%s\"]", path, rule->name);
         }
     }
@@ -402,7 +411,19 @@ static bool check_uri_and_querystring(enum event_trigger trigger, const struct e
     return true;
 }
 
-static bool check_origin(enum event_trigger trigger, const struct event_request *request, struct event_error *error)
+/* Whether the request a result stands for has a value for the header
+ * `name`: an empty list is no value, and headers that are changes leave the
+ * input's other headers in place. */
+static bool request_has_header(const struct event_request *request, const struct event_headers *input_headers, slice_t name)
+{
+    const struct event_header *header = event_headers_find(&request->headers, name);
+    if (header == NULL && request->headers_are_changes)
+        header = event_headers_find(input_headers, name);
+    return header != NULL && header->value_count > 0;
+}
+
+static bool check_origin(enum event_trigger trigger, const struct event_request *request, const struct event_headers *input_headers,
+                         struct event_error *error)
 {
     const struct event_origin *origin = &request->origin;
     bool custom = origin->kind == EVENT_ORIGIN_CUSTOM;
@@ -463,7 +484,7 @@ static bool check_origin(enum event_trigger trigger, const struct event_request 
     }
     char headers_path[64];
     snprintf(headers_path, sizeof headers_path, "%s.customHeaders", path);
-    if (!check_headers(trigger, headers_path, &origin->custom_headers, NULL, true, error))
+    if (!check_headers(trigger, headers_path, &origin->custom_headers, NULL, true, false, error))
         return false;
     size_t total = 0;
     for (size_t i = 0; i < origin->custom_headers.count; i++) {
@@ -479,7 +500,7 @@ static bool check_origin(enum event_trigger trigger, const struct event_request 
         }
         if (total > 10240)
             return event_error_set(error, trigger, "custom headers exceed 10240 characters", "%s", headers_path);
-        if (event_headers_find(&request->headers, header->name) != NULL)
+        if (request_has_header(request, input_headers, header->name))
             return event_error_set(error, trigger, "custom header also present in request.headers", "%s[\"%.*s\"]", headers_path,
                                    NAME_ARG(header->name));
     }
@@ -529,7 +550,7 @@ static bool check_request(const struct event_input *input, const struct event_re
         return event_error_set(error, trigger, "read-only field changed", "request.querystring");
     if (!check_uri_and_querystring(trigger, request, in, error))
         return false;
-    if (!check_headers(trigger, "request.headers", &request->headers, &in->headers, false, error))
+    if (!check_headers(trigger, "request.headers", &request->headers, &in->headers, false, request->headers_are_changes, error))
         return false;
     if (request->has_body) {
         if (!field_writable(trigger, FIELD_BODY))
@@ -550,7 +571,8 @@ static bool check_request(const struct event_input *input, const struct event_re
             return event_error_set(error, trigger, "origin not allowed at this trigger", "request.origin");
         /* An origin handed back unchanged is the configured one: it is not the
          * function's choice, so CloudFront's limits on chosen origins do not apply. */
-        if (!(in->has_origin && origins_equal(&request->origin, &in->origin)) && !check_origin(trigger, request, error))
+        if (!(in->has_origin && origins_equal(&request->origin, &in->origin)) &&
+            !check_origin(trigger, request, &in->headers, error))
             return false;
     } else if (field_writable(trigger, FIELD_ORIGIN) && in->has_origin) {
         return event_error_set(error, trigger, "required field missing", "request.origin");
@@ -568,7 +590,8 @@ static bool check_response(const struct event_input *input, const struct event_r
         return event_error_set(error, trigger, "status may not change at viewer-response", "response.status");
     if (response->has_status_description && has_line_break(response->status_description))
         return event_error_set(error, trigger, "statusDescription must not contain CR, LF or NUL", "response.statusDescription");
-    if (!check_headers(trigger, "response.headers", &response->headers, generated ? NULL : &input->response.headers, false, error))
+    if (!check_headers(trigger, "response.headers", &response->headers, generated ? NULL : &input->response.headers, false,
+                       response->headers_are_changes, error))
         return false;
     size_t body_size = 0;
     if (response->has_body) {
@@ -607,6 +630,47 @@ bool event_validate_result(const struct event_input *input, const struct event_r
         return check_request(input, &result->request, error);
     }
     return check_response(input, &result->response, error);
+}
+
+/* The input's headers with `changes` applied (see event.h); the changes
+ * are at most EVENT_HEADER_CHANGES_MAX (the parser refuses more), so each
+ * input header is looked up among them directly. */
+static struct event_headers merge_header_changes(const struct event_headers *input, const struct event_headers *changes,
+                                                 struct arena *arena)
+{
+    VERGE_ASSERT(changes->count <= EVENT_HEADER_CHANGES_MAX);
+    struct event_headers merged = {0};
+    size_t most = input->count + changes->count;
+    if (most == 0)
+        return merged;
+    merged.items = arena_alloc(arena, arena_grow_capacity(most, ARENA_GROW_FIRST_HEADERS) * sizeof *merged.items);
+    uint32_t used = 0; /* changes that replaced an input header */
+    for (size_t i = 0; i < input->count; i++) {
+        const struct event_header *header = &input->items[i];
+        for (size_t c = 0; c < changes->count; c++)
+            if (slice_equal(changes->items[c].name, header->name)) {
+                header = &changes->items[c];
+                used |= 1u << c;
+                break;
+            }
+        if (header->value_count > 0)
+            merged.items[merged.count++] = *header;
+    }
+    for (size_t c = 0; c < changes->count; c++)
+        if (!(used & (1u << c)) && changes->items[c].value_count > 0)
+            merged.items[merged.count++] = changes->items[c];
+    return merged;
+}
+
+void event_result_merge_header_changes(const struct event_input *input, struct event_result *result, struct arena *arena)
+{
+    if (result->kind == EVENT_RESULT_REQUEST && result->request.headers_are_changes) {
+        result->request.headers = merge_header_changes(&input->request.headers, &result->request.headers, arena);
+        result->request.headers_are_changes = false;
+    } else if (result->kind == EVENT_RESULT_RESPONSE && result->response.headers_are_changes) {
+        result->response.headers = merge_header_changes(&input->response.headers, &result->response.headers, arena);
+        result->response.headers_are_changes = false;
+    }
 }
 
 bool event_header_hidden(slice_t name)

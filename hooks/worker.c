@@ -207,14 +207,18 @@ static bool invocation_decode(const char *payload, size_t len, struct worker_inv
 
 bool worker_result_decode(const char *payload, size_t len, struct worker_result *out)
 {
-    const size_t fixed = 1 + sizeof out->peak_memory_bytes + sizeof out->duration_us;
+    const size_t fixed = 2 + sizeof out->peak_memory_bytes + sizeof out->duration_us;
     if (len < fixed)
         return false;
     if (payload[0] != WORKER_RESULT_OK && payload[0] != WORKER_RESULT_ERROR && payload[0] != WORKER_RESULT_UNSERIALIZABLE)
         return false;
+    if (payload[1] != EVENT_HEADERS_WHOLE && (payload[0] != WORKER_RESULT_OK || (payload[1] != EVENT_HEADERS_REQUEST_CHANGES &&
+                                                                                 payload[1] != EVENT_HEADERS_RESPONSE_CHANGES)))
+        return false;
     out->status = (enum worker_result_status)payload[0];
-    memcpy(&out->peak_memory_bytes, payload + 1, sizeof out->peak_memory_bytes);
-    memcpy(&out->duration_us, payload + 1 + sizeof out->peak_memory_bytes, sizeof out->duration_us);
+    out->header_changes = (enum event_header_changes)payload[1];
+    memcpy(&out->peak_memory_bytes, payload + 2, sizeof out->peak_memory_bytes);
+    memcpy(&out->duration_us, payload + 2 + sizeof out->peak_memory_bytes, sizeof out->duration_us);
     out->body = slice_make(payload + fixed, len - fixed);
     return true;
 }
@@ -338,9 +342,39 @@ struct source_set {
 #define MISS_STREAK_MAX 8
 #define BYPASS_EVENTS 64
 
+/* Header changes. A function mostly hands its event's headers back with a
+ * header or two added, changed or removed, and the proxy would read and
+ * check every header of the map again. So when the result's map (the
+ * response's when the result has a status, else the request's) was given to
+ * the function as a copy of a template, the worker sends only the headers
+ * whose encoding differs from the template's, and each header the template
+ * has and the result lacks as an empty list (EVENT_HEADERS_*_CHANGES; the
+ * proxy merges them into the event's map). The bytes compared are what
+ * string.buffer writes for the result and what it wrote for the template
+ * when it was stored: a copy made by table.clone keeps its tables' layout,
+ * and so their order, until the function changes them. An entry that only
+ * differs in order counts as changed, which costs speed, not correctness. A
+ * result whose map is anything but string-keyed values, or that changes more
+ * than EVENT_HEADER_CHANGES_MAX headers, goes whole. */
+struct template_header {
+    slice_t name;
+    slice_t key;   /* the encoding of the map key: a string or a dictionary reference */
+    slice_t value; /* the encoding of the list */
+    uint32_t seen; /* the last result (templates.results) that had it unchanged */
+};
+
+struct template_index {
+    char *encoding; /* string.buffer's encoding of the template table; NULL: no index */
+    struct template_header *headers;
+    uint32_t count;
+    uint32_t *by_name; /* open addressing on the name's hash: index + 1, 0 empty */
+    uint32_t mask;
+};
+
 struct header_template_part {
     char *bytes[TEMPLATE_SLOTS]; /* the encoding of the template in Lua slot part * TEMPLATE_SLOTS + i + 1 */
     uint32_t len[TEMPLATE_SLOTS];
+    struct template_index index[TEMPLATE_SLOTS];
     unsigned next; /* the slot the next miss replaces */
     unsigned miss_streak, bypass;
     /* this event: 0 no template, else the Lua slot; `miss`: decode it from `blob` first */
@@ -351,8 +385,18 @@ struct header_template_part {
 
 struct header_templates {
     struct header_template_part part[2];
-    struct bytebuf bare; /* this event with its templated maps replaced by empty tables */
+    struct bytebuf bare;    /* this event with its templated maps replaced by empty tables */
+    struct bytebuf changes; /* this event's result with its map as changes */
+    uint32_t results;       /* results compared so far */
 };
+
+static void template_index_free(struct template_index *index)
+{
+    free(index->encoding);
+    free(index->headers);
+    free(index->by_name);
+    *index = (struct template_index){0};
+}
 
 /* Decides, for each header map of a compact event, template or not; builds
  * the bare event when one is used. Returns the bytes to decode. */
@@ -389,6 +433,7 @@ static slice_t templates_prepare(struct header_templates *t, const struct worker
             free(p->bytes[j]); /* emptied now, filled by invoke_template_stored */
             p->bytes[j] = NULL;
             p->len[j] = 0;
+            template_index_free(&p->index[j]);
             p->slot = i * TEMPLATE_SLOTS + (int)j + 1;
             p->miss = true;
         }
@@ -412,9 +457,165 @@ static slice_t templates_prepare(struct header_templates *t, const struct worker
     return slice_make(t->bare.data, t->bare.len);
 }
 
+/* Where the prefix-encoded number at p ends (*out its value); NULL when it
+ * does not end before `end`. */
+static const unsigned char *walk_u(const unsigned char *p, const unsigned char *end, uint32_t *out)
+{
+    if (p >= end)
+        return NULL;
+    uint32_t first = *p++;
+    if (first < 0xe0) {
+        *out = first;
+        return p;
+    }
+    if (first != 0xff) {
+        if (p >= end)
+            return NULL;
+        *out = (((first & 0x1f) << 8) | *p) + 0xe0;
+        return p + 1;
+    }
+    if (end - p < 4)
+        return NULL;
+    memcpy(out, p, 4);
+    return p + 4;
+}
+
+/* Where the value string.buffer wrote at p ends: nil, booleans, numbers,
+ * strings, dictionary references and tables; NULL for anything else (a
+ * value the proxy refuses anyway), cut short, or nested over
+ * EVENT_MAX_JSON_DEPTH. */
+static const unsigned char *walk_value(const unsigned char *p, const unsigned char *end, int depth)
+{
+    if (p >= end || depth > EVENT_MAX_JSON_DEPTH)
+        return NULL;
+    unsigned tag = *p;
+    uint32_t n = 0, pairs = 0;
+    if (tag >= COMPACT_STRING) {
+        if ((p = walk_u(p, end, &n)) == NULL || (size_t)(end - p) < n - COMPACT_STRING)
+            return NULL;
+        return p + (n - COMPACT_STRING);
+    }
+    p++;
+    switch (tag) {
+    case 0x00: /* nil */
+    case COMPACT_FALSE:
+    case COMPACT_TRUE:
+    case COMPACT_EMPTY_TABLE:
+        return p;
+    case 0x06: /* int32 */
+        return end - p >= 4 ? p + 4 : NULL;
+    case COMPACT_NUMBER:
+        return end - p >= 8 ? p + 8 : NULL;
+    case COMPACT_DICT_KEY:
+        return walk_u(p, end, &n);
+    case COMPACT_HASH:
+    case 0x0a:
+    case 0x0b:
+    case COMPACT_ARRAY_FROM_1:
+    case 0x0d:
+        if (tag != COMPACT_HASH && (p = walk_u(p, end, &n)) == NULL)
+            return NULL;
+        if (tag >= COMPACT_ARRAY_FROM_1 && n > 0)
+            n--; /* from index 1: slot 0 is counted, not written */
+        if ((tag & 1) && (p = walk_u(p, end, &pairs)) == NULL)
+            return NULL;
+        for (; n > 0 && p != NULL; n--)
+            p = walk_value(p, end, depth + 1);
+        for (; pairs > 0 && p != NULL; pairs--)
+            if ((p = walk_value(p, end, depth + 1)) != NULL)
+                p = walk_value(p, end, depth + 1);
+        return p;
+    default:
+        return NULL;
+    }
+}
+
+/* A map key: a string or a dictionary reference (a header named like a
+ * field of the schema); where it ends, NULL for anything else. */
+static const unsigned char *walk_name(const unsigned char *p, const unsigned char *end, slice_t *name)
+{
+    uint32_t n;
+    if (p < end && *p == COMPACT_DICT_KEY) {
+        if ((p = walk_u(p + 1, end, &n)) == NULL || n >= EVENT_KEY_COUNT)
+            return NULL;
+        *name = event_keys[n];
+        return p;
+    }
+    if (p >= end || *p < COMPACT_STRING || (p = walk_u(p, end, &n)) == NULL || (size_t)(end - p) < n - COMPACT_STRING)
+        return NULL;
+    *name = slice_make((const char *)p, n - COMPACT_STRING);
+    return p + name->len;
+}
+
+static uint32_t name_hash(slice_t name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < name.len; i++)
+        h = (h ^ (unsigned char)name.ptr[i]) * 16777619u;
+    return h;
+}
+
+static const struct template_header *template_index_find(const struct template_index *index, slice_t name)
+{
+    for (uint32_t i = name_hash(name) & index->mask;; i = (i + 1) & index->mask) {
+        uint32_t at = index->by_name[i];
+        if (at == 0)
+            return NULL;
+        const struct template_header *header = &index->headers[at - 1];
+        if (slice_equal(header->name, name))
+            return header;
+    }
+}
+
+/* Indexes string.buffer's encoding of a template map by name; leaves the
+ * index empty (no changes for this template) when the map is not a plain
+ * string-keyed table or memory runs out. */
+static void template_index_build(struct template_index *index, slice_t encoding)
+{
+    template_index_free(index);
+    const unsigned char *p = (const unsigned char *)encoding.ptr, *end = p + encoding.len;
+    uint32_t count = 0;
+    if (encoding.len == 0 || (*p != COMPACT_HASH && *p != COMPACT_EMPTY_TABLE) ||
+        (*p == COMPACT_HASH && walk_u(p + 1, end, &count) == NULL) || count > encoding.len)
+        return;
+    uint32_t size = 8;
+    while (size < 2 * count)
+        size *= 2;
+    index->encoding = malloc(encoding.len);
+    index->headers = calloc(count ? count : 1, sizeof *index->headers);
+    index->by_name = calloc(size, sizeof *index->by_name);
+    if (index->encoding == NULL || index->headers == NULL || index->by_name == NULL) {
+        template_index_free(index);
+        return;
+    }
+    memcpy(index->encoding, encoding.ptr, encoding.len);
+    index->mask = size - 1;
+    p = (const unsigned char *)index->encoding;
+    end = p + encoding.len;
+    p = *p == COMPACT_HASH ? walk_u(p + 1, end, &count) : p + 1;
+    for (uint32_t n = 0; n < count; n++) {
+        struct template_header *header = &index->headers[n];
+        const unsigned char *key = p, *value = walk_name(key, end, &header->name);
+        if (value == NULL || (p = walk_value(value, end, 0)) == NULL || template_index_find(index, header->name) != NULL) {
+            template_index_free(index);
+            return;
+        }
+        header->key = slice_make((const char *)key, (size_t)(value - key));
+        header->value = slice_make((const char *)value, (size_t)(p - value));
+        uint32_t i = name_hash(header->name) & index->mask;
+        while (index->by_name[i] != 0)
+            i = (i + 1) & index->mask;
+        index->by_name[i] = n + 1;
+        index->count = n + 1;
+    }
+    if (p != end)
+        template_index_free(index);
+}
+
 /* The template of Lua slot `slot` was decoded from this event's blob and
- * stored: from now on those bytes find it. */
-static void templates_stored(struct header_templates *t, int slot)
+ * stored; `encoding` is string.buffer's encoding of it. From now on those
+ * bytes find it, and results are compared with it. */
+static void templates_stored(struct header_templates *t, int slot, slice_t encoding)
 {
     if (slot < 1 || slot > 2 * TEMPLATE_SLOTS)
         return;
@@ -426,8 +627,97 @@ static void templates_stored(struct header_templates *t, int slot)
     if (p->bytes[j] != NULL) {
         memcpy(p->bytes[j], p->blob.ptr, p->blob.len);
         p->len[j] = (uint32_t)p->blob.len;
+        template_index_build(&p->index[j], encoding);
     }
     p->miss = false;
+}
+
+/* The result `result` (string.buffer's encoding of what the function
+ * returned) with its header map as changes against the template the
+ * function was given, in t->changes; false (send it whole) when there is no
+ * such template or the result is not one to compare. */
+static bool templates_result_changes(struct header_templates *t, slice_t result, enum event_header_changes *changes)
+{
+    const unsigned char *start = (const unsigned char *)result.ptr, *end = start + result.len, *p = start;
+    const unsigned char *map = NULL, *map_end = NULL;
+    bool has_status = false;
+    uint32_t members;
+    if (result.len == 0 || *p != COMPACT_HASH || (p = walk_u(p + 1, end, &members)) == NULL)
+        return false;
+    for (; members > 0; members--) {
+        const unsigned char *key = p;
+        if ((p = walk_value(p, end, 0)) == NULL)
+            return false;
+        const unsigned char *value = p;
+        if ((p = walk_value(p, end, 0)) == NULL)
+            return false;
+        if (key[0] == COMPACT_DICT_KEY && key[1] == EVENT_KEY_STATUS)
+            has_status = true;
+        else if (key[0] == COMPACT_DICT_KEY && key[1] == EVENT_KEY_HEADERS)
+            map = value, map_end = p;
+    }
+    if (p != end || map == NULL)
+        return false;
+    const struct header_template_part *part = &t->part[has_status ? 1 : 0];
+    if (part->slot == 0)
+        return false;
+    const struct template_index *index = &part->index[(part->slot - 1) % TEMPLATE_SLOTS];
+    if (index->encoding == NULL)
+        return false;
+    /* The result's map: each header unchanged, or a change. */
+    slice_t changed[EVENT_HEADER_CHANGES_MAX][2]; /* key, value */
+    uint32_t changed_count = 0, pairs = 0, kept = 0, results = ++t->results;
+    p = map;
+    if (*p == COMPACT_HASH) {
+        if ((p = walk_u(p + 1, map_end, &pairs)) == NULL)
+            return false;
+    } else if (*p++ != COMPACT_EMPTY_TABLE) {
+        return false;
+    }
+    for (; pairs > 0; pairs--) {
+        slice_t name;
+        const unsigned char *key = p, *value = walk_name(p, map_end, &name);
+        if (value == NULL || (p = walk_value(value, map_end, 0)) == NULL)
+            return false;
+        slice_t encoded = slice_make((const char *)value, (size_t)(p - value));
+        struct template_header *same = (struct template_header *)template_index_find(index, name);
+        if (same != NULL && same->seen != results) {
+            same->seen = results; /* still there: not removed */
+            kept++;
+            if (slice_equal(same->value, encoded))
+                continue;
+        }
+        if (changed_count == EVENT_HEADER_CHANGES_MAX)
+            return false;
+        changed[changed_count][0] = slice_make((const char *)key, (size_t)(value - key));
+        changed[changed_count++][1] = encoded;
+    }
+    uint32_t total = changed_count + (index->count - kept);
+    if (total > EVENT_HEADER_CHANGES_MAX)
+        return false;
+    /* what comes before the map, the changes, the removed headers, what comes after */
+    struct bytebuf *out = &t->changes;
+    out->len = 0;
+    bytebuf_reserve(out, result.len + 16);
+    bytebuf_append(out, start, (size_t)(map - start));
+    if (total == 0) {
+        bytebuf_append(out, &(char){COMPACT_EMPTY_TABLE}, 1);
+    } else {
+        char head[6] = {COMPACT_HASH};
+        bytebuf_append(out, head, (size_t)(compact_prefix(head + 1, total) - head));
+    }
+    for (uint32_t c = 0; c < changed_count; c++) {
+        bytebuf_append_slice(out, changed[c][0]);
+        bytebuf_append_slice(out, changed[c][1]);
+    }
+    for (uint32_t n = 0; n < index->count && kept < index->count; n++)
+        if (index->headers[n].seen != results) {
+            bytebuf_append_slice(out, index->headers[n].key);
+            bytebuf_append(out, &(char){COMPACT_EMPTY_TABLE}, 1);
+        }
+    bytebuf_append(out, map_end, (size_t)(end - map_end));
+    *changes = has_status ? EVENT_HEADERS_RESPONSE_CHANGES : EVENT_HEADERS_REQUEST_CHANGES;
+    return true;
 }
 
 struct worker {
@@ -1196,7 +1486,11 @@ static const char invoke_lua[] = "local begin, stored, new, dict, pcall, setmeta
                                  "  return c\n"
                                  "end\n"
                                  "local function headers(slot, blob)\n"
-                                 "  if blob then templates[slot] = decode(set(decoder, blob)); stored(slot) end\n"
+                                 "  if blob then\n"
+                                 "    local t = decode(set(decoder, blob))\n"
+                                 "    templates[slot] = t\n"
+                                 "    stored(slot, get(encode(reset(encoder), t)))\n"
+                                 "  end\n"
                                  "  return copy(templates[slot])\n"
                                  "end\n"
                                  "return function(handler)\n"
@@ -1246,7 +1540,9 @@ static int invoke_begin(lua_State *L)
 /* Called by the trampoline once it stored a template decoded from this event. */
 static int invoke_template_stored(lua_State *L)
 {
-    templates_stored(&worker_of(L)->templates, (int)lua_tointeger(L, 1));
+    size_t len = 0;
+    const char *encoding = lua_tolstring(L, 2, &len);
+    templates_stored(&worker_of(L)->templates, (int)lua_tointeger(L, 1), slice_make(encoding, encoding ? len : 0));
     return 0;
 }
 
@@ -1301,15 +1597,17 @@ static int invoke_json_protected(lua_State *L)
 /* Queues a RESULT frame. Nothing over a frame's bound goes out: a huge
  * result is an invalid one (502, the proxy would refuse its size anyway), a
  * huge error text is cut. Either way the channel stays in step. */
-static void queue_result(struct worker *w, uint8_t status, uint64_t peak, uint32_t duration_us, slice_t body)
+static void queue_result(struct worker *w, uint8_t status, uint8_t header_changes, uint64_t peak, uint32_t duration_us,
+                         slice_t body)
 {
-    const size_t fixed = 1 + sizeof peak + sizeof duration_us;
+    const size_t fixed = 2 + sizeof peak + sizeof duration_us;
     char message[128];
     if (body.len + fixed > WORKER_MESSAGE_MAX) {
         if (status == WORKER_RESULT_OK) {
             int n = snprintf(message, sizeof message, "result too large: %zu bytes (a worker sends at most %u)", body.len,
                              (unsigned)(WORKER_MESSAGE_MAX - fixed));
             status = WORKER_RESULT_UNSERIALIZABLE;
+            header_changes = EVENT_HEADERS_WHOLE;
             body = slice_make(message, (size_t)n);
         } else {
             body.len = 64 * 1024;
@@ -1319,6 +1617,7 @@ static void queue_result(struct worker *w, uint8_t status, uint64_t peak, uint32
     bytebuf_reserve(&w->out, sizeof header + fixed + body.len);
     bytebuf_append(&w->out, header, sizeof header);
     bytebuf_append(&w->out, &status, 1);
+    bytebuf_append(&w->out, &header_changes, 1);
     bytebuf_append(&w->out, &peak, sizeof peak);
     bytebuf_append(&w->out, &duration_us, sizeof duration_us);
     bytebuf_append(&w->out, body.ptr, body.len);
@@ -1390,7 +1689,10 @@ static bool worker_invoke(struct worker *w, const struct worker_invocation *invo
     clock_gettime(CLOCK_MONOTONIC, &ended);
     int64_t elapsed_us = (int64_t)(ended.tv_sec - started.tv_sec) * 1000000 + (ended.tv_nsec - started.tv_nsec) / 1000;
     uint32_t duration_us = elapsed_us < 0 ? 0 : elapsed_us > UINT32_MAX ? UINT32_MAX : (uint32_t)elapsed_us;
-    queue_result(w, status, w->memory_peak, duration_us, body);
+    enum event_header_changes changes = EVENT_HEADERS_WHOLE;
+    if (status == WORKER_RESULT_OK && compact && templates_result_changes(&w->templates, body, &changes))
+        body = slice_make(w->templates.changes.data, w->templates.changes.len);
+    queue_result(w, status, (uint8_t)changes, w->memory_peak, duration_us, body);
     if (w->handler_ref != LUA_NOREF)
         lua_settop(L, STACK_INVOKE);
     bytebuf_free(&json_body);

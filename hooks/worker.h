@@ -24,7 +24,9 @@
  *     payload): compact (string.buffer's format) or JSON.
  *   WORKER_MESSAGE_RESULT (worker → proxy), payload:
  *     u8 status (WORKER_RESULT_OK / WORKER_RESULT_ERROR /
- *     WORKER_RESULT_UNSERIALIZABLE), u64 peak Lua memory in bytes during the
+ *     WORKER_RESULT_UNSERIALIZABLE), u8 how the result's headers are sent
+ *     (enum event_header_changes; 0 but for an ok compact result), u64 peak
+ *     Lua memory in bytes during the
  *     invocation, u32 the invocation's duration in microseconds as the worker
  *     measured it, then the result (ok: in the event's spelling, compact for a
  *     compact event, JSON for a JSON one), the error text "file:line:
@@ -139,6 +141,7 @@ void worker_invocation_set_layout(char *payload, const struct event_compact_layo
 
 struct worker_result {
     enum worker_result_status status;
+    enum event_header_changes header_changes;
     uint64_t peak_memory_bytes;
     uint32_t duration_us; /* measured by the worker: the function's own time, not the queueing around it */
     slice_t body;         /* JSON or error text; points into the payload */

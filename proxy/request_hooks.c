@@ -428,7 +428,7 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
     struct event_result result;
     struct event_error error;
     bool valid = event_parse_result_compact((enum event_trigger)kind, outcome->result_json.ptr, outcome->result_json.len,
-                                            &request->arena, &result, &error) &&
+                                            outcome->header_changes, &request->arena, &result, &error) &&
                  event_validate_result(request->hook_input, &result, &error);
     if (!valid) {
         log_warn("request %s: function %s (%s) returned an invalid result: %s: %s", request->id, function, trigger_name,
@@ -444,6 +444,7 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
         request_resume(request);
         return;
     }
+    event_result_merge_header_changes(request->hook_input, &result, &request->arena);
     switch (kind) {
     case CONFIG_TRIGGER_VIEWER_REQUEST:
     case CONFIG_TRIGGER_ORIGIN_REQUEST:

@@ -1,13 +1,15 @@
 /* fuzz_event_result.c — libFuzzer target: arbitrary bytes as a function's
  * result at each of the four triggers, through event_parse_result (JSON,
  * which becomes string.buffer's format first) and event_parse_result_compact
- * (that format as it comes), both read by one reader, and then
- * event_validate_result against a fixed input event.
+ * (that format as it comes, its header map whole or as changes), both read
+ * by one reader, and then event_validate_result against a fixed input event.
  *
  * Nothing may crash, leak or hang; a rejected result must name a rule and a
  * field. An accepted result must not point into the input bytes (the proxy
  * frees them once the parse returns: results live in the arena) and holds no
- * NUL in any string. The input events are parsed once from JSON with
+ * NUL in any string. Header changes that pass validation, merged into the
+ * input's map, must pass it as a whole map too (what the proxy relies on when
+ * it checks changes only). The input events are parsed once from JSON with
  * event_parse_event.
  */
 #include "../../hooks/event.h"
@@ -98,24 +100,32 @@ static void check_result_slices(const struct event_result *result, const uint8_t
     }
 }
 
-typedef bool (*result_parser)(enum event_trigger trigger, const char *data, size_t len, struct arena *arena,
-                              struct event_result *out, struct event_error *error);
-
-/* Parses `data` as a result at every trigger and validates what parses; any
- * rejection must name a rule and a field. */
-static void check_every_trigger(result_parser parse, const uint8_t *data, size_t size, struct arena *arena)
+/* Parses `data` as a result at every trigger (JSON, or compact with its
+ * headers sent as `changes`) and validates what parses; any rejection must
+ * name a rule and a field. */
+static void check_every_trigger(bool json, enum event_header_changes changes, const uint8_t *data, size_t size, struct arena *arena)
 {
     for (int t = 0; t < EVENT_TRIGGER_COUNT; t++) {
         struct event_result result;
         struct event_error error = {0};
-        if (!parse((enum event_trigger)t, (const char *)data, size, arena, &result, &error)) {
+        bool parsed =
+            json ? event_parse_result((enum event_trigger)t, (const char *)data, size, arena, &result, &error)
+                 : event_parse_result_compact((enum event_trigger)t, (const char *)data, size, changes, arena, &result, &error);
+        if (!parsed) {
             if (error.rule == NULL || error.field[0] == '\0')
                 abort();
             continue;
         }
         check_result_slices(&result, data, size);
         error = (struct event_error){0};
-        if (!event_validate_result(&inputs[t], &result, &error) && (error.rule == NULL || error.field[0] == '\0'))
+        if (!event_validate_result(&inputs[t], &result, &error)) {
+            if (error.rule == NULL || error.field[0] == '\0')
+                abort();
+            continue;
+        }
+        event_result_merge_header_changes(&inputs[t], &result, arena);
+        if (result.request.headers_are_changes || result.response.headers_are_changes ||
+            !event_validate_result(&inputs[t], &result, &error))
             abort();
     }
 }
@@ -126,9 +136,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         parse_inputs();
     struct arena arena;
     arena_init(&arena);
-    check_every_trigger(event_parse_result, data, size, &arena);
+    check_every_trigger(true, EVENT_HEADERS_WHOLE, data, size, &arena);
     /* The same bytes as a worker's compact (string.buffer) answer. */
-    check_every_trigger(event_parse_result_compact, data, size, &arena);
+    check_every_trigger(false, EVENT_HEADERS_WHOLE, data, size, &arena);
+    check_every_trigger(false, EVENT_HEADERS_REQUEST_CHANGES, data, size, &arena);
+    check_every_trigger(false, EVENT_HEADERS_RESPONSE_CHANGES, data, size, &arena);
     arena_destroy(&arena);
     return 0;
 }

@@ -763,7 +763,8 @@ static void test_compact_spelling(void)
     CHECK(encoded != NULL && memmem(encoded, len, "querystring", 11) == NULL && memmem(encoded, len, "clientIp", 8) == NULL);
     struct event_result result;
     struct event_error error = {0};
-    CHECK(encoded != NULL && event_parse_result_compact(EVENT_ORIGIN_REQUEST, encoded, len, &arena, &result, &error));
+    CHECK(encoded != NULL &&
+          event_parse_result_compact(EVENT_ORIGIN_REQUEST, encoded, len, EVENT_HEADERS_WHOLE, &arena, &result, &error));
     CHECK_INT(result.kind, EVENT_RESULT_REQUEST);
     CHECK(slice_equal(result.request.uri, SLICE_LITERAL("/changed")));
     const struct event_header *added = event_headers_find(&result.request.headers, SLICE_LITERAL("x-new"));
@@ -777,19 +778,22 @@ static void test_compact_spelling(void)
     /* A generated response with a numeric status; then malformed inputs. */
     encoded = lua_run(L, "return require('string.buffer').encode({status = 302, headers = {location = {{value = '/x'}}}})",
                       (slice_t){"", 0}, &len);
-    CHECK(encoded != NULL && event_parse_result_compact(EVENT_VIEWER_REQUEST, encoded, len, &arena, &result, &error));
+    CHECK(encoded != NULL &&
+          event_parse_result_compact(EVENT_VIEWER_REQUEST, encoded, len, EVENT_HEADERS_WHOLE, &arena, &result, &error));
     CHECK_INT(result.response.status, 302);
     char copy[256];
     size_t copy_len = len < sizeof copy ? len : sizeof copy;
     memcpy(copy, encoded != NULL ? encoded : "", copy_len);
     int accepted = 0;
     for (size_t cut = 0; cut < copy_len; cut++)
-        accepted += event_parse_result_compact(EVENT_VIEWER_REQUEST, copy, cut, &arena, &result, &error);
+        accepted += event_parse_result_compact(EVENT_VIEWER_REQUEST, copy, cut, EVENT_HEADERS_WHOLE, &arena, &result, &error);
     CHECK_INT(accepted, 0);
     static const char huge_count[] = "\x09\xff\xff\xff\xff\x7f";
-    CHECK(!event_parse_result_compact(EVENT_VIEWER_REQUEST, huge_count, sizeof huge_count - 1, &arena, &result, &error));
+    CHECK(!event_parse_result_compact(EVENT_VIEWER_REQUEST, huge_count, sizeof huge_count - 1, EVENT_HEADERS_WHOLE, &arena, &result,
+                                      &error));
     static const char nul_in_string[] = "\x09\x01\x23uri\x23/\x00x";
-    CHECK(!event_parse_result_compact(EVENT_VIEWER_REQUEST, nul_in_string, sizeof nul_in_string - 1, &arena, &result, &error));
+    CHECK(!event_parse_result_compact(EVENT_VIEWER_REQUEST, nul_in_string, sizeof nul_in_string - 1, EVENT_HEADERS_WHOLE, &arena,
+                                      &result, &error));
     CHECK(error.rule != NULL && error.field[0] != '\0');
     bytebuf_free(&compact);
     lua_close(L);
@@ -802,7 +806,7 @@ static const char not_well_formed[] = "result is not a table of strings, numbers
 static bool parse_compact(const char *data, size_t len, struct event_result *result, struct event_error *error)
 {
     *error = (struct event_error){0};
-    return event_parse_result_compact(EVENT_VIEWER_REQUEST, data, len, &arena, result, error);
+    return event_parse_result_compact(EVENT_VIEWER_REQUEST, data, len, EVENT_HEADERS_WHOLE, &arena, result, error);
 }
 
 static bool parse_json(const char *json, struct event_result *result, struct event_error *error)
