@@ -284,7 +284,7 @@ void arena_destroy(struct arena *arena)
 
 /* ---- bytebuf ------------------------------------------------------------- */
 
-void bytebuf_reserve(struct bytebuf *buf, size_t extra)
+void bytebuf_grow(struct bytebuf *buf, size_t extra)
 {
     if (buf->cap - buf->len >= extra)
         return;
@@ -298,15 +298,6 @@ void bytebuf_reserve(struct bytebuf *buf, size_t extra)
     }
     buf->data = data;
     buf->cap = cap;
-}
-
-void bytebuf_append(struct bytebuf *buf, const void *data, size_t n)
-{
-    if (n == 0)
-        return;
-    bytebuf_reserve(buf, n);
-    memcpy(buf->data + buf->len, data, n);
-    buf->len += n;
 }
 
 void bytebuf_append_cstr(struct bytebuf *buf, const char *s)
@@ -330,11 +321,6 @@ void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value)
 {
     bytebuf_reserve(buf, 20);
     buf->len = (size_t)(put_decimal(buf->data + buf->len, value) - buf->data);
-}
-
-void bytebuf_append_slice(struct bytebuf *buf, slice_t s)
-{
-    bytebuf_append(buf, s.ptr, s.len);
 }
 
 void bytebuf_appendf(struct bytebuf *buf, const char *fmt, ...)

@@ -109,9 +109,27 @@ struct bytebuf {
     size_t cap;
 };
 
-void bytebuf_reserve(struct bytebuf *buf, size_t extra);
-void bytebuf_append(struct bytebuf *buf, const void *data, size_t n);
-void bytebuf_append_slice(struct bytebuf *buf, slice_t s);
+/* Room for `extra` more bytes; growing aborts when memory runs out. Inline:
+ * a response head alone is a few dozen appends, and the call cost more than
+ * the copy. bytebuf_grow is the slow path. */
+void bytebuf_grow(struct bytebuf *buf, size_t extra);
+static inline void bytebuf_reserve(struct bytebuf *buf, size_t extra)
+{
+    if (buf->cap - buf->len < extra)
+        bytebuf_grow(buf, extra);
+}
+static inline void bytebuf_append(struct bytebuf *buf, const void *data, size_t n)
+{
+    if (n == 0)
+        return;
+    bytebuf_reserve(buf, n);
+    memcpy(buf->data + buf->len, data, n);
+    buf->len += n;
+}
+static inline void bytebuf_append_slice(struct bytebuf *buf, slice_t s)
+{
+    bytebuf_append(buf, s.ptr, s.len);
+}
 void bytebuf_appendf(struct bytebuf *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends a C string / an unsigned number in decimal (hot paths: no printf). */
 void bytebuf_append_cstr(struct bytebuf *buf, const char *s);
