@@ -385,9 +385,10 @@ struct header_template_part {
 
 struct header_templates {
     struct header_template_part part[2];
-    struct bytebuf bare;    /* this event with its templated maps replaced by empty tables */
-    struct bytebuf changes; /* this event's result with its map as changes */
-    uint32_t results;       /* results compared so far */
+    struct bytebuf bare;     /* this event with its templated maps replaced by empty tables */
+    struct bytebuf changes;  /* this event's result with its map as changes */
+    uint32_t results;        /* results compared so far */
+    bool event_has_response; /* this event has a response (a response trigger's) */
 };
 
 static void template_index_free(struct template_index *index)
@@ -404,6 +405,7 @@ static slice_t templates_prepare(struct header_templates *t, const struct worker
 {
     slice_t event = inv->event_json;
     bool any = false;
+    t->event_has_response = inv->layout.headers[1].len > 0;
     for (int i = 0; i < 2; i++) {
         struct header_template_part *p = &t->part[i];
         p->slot = 0;
@@ -555,13 +557,13 @@ static uint32_t name_hash(slice_t name)
     return h;
 }
 
-static const struct template_header *template_index_find(const struct template_index *index, slice_t name)
+static struct template_header *template_index_find(const struct template_index *index, slice_t name)
 {
     for (uint32_t i = name_hash(name) & index->mask;; i = (i + 1) & index->mask) {
         uint32_t at = index->by_name[i];
         if (at == 0)
             return NULL;
-        const struct template_header *header = &index->headers[at - 1];
+        struct template_header *header = &index->headers[at - 1];
         if (slice_equal(header->name, name))
             return header;
     }
@@ -632,68 +634,101 @@ static void templates_stored(struct header_templates *t, int slot, slice_t encod
     p->miss = false;
 }
 
+/* The headers of the result's map (at p, up to end) against `index`: the
+ * changed or added ones into `changed` (key and value encodings), each
+ * template header still there marked seen (`results`); returns where the
+ * map ends, NULL to send the result whole. An unchanged header is found
+ * without decoding it: a copy's map lists the template's headers in the
+ * template's order (added keys land in between, unless the table had to
+ * grow), so the bytes at p are compared with the next template header's key
+ * and value as one run, and since the format is self-delimiting, equal
+ * bytes are that same header. Otherwise the name is read and looked up, and
+ * the bytes compared with that header's value; only a changed or added
+ * header's value is walked. */
+static const unsigned char *diff_header_map(struct template_index *index, const unsigned char *p, const unsigned char *end,
+                                            uint32_t results, slice_t changed[][2], uint32_t *changed_count, uint32_t *kept)
+{
+    uint32_t pairs = 0, next = 0;
+    if (*p == COMPACT_EMPTY_TABLE)
+        return p + 1;
+    if (*p != COMPACT_HASH || (p = walk_u(p + 1, end, &pairs)) == NULL)
+        return NULL;
+    for (; pairs > 0; pairs--) {
+        if (next < index->count) {
+            struct template_header *expected = &index->headers[next];
+            size_t run = expected->key.len + expected->value.len;
+            if ((size_t)(end - p) >= run && memcmp(p, expected->key.ptr, run) == 0 && expected->seen != results) {
+                expected->seen = results;
+                ++*kept;
+                p += run;
+                next++;
+                continue;
+            }
+        }
+        slice_t name;
+        const unsigned char *key = p, *value = walk_name(p, end, &name);
+        if (value == NULL)
+            return NULL;
+        struct template_header *same = template_index_find(index, name);
+        if (same != NULL && same->seen != results) {
+            same->seen = results; /* still there: not removed */
+            ++*kept;
+            next = (uint32_t)(same - index->headers) + 1;
+            if ((size_t)(end - value) >= same->value.len && memcmp(value, same->value.ptr, same->value.len) == 0) {
+                p = value + same->value.len; /* the same value (self-delimiting) */
+                continue;
+            }
+        }
+        if ((p = walk_value(value, end, 0)) == NULL)
+            return NULL;
+        slice_t encoded = slice_make((const char *)value, (size_t)(p - value));
+        if (*changed_count == EVENT_HEADER_CHANGES_MAX)
+            return NULL;
+        changed[*changed_count][0] = slice_make((const char *)key, (size_t)(value - key));
+        changed[(*changed_count)++][1] = encoded;
+    }
+    return p;
+}
+
 /* The result `result` (string.buffer's encoding of what the function
  * returned) with its header map as changes against the template the
  * function was given, in t->changes; false (send it whole) when there is no
- * such template or the result is not one to compare. */
+ * such template or the result is not one to compare. The map compared is
+ * the response's in an event that has one (its result must be a response),
+ * else the request's (a generated response, with a status, goes whole). */
 static bool templates_result_changes(struct header_templates *t, slice_t result, enum event_header_changes *changes)
 {
+    bool response = t->event_has_response;
+    struct header_template_part *part = &t->part[response ? 1 : 0];
+    if (part->slot == 0)
+        return false;
+    struct template_index *index = &part->index[(part->slot - 1) % TEMPLATE_SLOTS];
+    if (index->encoding == NULL)
+        return false;
     const unsigned char *start = (const unsigned char *)result.ptr, *end = start + result.len, *p = start;
     const unsigned char *map = NULL, *map_end = NULL;
     bool has_status = false;
-    uint32_t members;
+    uint32_t members, results = ++t->results, changed_count = 0, kept = 0;
+    slice_t changed[EVENT_HEADER_CHANGES_MAX][2]; /* key, value */
     if (result.len == 0 || *p != COMPACT_HASH || (p = walk_u(p + 1, end, &members)) == NULL)
         return false;
     for (; members > 0; members--) {
         const unsigned char *key = p;
         if ((p = walk_value(p, end, 0)) == NULL)
             return false;
-        const unsigned char *value = p;
-        if ((p = walk_value(p, end, 0)) == NULL)
-            return false;
-        if (key[0] == COMPACT_DICT_KEY && key[1] == EVENT_KEY_STATUS)
-            has_status = true;
-        else if (key[0] == COMPACT_DICT_KEY && key[1] == EVENT_KEY_HEADERS)
-            map = value, map_end = p;
-    }
-    if (p != end || map == NULL)
-        return false;
-    const struct header_template_part *part = &t->part[has_status ? 1 : 0];
-    if (part->slot == 0)
-        return false;
-    const struct template_index *index = &part->index[(part->slot - 1) % TEMPLATE_SLOTS];
-    if (index->encoding == NULL)
-        return false;
-    /* The result's map: each header unchanged, or a change. */
-    slice_t changed[EVENT_HEADER_CHANGES_MAX][2]; /* key, value */
-    uint32_t changed_count = 0, pairs = 0, kept = 0, results = ++t->results;
-    p = map;
-    if (*p == COMPACT_HASH) {
-        if ((p = walk_u(p + 1, map_end, &pairs)) == NULL)
-            return false;
-    } else if (*p++ != COMPACT_EMPTY_TABLE) {
-        return false;
-    }
-    for (; pairs > 0; pairs--) {
-        slice_t name;
-        const unsigned char *key = p, *value = walk_name(p, map_end, &name);
-        if (value == NULL || (p = walk_value(value, map_end, 0)) == NULL)
-            return false;
-        slice_t encoded = slice_make((const char *)value, (size_t)(p - value));
-        struct template_header *same = (struct template_header *)template_index_find(index, name);
-        if (same != NULL && same->seen != results) {
-            same->seen = results; /* still there: not removed */
-            kept++;
-            if (slice_equal(same->value, encoded))
-                continue;
+        if (key[0] == COMPACT_DICT_KEY && key[1] == EVENT_KEY_HEADERS && map == NULL) {
+            map = p;
+            p = diff_header_map(index, p, end, results, changed, &changed_count, &kept);
+            map_end = p;
+        } else {
+            has_status |= key[0] == COMPACT_DICT_KEY && key[1] == EVENT_KEY_STATUS;
+            p = walk_value(p, end, 0);
         }
-        if (changed_count == EVENT_HEADER_CHANGES_MAX)
+        if (p == NULL)
             return false;
-        changed[changed_count][0] = slice_make((const char *)key, (size_t)(value - key));
-        changed[changed_count++][1] = encoded;
     }
     uint32_t total = changed_count + (index->count - kept);
-    if (total > EVENT_HEADER_CHANGES_MAX)
+    if (p != end || map == NULL || has_status != response || total > EVENT_HEADER_CHANGES_MAX)
         return false;
     /* what comes before the map, the changes, the removed headers, what comes after */
     struct bytebuf *out = &t->changes;
@@ -716,7 +751,7 @@ static bool templates_result_changes(struct header_templates *t, slice_t result,
             bytebuf_append(out, &(char){COMPACT_EMPTY_TABLE}, 1);
         }
     bytebuf_append(out, map_end, (size_t)(end - map_end));
-    *changes = has_status ? EVENT_HEADERS_RESPONSE_CHANGES : EVENT_HEADERS_REQUEST_CHANGES;
+    *changes = response ? EVENT_HEADERS_RESPONSE_CHANGES : EVENT_HEADERS_REQUEST_CHANGES;
     return true;
 }
 
@@ -1470,8 +1505,12 @@ static void push_context_meta(lua_State *L, struct worker *w, const struct worke
  * (its space is kept, up to 256 KiB: it counts against the function's
  * memory); set() on a buffer frees its space, so one object for both would
  * allocate anew per event. `call` holds the handler in a table so that a
- * traceback names it by where it is defined. */
-static const char invoke_lua[] = "local begin, stored, new, dict, pcall, setmetatable, clone, next = ...\n"
+ * traceback names it by where it is defined. A template is stored in a
+ * table made with table.new with room for 4 more headers than it has, so
+ * that a copy a function adds a header or two to does not grow, keeps its
+ * headers in the template's order, and its result is compared with the
+ * template's bytes header by header without a lookup ("Header changes"). */
+static const char invoke_lua[] = "local begin, stored, new, dict, pcall, setmetatable, clone, next, new_table = ...\n"
                                  "local decoder, encoder = new({dict = dict}), new({dict = dict})\n"
                                  "local set, decode = decoder.set, decoder.decode\n"
                                  "local reset, encode, get, free = encoder.reset, encoder.encode, encoder.get, encoder.free\n"
@@ -1487,7 +1526,10 @@ static const char invoke_lua[] = "local begin, stored, new, dict, pcall, setmeta
                                  "end\n"
                                  "local function headers(slot, blob)\n"
                                  "  if blob then\n"
-                                 "    local t = decode(set(decoder, blob))\n"
+                                 "    local decoded, count = decode(set(decoder, blob)), 0\n"
+                                 "    for _ in next, decoded do count = count + 1 end\n"
+                                 "    local t = new_table(0, count + 4)\n"
+                                 "    for name, list in next, decoded do t[name] = list end\n"
                                  "    templates[slot] = t\n"
                                  "    stored(slot, get(encode(reset(encoder), t)))\n"
                                  "  end\n"
@@ -1897,7 +1939,13 @@ static int load_protected(lua_State *L)
         return luaL_error(L, "this LuaJIT has no table.clone");
     lua_call(L, 0, 1);
     lua_getglobal(L, "next");
-    lua_call(L, 8, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_PRELOAD"); /* table.new, likewise */
+    lua_getfield(L, -1, "table.new");
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1))
+        return luaL_error(L, "this LuaJIT has no table.new");
+    lua_call(L, 0, 1);
+    lua_call(L, 9, 1);
     lua_pushcfunction(L, traceback_handler);
     w->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     /* The decoded-array metatable, keyed by an address only this file knows. */
