@@ -166,6 +166,38 @@ static size_t headers_from_event(struct arena *arena, const struct event_headers
     return n;
 }
 
+/* The message's own headers with a function's header changes applied, for
+ * a map the event built from exactly these headers (all but the hidden
+ * ones): each header the function left alone keeps its place and its token,
+ * a changed one makes way for its new values (added at the end), a removed
+ * one (no values) goes. The same headers headers_from_event makes of the
+ * changes merged into the event's map, without building that map. */
+static size_t headers_with_changes(struct arena *arena, const struct event_headers *changes, const struct http_header *original,
+                                   size_t original_count, struct http_header **out)
+{
+    size_t added = 0;
+    for (size_t c = 0; c < changes->count; c++)
+        added += changes->items[c].value_count;
+    struct http_header *array = arena_alloc(arena, sizeof *array * (original_count + added + 1));
+    size_t n = 0;
+    for (size_t i = 0; i < original_count; i++) {
+        const struct http_header *header = &original[i];
+        bool changed = false;
+        for (size_t c = 0; c < changes->count && !changed; c++)
+            changed = slice_equal_nocase(header->name, changes->items[c].name);
+        if (!changed || header_hidden(header))
+            array[n++] = *header;
+    }
+    for (size_t c = 0; c < changes->count; c++) {
+        const struct event_header *header = &changes->items[c];
+        enum http_token token = header->value_count > 0 ? http_token_lookup(header->name) : HTTP_TOKEN_OTHER;
+        for (size_t v = 0; v < header->value_count; v++)
+            array[n++] = (struct http_header){.name = header->values[v].key, .value = header->values[v].value, .token = token};
+    }
+    *out = array;
+    return n;
+}
+
 static bool apply_request(struct request *request, enum config_trigger_kind kind, const struct event_request *result)
 {
     struct arena *arena = &request->arena;
@@ -444,7 +476,13 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
         request_resume(request);
         return;
     }
-    event_result_merge_header_changes(request->hook_input, &result, &request->arena);
+    /* Header changes to a response (its map was built from the response's
+     * headers) are applied to those headers directly; other changes are
+     * merged into the event's map first (origin-request's Host is not the
+     * request's). */
+    bool response_changes = result.kind == EVENT_RESULT_RESPONSE && result.response.headers_are_changes;
+    if (!response_changes)
+        event_result_merge_header_changes(request->hook_input, &result, &request->arena);
     switch (kind) {
     case CONFIG_TRIGGER_VIEWER_REQUEST:
     case CONFIG_TRIGGER_ORIGIN_REQUEST:
@@ -476,8 +514,12 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
         request->status = response->status;
         if (response->has_status_description)
             request->reason = response->status_description;
-        request->response_header_count = headers_from_event(&request->arena, &response->headers, request->response_headers,
-                                                            request->response_header_count, &request->response_headers);
+        if (response_changes)
+            request->response_header_count = headers_with_changes(&request->arena, &response->headers, request->response_headers,
+                                                                  request->response_header_count, &request->response_headers);
+        else
+            request->response_header_count = headers_from_event(&request->arena, &response->headers, request->response_headers,
+                                                                request->response_header_count, &request->response_headers);
         if (kind == CONFIG_TRIGGER_ORIGIN_RESPONSE && response->has_body) {
             /* The function's body replaces the origin's, whose rest is dropped. */
             slice_t body = response->body;

@@ -430,6 +430,35 @@ def test_viewer_response_runs_on_hit_and_miss(verge, origin, tmp_path):
     assert log.starts("vresp") == [cf_id(first), cf_id(second)], log.dump()
 
 
+HEADER_EDITS = lua_handler("""
+  response.headers["x-change"][1].value = "changed"
+  response.headers["x-drop"] = nil
+  response.headers["x-new"] = {{key = "X-New", value = "added"}}
+  return response
+""")
+
+
+@pytest.mark.parametrize("trigger", ["viewer-response", "origin-response"])
+def test_response_header_edits_leave_the_other_headers_as_they_were(verge, origin, tmp_path, trigger):
+    """A function that edits a few of many response headers: workers send such results as changes
+    against the event's headers (hooks/README.md, "Header changes") once the map is a template,
+    i.e. from the second event on. Every response, miss or hit, must carry exactly the origin's
+    other headers, repeated ones in their order, and the edits."""
+    origin.route("/edits", body="x", headers=[
+        "Set-Cookie: a=1", "X-Keep: kept", "X-Change: before", "Set-Cookie: b=2", "X-Drop: dropped",
+        "Cache-Control: max-age=60", "X-Padding: %s" % ("p" * 40)])
+    v = verge(fn_config(tmp_path, origin, {"edits": HEADER_EDITS}, {trigger: "edits"}, cache={}))
+    for i in range(4):
+        r = v.get("/edits?n=%d" % (i % 2))  # two objects: misses, then hits of each
+        assert r.status == 200, (r, r.headers)
+        names = [n.lower() for n, _ in r.headers]
+        assert [value for n, value in r.headers if n.lower() == "set-cookie"] == ["a=1", "b=2"], r.headers
+        assert (r.header("x-keep"), r.header("x-change"), r.header("x-new")) == ("kept", "changed", "added"), r.headers
+        assert "x-drop" not in names and names.count("x-change") == 1 and names.count("x-keep") == 1, r.headers
+        assert r.header("x-padding") == "p" * 40 and r.header("cache-control") == "max-age=60", r.headers
+        assert r.body == b"x"
+
+
 @pytest.mark.parametrize("status", [404, 500])
 def test_viewer_response_skipped_for_origin_errors(verge, origin, tmp_path, status):
     log = FunctionLog(tmp_path / "fn.log")
