@@ -630,9 +630,36 @@ void cache_store_configure(uint64_t memory_bytes, uint64_t max_object, enum cach
 static EVP_MD *sha256;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 
+/* Each thread's digest context, made once and reused: EVP_Digest makes,
+ * wipes and frees one per call, which cost as much as hashing the key. The
+ * key only gets the thread-exit destructor called, which frees it. */
+static _Thread_local EVP_MD_CTX *sha256_context;
+static pthread_key_t sha256_context_key;
+
+static void sha256_context_free(void *unused)
+{
+    (void)unused;
+    EVP_MD_CTX_free(sha256_context);
+    sha256_context = NULL;
+}
+
 static void sha256_fetch(void)
 {
     sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    pthread_key_create(&sha256_context_key, sha256_context_free);
+}
+
+static bool sha256_with_context(const unsigned char *data, size_t len, unsigned char hash[CACHE_KEY_HASH_LEN])
+{
+    if (sha256 == NULL)
+        return false;
+    if (sha256_context == NULL) {
+        if ((sha256_context = EVP_MD_CTX_new()) == NULL)
+            return false;
+        pthread_setspecific(sha256_context_key, &sha256_context);
+    }
+    return EVP_DigestInit_ex2(sha256_context, sha256, NULL) && EVP_DigestUpdate(sha256_context, data, len) &&
+           EVP_DigestFinal_ex(sha256_context, hash, NULL);
 }
 
 void cache_key_hash(slice_t key, unsigned char hash[CACHE_KEY_HASH_LEN])
@@ -640,7 +667,7 @@ void cache_key_hash(slice_t key, unsigned char hash[CACHE_KEY_HASH_LEN])
     static const unsigned char empty = 0;
     pthread_once(&sha256_once, sha256_fetch);
     const unsigned char *data = key.len > 0 ? (const unsigned char *)key.ptr : &empty;
-    if (sha256 == NULL || !EVP_Digest(data, key.len, hash, NULL, sha256, NULL))
+    if (!sha256_with_context(data, key.len, hash))
         SHA256(data, key.len, hash); /* cannot happen with a working OpenSSL; the slow path still hashes */
 }
 
