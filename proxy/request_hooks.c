@@ -214,7 +214,12 @@ static bool apply_request(struct request *request, enum config_trigger_kind kind
     if (result->has_querystring)
         request->query = result->querystring;
     struct http_header *headers;
-    size_t count = headers_from_event(arena, &result->headers, request->headers, request->header_count, &headers);
+    /* Changes come here only at viewer-request, whose event map was built
+     * from exactly these headers (origin-request's are merged: its Host is
+     * the origin's). */
+    size_t count = result->headers_are_changes
+                       ? headers_with_changes(arena, &result->headers, request->headers, request->header_count, &headers)
+                       : headers_from_event(arena, &result->headers, request->headers, request->header_count, &headers);
     if (kind == CONFIG_TRIGGER_ORIGIN_REQUEST) {
         /* Host at origin-request is the origin's: a changed one is sent as is;
          * an unchanged one follows the origin (also a newly chosen one). */
@@ -476,12 +481,12 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
         request_resume(request);
         return;
     }
-    /* Header changes to a response (its map was built from the response's
-     * headers) are applied to those headers directly; other changes are
-     * merged into the event's map first (origin-request's Host is not the
-     * request's). */
+    /* Header changes to a response, or to the request at viewer-request
+     * (those maps were built from exactly the message's headers), are
+     * applied to the message's headers directly; origin-request's are
+     * merged into the event's map first (its Host is the origin's). */
     bool response_changes = result.kind == EVENT_RESULT_RESPONSE && result.response.headers_are_changes;
-    if (!response_changes)
+    if (kind == CONFIG_TRIGGER_ORIGIN_REQUEST)
         event_result_merge_header_changes(request->hook_input, &result, &request->arena);
     switch (kind) {
     case CONFIG_TRIGGER_VIEWER_REQUEST:

@@ -459,6 +459,32 @@ def test_response_header_edits_leave_the_other_headers_as_they_were(verge, origi
         assert r.body == b"x"
 
 
+REQUEST_HEADER_EDITS = lua_handler("""
+  request.headers["x-change"][1].value = "changed"
+  request.headers["x-drop"] = nil
+  request.headers["x-new"] = {{key = "X-New", value = "added"}}
+  return request
+""")
+
+
+@pytest.mark.parametrize("trigger", ["viewer-request", "origin-request"])
+def test_request_header_edits_leave_the_other_headers_as_they_were(verge, origin, tmp_path, trigger):
+    """The request side of the test above: from the second event on the worker sends the edits
+    as changes; the origin must see the viewer's other headers, repeated ones in order, and the
+    edits, every time (no cache: each request reaches the origin)."""
+    v = verge(fn_config(tmp_path, origin, {"edits": REQUEST_HEADER_EDITS}, {trigger: "edits"}))
+    sent = [("Cookie", "a=1"), ("X-Keep", "kept"), ("X-Change", "before"), ("Cookie", "b=2"), ("X-Drop", "dropped"),
+            ("X-Padding", "p" * 40)]
+    for i in range(4):
+        r = v.get("/edits/%d" % i, headers=sent)
+        assert r.status == 200, (r, r.headers)
+        seen = origin.requests[-1]
+        names = [n.lower() for n, _ in seen.headers]
+        assert seen.header_values("cookie") == ["a=1", "b=2"], seen.headers
+        assert (seen.header("x-keep"), seen.header("x-change"), seen.header("x-new")) == ("kept", "changed", "added"), seen.headers
+        assert "x-drop" not in names and names.count("x-change") == 1 and seen.header("x-padding") == "p" * 40, seen.headers
+
+
 @pytest.mark.parametrize("status", [404, 500])
 def test_viewer_response_skipped_for_origin_errors(verge, origin, tmp_path, status):
     log = FunctionLog(tmp_path / "fn.log")
