@@ -192,6 +192,12 @@ static void log_text(const struct function_pool *pool, slice_t prefix, slice_t t
     function_log_batch_add(&pool->owner->log, pool->name, prefix, text);
 }
 
+/* START, END and REPORT: lines this file builds, without CR or LF. */
+static void log_report_lines(const struct function_pool *pool, const slice_t *lines, size_t count)
+{
+    function_log_batch_add_lines(&pool->owner->log, pool->name, lines, count);
+}
+
 /* Queues the lines collected so far (before anything else may log: a
  * callback, the loop blocking). */
 static void log_flush(struct hooks_pools *pools)
@@ -427,7 +433,7 @@ static void begin_first(struct worker_process *worker, uint64_t now)
         p = put_text(p, event->request_id);
         p = put_literal(p, " Version: ");
         p = put_slice(p, pool->version_slice);
-        log_text(pool, (slice_t){NULL, 0}, (slice_t){text, (size_t)(p - text)});
+        log_report_lines(pool, &(slice_t){text, (size_t)(p - text)}, 1);
     }
     /* One heap adjustment whether the timer runs or not (ev_timer_again). */
     worker->deadline.repeat = event->timeout_ms / 1000.0;
@@ -482,7 +488,8 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
         size_t id_len = strlen(event->request_id);
         p = put_literal(p, "END RequestId: ");
         p = put_slice(p, (slice_t){event->request_id, id_len});
-        p = put_literal(p, "\nREPORT RequestId: ");
+        slice_t lines[2] = {{text, (size_t)(p - text)}, {p, 0}};
+        p = put_literal(p, "REPORT RequestId: ");
         p = put_slice(p, (slice_t){event->request_id, id_len});
         p = put_literal(p, "\tDuration: ");
         p = put_milliseconds(p, duration_ms);
@@ -498,7 +505,8 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
             p = put_milliseconds(p, worker->init_ms);
             p = put_literal(p, " ms\t");
         }
-        log_text(pool, (slice_t){NULL, 0}, (slice_t){text, (size_t)(p - text)});
+        lines[1].len = (size_t)(p - lines[1].ptr);
+        log_report_lines(pool, lines, 2);
     }
     worker->cold = false;
     atomic_fetch_add_explicit(&counters->invocations, 1, memory_order_relaxed);

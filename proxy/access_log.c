@@ -396,8 +396,9 @@ static char *put_text(char *p, slice_t s, bool scrub)
     return p + s.len;
 }
 
-/* Writes one line at p (line_size bytes at most); returns its end. */
-static char *line_write(char *p, const struct line_start *start, slice_t text)
+/* Writes one line at p (line_size bytes at most); returns its end. CR and
+ * LF in `text` become spaces when `scrub_text`. */
+static char *line_write(char *p, const struct line_start *start, slice_t text, bool scrub_text)
 {
     memcpy(p, start->time, sizeof start->time);
     p += sizeof start->time;
@@ -405,7 +406,7 @@ static char *line_write(char *p, const struct line_start *start, slice_t text)
     p = put_text(p, start->name, start->scrub_name);
     *p++ = '\t';
     p = put_text(p, start->prefix, start->scrub_prefix);
-    p = put_text(p, text, has_line_break(text.ptr, text.len));
+    p = put_text(p, text, scrub_text);
     *p++ = '\n';
     return p;
 }
@@ -428,7 +429,7 @@ void function_log_write(slice_t function_name, slice_t text)
     char stack[1024];
     char *buffer = need <= sizeof stack ? stack : malloc(need);
     VERGE_ASSERT(buffer != NULL);
-    char *end = line_write(buffer, &start, text);
+    char *end = line_write(buffer, &start, text, has_line_break(text.ptr, text.len));
     log_writer_queue(&function_writer, buffer, (size_t)(end - buffer), 1);
     if (buffer != stack)
         free(buffer);
@@ -443,10 +444,28 @@ void function_log_batch_add(struct function_log_batch *batch, slice_t function_n
     for (const char *line = text.ptr, *end = text.ptr + text.len;; line++) {
         const char *stop = line_end(line, end);
         bytebuf_reserve(&batch->lines, line_size(&start, (size_t)(stop - line)));
-        char *p = line_write(batch->lines.data + batch->lines.len, &start, (slice_t){line, (size_t)(stop - line)});
+        slice_t one = {line, (size_t)(stop - line)};
+        char *p = line_write(batch->lines.data + batch->lines.len, &start, one, has_line_break(one.ptr, one.len));
         batch->lines.len = (size_t)(p - batch->lines.data);
         if ((line = stop) == end)
             break;
+    }
+    batch->entries++;
+}
+
+void function_log_batch_add_lines(struct function_log_batch *batch, slice_t function_name, const slice_t *lines, size_t count)
+{
+    if (!log_writer_enabled(&function_writer))
+        return;
+    struct line_start start;
+    line_start_init(&start, function_name, (slice_t){NULL, 0});
+    for (size_t i = 0; i < count; i++) {
+#ifndef NDEBUG
+        VERGE_ASSERT(!has_line_break(lines[i].ptr, lines[i].len));
+#endif
+        bytebuf_reserve(&batch->lines, line_size(&start, lines[i].len));
+        char *p = line_write(batch->lines.data + batch->lines.len, &start, lines[i], false);
+        batch->lines.len = (size_t)(p - batch->lines.data);
     }
     batch->entries++;
 }

@@ -64,6 +64,11 @@ struct function_log_batch {
  * `prefix` at the start of each (after the name and tab), CR and LF in the
  * name and prefix as spaces; nothing when the log is off. */
 void function_log_batch_add(struct function_log_batch *batch, slice_t function_name, slice_t prefix, slice_t text);
+/* The same for `count` lines the caller built and vouches for: none holds a
+ * CR or LF (the worker pool's START, END and REPORT lines: fixed words,
+ * request ids, numbers), so they are neither searched nor scrubbed (checked
+ * in debug builds); no prefix. */
+void function_log_batch_add_lines(struct function_log_batch *batch, slice_t function_name, const slice_t *lines, size_t count);
 /* Queues the batch's lines and empties it (its memory is kept for reuse, up
  * to 256 KiB: a burst of long prints does not pin more on the thread). */
 void function_log_batch_queue(struct function_log_batch *batch);

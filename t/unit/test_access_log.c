@@ -425,7 +425,10 @@ static void test_function_log_batch(void)
     long_text[sizeof long_text - 1] = '\0';
     long_text[40] = '\r';
     function_log_batch_add(&batch, SLICE_LITERAL("fn"), (slice_t){NULL, 0}, slice_from_cstr(long_text));
-    CHECK_INT(batch.entries, 4);
+    /* lines the caller built: one each, one time stamp, the name still scrubbed */
+    slice_t report[] = {SLICE_LITERAL("END RequestId: r1"), SLICE_LITERAL("REPORT RequestId: r1\tDuration: 1.00 ms\t")};
+    function_log_batch_add_lines(&batch, SLICE_LITERAL("f\rn"), report, 2);
+    CHECK_INT(batch.entries, 5);
     function_log_batch_queue(&batch);
     CHECK_INT(batch.lines.len, 0);
     CHECK_INT(batch.entries, 0);
@@ -447,8 +450,8 @@ static void test_function_log_batch(void)
         return;
     char *lines[16];
     size_t count = split_lines(text, lines, VERGE_ARRAY_SIZE(lines));
-    CHECK_INT(count, 9);
-    if (count == 9) {
+    CHECK_INT(count, 11);
+    if (count == 11) {
         long_text[40] = ' ';
         check_function_line(lines[0], "fn", "before", now);
         check_function_line(lines[1], "fn", "START RequestId: r1 Version: 1", now);
@@ -457,8 +460,11 @@ static void test_function_log_batch(void)
         check_function_line(lines[4], "fn", "r1\tINFO\t", now);
         check_function_line(lines[5], "f n", "r 1\tx", now);
         check_function_line(lines[6], "fn", long_text, now);
-        check_function_line(lines[7], "fn", "after", now);
-        CHECK(strlen(lines[8]) > sizeof big_text - 1 && strstr(lines[8], "\tfn\tzzz") != NULL);
+        check_function_line(lines[7], "f n", "END RequestId: r1", now);
+        check_function_line(lines[8], "f n", "REPORT RequestId: r1\tDuration: 1.00 ms\t", now);
+        CHECK(strncmp(lines[7], lines[8], 24) == 0); /* one time stamp */
+        check_function_line(lines[9], "fn", "after", now);
+        CHECK(strlen(lines[10]) > sizeof big_text - 1 && strstr(lines[10], "\tfn\tzzz") != NULL);
     }
     free(text);
     unlink(path);
