@@ -635,6 +635,7 @@ static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
  * key only gets the thread-exit destructor called, which frees it. */
 static _Thread_local EVP_MD_CTX *sha256_context;
 static pthread_key_t sha256_context_key;
+static bool sha256_context_key_made; /* else every call uses EVP_Digest */
 
 static void sha256_context_free(void *unused)
 {
@@ -646,17 +647,23 @@ static void sha256_context_free(void *unused)
 static void sha256_fetch(void)
 {
     sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    pthread_key_create(&sha256_context_key, sha256_context_free);
+    sha256_context_key_made = pthread_key_create(&sha256_context_key, sha256_context_free) == 0;
 }
 
 static bool sha256_with_context(const unsigned char *data, size_t len, unsigned char hash[CACHE_KEY_HASH_LEN])
 {
     if (sha256 == NULL)
         return false;
+    if (!sha256_context_key_made)
+        return EVP_Digest(data, len, hash, NULL, sha256, NULL);
     if (sha256_context == NULL) {
         if ((sha256_context = EVP_MD_CTX_new()) == NULL)
             return false;
-        pthread_setspecific(sha256_context_key, &sha256_context);
+        if (pthread_setspecific(sha256_context_key, &sha256_context) != 0) {
+            EVP_MD_CTX_free(sha256_context); /* nothing would free it when the thread ends */
+            sha256_context = NULL;
+            return EVP_Digest(data, len, hash, NULL, sha256, NULL);
+        }
     }
     return EVP_DigestInit_ex2(sha256_context, sha256, NULL) && EVP_DigestUpdate(sha256_context, data, len) &&
            EVP_DigestFinal_ex(sha256_context, hash, NULL);

@@ -339,6 +339,7 @@ struct source_set {
 #define TEMPLATE_SLOTS 4
 #define TEMPLATE_MIN_BYTES 64
 #define TEMPLATE_MAX_EVENT (64 * 1024)
+#define TEMPLATE_MAX_RESULT (64 * 1024) /* a larger result (a body) goes whole: its changes would save little */
 #define MISS_STREAK_MAX 8
 #define BYPASS_EVENTS 64
 
@@ -354,13 +355,15 @@ struct source_set {
  * when it was stored: a copy made by table.clone keeps its tables' layout,
  * and so their order, until the function changes them. An entry that only
  * differs in order counts as changed, which costs speed, not correctness. A
- * result whose map is anything but string-keyed values, or that changes more
- * than EVENT_HEADER_CHANGES_MAX headers, goes whole. */
+ * result whose map is anything but string-keyed values, that changes more
+ * than EVENT_HEADER_CHANGES_MAX headers, whose changes would be no smaller
+ * than the map, or that is over TEMPLATE_MAX_RESULT goes whole (the last
+ * two also bound what the changes buffer holds). */
 struct template_header {
     slice_t name;
     slice_t key;   /* the encoding of the map key: a string or a dictionary reference */
     slice_t value; /* the encoding of the list */
-    uint32_t seen; /* the last result (templates.results) that had it unchanged */
+    uint64_t seen; /* the last result (templates.results) that still had it (64 bits: never wraps) */
 };
 
 struct template_index {
@@ -387,7 +390,7 @@ struct header_templates {
     struct header_template_part part[2];
     struct bytebuf bare;     /* this event with its templated maps replaced by empty tables */
     struct bytebuf changes;  /* this event's result with its map as changes */
-    uint32_t results;        /* results compared so far */
+    uint64_t results;        /* results compared so far */
     bool event_has_response; /* this event has a response (a response trigger's) */
 };
 
@@ -646,7 +649,7 @@ static void templates_stored(struct header_templates *t, int slot, slice_t encod
  * the bytes compared with that header's value; only a changed or added
  * header's value is walked. */
 static const unsigned char *diff_header_map(struct template_index *index, const unsigned char *p, const unsigned char *end,
-                                            uint32_t results, slice_t changed[][2], uint32_t *changed_count, uint32_t *kept)
+                                            uint64_t results, slice_t changed[][2], uint32_t *changed_count, uint32_t *kept)
 {
     uint32_t pairs = 0, next = 0;
     if (*p == COMPACT_EMPTY_TABLE)
@@ -700,7 +703,7 @@ static bool templates_result_changes(struct header_templates *t, slice_t result,
 {
     bool response = t->event_has_response;
     struct header_template_part *part = &t->part[response ? 1 : 0];
-    if (part->slot == 0)
+    if (part->slot == 0 || result.len > TEMPLATE_MAX_RESULT)
         return false;
     struct template_index *index = &part->index[(part->slot - 1) % TEMPLATE_SLOTS];
     if (index->encoding == NULL)
@@ -708,7 +711,8 @@ static bool templates_result_changes(struct header_templates *t, slice_t result,
     const unsigned char *start = (const unsigned char *)result.ptr, *end = start + result.len, *p = start;
     const unsigned char *map = NULL, *map_end = NULL;
     bool has_status = false;
-    uint32_t members, results = ++t->results, changed_count = 0, kept = 0;
+    uint32_t members, changed_count = 0, kept = 0;
+    uint64_t results = ++t->results;
     slice_t changed[EVENT_HEADER_CHANGES_MAX][2]; /* key, value */
     if (result.len == 0 || *p != COMPACT_HASH || (p = walk_u(p + 1, end, &members)) == NULL)
         return false;
@@ -730,6 +734,14 @@ static bool templates_result_changes(struct header_templates *t, slice_t result,
     uint32_t total = changed_count + (index->count - kept);
     if (p != end || map == NULL || has_status != response || total > EVENT_HEADER_CHANGES_MAX)
         return false;
+    size_t changes_bytes = 6;
+    for (uint32_t c = 0; c < changed_count; c++)
+        changes_bytes += changed[c][0].len + changed[c][1].len;
+    for (uint32_t n = 0; n < index->count && kept < index->count; n++)
+        if (index->headers[n].seen != results)
+            changes_bytes += index->headers[n].key.len + 1;
+    if (changes_bytes >= (size_t)(map_end - map))
+        return false; /* no smaller than the whole map */
     /* what comes before the map, the changes, the removed headers, what comes after */
     struct bytebuf *out = &t->changes;
     out->len = 0;

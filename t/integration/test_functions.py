@@ -433,6 +433,8 @@ def test_viewer_response_runs_on_hit_and_miss(verge, origin, tmp_path):
 HEADER_EDITS = lua_handler("""
   response.headers["x-change"][1].value = "changed"
   response.headers["x-drop"] = nil
+  response.headers["x-empty"] = {}
+  response.headers["set-cookie"][2].value = "b=3"
   response.headers["x-new"] = {{key = "X-New", value = "added"}}
   return response
 """)
@@ -446,15 +448,18 @@ def test_response_header_edits_leave_the_other_headers_as_they_were(verge, origi
     other headers, repeated ones in their order, and the edits."""
     origin.route("/edits", body="x", headers=[
         "Set-Cookie: a=1", "X-Keep: kept", "X-Change: before", "Set-Cookie: b=2", "X-Drop: dropped",
-        "Cache-Control: max-age=60", "X-Padding: %s" % ("p" * 40)])
+        "Cache-Control: max-age=60", "X-Padding: %s" % ("p" * 40), "X-Empty: e", "X-Edge-Origin-Shield: kept"])
     v = verge(fn_config(tmp_path, origin, {"edits": HEADER_EDITS}, {trigger: "edits"}, cache={}))
     for i in range(4):
         r = v.get("/edits?n=%d" % (i % 2))  # two objects: misses, then hits of each
         assert r.status == 200, (r, r.headers)
         names = [n.lower() for n, _ in r.headers]
-        assert [value for n, value in r.headers if n.lower() == "set-cookie"] == ["a=1", "b=2"], r.headers
+        assert [value for n, value in r.headers if n.lower() == "set-cookie"] == ["a=1", "b=3"], r.headers
         assert (r.header("x-keep"), r.header("x-change"), r.header("x-new")) == ("kept", "changed", "added"), r.headers
-        assert "x-drop" not in names and names.count("x-change") == 1 and names.count("x-keep") == 1, r.headers
+        assert "x-drop" not in names and "x-empty" not in names, r.headers
+        assert names.count("x-change") == 1 and names.count("x-keep") == 1, r.headers
+        # a header functions never see (X-Edge-*) stays on the message
+        assert r.header("x-edge-origin-shield") == "kept", r.headers
         assert r.header("x-padding") == "p" * 40 and r.header("cache-control") == "max-age=60", r.headers
         assert r.body == b"x"
 
