@@ -141,15 +141,17 @@ static struct event_input *build_event(struct request *request, enum config_trig
 
 /* ---- result → request / response ------------------------------------------- */
 
-/* The function's headers, plus the hidden ones of the original message. */
-static size_t headers_from_event(struct arena *arena, const struct event_headers *headers, const struct http_header *original,
-                                 size_t original_count, struct http_header **out)
+static size_t event_header_values(const struct event_headers *headers)
 {
     size_t count = 0;
     for (size_t i = 0; i < headers->count; i++)
         count += headers->items[i].value_count;
-    /* room for every original header: the hidden ones are found in one pass */
-    struct http_header *array = arena_alloc(arena, sizeof *array * (count + original_count + 1));
+    return count;
+}
+
+/* Writes every value of `headers` (validated) as message headers at `array`; returns how many. */
+static size_t put_event_headers(struct http_header *array, const struct event_headers *headers)
+{
     size_t n = 0;
     for (size_t i = 0; i < headers->count; i++) {
         const struct event_header *header = &headers->items[i];
@@ -159,6 +161,16 @@ static size_t headers_from_event(struct arena *arena, const struct event_headers
         for (size_t v = 0; v < header->value_count; v++)
             array[n++] = (struct http_header){.name = header->values[v].key, .value = header->values[v].value, .token = token};
     }
+    return n;
+}
+
+/* The function's headers, plus the hidden ones of the original message. */
+static size_t headers_from_event(struct arena *arena, const struct event_headers *headers, const struct http_header *original,
+                                 size_t original_count, struct http_header **out)
+{
+    /* room for every original header: the hidden ones are found in one pass */
+    struct http_header *array = arena_alloc(arena, sizeof *array * (event_header_values(headers) + original_count + 1));
+    size_t n = put_event_headers(array, headers);
     for (size_t i = 0; i < original_count; i++)
         if (header_hidden(&original[i]))
             array[n++] = original[i];
@@ -175,10 +187,7 @@ static size_t headers_from_event(struct arena *arena, const struct event_headers
 static size_t headers_with_changes(struct arena *arena, const struct event_headers *changes, const struct http_header *original,
                                    size_t original_count, struct http_header **out)
 {
-    size_t added = 0;
-    for (size_t c = 0; c < changes->count; c++)
-        added += changes->items[c].value_count;
-    struct http_header *array = arena_alloc(arena, sizeof *array * (original_count + added + 1));
+    struct http_header *array = arena_alloc(arena, sizeof *array * (original_count + event_header_values(changes) + 1));
     size_t n = 0;
     for (size_t i = 0; i < original_count; i++) {
         const struct http_header *header = &original[i];
@@ -188,12 +197,7 @@ static size_t headers_with_changes(struct arena *arena, const struct event_heade
         if (!changed || header_hidden(header))
             array[n++] = *header;
     }
-    for (size_t c = 0; c < changes->count; c++) {
-        const struct event_header *header = &changes->items[c];
-        enum http_token token = header->value_count > 0 ? http_token_lookup(header->name) : HTTP_TOKEN_OTHER;
-        for (size_t v = 0; v < header->value_count; v++)
-            array[n++] = (struct http_header){.name = header->values[v].key, .value = header->values[v].value, .token = token};
-    }
+    n += put_event_headers(array + n, changes);
     *out = array;
     return n;
 }
