@@ -27,6 +27,28 @@ struct config_address {
     bool is_loopback;
 };
 
+struct tls_certificate;
+struct tls_server;
+
+struct config_certificate {
+    char *cert_path; /* absolute */
+    char *key_path;
+    struct tls_certificate *loaded; /* read and matched at load; freed with the config */
+};
+
+struct config_tls {
+    bool enabled; /* "tls" present and valid */
+    struct config_certificate *certificates;
+    size_t certificate_count;
+    int min_version;           /* enum tls_min_version: 0 TLSv1.2, 1 TLSv1.3 */
+    struct tls_server *server; /* built at load from the certificates; owned by the config */
+};
+
+struct config_listen {
+    struct config_address address;
+    struct config_tls tls;
+};
+
 enum origin_kind { ORIGIN_KIND_HTTP, ORIGIN_KIND_STATIC };
 
 struct config_origin {
@@ -101,7 +123,7 @@ struct config {
     unsigned generation; /* 1 for the first load, +1 for each successful reload (set by the caller) */
     char *source_path;
 
-    struct config_address *listen;
+    struct config_listen *listen;
     size_t listen_count;
     int threads;
 

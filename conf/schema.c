@@ -16,6 +16,7 @@
 #include "schema.h"
 
 #include "../hooks/compile.h"
+#include "../proxy/tls.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -42,6 +43,9 @@ static void set_file_path(struct loader *, const struct schema_key *, const char
 static void set_path_or_false(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_token_file(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void finish_listen(struct loader *, const char *, const struct json_value *, char *);
+static void set_certificate_path(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void finish_certificate(struct loader *, const char *, const struct json_value *, char *);
+static void finish_listen_tls(struct loader *, const char *, const struct json_value *, char *);
 static void finish_origin(struct loader *, const char *, const struct json_value *, char *);
 static void finish_behaviors(struct loader *, const char *, const struct json_value *, char *);
 static void finish_admin(struct loader *, const char *, const struct json_value *, char *);
@@ -58,6 +62,8 @@ static void set_function_limits(struct loader *, const struct schema_key *, cons
 static void set_trigger(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 
 static const char *const access_log_formats[] = {"json", NULL};
+/* Same order as enum tls_min_version: the index is what is stored. */
+static const char *const tls_min_versions[] = {"TLSv1.2", "TLSv1.3", NULL};
 static const char *const function_limits[] = {"lambda", "relaxed", NULL};
 #define FUNCTION_ENV_MAX 64
 #define FUNCTION_HANDLER_MAX 255
@@ -95,17 +101,58 @@ const struct schema_key config_schema[] = {
      .max = 64,
      .offset = offsetof(struct config, listen),
      .count_offset = offsetof(struct config, listen_count),
-     .element_size = sizeof(struct config_address),
+     .element_size = sizeof(struct config_listen),
      .finish = finish_listen,
-     .doc = "Addresses the viewer listener binds (plain HTTP; every thread binds each one with SO_REUSEPORT)."},
+     .doc = "Addresses the viewer listener binds (every thread binds each one with SO_REUSEPORT)."},
     {.pattern = "listen[]", .type = SCHEMA_OBJECT, .doc = "One listen address."},
     {.pattern = "listen[].address",
      .type = SCHEMA_STRING,
      .flags = KEY_REQUIRED,
      .expected = ADDRESS_EXPECTED,
-     .offset = 0,
+     .offset = offsetof(struct config_listen, address),
      .set = set_address,
      .doc = "Numeric address and port to bind, e.g. `0.0.0.0:8080` or `[::]:8080`."},
+    {.pattern = "listen[].tls",
+     .type = SCHEMA_OBJECT,
+     .finish = finish_listen_tls,
+     .default_doc = "none (plain HTTP)",
+     .doc = "HTTPS on this address: certificates (SNI picks one; the first is the default), session tickets, ALPN http/1.1. "
+            "Changing whether a listener has TLS takes effect at the next restart; its certificates reload."},
+    {.pattern = "listen[].tls.certificates",
+     .type = SCHEMA_ARRAY,
+     .flags = KEY_REQUIRED,
+     .min = 1,
+     .max = 64,
+     .offset = offsetof(struct config_listen, tls.certificates),
+     .count_offset = offsetof(struct config_listen, tls.certificate_count),
+     .element_size = sizeof(struct config_certificate),
+     .doc = "Certificates with their keys. A viewer's SNI name picks the one whose subjectAltName DNS names (or CN, "
+            "without SANs) match: exact names before wildcards (`*.example.com`, one label); none matching: the first."},
+    {.pattern = "listen[].tls.certificates[]",
+     .type = SCHEMA_OBJECT,
+     .finish = finish_certificate,
+     .doc = "One certificate: read and checked against its key at load and reload."},
+    {.pattern = "listen[].tls.certificates[].cert",
+     .type = SCHEMA_STRING,
+     .flags = KEY_REQUIRED,
+     .expected = "a file path",
+     .offset = offsetof(struct config_certificate, cert_path),
+     .set = set_certificate_path,
+     .doc = "PEM file: the certificate, then its intermediates (relative to the config file's directory)."},
+    {.pattern = "listen[].tls.certificates[].key",
+     .type = SCHEMA_STRING,
+     .flags = KEY_REQUIRED,
+     .expected = "a file path",
+     .offset = offsetof(struct config_certificate, key_path),
+     .set = set_certificate_path,
+     .doc = "PEM file: the certificate's private key, unencrypted (relative to the config file's directory)."},
+    {.pattern = "listen[].tls.min_version",
+     .type = SCHEMA_ENUM,
+     .values = tls_min_versions,
+     .default_value = "TLSv1.2",
+     .offset = offsetof(struct config_listen, tls.min_version),
+     .set = set_enum_index,
+     .doc = "Oldest TLS version accepted: `TLSv1.2` (with ECDHE and AEAD suites only) or `TLSv1.3`."},
 
     {.pattern = "threads",
      .type = SCHEMA_INTEGER,
@@ -723,6 +770,17 @@ static void set_file_path(struct loader *L, const struct schema_key *key, const 
 }
 
 /* A log path, or false for off (the field stays NULL). */
+static void set_certificate_path(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                                 char *target)
+{
+    if (v->text.len == 0) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    const char *resolved = resolve_relative(L, v->text.ptr);
+    *FIELD(char *, target, key) = arena_strndup(&L->config->arena, resolved, strlen(resolved));
+}
+
 static void set_path_or_false(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
                               char *target)
 {
@@ -1244,11 +1302,59 @@ static void finish_listen(struct loader *L, const char *path, const struct json_
     const struct config *config = L->config;
     for (size_t i = 1; i < config->listen_count; i++)
         for (size_t j = 0; j < i; j++)
-            if (same_address(&config->listen[i], &config->listen[j])) {
+            if (same_address(&config->listen[i].address, &config->listen[j].address)) {
                 config_load_error(L, "%s[%zu].address: %s is already listed at %s[%zu].address", path, i,
-                                  config_quote_text(L, slice_from_cstr(config->listen[i].text)), path, j);
+                                  config_quote_text(L, slice_from_cstr(config->listen[i].address.text)), path, j);
                 break;
             }
+}
+
+static void free_certificate(void *certificate)
+{
+    tls_certificate_free(certificate);
+}
+
+static void free_tls_server(void *server)
+{
+    tls_server_unref(server);
+}
+
+/* Reads the pair now, so `verge check` and a reload report a bad file or a
+ * mismatched key instead of the listener failing later. */
+static void finish_certificate(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    struct config_certificate *certificate = (struct config_certificate *)target;
+    if (certificate->cert_path == NULL || certificate->key_path == NULL)
+        return; /* already reported */
+    char error[512];
+    enum tls_certificate_field field;
+    certificate->loaded = tls_certificate_load(certificate->cert_path, certificate->key_path, &field, error, sizeof error);
+    if (certificate->loaded == NULL) {
+        config_load_error(L, "%s.%s: %s", path, field == TLS_FIELD_CERT ? "cert" : "key", error);
+        return;
+    }
+    arena_add_cleanup(&L->config->arena, free_certificate, certificate->loaded);
+}
+
+static void finish_listen_tls(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    struct config_tls *tls = &((struct config_listen *)target)->tls;
+    if (tls->certificate_count == 0)
+        return; /* already reported */
+    struct tls_certificate **loaded = arena_alloc(&L->scratch, tls->certificate_count * sizeof *loaded);
+    for (size_t i = 0; i < tls->certificate_count; i++) {
+        loaded[i] = tls->certificates[i].loaded;
+        if (loaded[i] == NULL)
+            return; /* already reported */
+    }
+    char error[256];
+    tls->server = tls_server_create(loaded, tls->certificate_count, (enum tls_min_version)tls->min_version, error, sizeof error);
+    if (tls->server == NULL) {
+        config_load_error(L, "%s.certificates: %s", path, error);
+        return;
+    }
+    arena_add_cleanup(&L->config->arena, free_tls_server, tls->server);
+    tls->enabled = true;
 }
 
 static void finish_origin(struct loader *L, const char *path, const struct json_value *v, char *target)
@@ -1288,7 +1394,7 @@ static void finish_admin(struct loader *L, const char *path, const struct json_v
         config_load_error(L, "%s.address: %s is not a loopback address; set %s.token_file to expose the admin listener", path,
                           config_quote_text(L, slice_from_cstr(address->text)), path);
     for (size_t i = 0; i < config->listen_count; i++)
-        if (same_address(address, &config->listen[i]))
+        if (same_address(address, &config->listen[i].address))
             config_load_error(L, "%s.address: %s is also listen[%zu].address", path,
                               config_quote_text(L, slice_from_cstr(address->text)), i);
 }

@@ -280,6 +280,12 @@ static void format_entry(struct bytebuf *line, const struct access_log_entry *en
     access_log_append_json_string(line, entry->request_id);
     bytebuf_append(line, ",\"client_ip\":", 13);
     append_json_cstring_or_null(line, entry->client_ip);
+    bytebuf_append(line, ",\"protocol\":", 12);
+    append_json_cstring_or_null(line, entry->protocol);
+    bytebuf_append(line, ",\"tls_version\":", 15);
+    append_json_cstring_or_null(line, entry->tls_version);
+    bytebuf_append(line, ",\"tls_cipher\":", 14);
+    append_json_cstring_or_null(line, entry->tls_cipher);
     bytebuf_append(line, ",\"method\":", 10);
     access_log_append_json_string(line, entry->method);
     bytebuf_append(line, ",\"uri\":", 7);

@@ -18,6 +18,9 @@ struct access_log_entry {
     double time; /* wall-clock seconds when the request started */
     slice_t request_id;
     const char *client_ip;
+    const char *protocol;    /* "HTTP/1.1" */
+    const char *tls_version; /* "TLSv1.3"; NULL over plain HTTP */
+    const char *tls_cipher;  /* OpenSSL's name of the cipher suite; NULL over plain HTTP */
     slice_t method;
     slice_t uri; /* path + "?query" as received */
     int status;

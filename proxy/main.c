@@ -30,6 +30,7 @@
 #include "admin.h"
 #include "request.h"
 #include "server.h"
+#include "tls.h"
 
 #define VERGE_VERSION "0.1.0"
 
@@ -118,9 +119,10 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
     const struct config *old = server.generation->config;
     bool listen_changed = config->listen_count != old->listen_count;
     for (size_t i = 0; !listen_changed && i < config->listen_count; i++)
-        listen_changed = strcmp(config->listen[i].text, old->listen[i].text) != 0;
+        listen_changed = strcmp(config->listen[i].address.text, old->listen[i].address.text) != 0 ||
+                         config->listen[i].tls.enabled != old->listen[i].tls.enabled;
     if (listen_changed)
-        log_warn("config reload: listen addresses changed; they take effect at the next restart");
+        log_warn("config reload: listen addresses (or which of them have TLS) changed; this takes effect at the next restart");
     if (config->threads != old->threads)
         log_warn("config reload: threads changed from %d to %d; this takes effect at the next restart", old->threads,
                  config->threads);
@@ -177,6 +179,8 @@ static void loop_thread_close_listeners(struct loop_thread *thread)
         ev_io_stop(thread->loop, &thread->listeners[i].watcher);
         close(thread->listeners[i].fd);
         thread->listeners[i].fd = -1;
+        tls_server_unref(thread->listeners[i].tls);
+        thread->listeners[i].tls = NULL;
     }
 }
 
@@ -235,15 +239,22 @@ static int loop_thread_setup(struct loop_thread *thread, unsigned index, const s
     thread->listeners = calloc(config->listen_count, sizeof *thread->listeners);
     VERGE_ASSERT(thread->listeners != NULL);
     for (size_t i = 0; i < config->listen_count; i++) {
-        int fd = open_listener(&config->listen[i]);
+        struct listener *listener = &thread->listeners[i];
+        listener->fd = -1;
+        int fd = open_listener(&config->listen[i].address);
         if (fd < 0) {
-            log_error("listen[%zu].address: cannot listen on %s: %s", i, config->listen[i].text, strerror(errno));
+            log_error("listen[%zu].address: cannot listen on %s: %s", i, config->listen[i].address.text, strerror(errno));
             return -1;
         }
-        thread->listeners[i].fd = fd;
-        ev_io_init(&thread->listeners[i].watcher, viewer_accept, fd, EV_READ);
-        thread->listeners[i].watcher.data = thread;
-        ev_io_start(thread->loop, &thread->listeners[i].watcher);
+        listener->fd = fd;
+        listener->thread = thread;
+        listener->index = i;
+        listener->tls = config->listen[i].tls.server;
+        if (listener->tls != NULL)
+            tls_server_ref(listener->tls);
+        ev_io_init(&listener->watcher, viewer_accept, fd, EV_READ);
+        listener->watcher.data = listener;
+        ev_io_start(thread->loop, &listener->watcher);
     }
     thread->generation = server_acquire_generation();
     return 0;
@@ -352,7 +363,8 @@ static int command_serve(const char *path)
         if (loop_thread_setup(&server.threads[i], (unsigned)i, config) != 0)
             return 1;
     for (size_t i = 0; i < config->listen_count; i++)
-        log_info("listening on %s (%d threads)", config->listen[i].text, config->threads);
+        log_info("listening on %s%s (%d threads)", config->listen[i].address.text, config->listen[i].tls.enabled ? " (TLS)" : "",
+                 config->threads);
     if (config->admin.enabled) {
         if (admin_listener_start(main_loop, config) != 0)
             return 1;

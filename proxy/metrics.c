@@ -343,6 +343,13 @@ void metrics_render(struct bytebuf *out)
     bytebuf_appendf(out, "verge_connections_open %lld\n", atomic_load_explicit(&metrics.connections_open, memory_order_relaxed));
     append_header(out, "verge_connections_total", "counter", "Viewer connections accepted.");
     bytebuf_appendf(out, "verge_connections_total %llu\n", load(&metrics.connections_total));
+    append_header(out, "verge_tls_connections_total", "counter", "TLS handshakes completed with viewers.");
+    bytebuf_appendf(out, "verge_tls_connections_total %llu\n", load(&metrics.tls_connections));
+    append_header(out, "verge_tls_handshake_failures_total", "counter",
+                  "TLS handshakes that failed: a protocol error, or the viewer closed or stalled mid-handshake.");
+    bytebuf_appendf(out, "verge_tls_handshake_failures_total %llu\n", load(&metrics.tls_handshake_failures));
+    append_header(out, "verge_tls_sessions_resumed_total", "counter", "TLS handshakes that resumed a session with a ticket.");
+    bytebuf_appendf(out, "verge_tls_sessions_resumed_total %llu\n", load(&metrics.tls_sessions_resumed));
     append_header(out, "verge_config_generation", "gauge", "Number of the config generation being served.");
     bytebuf_appendf(out, "verge_config_generation %u\n", atomic_load_explicit(&metrics.config_generation, memory_order_relaxed));
     append_header(out, "verge_config_reloads_total", "counter", "Config reloads (SIGHUP or POST /reload), by result.");

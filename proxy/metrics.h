@@ -37,6 +37,9 @@ struct metrics {
     atomic_ullong requests_by_class[6]; /* index 1..5 = 1xx..5xx */
     atomic_llong connections_open;
     atomic_ullong connections_total;
+    atomic_ullong tls_connections;        /* TLS handshakes completed */
+    atomic_ullong tls_handshake_failures; /* a protocol error, or the viewer closed or stalled mid-handshake */
+    atomic_ullong tls_sessions_resumed;   /* handshakes that resumed a session (ticket) */
     atomic_uint config_generation;
     atomic_ullong reloads_ok;
     atomic_ullong reloads_failed;

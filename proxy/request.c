@@ -31,6 +31,7 @@
 #include "http_conditional.h"
 #include "request.h"
 #include "static_origin.h"
+#include "tls.h"
 
 enum step_result { RUN_NEXT, RUN_SUSPEND, RUN_STOP };
 
@@ -302,6 +303,9 @@ void request_finish(struct request *request)
         .time = request->started_wall,
         .request_id = slice_from_cstr(request->id),
         .client_ip = request->viewer->client_ip,
+        .protocol = "HTTP/1.1",
+        .tls_version = request->viewer->tls != NULL ? tls_connection_version(request->viewer->tls) : NULL,
+        .tls_cipher = request->viewer->tls != NULL ? tls_connection_cipher(request->viewer->tls) : NULL,
         .method = request->method,
         .uri = request->target,
         .status = request->status,

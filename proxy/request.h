@@ -188,8 +188,10 @@ struct viewer_connection {
     size_t output_sent;
     bool reading_paused; /* request body backpressure */
     bool close_after_response;
-    bool processing; /* inside viewer_process_input: do not recurse */
-    bool corked;     /* viewer_write only queues; viewer_uncork sends (one send per batch) */
+    bool processing;            /* inside viewer_process_input: do not recurse */
+    bool corked;                /* viewer_write only queues; viewer_uncork sends (one send per batch) */
+    struct tls_connection *tls; /* NULL on plain-HTTP listeners */
+    bool tls_read_wants_write;  /* a TLS read (handshake) waits for the socket to take its bytes */
     struct request request;
 };
 

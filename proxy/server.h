@@ -48,7 +48,10 @@ struct loop_thread {
     ev_async wakeup; /* "look at server.draining / the generation" */
     struct listener {
         int fd;
-        ev_io watcher;
+        ev_io watcher; /* data: the listener */
+        struct loop_thread *thread;
+        size_t index;           /* into config->listen */
+        struct tls_server *tls; /* a ref on the server it started with; NULL: plain HTTP */
     } * listeners;
     size_t listener_count;
     struct viewer_connection *connections; /* intrusive doubly-linked list */

@@ -1,6 +1,6 @@
-/* viewer.c — HTTP/1.1 connections from viewers: accept, read and parse
- * request heads, queue response bytes, keep-alive and pipelining, timeouts,
- * lingering close.
+/* viewer.c — HTTP/1.1 connections from viewers, plain or over TLS: accept,
+ * read and parse request heads, queue response bytes, keep-alive and
+ * pipelining, timeouts, lingering close.
  *
  * Life of a connection: IDLE (waiting for a request head) → IN_REQUEST (the
  * state machine in request.c owns the request) → IDLE again, or CLOSING
@@ -18,8 +18,17 @@
  *    and after a malformed head. A half-close after a complete request still
  *    gets its answer.
  *  - One timer per connection, re-armed by viewer_arm_timer from the state:
- *    header_read_ms for a started head, idle_ms between requests and while
- *    reading a body, send_ms while output is pending.
+ *    header_read_ms for a started head (a TLS handshake counts as one, from
+ *    accept), idle_ms between requests and while reading a body, send_ms while
+ *    output is pending.
+ *  - TLS (proxy/tls.c) sits under the same buffers: `input` holds decrypted
+ *    bytes and `output` plaintext not yet taken by OpenSSL; every socket read
+ *    and write goes through viewer_receive and viewer_transport_send. Bytes
+ *    OpenSSL read ahead do not make the socket readable, so whenever reading
+ *    is on and OpenSSL holds some, the read watcher is fed by hand
+ *    (viewer_read_buffered_later). A record half sent when the socket filled
+ *    up is finished by offering the same bytes again, which `output` and the
+ *    body sources (stored objects, files) do.
  * Locking: none; a connection belongs to one loop thread.
  */
 #include <arpa/inet.h>
@@ -33,9 +42,12 @@
 #include <unistd.h>
 
 #include "request.h"
+#include "tls.h"
 
 #define VIEWER_LINGER_SECONDS 2.0
 #define VIEWER_ACCEPT_BATCH 64
+/* Queued bytes plus a body up to this size go out as one TLS record. */
+#define VIEWER_TLS_RECORD_SIZE 16384
 
 static void viewer_on_readable(struct ev_loop *loop, ev_io *watcher, int revents);
 static void viewer_on_writable(struct ev_loop *loop, ev_io *watcher, int revents);
@@ -59,6 +71,7 @@ static void viewer_close(struct viewer_connection *viewer)
     ev_io_stop(thread->loop, &viewer->read_watcher);
     ev_io_stop(thread->loop, &viewer->write_watcher);
     ev_timer_stop(thread->loop, &viewer->timer);
+    tls_connection_free(viewer->tls);
     close(viewer->fd);
     if (viewer->prev != NULL)
         viewer->prev->next = viewer->next;
@@ -87,7 +100,8 @@ static void viewer_arm_timer(struct viewer_connection *viewer)
         return; /* armed once when lingering starts */
     else if (viewer_output_pending(viewer) > 0 || ev_is_active(&viewer->write_watcher))
         after = config->timeouts.send_ms / 1000.0;
-    else if (viewer->state == VIEWER_IDLE && viewer->input_len == 0)
+    else if (viewer->state == VIEWER_IDLE && viewer->input_len == 0 &&
+             (viewer->tls == NULL || tls_connection_handshake_done(viewer->tls)))
         after = config->timeouts.idle_ms / 1000.0;
     else if (viewer->state == VIEWER_IDLE) {
         uint64_t elapsed = time_now_monotonic_ms() - viewer->head_started_ms;
@@ -107,9 +121,23 @@ static void viewer_arm_timer(struct viewer_connection *viewer)
 
 /* ---- accept -------------------------------------------------------------- */
 
+/* The listener's TLS server in the current generation (certificates follow
+ * reloads), or the one it started with when a reload dropped or moved it. */
+static struct tls_server *viewer_listener_tls(const struct listener *listener)
+{
+    if (listener->tls == NULL)
+        return NULL;
+    const struct config *config = listener->thread->generation->config;
+    if (listener->index < config->listen_count && config->listen[listener->index].tls.server != NULL)
+        return config->listen[listener->index].tls.server;
+    return listener->tls;
+}
+
 void viewer_accept(struct ev_loop *loop, ev_io *watcher, int revents)
 {
-    struct loop_thread *thread = watcher->data;
+    struct listener *listener = watcher->data;
+    struct loop_thread *thread = listener->thread;
+    loop_thread_refresh_generation(thread);
     for (int i = 0; i < VIEWER_ACCEPT_BATCH; i++) {
         struct sockaddr_storage address;
         socklen_t address_len = sizeof address;
@@ -121,11 +149,21 @@ void viewer_accept(struct ev_loop *loop, ev_io *watcher, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct tls_server *tls_server = viewer_listener_tls(listener);
+        struct tls_connection *tls = NULL;
+        if (tls_server != NULL && (tls = tls_connection_create(tls_server, fd)) == NULL) {
+            log_warn("cannot start TLS on an accepted connection (out of memory?)");
+            close(fd);
+            continue;
+        }
         struct viewer_connection *viewer = calloc(1, sizeof *viewer);
         VERGE_ASSERT(viewer != NULL);
         viewer->magic = VIEWER_CONNECTION_MAGIC;
         viewer->fd = fd;
         viewer->thread = thread;
+        viewer->tls = tls;
+        if (tls != NULL)
+            viewer->head_started_ms = time_now_monotonic_ms(); /* the handshake is part of the head's time */
         viewer->input = malloc(VIEWER_INPUT_SIZE);
         VERGE_ASSERT(viewer->input != NULL);
         arena_init(&viewer->request.arena);
@@ -146,10 +184,66 @@ void viewer_accept(struct ev_loop *loop, ev_io *watcher, int revents)
         thread->connection_count++;
         atomic_fetch_add_explicit(&metrics.connections_open, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&metrics.connections_total, 1, memory_order_relaxed);
-        loop_thread_refresh_generation(thread);
         ev_io_start(loop, &viewer->read_watcher);
         viewer_arm_timer(viewer);
     }
+}
+
+/* ---- the socket, plain or TLS ------------------------------------------------ */
+
+/* Like send(2): bytes taken, or -1 with errno (EAGAIN when the socket is full). */
+static ssize_t viewer_transport_send(struct viewer_connection *viewer, const void *data, size_t len, int flags)
+{
+    if (viewer->tls == NULL)
+        return send(viewer->fd, data, len, MSG_NOSIGNAL | flags);
+    size_t taken = 0;
+    while (taken < len) {
+        size_t done;
+        enum tls_io result = tls_connection_write(viewer->tls, (const char *)data + taken, len - taken, &done);
+        taken += done;
+        if (result == TLS_IO_OK)
+            continue;
+        if (taken > 0)
+            break;
+        errno = result == TLS_IO_WANT_WRITE ? EAGAIN : EPIPE;
+        return -1;
+    }
+    return (ssize_t)taken;
+}
+
+/* Like recv(2): bytes read, 0 at the viewer's close, or -1 with errno. */
+static ssize_t viewer_receive(struct viewer_connection *viewer, void *buf, size_t len)
+{
+    if (viewer->tls == NULL)
+        return recv(viewer->fd, buf, len, 0);
+    size_t done;
+    switch (tls_connection_read(viewer->tls, buf, len, &done)) {
+    case TLS_IO_OK:
+        return (ssize_t)done;
+    case TLS_IO_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case TLS_IO_WANT_WRITE:
+        /* The handshake (or a key update) has bytes the socket cannot take yet. */
+        viewer->tls_read_wants_write = true;
+        ev_io_start(viewer->thread->loop, &viewer->write_watcher);
+        errno = EAGAIN;
+        return -1;
+    case TLS_IO_CLOSED:
+        return 0;
+    case TLS_IO_ERROR:
+        break;
+    }
+    errno = ECONNRESET;
+    return -1;
+}
+
+/* Reading is on and OpenSSL holds decrypted-to-be bytes the socket will not
+ * announce: run the read callback again from the loop. */
+static void viewer_read_buffered_later(struct viewer_connection *viewer)
+{
+    if (viewer->tls != NULL && ev_is_active(&viewer->read_watcher) && tls_connection_has_buffered_input(viewer->tls))
+        ev_feed_event(viewer->thread->loop, &viewer->read_watcher, EV_READ);
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -182,7 +276,7 @@ void viewer_write(struct viewer_connection *viewer, const void *data, size_t len
         /* Fast path: nothing queued, so try the socket first and copy only
          * what it does not take. */
         viewer->output.len = viewer->output_sent = 0;
-        ssize_t n = send(viewer->fd, data, len, MSG_NOSIGNAL);
+        ssize_t n = viewer_transport_send(viewer, data, len, 0);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             viewer_mark_broken(viewer);
             return;
@@ -206,8 +300,7 @@ void viewer_write(struct viewer_connection *viewer, const void *data, size_t len
 static bool viewer_send_queued(struct viewer_connection *viewer, int flags)
 {
     while (viewer_output_pending(viewer) > 0) {
-        ssize_t n =
-            send(viewer->fd, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), MSG_NOSIGNAL | flags);
+        ssize_t n = viewer_transport_send(viewer, viewer->output.data + viewer->output_sent, viewer_output_pending(viewer), flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -221,10 +314,60 @@ static bool viewer_send_queued(struct viewer_connection *viewer, int flags)
     return true;
 }
 
+/* Over TLS: sends what is queued, then the pieces one after the other. A
+ * small body joins the queued head so both go in one record. */
+static size_t viewer_tls_send_pieces(struct viewer_connection *viewer, const struct iovec *body, int count)
+{
+    size_t offered = 0;
+    for (int i = 0; i < count; i++)
+        offered += body[i].iov_len;
+    size_t pending = viewer_output_pending(viewer);
+    if (pending > 0 && pending + offered <= VIEWER_TLS_RECORD_SIZE) {
+        for (int i = 0; i < count; i++)
+            bytebuf_append(&viewer->output, body[i].iov_base, body[i].iov_len);
+        viewer->corked = false;
+        if (!viewer_send_queued(viewer, 0))
+            return 0;
+        if (viewer_output_pending(viewer) == 0) {
+            viewer->output.len = viewer->output_sent = 0;
+        } else {
+            ev_io_start(viewer->thread->loop, &viewer->write_watcher);
+            viewer_arm_timer(viewer);
+        }
+        return offered; /* queued or sent: either way taken */
+    }
+    viewer->corked = false;
+    if (!viewer_send_queued(viewer, 0))
+        return 0;
+    size_t sent = 0;
+    bool full = viewer_output_pending(viewer) > 0;
+    if (!full) {
+        viewer->output.len = viewer->output_sent = 0;
+        for (int i = 0; i < count && !full; i++) {
+            ssize_t n = viewer_transport_send(viewer, body[i].iov_base, body[i].iov_len, 0);
+            if (n < 0 && errno != EAGAIN) {
+                viewer_mark_broken(viewer);
+                return 0;
+            }
+            sent += n > 0 ? (size_t)n : 0;
+            full = n < (ssize_t)body[i].iov_len;
+        }
+    }
+    if (full) {
+        ev_io_start(viewer->thread->loop, &viewer->write_watcher);
+        viewer_arm_timer(viewer);
+    }
+    return sent;
+}
+
 size_t viewer_send_vectored(struct viewer_connection *viewer, const struct iovec *body, int count)
 {
     if (viewer->state == VIEWER_BROKEN || ev_is_active(&viewer->write_watcher))
         return 0; /* the socket is full: the drained callback asks again */
+    if (count > VIEWER_MAX_IOV)
+        count = VIEWER_MAX_IOV;
+    if (viewer->tls != NULL)
+        return viewer_tls_send_pieces(viewer, body, count);
     /* One sendmsg for what is queued (typically a corked head) and the body
      * pieces, which are never copied: what the socket does not take now is
      * offered again when it drains. */
@@ -266,10 +409,41 @@ size_t viewer_send_vectored(struct viewer_connection *viewer, const struct iovec
     return sent;
 }
 
+/* Over TLS the file's bytes pass through user space to be encrypted: read in
+ * record-sized pieces; the first may join a queued head. */
+static size_t viewer_tls_send_file(struct viewer_connection *viewer, int fd, uint64_t offset, size_t len)
+{
+    char buffer[VIEWER_TLS_RECORD_SIZE];
+    size_t sent = 0;
+    while (sent < len && viewer->state != VIEWER_BROKEN && !ev_is_active(&viewer->write_watcher)) {
+        size_t pending = viewer_output_pending(viewer);
+        size_t room = pending > 0 && pending < sizeof buffer ? sizeof buffer - pending : sizeof buffer;
+        size_t want = len - sent < room ? len - sent : room;
+        ssize_t n;
+        do
+            n = pread(fd, buffer, want, (off_t)(offset + sent));
+        while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+            log_warn("%s: reading a file for the response failed: %s", viewer->client_ip,
+                     n < 0 ? strerror(errno) : "it got shorter");
+            viewer_mark_broken(viewer);
+            return 0;
+        }
+        struct iovec piece = {buffer, (size_t)n};
+        size_t taken = viewer_tls_send_pieces(viewer, &piece, 1);
+        sent += taken;
+        if (taken < (size_t)n)
+            break;
+    }
+    return viewer->state == VIEWER_BROKEN ? 0 : sent;
+}
+
 size_t viewer_sendfile(struct viewer_connection *viewer, int fd, uint64_t offset, size_t len)
 {
     if (viewer->state == VIEWER_BROKEN || ev_is_active(&viewer->write_watcher))
         return 0;
+    if (viewer->tls != NULL)
+        return viewer_tls_send_file(viewer, fd, offset, len);
     /* What is queued (a corked head) goes first, marked as not the end so
      * the kernel may put it in one packet with the file bytes. */
     if (!viewer_send_queued(viewer, MSG_MORE))
@@ -320,6 +494,8 @@ void viewer_uncork(struct viewer_connection *viewer)
 
 static void viewer_start_lingering(struct viewer_connection *viewer)
 {
+    if (viewer->tls != NULL)
+        tls_connection_shutdown(viewer->tls); /* close_notify: the viewer can tell the response is whole */
     shutdown(viewer->fd, SHUT_WR);
     viewer->state = VIEWER_LINGERING;
     ev_io_start(viewer->thread->loop, &viewer->read_watcher);
@@ -354,6 +530,10 @@ static void viewer_on_writable(struct ev_loop *loop, ev_io *watcher, int revents
 {
     struct viewer_connection *viewer = watcher->data;
     VERGE_CHECK_MAGIC(viewer, VIEWER_CONNECTION_MAGIC);
+    if (viewer->tls_read_wants_write) {
+        viewer->tls_read_wants_write = false;
+        ev_feed_event(loop, &viewer->read_watcher, EV_READ);
+    }
     viewer_flush(viewer);
 }
 
@@ -364,9 +544,10 @@ void viewer_set_reading(struct viewer_connection *viewer, bool reading)
     if (viewer->state == VIEWER_BROKEN)
         return;
     viewer->reading_paused = !reading;
-    if (reading)
+    if (reading) {
         ev_io_start(viewer->thread->loop, &viewer->read_watcher);
-    else
+        viewer_read_buffered_later(viewer);
+    } else
         ev_io_stop(viewer->thread->loop, &viewer->read_watcher);
     viewer_arm_timer(viewer);
 }
@@ -387,10 +568,14 @@ static void viewer_on_readable(struct ev_loop *loop, ev_io *watcher, int revents
         ev_io_stop(loop, &viewer->read_watcher);
         return;
     }
-    ssize_t n = recv(viewer->fd, viewer->input + viewer->input_len, VIEWER_INPUT_SIZE - viewer->input_len, 0);
+    bool handshake_was_done = viewer->tls == NULL || tls_connection_handshake_done(viewer->tls);
+    ssize_t n = viewer_receive(viewer, viewer->input + viewer->input_len, VIEWER_INPUT_SIZE - viewer->input_len);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
+        if (errno == EAGAIN || errno == EINTR) {
+            if (!handshake_was_done && tls_connection_handshake_done(viewer->tls))
+                viewer_arm_timer(viewer); /* from the handshake's deadline to idle_ms */
             return;
+        }
         viewer_close(viewer);
         return;
     }
@@ -417,6 +602,8 @@ static void viewer_on_readable(struct ev_loop *loop, ev_io *watcher, int revents
         if (viewer->magic == VIEWER_CONNECTION_MAGIC && viewer->state != VIEWER_BROKEN)
             viewer_arm_timer(viewer);
     }
+    if (viewer->magic == VIEWER_CONNECTION_MAGIC && viewer->state != VIEWER_BROKEN)
+        viewer_read_buffered_later(viewer);
 }
 
 static void viewer_process_input(struct viewer_connection *viewer)
@@ -447,8 +634,10 @@ static void viewer_process_input(struct viewer_connection *viewer)
     }
     viewer->processing = false;
     if (viewer->state == VIEWER_IDLE) {
-        if (viewer->input_len < VIEWER_INPUT_SIZE)
+        if (viewer->input_len < VIEWER_INPUT_SIZE) {
             ev_io_start(viewer->thread->loop, &viewer->read_watcher);
+            viewer_read_buffered_later(viewer);
+        }
         viewer_arm_timer(viewer);
     }
 }

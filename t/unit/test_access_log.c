@@ -13,8 +13,9 @@
 #include "../../proxy/access_log.h"
 #include "unit.h"
 
-static const char *const expected_keys[] = {"time",  "request_id",  "client_ip", "method", "uri",           "status",
-                                            "bytes", "duration_ms", "behavior",  "origin", "origin_status", "origin_ms"};
+static const char *const expected_keys[] = {"time",        "request_id", "client_ip", "protocol",      "tls_version",
+                                            "tls_cipher",  "method",     "uri",       "status",        "bytes",
+                                            "duration_ms", "behavior",   "origin",    "origin_status", "origin_ms"};
 
 static char temp_dir[64];
 
@@ -78,6 +79,9 @@ static struct access_log_entry sample_entry(void)
         .time = 1795831200.123, /* 2026-11-28T02:00:00.123Z */
         .request_id = SLICE_LITERAL("req-1"),
         .client_ip = "127.0.0.1",
+        .protocol = "HTTP/1.1",
+        .tls_version = "TLSv1.3",
+        .tls_cipher = "TLS_AES_128_GCM_SHA256",
         .method = SLICE_LITERAL("GET"),
         .uri = SLICE_LITERAL("/index.html?a=1"),
         .status = 200,
@@ -184,7 +188,8 @@ static void test_lines_in_file(void)
         return;
     /* The first line, byte for byte. */
     const char *first_expected =
-        "{\"time\":\"2026-11-28T02:00:00.123Z\",\"request_id\":\"req-1\",\"client_ip\":\"127.0.0.1\",\"method\":\"GET\","
+        "{\"time\":\"2026-11-28T02:00:00.123Z\",\"request_id\":\"req-1\",\"client_ip\":\"127.0.0.1\",\"protocol\":\"HTTP/1.1\","
+        "\"tls_version\":\"TLSv1.3\",\"tls_cipher\":\"TLS_AES_128_GCM_SHA256\",\"method\":\"GET\","
         "\"uri\":\"/index.html?a=1\",\"status\":200,\"bytes\":1234,\"duration_ms\":12.346,\"behavior\":\"/static/*\","
         "\"origin\":\"site\",\"origin_status\":200,\"origin_ms\":3.500}\n";
     CHECK(strncmp(text, first_expected, strlen(first_expected)) == 0);

@@ -201,11 +201,11 @@ static void test_minimal_config_takes_defaults(void)
     CHECK_INT(atomic_load(&config->refcount), 1);
     CHECK(config->source_path == NULL);
     CHECK_INT(config->listen_count, 1);
-    CHECK_STR(config->listen[0].text, "127.0.0.1:8080");
-    CHECK_INT(config->listen[0].sockaddr.ss_family, AF_INET);
-    CHECK_INT(config->listen[0].sockaddr_len, sizeof(struct sockaddr_in));
-    CHECK_INT(port_of(&config->listen[0].sockaddr), 8080);
-    CHECK(config->listen[0].is_loopback);
+    CHECK_STR(config->listen[0].address.text, "127.0.0.1:8080");
+    CHECK_INT(config->listen[0].address.sockaddr.ss_family, AF_INET);
+    CHECK_INT(config->listen[0].address.sockaddr_len, sizeof(struct sockaddr_in));
+    CHECK_INT(port_of(&config->listen[0].address.sockaddr), 8080);
+    CHECK(config->listen[0].address.is_loopback);
     CHECK_INT(config->threads, expected_threads());
 
     CHECK_INT(config->origin_count, 1);
@@ -270,10 +270,10 @@ static void test_full_config(void)
         return;
     char expected[PATH_MAX + 64];
     CHECK_INT(config->listen_count, 2);
-    CHECK(!config->listen[0].is_loopback);
-    CHECK_INT(config->listen[1].sockaddr.ss_family, AF_INET6);
-    CHECK_INT(port_of(&config->listen[1].sockaddr), 8443);
-    CHECK(config->listen[1].is_loopback);
+    CHECK(!config->listen[0].address.is_loopback);
+    CHECK_INT(config->listen[1].address.sockaddr.ss_family, AF_INET6);
+    CHECK_INT(port_of(&config->listen[1].address.sockaddr), 8443);
+    CHECK(config->listen[1].address.is_loopback);
     CHECK_INT(config->threads, 4);
 
     CHECK_INT(config->origin_count, 3);
@@ -448,9 +448,9 @@ static void test_addresses(void)
         struct config *config = EXPECT_OK(q(text));
         if (config == NULL)
             continue;
-        CHECK_STR(config->listen[0].text, valid[i].address);
-        CHECK_INT(config->listen[0].is_loopback, valid[i].loopback);
-        CHECK_INT(config->listen[0].sockaddr.ss_family, valid[i].family);
+        CHECK_STR(config->listen[0].address.text, valid[i].address);
+        CHECK_INT(config->listen[0].address.is_loopback, valid[i].loopback);
+        CHECK_INT(config->listen[0].address.sockaddr.ss_family, valid[i].family);
         config_unref(config);
     }
 }
@@ -467,7 +467,7 @@ static void test_unknown_keys(void)
     EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
                  "timeouts.idle: unknown key (known: header_read_ms, idle_ms, send_ms, drain_ms)");
     EXPECT_ERROR(q("{'listen': [{'address': '127.0.0.1:80', 'port': 1}], " ORIGINS ", " BEHAVIORS "}"),
-                 "listen[0].port: unknown key (known: address)");
+                 "listen[0].port: unknown key (known: address, tls)");
     EXPECT_ERROR(q(WITH("'a.b c': 1")), "\"a.b c\": unknown key (known: listen, threads, origins, functions, behaviors, "
                                         "access_log, function_log, admin, timeouts, cache, workers)");
 }
