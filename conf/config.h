@@ -29,6 +29,7 @@ struct config_address {
 
 struct tls_certificate;
 struct tls_server;
+struct tls_client;
 
 struct config_certificate {
     char *cert_path; /* absolute */
@@ -64,7 +65,11 @@ struct config_origin {
     socklen_t sockaddr_len;
     int connect_timeout_ms;
     int read_timeout_ms;
-    int max_idle; /* idle keep-alive connections kept per thread */
+    int max_idle;                  /* idle keep-alive connections kept per thread */
+    bool tls;                      /* an https:// url */
+    char *ca_file;                 /* https: absolute path of the trust anchors; NULL: the system store */
+    bool tls_verify;               /* https: check the origin's certificate (default true) */
+    struct tls_client *tls_client; /* https: built at load; owned by the config */
     /* ORIGIN_KIND_STATIC */
     char *static_root; /* absolute, canonical path (realpath) of the directory */
 };

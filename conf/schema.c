@@ -179,9 +179,10 @@ const struct schema_key config_schema[] = {
      .doc = "One origin: exactly one of `url` (an HTTP server) or `static` (a directory)."},
     {.pattern = "origins.*.url",
      .type = SCHEMA_STRING,
-     .expected = "\"http://host[:port][/prefix]\"",
+     .expected = "\"http[s]://host[:port][/prefix]\"",
      .set = set_origin_url,
-     .doc = "HTTP origin; the host is resolved once, at load. The prefix is prepended to request paths."},
+     .doc = "HTTP or HTTPS origin; the host is resolved once, at load. The prefix is prepended to request paths. "
+            "HTTPS sends the host as SNI and checks that the certificate names it."},
     {.pattern = "origins.*.static",
      .type = SCHEMA_STRING,
      .expected = "a directory path",
@@ -202,6 +203,20 @@ const struct schema_key config_schema[] = {
      .default_value = "30000",
      .offset = offsetof(struct config_origin, read_timeout_ms),
      .doc = "Longest wait for the next bytes of a `url` origin's response."},
+    {.pattern = "origins.*.ca_file",
+     .type = SCHEMA_STRING,
+     .expected = "a file path",
+     .offset = offsetof(struct config_origin, ca_file),
+     .set = set_certificate_path,
+     .default_doc = "the system trust store",
+     .doc = "`https` origins: PEM file of the certificates that may vouch for the origin's (relative to the config "
+            "file's directory)."},
+    {.pattern = "origins.*.tls_verify",
+     .type = SCHEMA_BOOLEAN,
+     .default_value = "true",
+     .offset = offsetof(struct config_origin, tls_verify),
+     .doc = "`https` origins: check the origin's certificate chain and name. `false` is for local testing and "
+            "logs a warning at start and reload."},
     {.pattern = "origins.*.max_idle",
      .type = SCHEMA_INTEGER,
      .min = 0,
@@ -657,9 +672,10 @@ static bool parse_origin_url(struct loader *L, const char *url, struct config_or
     for (const char *c = url; *c != '\0'; c++)
         if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f || strchr("?#@\\", *c) != NULL)
             return false; /* no query, fragment, userinfo, spaces or raw non-ASCII */
-    if (strncasecmp(url, "http://", 7) != 0)
+    origin->tls = strncasecmp(url, "https://", 8) == 0;
+    if (!origin->tls && strncasecmp(url, "http://", 7) != 0)
         return false;
-    const char *authority = url + 7;
+    const char *authority = url + (origin->tls ? 8 : 7);
     size_t authority_len = strcspn(authority, "/");
     const char *authority_end = authority + authority_len;
     const char *host = authority, *port_text = NULL;
@@ -695,7 +711,8 @@ static bool parse_origin_url(struct loader *L, const char *url, struct config_or
             if (!is_host_char((unsigned char)host[i]))
                 return false;
     }
-    origin->port = 80;
+    uint16_t default_port = origin->tls ? 443 : 80;
+    origin->port = default_port;
     if (port_text != NULL && !parse_port(port_text, (size_t)(authority_end - port_text), &origin->port))
         return false;
 
@@ -706,8 +723,8 @@ static bool parse_origin_url(struct loader *L, const char *url, struct config_or
     origin->host = arena_strndup(arena, host, host_len);
     origin->path_prefix = arena_strndup(arena, authority_end, prefix_len);
     const char *open = is_ipv6 ? "[" : "", *close = is_ipv6 ? "]" : "";
-    origin->host_header = origin->port == 80 ? arena_printf(arena, "%s%s%s", open, origin->host, close)
-                                             : arena_printf(arena, "%s%s%s:%u", open, origin->host, close, origin->port);
+    origin->host_header = origin->port == default_port ? arena_printf(arena, "%s%s%s", open, origin->host, close)
+                                                       : arena_printf(arena, "%s%s%s:%u", open, origin->host, close, origin->port);
     origin->url = arena_strndup(arena, url, strlen(url));
     return true;
 }
@@ -716,10 +733,6 @@ static void set_origin_url(struct loader *L, const struct schema_key *key, const
                            char *target)
 {
     struct config_origin *origin = (struct config_origin *)target;
-    if (strncasecmp(v->text.ptr, "https://", 8) == 0) {
-        config_load_error(L, "%s: https origins are not supported yet", path);
-        return;
-    }
     if (!parse_origin_url(L, v->text.ptr, origin)) {
         config_error_expected(L, key, path, v);
         return;
@@ -1319,6 +1332,11 @@ static void free_tls_server(void *server)
     tls_server_unref(server);
 }
 
+static void free_tls_client(void *client)
+{
+    tls_client_unref(client);
+}
+
 /* Reads the pair now, so `verge check` and a reload report a bad file or a
  * mismatched key instead of the listener failing later. */
 static void finish_certificate(struct loader *L, const char *path, const struct json_value *v, char *target)
@@ -1366,9 +1384,27 @@ static void finish_origin(struct loader *L, const char *path, const struct json_
         return;
     }
     origin->kind = has_url ? ORIGIN_KIND_HTTP : ORIGIN_KIND_STATIC;
-    if (has_url)
+    if (has_url && !origin->tls) {
+        static const char *const https_only[] = {"ca_file", "tls_verify"};
+        for (size_t i = 0; i < VERGE_ARRAY_SIZE(https_only); i++)
+            if (config_json_member(v, https_only[i]) != NULL)
+                config_load_error(L, "%s.%s: only meaningful with an https url", path, https_only[i]);
         return;
-    static const char *const url_only[] = {"connect_timeout_ms", "read_timeout_ms", "max_idle"};
+    }
+    if (has_url) {
+        if (origin->host == NULL || (config_json_member(v, "ca_file") != NULL && origin->ca_file == NULL))
+            return; /* already reported */
+        char error[512];
+        origin->tls_client =
+            tls_client_create(origin->tls_verify ? origin->ca_file : NULL, origin->tls_verify, error, sizeof error);
+        if (origin->tls_client == NULL) {
+            config_load_error(L, "%s.%s: %s", path, origin->ca_file != NULL ? "ca_file" : "url", error);
+            return;
+        }
+        arena_add_cleanup(&L->config->arena, free_tls_client, origin->tls_client);
+        return;
+    }
+    static const char *const url_only[] = {"connect_timeout_ms", "read_timeout_ms", "max_idle", "ca_file", "tls_verify"};
     for (size_t i = 0; i < VERGE_ARRAY_SIZE(url_only); i++)
         if (config_json_member(v, url_only[i]) != NULL)
             config_load_error(L, "%s.%s: only meaningful with url; this origin is static", path, url_only[i]);

@@ -105,6 +105,15 @@ static void print_config_errors(const char *prefix, const struct config_errors *
     }
 }
 
+/* Said at every start and reload, so it cannot be forgotten in a config that ships. */
+static void warn_unverified_origins(const struct config *config)
+{
+    for (size_t i = 0; i < config->origin_count; i++)
+        if (config->origins[i].tls && !config->origins[i].tls_verify)
+            log_warn("origins.%s.tls_verify is false: %s's certificate is not checked (for local testing only)",
+                     config->origins[i].name, config->origins[i].url);
+}
+
 int server_reload(struct config_errors *errors, unsigned *generation_number)
 {
     struct config *config = config_load(server.config_path, errors);
@@ -116,6 +125,7 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
         atomic_fetch_add(&metrics.reloads_failed, 1);
         return -1;
     }
+    warn_unverified_origins(config);
     const struct config *old = server.generation->config;
     bool listen_changed = config->listen_count != old->listen_count;
     for (size_t i = 0; !listen_changed && i < config->listen_count; i++)
@@ -340,6 +350,7 @@ static int command_serve(const char *path)
     signal(SIGPIPE, SIG_IGN);
     server.config_path = path;
     pthread_mutex_init(&server.generation_lock, NULL);
+    warn_unverified_origins(config);
     server.generation = generation_create(config, 1);
     atomic_store(&server.generation_number, 1);
     atomic_store(&metrics.config_generation, 1);

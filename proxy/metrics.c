@@ -36,10 +36,8 @@ struct metrics metrics;
 const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
 static const char *const origin_error_kind_names[ORIGIN_ERROR__COUNT] = {
-    [ORIGIN_ERROR_REFUSED] = "refused",
-    [ORIGIN_ERROR_RESET] = "reset",
-    [ORIGIN_ERROR_TIMEOUT] = "timeout",
-    [ORIGIN_ERROR_MALFORMED] = "malformed",
+    [ORIGIN_ERROR_REFUSED] = "refused",     [ORIGIN_ERROR_RESET] = "reset", [ORIGIN_ERROR_TIMEOUT] = "timeout",
+    [ORIGIN_ERROR_MALFORMED] = "malformed", [ORIGIN_ERROR_TLS] = "tls",
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -21,6 +21,7 @@ enum origin_error_kind {
     ORIGIN_ERROR_RESET,
     ORIGIN_ERROR_TIMEOUT,
     ORIGIN_ERROR_MALFORMED,
+    ORIGIN_ERROR_TLS, /* an https origin's handshake failed (e.g. its certificate is not trusted) */
     ORIGIN_ERROR__COUNT
 };
 

@@ -19,6 +19,12 @@
  *  - Retry: only a `retryable` fetch, only when the connection was reused from
  *    the pool and failed before any response byte, only once, and always on a
  *    new connection.
+ *  - https origins: the TLS handshake runs between the TCP connect and the
+ *    request (FETCH_HANDSHAKE, under connect_timeout_ms). Pools are keyed by
+ *    the address and, for https, by the host the certificate must name and
+ *    the verification settings, so a connection is only reused for an origin
+ *    it was verified for. Bytes OpenSSL read ahead never make the socket
+ *    readable: the read watcher is fed by hand while they wait.
  * Locking: none; all of this belongs to one loop thread.
  */
 #include <errno.h>
@@ -31,6 +37,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "tls.h"
 
 #define ORIGIN_CONNECTION_MAGIC 0x6f636f6eu
 #define ORIGIN_FETCH_MAGIC 0x6f666368u
@@ -48,19 +55,22 @@ struct origin_connection {
     struct origin_connection *idle_next, *idle_prev;
     struct origin_fetch *fetch; /* NULL while idle */
     bool connected;
-    bool reused; /* came from the pool for the current fetch */
-    char *input; /* ORIGIN_READ_BUFFER bytes, lent to the fetch that holds the connection */
+    bool reused;                /* came from the pool for the current fetch */
+    struct tls_connection *tls; /* https origins, from the end of the TCP connect */
+    bool tls_read_wants_write;  /* a TLS read waits for the socket to take bytes */
+    char *input;                /* ORIGIN_READ_BUFFER bytes, lent to the fetch that holds the connection */
 };
 
 struct origin_pool {
     struct origin_pool *next;
     struct sockaddr_storage address;
     socklen_t address_len;
+    char *tls_identity; /* https: "host verify ca_file"; NULL for http */
     struct origin_connection *idle_head;
     size_t idle_count;
 };
 
-enum fetch_state { FETCH_CONNECTING, FETCH_WAITING_HEAD, FETCH_BODY, FETCH_DONE };
+enum fetch_state { FETCH_CONNECTING, FETCH_HANDSHAKE, FETCH_WAITING_HEAD, FETCH_BODY, FETCH_DONE };
 
 struct origin_fetch {
     unsigned magic;
@@ -95,18 +105,27 @@ static void connection_close(struct origin_connection *connection);
 static void fetch_connect(struct origin_fetch *fetch);
 static void fetch_on_readable(struct origin_fetch *fetch);
 static void fetch_flush_output(struct origin_fetch *fetch, bool notify_drained);
+static void fetch_on_ready(struct origin_fetch *fetch);
 
 /* ---- pools --------------------------------------------------------------- */
 
 static struct origin_pool *pool_for(struct loop_thread *thread, const struct config_origin *origin)
 {
+    char identity[1024] = "";
+    if (origin->tls)
+        snprintf(identity, sizeof identity, "%s %d %s", origin->host, origin->tls_verify, origin->ca_file ? origin->ca_file : "-");
     for (struct origin_pool *pool = thread->origin_pools; pool != NULL; pool = pool->next)
-        if (pool->address_len == origin->sockaddr_len && memcmp(&pool->address, &origin->sockaddr, origin->sockaddr_len) == 0)
+        if (pool->address_len == origin->sockaddr_len && memcmp(&pool->address, &origin->sockaddr, origin->sockaddr_len) == 0 &&
+            (pool->tls_identity == NULL ? !origin->tls : origin->tls && strcmp(pool->tls_identity, identity) == 0))
             return pool;
     struct origin_pool *pool = calloc(1, sizeof *pool);
     VERGE_ASSERT(pool != NULL);
     memcpy(&pool->address, &origin->sockaddr, origin->sockaddr_len);
     pool->address_len = origin->sockaddr_len;
+    if (origin->tls) {
+        pool->tls_identity = strdup(identity);
+        VERGE_ASSERT(pool->tls_identity != NULL);
+    }
     pool->next = thread->origin_pools;
     thread->origin_pools = pool;
     return pool;
@@ -132,7 +151,9 @@ static void pool_release(struct origin_connection *connection, int max_idle)
     connection->fetch = NULL;
     ev_io_stop(loop, &connection->write_watcher);
     ev_timer_stop(loop, &connection->timer);
-    if ((int)pool->idle_count >= max_idle || atomic_load(&server.draining)) {
+    /* Bytes read ahead after the response's end cannot belong to a next one. */
+    bool stray_bytes = connection->tls != NULL && tls_connection_has_buffered_input(connection->tls);
+    if ((int)pool->idle_count >= max_idle || atomic_load(&server.draining) || stray_bytes) {
         connection_close(connection);
         return;
     }
@@ -164,6 +185,7 @@ void origin_pools_destroy(struct loop_thread *thread)
     origin_pools_close_idle(thread);
     while (thread->origin_pools != NULL) {
         struct origin_pool *next = thread->origin_pools->next;
+        free(thread->origin_pools->tls_identity);
         free(thread->origin_pools);
         thread->origin_pools = next;
     }
@@ -182,6 +204,7 @@ static void connection_close(struct origin_connection *connection)
     ev_io_stop(loop, &connection->read_watcher);
     ev_io_stop(loop, &connection->write_watcher);
     ev_timer_stop(loop, &connection->timer);
+    tls_connection_free(connection->tls);
     close(connection->fd);
     free(connection->input);
     connection->magic = 0;
@@ -221,6 +244,34 @@ static struct origin_connection *connection_open(struct loop_thread *thread, str
         return NULL;
     }
     return connection;
+}
+
+/* Like send(2) and recv(2), plain or through the connection's TLS. */
+static ssize_t connection_send(struct origin_connection *connection, const void *data, size_t len)
+{
+    if (connection->tls == NULL)
+        return send(connection->fd, data, len, MSG_NOSIGNAL);
+    return tls_connection_send(connection->tls, data, len);
+}
+
+static ssize_t connection_receive(struct origin_connection *connection, void *buf, size_t len)
+{
+    if (connection->tls == NULL)
+        return recv(connection->fd, buf, len, 0);
+    bool wants_write = false;
+    ssize_t n = tls_connection_recv(connection->tls, buf, len, &wants_write);
+    if (wants_write) {
+        connection->tls_read_wants_write = true;
+        ev_io_start(connection->thread->loop, &connection->write_watcher);
+    }
+    return n;
+}
+
+/* Reading is on and OpenSSL holds bytes the socket will not announce. */
+static void connection_read_buffered_later(struct origin_connection *connection)
+{
+    if (connection->tls != NULL && ev_is_active(&connection->read_watcher) && tls_connection_has_buffered_input(connection->tls))
+        ev_feed_event(connection->thread->loop, &connection->read_watcher, EV_READ);
 }
 
 static struct origin_connection *pool_acquire(struct loop_thread *thread, struct origin_pool *pool)
@@ -360,19 +411,55 @@ static void fetch_connect(struct origin_fetch *fetch)
     fetch->input = connection->input;
     fetch->input_len = 0;
     fetch->state = FETCH_CONNECTING;
-    if (connection->connected) {
-        fetch->state = FETCH_WAITING_HEAD;
-        ev_timer_set(&connection->timer, 0., fetch->params.origin->read_timeout_ms / 1000.0);
-        ev_timer_again(thread->loop, &connection->timer);
-        ev_io_start(thread->loop, &connection->read_watcher);
-        if (fetch->params.has_body)
-            ev_io_start(thread->loop, &connection->write_watcher); /* on_ready_for_body runs from the loop */
-        else
-            fetch_flush_output(fetch, false); /* a pooled socket is writable: no wait for the loop */
+    /* A pooled connection is ready; a new one connects (and, for https, shakes
+     * hands) from the loop, so no callback runs inside origin_fetch_start. */
+    if (connection->connected && (connection->tls != NULL || !fetch->params.origin->tls)) {
+        fetch_on_ready(fetch);
     } else {
         ev_timer_set(&connection->timer, fetch->params.origin->connect_timeout_ms / 1000.0, 0.);
         ev_timer_start(thread->loop, &connection->timer);
         ev_io_start(thread->loop, &connection->write_watcher);
+    }
+}
+
+/* The connection can take the request: TCP is up and, for https, the handshake is done. */
+static void fetch_on_ready(struct origin_fetch *fetch)
+{
+    struct origin_connection *connection = fetch->connection;
+    struct ev_loop *loop = fetch->thread->loop;
+    fetch->state = FETCH_WAITING_HEAD;
+    ev_timer_stop(loop, &connection->timer);
+    ev_timer_set(&connection->timer, 0., fetch->params.origin->read_timeout_ms / 1000.0);
+    ev_timer_again(loop, &connection->timer);
+    ev_io_start(loop, &connection->read_watcher);
+    if (fetch->params.has_body)
+        ev_io_start(loop, &connection->write_watcher); /* on_ready_for_body runs from the loop */
+    else
+        fetch_flush_output(fetch, false); /* the socket is writable: no wait for the loop */
+}
+
+/* Drives the https handshake; returns false when it failed (the fetch is gone). */
+static bool fetch_handshake_step(struct origin_fetch *fetch)
+{
+    struct origin_connection *connection = fetch->connection;
+    struct ev_loop *loop = fetch->thread->loop;
+    switch (tls_connection_handshake(connection->tls)) {
+    case TLS_IO_OK:
+        ev_io_stop(loop, &connection->write_watcher);
+        fetch_on_ready(fetch);
+        return true;
+    case TLS_IO_WANT_READ:
+        ev_io_stop(loop, &connection->write_watcher);
+        ev_io_start(loop, &connection->read_watcher);
+        return true;
+    case TLS_IO_WANT_WRITE:
+        ev_io_start(loop, &connection->write_watcher);
+        return true;
+    default:
+        log_warn("origin %s: TLS handshake with %s failed: %s", fetch->params.origin->name, fetch->params.origin->host,
+                 tls_connection_error(connection->tls));
+        fetch_fail(fetch, ORIGIN_ERROR_TLS, "origin TLS handshake failed");
+        return false;
     }
 }
 
@@ -390,11 +477,14 @@ static void connection_on_timeout(struct ev_loop *loop, ev_timer *timer, int rev
     VERGE_CHECK_MAGIC(fetch, ORIGIN_FETCH_MAGIC);
     if (fetch->state == FETCH_CONNECTING)
         fetch_fail(fetch, ORIGIN_ERROR_TIMEOUT, "origin connect timeout");
+    else if (fetch->state == FETCH_HANDSHAKE)
+        fetch_fail(fetch, ORIGIN_ERROR_TIMEOUT, "origin TLS handshake timeout");
     else
         fetch_fail(fetch, ORIGIN_ERROR_TIMEOUT, "origin read timeout");
 }
 
-/* Returns false when the connect failed (the fetch is gone). */
+/* Returns false when the connect failed (the fetch is gone). For https the
+ * handshake starts: the fetch is in FETCH_HANDSHAKE (or already ready). */
 static bool fetch_on_connected(struct origin_fetch *fetch)
 {
     struct origin_connection *connection = fetch->connection;
@@ -414,6 +504,18 @@ static bool fetch_on_connected(struct origin_fetch *fetch)
         return false;
     }
     connection->connected = true;
+    if (fetch->params.origin->tls) {
+        /* The connect timer runs on: connect_timeout_ms covers the handshake too. */
+        connection->tls =
+            tls_client_connection_create(fetch->params.origin->tls_client, connection->fd, fetch->params.origin->host);
+        if (connection->tls == NULL) {
+            log_warn("origin %s: cannot start TLS (out of memory?)", fetch->params.origin->name);
+            fetch_fail(fetch, ORIGIN_ERROR_TLS, "origin TLS handshake failed");
+            return false;
+        }
+        fetch->state = FETCH_HANDSHAKE;
+        return fetch_handshake_step(fetch);
+    }
     fetch->state = FETCH_WAITING_HEAD;
     ev_timer_stop(loop, &connection->timer);
     ev_timer_set(&connection->timer, 0., fetch->params.origin->read_timeout_ms / 1000.0);
@@ -427,9 +529,17 @@ static void connection_on_writable(struct ev_loop *loop, ev_io *watcher, int rev
     struct origin_connection *connection = watcher->data;
     struct origin_fetch *fetch = connection->fetch;
     VERGE_CHECK_MAGIC(fetch, ORIGIN_FETCH_MAGIC);
+    if (connection->tls_read_wants_write) {
+        connection->tls_read_wants_write = false;
+        ev_feed_event(loop, &connection->read_watcher, EV_READ);
+    }
+    if (fetch->state == FETCH_HANDSHAKE) {
+        fetch_handshake_step(fetch);
+        return;
+    }
     if (fetch->state == FETCH_CONNECTING) {
-        if (!fetch_on_connected(fetch))
-            return;
+        if (!fetch_on_connected(fetch) || fetch->params.origin->tls)
+            return; /* failed, or the handshake goes on (fetch_on_ready takes over) */
         if (fetch->params.has_body) {
             fetch->callback_depth++;
             fetch->callbacks.on_ready_for_body(fetch->context);
@@ -453,12 +563,11 @@ static void connection_on_writable(struct ev_loop *loop, ev_io *watcher, int rev
 static void fetch_flush_output(struct origin_fetch *fetch, bool notify_drained)
 {
     struct origin_connection *connection = fetch->connection;
-    if (connection == NULL || fetch->state == FETCH_CONNECTING || fetch->write_failed)
+    if (connection == NULL || fetch->state == FETCH_CONNECTING || fetch->state == FETCH_HANDSHAKE || fetch->write_failed)
         return;
     struct ev_loop *loop = fetch->thread->loop;
     while (fetch->output_sent < fetch->output.len) {
-        ssize_t n =
-            send(connection->fd, fetch->output.data + fetch->output_sent, fetch->output.len - fetch->output_sent, MSG_NOSIGNAL);
+        ssize_t n = connection_send(connection, fetch->output.data + fetch->output_sent, fetch->output.len - fetch->output_sent);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -501,13 +610,23 @@ static void connection_on_readable(struct ev_loop *loop, ev_io *watcher, int rev
     struct origin_fetch *fetch = connection->fetch;
     if (fetch == NULL) {
         /* An idle connection has nothing to say: readable means EOF, a reset
-         * or a stray byte, and in each case it cannot be reused. */
+         * or a stray byte, and in each case it cannot be reused. Over TLS it
+         * may also be a late session ticket, which OpenSSL takes in. */
+        if (connection->tls != NULL) {
+            char byte;
+            size_t got;
+            if (tls_connection_read(connection->tls, &byte, 1, &got) == TLS_IO_WANT_READ)
+                return;
+        }
         pool_unlink_idle(connection);
         connection_close(connection);
         return;
     }
     VERGE_CHECK_MAGIC(fetch, ORIGIN_FETCH_MAGIC);
-    fetch_on_readable(fetch);
+    if (fetch->state == FETCH_HANDSHAKE)
+        fetch_handshake_step(fetch);
+    else
+        fetch_on_readable(fetch);
 }
 
 /* Delivers body bytes from the input buffer; returns false when the fetch
@@ -628,7 +747,7 @@ static void fetch_on_readable(struct origin_fetch *fetch)
     size_t room = ORIGIN_READ_BUFFER - fetch->input_len;
     if (fetch->state == FETCH_BODY && room > PUMP_READ_SIZE)
         room = PUMP_READ_SIZE;
-    ssize_t n = recv(connection->fd, fetch->input + fetch->input_len, room, 0);
+    ssize_t n = connection_receive(connection, fetch->input + fetch->input_len, room);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
@@ -653,6 +772,10 @@ static void fetch_on_readable(struct origin_fetch *fetch)
     }
     fetch->any_response_byte = true;
     fetch->input_len += (size_t)n;
+    /* Fed now, run after these callbacks; a pause or a close in them stops
+     * the watcher, which drops the fed event. */
+    if (!fetch->paused)
+        connection_read_buffered_later(connection);
     if (!fetch->paused)
         ev_timer_again(loop, &connection->timer);
     bool was_waiting = fetch->state == FETCH_WAITING_HEAD;
@@ -705,6 +828,7 @@ void origin_fetch_pause_reading(struct origin_fetch *fetch, bool paused)
     } else if (fetch->state == FETCH_BODY || fetch->state == FETCH_WAITING_HEAD) {
         ev_io_start(loop, &connection->read_watcher);
         ev_timer_again(loop, &connection->timer);
+        connection_read_buffered_later(connection);
     }
 }
 

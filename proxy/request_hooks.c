@@ -31,6 +31,7 @@
 
 #include "access_log.h"
 #include "request.h"
+#include "tls.h"
 
 #define DYNAMIC_ORIGINS_MAX 64
 
@@ -76,7 +77,7 @@ static void origin_to_event(const struct config_origin *origin, struct event_ori
 {
     memset(out, 0, sizeof *out);
     out->kind = EVENT_ORIGIN_CUSTOM;
-    out->protocol = SLICE_LITERAL("http");
+    out->protocol = origin->tls ? SLICE_LITERAL("https") : SLICE_LITERAL("http");
     out->read_timeout = 30;
     out->keepalive_timeout = 5;
     static slice_t ssl_protocols[] = {SLICE_LITERAL("TLSv1.2")};
@@ -280,10 +281,10 @@ struct dynamic_origin {
     struct origin_metrics *metrics;
 };
 
-static bool same_origin(const struct config_origin *origin, slice_t domain, int64_t port, slice_t path)
+static bool same_origin(const struct config_origin *origin, bool tls, slice_t domain, int64_t port, slice_t path)
 {
-    return origin->kind == ORIGIN_KIND_HTTP && slice_equal_nocase(slice_from_cstr(origin->host), domain) && origin->port == port &&
-           slice_equal(slice_from_cstr(origin->path_prefix), path);
+    return origin->kind == ORIGIN_KIND_HTTP && origin->tls == tls && slice_equal_nocase(slice_from_cstr(origin->host), domain) &&
+           origin->port == port && slice_equal(slice_from_cstr(origin->path_prefix), path);
 }
 
 static slice_t path_without_trailing_slash(slice_t path)
@@ -318,21 +319,22 @@ bool request_switch_origin(struct request *request, const struct event_origin *o
         log_warn("request %s: an origin-request function chose an S3 origin, which verge does not reach", request->id);
         return false;
     }
-    if (!slice_equal(origin->protocol, SLICE_LITERAL("http"))) {
-        log_warn("request %s: an origin-request function chose protocol " SLICE_FMT "; verge reaches origins over http only so far",
+    bool tls = slice_equal(origin->protocol, SLICE_LITERAL("https"));
+    if (!tls && !slice_equal(origin->protocol, SLICE_LITERAL("http"))) {
+        log_warn("request %s: an origin-request function chose protocol " SLICE_FMT "; verge reaches origins over http and https",
                  request->id, SLICE_ARG(origin->protocol));
         return false;
     }
     slice_t path = path_without_trailing_slash(origin->path);
     struct event_origin *kept = arena_alloc(arena, sizeof *kept);
     *kept = *origin;
-    if (same_origin(request->origin, origin->domain_name, origin->port, path) ||
+    if (same_origin(request->origin, tls, origin->domain_name, origin->port, path) ||
         (request->origin->kind == ORIGIN_KIND_STATIC && slice_equal(origin->domain_name, slice_from_cstr(request->origin->name))))
         return true; /* unchanged */
     request->switched_origin = kept;
     const struct config *config = request->generation->config;
     for (size_t i = 0; i < config->origin_count; i++)
-        if (same_origin(&config->origins[i], origin->domain_name, origin->port, path)) {
+        if (same_origin(&config->origins[i], tls, origin->domain_name, origin->port, path)) {
             request->origin_index = i;
             request->origin = &config->origins[i];
             request->origin_metrics = NULL;
@@ -341,7 +343,7 @@ bool request_switch_origin(struct request *request, const struct event_origin *o
     struct loop_thread *thread = request->viewer->thread;
     size_t known = 0;
     for (struct dynamic_origin *d = thread->dynamic_origins; d != NULL; d = d->next, known++)
-        if (same_origin(&d->origin, origin->domain_name, origin->port, path)) {
+        if (same_origin(&d->origin, tls, origin->domain_name, origin->port, path)) {
             request->origin = &d->origin;
             request->origin_metrics = d->metrics;
             return true;
@@ -356,6 +358,9 @@ bool request_switch_origin(struct request *request, const struct event_origin *o
     snprintf(port, sizeof port, "%d", (int)origin->port);
     /* Names resolve with the system resolver, once per thread (this blocks
      * the thread for the lookup; addresses do not). */
+    struct tls_client *tls_client = tls ? tls_client_default() : NULL;
+    if (tls && tls_client == NULL)
+        return false; /* logged once by tls_client_default */
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *found = NULL;
     int resolved = getaddrinfo(host, port, &hints, &found);
     if (resolved != 0 || found == NULL) {
@@ -366,14 +371,17 @@ bool request_switch_origin(struct request *request, const struct event_origin *o
     struct dynamic_origin *d = calloc(1, sizeof *d);
     VERGE_ASSERT(d != NULL);
     char name[300];
-    snprintf(name, sizeof name, "function:%s:%s", host, port);
+    snprintf(name, sizeof name, "function:%s%s:%s", tls ? "https:" : "", host, port);
     d->origin.name = strdup(name);
     d->origin.kind = ORIGIN_KIND_HTTP;
     d->origin.url = strdup(name);
     d->origin.host = strdup(host);
     d->origin.port = (uint16_t)origin->port;
+    d->origin.tls = tls;
+    d->origin.tls_verify = tls;
+    d->origin.tls_client = tls_client; /* process-wide: outlives every thread */
     char host_header[300];
-    if (origin->port == 80)
+    if (origin->port == (tls ? 443 : 80))
         snprintf(host_header, sizeof host_header, "%s", host);
     else
         snprintf(host_header, sizeof host_header, "%s:%s", host, port);

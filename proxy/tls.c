@@ -21,6 +21,7 @@
  */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
@@ -62,11 +63,18 @@ struct tls_server {
     size_t name_count;
 };
 
+struct tls_client {
+    atomic_int refcount;
+    SSL_CTX *context;
+};
+
 struct tls_connection {
     SSL *ssl;
-    struct tls_server *server;
+    struct tls_server *server; /* a viewer's connection: the listener's server */
+    struct tls_client *client; /* an origin connection: the origin's client context */
     bool handshake_done;
     bool failure_counted;
+    char error[192]; /* why the last call failed */
 };
 
 /* ---- certificates ------------------------------------------------------------------------- */
@@ -411,7 +419,88 @@ void tls_server_unref(struct tls_server *server)
     free(server);
 }
 
+/* ---- clients ------------------------------------------------------------------------------ */
+
+struct tls_client *tls_client_create(const char *ca_file, bool verify, char *error, size_t error_size)
+{
+    ERR_clear_error();
+    SSL_CTX *context = SSL_CTX_new(TLS_client_method());
+    if (context == NULL) {
+        describe_openssl_error(error, error_size, "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+    SSL_CTX_set_options(context, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(context, 1);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    bool ok = SSL_CTX_set_alpn_protos(context, alpn, sizeof alpn - 1) == 0;
+    if (verify) {
+        SSL_CTX_set_verify(context, SSL_VERIFY_PEER, NULL);
+        FILE *readable = ca_file != NULL ? fopen(ca_file, "r") : NULL;
+        if (ca_file != NULL && readable == NULL) {
+            snprintf(error, error_size, "cannot read \"%s\": %s", ca_file, strerror(errno));
+            SSL_CTX_free(context);
+            return NULL;
+        }
+        if (readable != NULL)
+            fclose(readable);
+        if (ca_file != NULL && SSL_CTX_load_verify_locations(context, ca_file, NULL) != 1) {
+            char reason[128];
+            describe_openssl_error(reason, sizeof reason, "no certificates in it");
+            snprintf(error, error_size, "cannot load CA certificates from \"%s\": %s", ca_file, reason);
+            SSL_CTX_free(context);
+            return NULL;
+        }
+        ok = ok && (ca_file != NULL || SSL_CTX_set_default_verify_paths(context) == 1);
+    } else {
+        SSL_CTX_set_verify(context, SSL_VERIFY_NONE, NULL);
+    }
+    if (!ok) {
+        describe_openssl_error(error, error_size, "cannot set up the TLS context");
+        SSL_CTX_free(context);
+        return NULL;
+    }
+    struct tls_client *client = calloc(1, sizeof *client);
+    VERGE_ASSERT(client != NULL);
+    atomic_init(&client->refcount, 1);
+    client->context = context;
+    return client;
+}
+
+static pthread_once_t default_client_once = PTHREAD_ONCE_INIT;
+static struct tls_client *default_client;
+
+static void create_default_client(void)
+{
+    char error[256];
+    default_client = tls_client_create(NULL, true, error, sizeof error);
+    if (default_client == NULL)
+        log_error("TLS: cannot load the system trust store for https origins that functions choose: %s", error);
+}
+
+struct tls_client *tls_client_default(void)
+{
+    pthread_once(&default_client_once, create_default_client);
+    return default_client;
+}
+
+void tls_client_ref(struct tls_client *client)
+{
+    atomic_fetch_add_explicit(&client->refcount, 1, memory_order_relaxed);
+}
+
+void tls_client_unref(struct tls_client *client)
+{
+    if (client == NULL || atomic_fetch_sub_explicit(&client->refcount, 1, memory_order_acq_rel) != 1)
+        return;
+    SSL_CTX_free(client->context);
+    free(client);
+}
+
 /* ---- connections -------------------------------------------------------------------------- */
+
+static enum tls_io io_result(struct tls_connection *connection, int result);
 
 struct tls_connection *tls_connection_create(struct tls_server *server, int fd)
 {
@@ -430,9 +519,54 @@ struct tls_connection *tls_connection_create(struct tls_server *server, int fd)
     return connection;
 }
 
+struct tls_connection *tls_client_connection_create(struct tls_client *client, int fd, const char *host)
+{
+    ERR_clear_error();
+    SSL *ssl = SSL_new(client->context);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+        ERR_clear_error();
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    unsigned char address[16];
+    bool is_ip = inet_pton(AF_INET, host, address) == 1 || inet_pton(AF_INET6, host, address) == 1;
+    bool ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1
+                    : SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
+    if (!ok) {
+        ERR_clear_error();
+        SSL_free(ssl);
+        return NULL;
+    }
+    struct tls_connection *connection = calloc(1, sizeof *connection);
+    VERGE_ASSERT(connection != NULL);
+    connection->ssl = ssl;
+    connection->client = client;
+    tls_client_ref(client);
+    return connection;
+}
+
+enum tls_io tls_connection_handshake(struct tls_connection *connection)
+{
+    if (connection->handshake_done)
+        return TLS_IO_OK;
+    ERR_clear_error();
+    int result = SSL_do_handshake(connection->ssl);
+    if (result == 1) {
+        connection->handshake_done = true;
+        return TLS_IO_OK;
+    }
+    return io_result(connection, result);
+}
+
+const char *tls_connection_error(const struct tls_connection *connection)
+{
+    return connection->error[0] != '\0' ? connection->error : "unknown error";
+}
+
 static void count_failure(struct tls_connection *connection)
 {
-    if (connection->handshake_done || connection->failure_counted)
+    if (connection->server == NULL || connection->handshake_done || connection->failure_counted)
         return;
     connection->failure_counted = true;
     atomic_fetch_add_explicit(&metrics.tls_handshake_failures, 1, memory_order_relaxed);
@@ -447,6 +581,7 @@ void tls_connection_free(struct tls_connection *connection)
         count_failure(connection);
     SSL_free(connection->ssl);
     tls_server_unref(connection->server);
+    tls_client_unref(connection->client);
     free(connection);
 }
 
@@ -455,6 +590,8 @@ static void note_handshake(struct tls_connection *connection)
     if (connection->handshake_done || !SSL_is_init_finished(connection->ssl))
         return;
     connection->handshake_done = true;
+    if (connection->server == NULL)
+        return;
     atomic_fetch_add_explicit(&metrics.tls_connections, 1, memory_order_relaxed);
     if (SSL_session_reused(connection->ssl))
         atomic_fetch_add_explicit(&metrics.tls_sessions_resumed, 1, memory_order_relaxed);
@@ -470,45 +607,93 @@ static enum tls_io io_result(struct tls_connection *connection, int result)
         return TLS_IO_WANT_WRITE;
     case SSL_ERROR_ZERO_RETURN:
         return TLS_IO_CLOSED;
-    default:
-        if (!connection->handshake_done) {
-            char reason[128];
-            describe_openssl_error(reason, sizeof reason, error == SSL_ERROR_SYSCALL ? strerror(errno) : "protocol error");
-            log_debug("TLS handshake failed: %s", reason);
+    default: {
+        long verify = connection->client != NULL ? SSL_get_verify_result(connection->ssl) : X509_V_OK;
+        if (verify != X509_V_OK) {
+            snprintf(connection->error, sizeof connection->error, "certificate verify failed: %s",
+                     X509_verify_cert_error_string(verify));
+            ERR_clear_error();
+        } else if (error == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0) {
+            snprintf(connection->error, sizeof connection->error, "%s",
+                     result == 0 || errno == 0 ? "connection closed" : strerror(errno));
+        } else {
+            describe_openssl_error(connection->error, sizeof connection->error, "protocol error");
+        }
+        if (!connection->handshake_done && connection->server != NULL) {
+            log_debug("TLS handshake failed: %s", connection->error);
             count_failure(connection);
         }
-        ERR_clear_error();
         return TLS_IO_ERROR;
+    }
     }
 }
 
 enum tls_io tls_connection_read(struct tls_connection *connection, void *buf, size_t len, size_t *done)
 {
     *done = 0;
-    ERR_clear_error(); /* SSL_get_error reads the queue: it must hold only this call's errors */
-    int n = SSL_read(connection->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
-    note_handshake(connection);
-    if (n > 0) {
-        *done = (size_t)n;
-        return TLS_IO_OK;
+    while (*done < len) {
+        ERR_clear_error(); /* SSL_get_error reads the queue: it must hold only this call's errors */
+        size_t want = len - *done > INT32_MAX ? INT32_MAX : len - *done;
+        int n = SSL_read(connection->ssl, (char *)buf + *done, (int)want);
+        note_handshake(connection);
+        if (n <= 0) {
+            enum tls_io result = io_result(connection, n);
+            /* What was read goes first; a close or an error shows again on the next call. */
+            return *done > 0 ? TLS_IO_OK : result;
+        }
+        *done += (size_t)n;
     }
-    return io_result(connection, n);
+    return TLS_IO_OK;
 }
 
 enum tls_io tls_connection_write(struct tls_connection *connection, const void *buf, size_t len, size_t *done)
 {
     *done = 0;
-    if (len == 0)
-        return TLS_IO_OK;
-    ERR_clear_error();
-    int n = SSL_write(connection->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
-    if (n > 0) {
-        *done = (size_t)n;
-        return TLS_IO_OK;
+    while (*done < len) {
+        ERR_clear_error();
+        size_t want = len - *done > INT32_MAX ? INT32_MAX : len - *done;
+        int n = SSL_write(connection->ssl, (const char *)buf + *done, (int)want);
+        if (n <= 0) {
+            enum tls_io result = io_result(connection, n);
+            if (*done > 0 && result != TLS_IO_ERROR)
+                return TLS_IO_OK;
+            /* No renegotiation: a write that wants to read can only wait for the socket to drain. */
+            return result == TLS_IO_WANT_READ ? TLS_IO_WANT_WRITE : result;
+        }
+        *done += (size_t)n; /* one record per call (partial writes) */
     }
-    enum tls_io result = io_result(connection, n);
-    /* No renegotiation: a write that wants to read can only wait for the socket to drain. */
-    return result == TLS_IO_WANT_READ ? TLS_IO_WANT_WRITE : result;
+    return TLS_IO_OK;
+}
+
+ssize_t tls_connection_send(struct tls_connection *connection, const void *data, size_t len)
+{
+    size_t taken;
+    enum tls_io result = tls_connection_write(connection, data, len, &taken);
+    if (result == TLS_IO_OK)
+        return (ssize_t)taken;
+    errno = result == TLS_IO_WANT_WRITE ? EAGAIN : EPIPE;
+    return -1;
+}
+
+ssize_t tls_connection_recv(struct tls_connection *connection, void *buf, size_t len, bool *wants_write)
+{
+    size_t done;
+    switch (tls_connection_read(connection, buf, len, &done)) {
+    case TLS_IO_OK:
+        return (ssize_t)done;
+    case TLS_IO_WANT_WRITE:
+        *wants_write = true; /* the handshake or a key update has bytes the socket cannot take yet */
+        /* fall through */
+    case TLS_IO_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case TLS_IO_CLOSED:
+        return 0;
+    case TLS_IO_ERROR:
+        break;
+    }
+    errno = ECONNRESET;
+    return -1;
 }
 
 bool tls_connection_has_buffered_input(const struct tls_connection *connection)

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "base.h"
 
@@ -90,6 +91,22 @@ void tls_ticket_keys_push(struct tls_ticket_keys *ring, const struct tls_ticket_
 const struct tls_ticket_key *tls_ticket_keys_find(const struct tls_ticket_keys *ring, const unsigned char name[16], uint64_t now_s,
                                                   uint64_t rotate_s, bool *is_newest);
 
+/* ---- origins (the client side) ------------------------------------------------------------ */
+
+struct tls_client;
+
+/* A client context for one https origin: TLS 1.2 or 1.3, ALPN http/1.1,
+ * verifying the origin's chain against `ca_file` (NULL: the system trust
+ * store) unless `verify` is false. Refcount 1, or NULL with a reason. */
+struct tls_client *tls_client_create(const char *ca_file, bool verify, char *error, size_t error_size);
+/* The client for https origins that edge functions choose: the system trust
+ * store (OpenSSL's default paths; SSL_CERT_FILE / SSL_CERT_DIR override them),
+ * verification on. Made once, kept for the process; NULL (logged) if it
+ * cannot be set up. The caller takes no reference. */
+struct tls_client *tls_client_default(void);
+void tls_client_ref(struct tls_client *client);
+void tls_client_unref(struct tls_client *client);
+
 /* ---- connections -------------------------------------------------------------------------- */
 
 struct tls_connection;
@@ -105,16 +122,36 @@ enum tls_io {
 /* Starts a server-side TLS connection on the accepted, non-blocking `fd`
  * (the handshake runs inside the first reads). Takes a ref on `server`. */
 struct tls_connection *tls_connection_create(struct tls_server *server, int fd);
-/* Counts an abandoned handshake (see metrics) and frees everything; the caller closes fd. */
+/* Starts a client connection on the connected, non-blocking `fd` to `host`:
+ * SNI carries `host` unless it is an IP literal, and verification checks
+ * that the certificate names it (a DNS name or an IP address). Takes a ref
+ * on `client`. Drive it with tls_connection_handshake. */
+struct tls_connection *tls_client_connection_create(struct tls_client *client, int fd, const char *host);
+/* Runs the handshake on: TLS_IO_OK once it is done; on TLS_IO_ERROR,
+ * tls_connection_error says why ("certificate verify failed: self-signed
+ * certificate", an OpenSSL reason, or the socket's error). */
+enum tls_io tls_connection_handshake(struct tls_connection *connection);
+const char *tls_connection_error(const struct tls_connection *connection);
+/* Viewer connections: counts an abandoned handshake (see metrics). Frees everything; the caller closes fd. */
 void tls_connection_free(struct tls_connection *connection);
-/* Decrypted bytes into buf (drives the handshake first). */
+/* Decrypted bytes into buf, as many records as are there (a server drives
+ * its handshake here). TLS_IO_OK with `*done` > 0, or why there are none. */
 enum tls_io tls_connection_read(struct tls_connection *connection, void *buf, size_t len, size_t *done);
-/* Encrypts and sends up to `len` bytes; `*done` is how many were taken. On
- * WANT_WRITE a record may be half sent: the next call must offer the same
- * bytes again (from the same position in the stream; the buffer may move). */
+/* Encrypts and sends up to `len` bytes, record by record, like send(2):
+ * TLS_IO_OK with `*done` taken (maybe fewer than `len`: the socket is full),
+ * or TLS_IO_WANT_WRITE when it took nothing. A record may be left half sent:
+ * the next call must offer the same bytes again (from the same position in
+ * the stream; the buffer may move). */
 enum tls_io tls_connection_write(struct tls_connection *connection, const void *buf, size_t len, size_t *done);
 /* Whether bytes already read from the socket wait inside OpenSSL: the socket
  * will not signal readable for them. */
+/* The same in the shape of send(2) and recv(2), for code written around
+ * them: send returns bytes taken or -1 with errno EAGAIN (the socket is
+ * full) or EPIPE; recv returns bytes, 0 at the peer's close, or -1 with errno
+ * EAGAIN (wait until readable, or writable when it set `*wants_write`) or
+ * ECONNRESET. */
+ssize_t tls_connection_send(struct tls_connection *connection, const void *data, size_t len);
+ssize_t tls_connection_recv(struct tls_connection *connection, void *buf, size_t len, bool *wants_write);
 bool tls_connection_has_buffered_input(const struct tls_connection *connection);
 bool tls_connection_handshake_done(const struct tls_connection *connection);
 /* Sends close_notify if the socket takes it now; never waits. */

@@ -196,19 +196,7 @@ static ssize_t viewer_transport_send(struct viewer_connection *viewer, const voi
 {
     if (viewer->tls == NULL)
         return send(viewer->fd, data, len, MSG_NOSIGNAL | flags);
-    size_t taken = 0;
-    while (taken < len) {
-        size_t done;
-        enum tls_io result = tls_connection_write(viewer->tls, (const char *)data + taken, len - taken, &done);
-        taken += done;
-        if (result == TLS_IO_OK)
-            continue;
-        if (taken > 0)
-            break;
-        errno = result == TLS_IO_WANT_WRITE ? EAGAIN : EPIPE;
-        return -1;
-    }
-    return (ssize_t)taken;
+    return tls_connection_send(viewer->tls, data, len);
 }
 
 /* Like recv(2): bytes read, 0 at the viewer's close, or -1 with errno. */
@@ -216,26 +204,13 @@ static ssize_t viewer_receive(struct viewer_connection *viewer, void *buf, size_
 {
     if (viewer->tls == NULL)
         return recv(viewer->fd, buf, len, 0);
-    size_t done;
-    switch (tls_connection_read(viewer->tls, buf, len, &done)) {
-    case TLS_IO_OK:
-        return (ssize_t)done;
-    case TLS_IO_WANT_READ:
-        errno = EAGAIN;
-        return -1;
-    case TLS_IO_WANT_WRITE:
-        /* The handshake (or a key update) has bytes the socket cannot take yet. */
+    bool wants_write = false;
+    ssize_t n = tls_connection_recv(viewer->tls, buf, len, &wants_write);
+    if (wants_write) {
         viewer->tls_read_wants_write = true;
         ev_io_start(viewer->thread->loop, &viewer->write_watcher);
-        errno = EAGAIN;
-        return -1;
-    case TLS_IO_CLOSED:
-        return 0;
-    case TLS_IO_ERROR:
-        break;
     }
-    errno = ECONNRESET;
-    return -1;
+    return n;
 }
 
 /* Reading is on and OpenSSL holds decrypted-to-be bytes the socket will not

@@ -34,6 +34,7 @@ import json
 import mimetypes
 import os
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -334,8 +335,14 @@ class Origin:
 
     HEAD_LIMIT = 1024 * 1024
 
-    def __init__(self, host="127.0.0.1", port=0, static_dir=None, io_timeout=120.0):
+    def __init__(self, host="127.0.0.1", port=0, static_dir=None, io_timeout=120.0, tls_context=None):
+        """`tls_context` (a server ssl.SSLContext) makes it an HTTPS origin: every connection
+        starts with a handshake; .server_names records the SNI each one sent (None: none) and
+        .tls_failures counts handshakes that failed (e.g. verge rejected the certificate)."""
         self.host = host
+        self.tls_context = tls_context
+        self._server_names = []
+        self._tls_failures = 0
         self.port = port
         self.static_dir = os.path.abspath(static_dir) if static_dir else None
         self.io_timeout = io_timeout
@@ -359,6 +366,8 @@ class Origin:
         listener.settimeout(0.1)
         self._listener = listener
         self.port = listener.getsockname()[1]
+        if self.tls_context is not None:
+            self.tls_context.sni_callback = self._on_server_name
         self._thread = threading.Thread(target=self._accept_loop, name="origin-accept-%d" % self.port, daemon=True)
         self._thread.start()
         return self
@@ -385,7 +394,21 @@ class Origin:
 
     @property
     def url(self):
-        return "http://%s:%d" % (self.host, self.port)
+        return "%s://%s:%d" % ("https" if self.tls_context is not None else "http", self.host, self.port)
+
+    def _on_server_name(self, sslsock, name, context):
+        with self._lock:
+            self._server_names.append(name)
+
+    @property
+    def server_names(self):
+        with self._lock:
+            return list(self._server_names)
+
+    @property
+    def tls_failures(self):
+        with self._lock:
+            return self._tls_failures
 
     # -- scripting and inspection --
 
@@ -468,6 +491,19 @@ class Origin:
     def _serve_connection(self, sock, conn_id):
         sock.settimeout(self.io_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls_context is not None:
+            try:
+                tls_sock = self.tls_context.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError):
+                with self._lock:
+                    self._tls_failures += 1
+                    self._open.discard(sock)
+                sock.close()
+                return
+            with self._lock:
+                self._open.discard(sock)
+                self._open.add(tls_sock)
+            sock = tls_sock
         reader = _Reader(sock)
         seq = 0
         drop_next = False

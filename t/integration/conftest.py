@@ -27,8 +27,10 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -977,6 +979,47 @@ def origin():
     o = Origin().start()
     yield o
     o.stop()
+
+
+def openssl(*args):
+    """Runs the openssl CLI; fails the test on an error."""
+    proc = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=15)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """Certificates for HTTPS origins, made once with the openssl CLI: pki("ca.pem") a test CA;
+    "local" (.pem/.key) signed by it for localhost and 127.0.0.1, "other" signed for
+    other.example, "self" self-signed for localhost."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed by the origin TLS tests")
+    d = tmp_path_factory.mktemp("origin-pki")
+    p = lambda name: str(d / name)  # noqa: E731
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", p("ca.key"),
+            "-out", p("ca.pem"), "-days", "2", "-subj", "/CN=verge test CA")
+
+    def signed(name, sans):
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", p(name + ".key"),
+                "-out", p(name + ".csr"), "-subj", "/CN=" + name)
+        with open(p(name + ".ext"), "w") as f:
+            f.write("subjectAltName=" + ",".join(sans) + "\n")
+        openssl("x509", "-req", "-in", p(name + ".csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial",
+                "-out", p(name + ".pem"), "-days", "2", "-extfile", p(name + ".ext"))
+
+    signed("local", ["DNS:localhost", "IP:127.0.0.1"])
+    signed("other", ["DNS:other.example"])
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", p("self.key"),
+            "-out", p("self.pem"), "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost")
+    return p
+
+
+def https_origin(pki, leaf):
+    """A started HTTPS Origin presenting pki's `leaf` certificate (stop it yourself)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki(leaf + ".pem"), pki(leaf + ".key"))
+    return Origin(tls_context=context).start()
 
 
 @pytest.fixture

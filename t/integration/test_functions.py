@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import HIT, MISS, HTTPConn, origin_entry, wait_until
+from conftest import HIT, MISS, HTTPConn, https_origin, origin_entry, wait_until
 
 GENERATED = "LambdaGeneratedResponse from verge"
 VALIDATION = "LambdaValidationError from verge"
@@ -330,11 +330,44 @@ def test_origin_request_switches_the_origin(verge, origin, origin_factory, tmp_p
     assert origin.requests == []
 
 
-def test_origin_request_https_origin_is_refused(verge, origin, origin_factory, tmp_path):
-    second = origin_factory()
+def test_origin_request_switches_to_an_https_origin(verge, origin, pki, tmp_path):
+    """A function may choose an https origin not in the config: verified against the system
+    trust store, which SSL_CERT_FILE points at the test CA here."""
+    second = https_origin(pki, "local")
+    try:
+        second.route("/s", body="from the https origin")
+        config = fn_config(tmp_path, origin, {"oreq": switch_origin_source(second.port, "https", domain="localhost")},
+                           {"origin-request": "oreq"})
+        v = verge(config, env=dict(os.environ, SSL_CERT_FILE=pki("ca.pem")))
+        r = v.get("/s")
+        assert (r.status, r.body) == (200, b"from the https origin"), (r, r.headers)
+        assert [x.path for x in second.requests] == ["/s"] and second.server_names == ["localhost"]
+        assert origin.requests == []
+    finally:
+        second.stop()
+
+
+def test_origin_request_https_origin_that_is_not_trusted_answers_502(verge, origin, pki, tmp_path):
+    second = https_origin(pki, "self")
+    try:
+        config = fn_config(tmp_path, origin, {"oreq": switch_origin_source(second.port, "https", domain="localhost")},
+                           {"origin-request": "oreq"})
+        v = verge(config)
+        since = v.stderr_size()
+        r = v.get("/s")
+        assert r.status == 502, (r, r.headers)
+        v.wait_for_log(r"origin function:https:localhost:%d: TLS handshake with localhost failed: certificate verify failed"
+                       % second.port, since=since)
+        assert origin.requests == [] and second.requests == []
+    finally:
+        second.stop()
+
+
+def test_origin_request_https_to_a_plain_http_origin_times_out_in_the_handshake(verge, origin, origin_factory, tmp_path):
+    second = origin_factory()  # reads the ClientHello as the start of a request head and waits for the rest
     v = verge(fn_config(tmp_path, origin, {"oreq": switch_origin_source(second.port, "https")}, {"origin-request": "oreq"}))
     r = v.get("/s")
-    assert r.status == 502, (r, r.headers)
+    assert (r.status, r.body) == (504, b"verge: origin TLS handshake timeout\n"), (r, r.headers)
     assert origin.requests == [] and second.requests == []
 
 

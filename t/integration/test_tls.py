@@ -760,3 +760,15 @@ def test_stalled_client_hello_is_closed_while_others_are_served(verge, origin, s
     assert all(t is not None for t in closed), "a stalled TLS connection was still open after 6 s"
     assert all(t - start >= 1.0 for t in closed), [t - start for t in closed]
     assert tls_get(v.tls_port, "/after").status == 200
+
+
+def test_request_bodies_that_end_inside_records_read_ahead_reach_the_origin(verge, origin, site):
+    """Upload sizes around the input buffer: the last records of a body can sit in OpenSSL's
+    read-ahead while the socket has nothing more; reading must resume from them."""
+    v = start_tls(verge, origin, [site], extra={"timeouts": {"idle_ms": 3000}})
+    with TLSConn(v.tls_port) as c:
+        for size in range(20 * 1024, 200 * 1024, 5 * 1024 + 7):
+            body = bytes([size % 251]) * size
+            r = c.request("POST", "/up%d" % size, body=body)
+            assert r.status == 200, size
+            assert origin.requests[-1].body_length == size, size

@@ -461,7 +461,7 @@ static void test_unknown_keys(void)
 {
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9000', 'conect_timeout_ms': 5}")),
                  "origins.app.conect_timeout_ms: unknown key (known: url, static, connect_timeout_ms, read_timeout_ms, "
-                 "max_idle)");
+                 "ca_file, tls_verify, max_idle)");
     EXPECT_ERROR(q(WITH("'thread': 2")), "thread: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
                                          "function_log, admin, timeouts, cache, workers)");
     EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
@@ -667,7 +667,27 @@ static void test_origin_kinds(void)
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1', 'static': 'public'}")),
                  "origins.app: expected exactly one of url or static, got both");
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'max_idle': 2}")), "origins.app: expected exactly one of url or static, got neither");
-    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'https://127.0.0.1'}")), "origins.app.url: https origins are not supported yet");
+    struct config *https = EXPECT_OK(q(WITH_ORIGINS("'app': {'url': 'https://127.0.0.1/v1/'}")));
+    if (https != NULL) {
+        CHECK(https->origins[0].tls && https->origins[0].tls_verify && https->origins[0].tls_client != NULL);
+        CHECK_INT(https->origins[0].port, 443);
+        CHECK_STR(https->origins[0].host_header, "127.0.0.1");
+        CHECK_STR(https->origins[0].path_prefix, "/v1");
+        CHECK(https->origins[0].ca_file == NULL);
+    }
+    config_unref(https);
+    https = EXPECT_OK(q(WITH_ORIGINS("'app': {'url': 'https://127.0.0.1:8443', 'tls_verify': false}")));
+    if (https != NULL) {
+        CHECK(https->origins[0].tls && !https->origins[0].tls_verify);
+        CHECK_STR(https->origins[0].host_header, "127.0.0.1:8443");
+    }
+    config_unref(https);
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1', 'tls_verify': false}")),
+                 "origins.app.tls_verify: only meaningful with an https url");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'static': '.', 'ca_file': 'ca.pem'}")),
+                 "origins.app.ca_file: only meaningful with url; this origin is static");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'https://127.0.0.1', 'ca_file': '/nonexistent/ca.pem'}")),
+                 "origins.app.ca_file: cannot read \"/nonexistent/ca.pem\": No such file or directory");
     EXPECT_ERROR(q(WITH_ORIGINS("'my app': {'url': 'http://127.0.0.1'}")),
                  "origins: expected names of letters, digits, '_' or '-', got \"my app\"");
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1'}, 'app': {'url': 'http://127.0.0.2'}")),
@@ -683,7 +703,7 @@ static void test_origin_kinds(void)
         char text[512], message[512];
         snprintf(text, sizeof text, WITH_ORIGINS("'app': {'url': '%s'}"), bad_urls[i]);
         const char *shown = strcmp(bad_urls[i], "http://h/\\u00e9") == 0 ? "http://h/\xc3\xa9" : bad_urls[i];
-        snprintf(message, sizeof message, "origins.app.url: expected \"http://host[:port][/prefix]\", got \"%s\"", shown);
+        snprintf(message, sizeof message, "origins.app.url: expected \"http[s]://host[:port][/prefix]\", got \"%s\"", shown);
         EXPECT_ERROR(q(text), message);
     }
 }
@@ -722,13 +742,13 @@ static void test_parse_errors_have_positions(void)
 static void test_all_errors_are_collected(void)
 {
     struct config_errors errors = {0};
-    CHECK(load_text(q("{'listen': [{'address': 'nope'}], 'threads': 0, 'origins': {'app': {'url': 'https://x'}},"
+    CHECK(load_text(q("{'listen': [{'address': 'nope'}], 'threads': 0, 'origins': {'app': {'url': 'ftp://x'}},"
                       " 'behaviors': [{'path': '/x', 'origin': 'ap'}], 'extra': 1}"),
                     &errors) == NULL);
     CHECK_INT(errors.count, 6);
     CHECK(errors_contain(&errors, "listen[0].address: expected \"IPv4:port\" or \"[IPv6]:port\", got \"nope\""));
     CHECK(errors_contain(&errors, "threads: expected an integer from 1 to 256, got 0"));
-    CHECK(errors_contain(&errors, "origins.app.url: https origins are not supported yet"));
+    CHECK(errors_contain(&errors, "origins.app.url: expected \"http[s]://host[:port][/prefix]\", got \"ftp://x\""));
     CHECK(errors_contain(&errors, "behaviors[0].origin: unknown origin \"ap\" (known: app)"));
     CHECK(errors_contain(&errors, "behaviors[0].path: expected \"*\" for the last behavior (the default), got \"/x\""));
     CHECK(errors_contain(&errors, "extra: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
