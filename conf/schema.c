@@ -1394,9 +1394,17 @@ static void finish_origin(struct loader *L, const char *path, const struct json_
     if (has_url) {
         if (origin->host == NULL || (config_json_member(v, "ca_file") != NULL && origin->ca_file == NULL))
             return; /* already reported */
-        char error[512];
-        origin->tls_client =
-            tls_client_create(origin->tls_verify ? origin->ca_file : NULL, origin->tls_verify, error, sizeof error);
+        char error[512] = "";
+        if (origin->tls_verify && origin->ca_file == NULL) {
+            /* The system trust store is read once per process, not per origin and reload. */
+            origin->tls_client = tls_client_default();
+            snprintf(error, sizeof error, "the system trust store cannot be loaded (see the log); set ca_file");
+            if (origin->tls_client != NULL)
+                tls_client_ref(origin->tls_client);
+        } else {
+            origin->tls_client =
+                tls_client_create(origin->tls_verify ? origin->ca_file : NULL, origin->tls_verify, error, sizeof error);
+        }
         if (origin->tls_client == NULL) {
             config_load_error(L, "%s.%s: %s", path, origin->ca_file != NULL ? "ca_file" : "url", error);
             return;

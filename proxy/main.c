@@ -258,7 +258,7 @@ static int loop_thread_setup(struct loop_thread *thread, unsigned index, const s
         }
         listener->fd = fd;
         listener->thread = thread;
-        listener->index = i;
+        snprintf(listener->address, sizeof listener->address, "%s", config->listen[i].address.text);
         listener->tls = config->listen[i].tls.server;
         if (listener->tls != NULL)
             tls_server_ref(listener->tls);

@@ -111,21 +111,21 @@ static void fetch_on_ready(struct origin_fetch *fetch);
 
 static struct origin_pool *pool_for(struct loop_thread *thread, const struct config_origin *origin)
 {
-    char identity[1024] = "";
-    if (origin->tls)
-        snprintf(identity, sizeof identity, "%s %d %s", origin->host, origin->tls_verify, origin->ca_file ? origin->ca_file : "-");
+    char *identity = NULL;
+    if (origin->tls &&
+        asprintf(&identity, "%s %d %s", origin->host, origin->tls_verify, origin->ca_file ? origin->ca_file : "-") < 0)
+        VERGE_ASSERT(!"out of memory");
     for (struct origin_pool *pool = thread->origin_pools; pool != NULL; pool = pool->next)
         if (pool->address_len == origin->sockaddr_len && memcmp(&pool->address, &origin->sockaddr, origin->sockaddr_len) == 0 &&
-            (pool->tls_identity == NULL ? !origin->tls : origin->tls && strcmp(pool->tls_identity, identity) == 0))
+            (pool->tls_identity == NULL ? !origin->tls : origin->tls && strcmp(pool->tls_identity, identity) == 0)) {
+            free(identity);
             return pool;
+        }
     struct origin_pool *pool = calloc(1, sizeof *pool);
     VERGE_ASSERT(pool != NULL);
     memcpy(&pool->address, &origin->sockaddr, origin->sockaddr_len);
     pool->address_len = origin->sockaddr_len;
-    if (origin->tls) {
-        pool->tls_identity = strdup(identity);
-        VERGE_ASSERT(pool->tls_identity != NULL);
-    }
+    pool->tls_identity = identity; /* NULL for http */
     pool->next = thread->origin_pools;
     thread->origin_pools = pool;
     return pool;
@@ -531,7 +531,8 @@ static void connection_on_writable(struct ev_loop *loop, ev_io *watcher, int rev
     VERGE_CHECK_MAGIC(fetch, ORIGIN_FETCH_MAGIC);
     if (connection->tls_read_wants_write) {
         connection->tls_read_wants_write = false;
-        ev_feed_event(loop, &connection->read_watcher, EV_READ);
+        if (ev_is_active(&connection->read_watcher)) /* not while reading is paused for backpressure */
+            ev_feed_event(loop, &connection->read_watcher, EV_READ);
     }
     if (fetch->state == FETCH_HANDSHAKE) {
         fetch_handshake_step(fetch);

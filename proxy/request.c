@@ -1064,7 +1064,9 @@ static void pump_cache(struct request *request)
                 if (piece.len == 0)
                     break; /* nothing more stored yet */
                 size_t offered, sent;
-                if (piece.fd >= 0) {
+                /* TLS must encrypt in user space: it reads the segments' mapping (piece.data) instead. */
+                bool file_pieces = viewer->tls == NULL;
+                if (piece.fd >= 0 && file_pieces) {
                     /* Chunks that follow each other in the same segment go in one call. */
                     offered = piece.len;
                     while (offered < PUMP_HIGH_WATERMARK && request->cache_read_offset + offered < request->cache_read_end) {
@@ -1081,7 +1083,8 @@ static void pump_cache(struct request *request)
                     int count = 0;
                     uint64_t offset = request->cache_read_offset;
                     offered = 0;
-                    while (piece.len > 0 && piece.fd < 0 && count < VIEWER_MAX_IOV && offered < PUMP_HIGH_WATERMARK) {
+                    while (piece.len > 0 && (piece.fd < 0 || !file_pieces) && count < VIEWER_MAX_IOV &&
+                           offered < PUMP_HIGH_WATERMARK) {
                         pieces[count++] = (struct iovec){(void *)piece.data, piece.len};
                         offset += piece.len;
                         offered += piece.len;

@@ -50,7 +50,7 @@ struct loop_thread {
         int fd;
         ev_io watcher; /* data: the listener */
         struct loop_thread *thread;
-        size_t index;           /* into config->listen */
+        char address[80];       /* listen[].address as written when it was opened */
         struct tls_server *tls; /* a ref on the server it started with; NULL: plain HTTP */
     } * listeners;
     size_t listener_count;

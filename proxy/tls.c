@@ -130,6 +130,12 @@ static void read_names(struct tls_certificate *certificate)
     OPENSSL_free(utf8);
 }
 
+/* An encrypted key fails to load instead of OpenSSL asking for a passphrase on the terminal. */
+static int refuse_passphrase(char *buf, int size, int rwflag, void *userdata)
+{
+    return -1;
+}
+
 void tls_certificate_free(struct tls_certificate *certificate)
 {
     if (certificate == NULL)
@@ -174,7 +180,7 @@ struct tls_certificate *tls_certificate_load(const char *cert_path, const char *
         snprintf(error, error_size, "cannot read \"%s\": %s", key_path, strerror(errno));
         goto fail;
     }
-    certificate->key = PEM_read_PrivateKey(file, NULL, NULL, NULL);
+    certificate->key = PEM_read_PrivateKey(file, NULL, refuse_passphrase, NULL);
     fclose(file);
     if (certificate->key == NULL) {
         ERR_clear_error();
@@ -430,7 +436,10 @@ struct tls_client *tls_client_create(const char *ca_file, bool verify, char *err
         return NULL;
     }
     SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
-    SSL_CTX_set_options(context, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Not SSL_OP_IGNORE_UNEXPECTED_EOF: a close without close_notify must not
+     * read as the clean end of a response delimited by the close (it would be
+     * cached whole). It fails the fetch instead. */
+    SSL_CTX_set_options(context, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_read_ahead(context, 1);
     static const unsigned char alpn[] = "\x08http/1.1";
@@ -533,6 +542,7 @@ struct tls_connection *tls_client_connection_create(struct tls_client *client, i
     bool is_ip = inet_pton(AF_INET, host, address) == 1 || inet_pton(AF_INET6, host, address) == 1;
     bool ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1
                     : SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
+    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS); /* "*.example.com", never "f*.example.com" */
     if (!ok) {
         ERR_clear_error();
         SSL_free(ssl);
@@ -551,6 +561,7 @@ enum tls_io tls_connection_handshake(struct tls_connection *connection)
     if (connection->handshake_done)
         return TLS_IO_OK;
     ERR_clear_error();
+    errno = 0;
     int result = SSL_do_handshake(connection->ssl);
     if (result == 1) {
         connection->handshake_done = true;
@@ -608,7 +619,8 @@ static enum tls_io io_result(struct tls_connection *connection, int result)
     case SSL_ERROR_ZERO_RETURN:
         return TLS_IO_CLOSED;
     default: {
-        long verify = connection->client != NULL ? SSL_get_verify_result(connection->ssl) : X509_V_OK;
+        bool verifying = connection->client != NULL && (SSL_get_verify_mode(connection->ssl) & SSL_VERIFY_PEER);
+        long verify = verifying ? SSL_get_verify_result(connection->ssl) : X509_V_OK;
         if (verify != X509_V_OK) {
             snprintf(connection->error, sizeof connection->error, "certificate verify failed: %s",
                      X509_verify_cert_error_string(verify));
@@ -633,6 +645,7 @@ enum tls_io tls_connection_read(struct tls_connection *connection, void *buf, si
     *done = 0;
     while (*done < len) {
         ERR_clear_error(); /* SSL_get_error reads the queue: it must hold only this call's errors */
+        errno = 0;
         size_t want = len - *done > INT32_MAX ? INT32_MAX : len - *done;
         int n = SSL_read(connection->ssl, (char *)buf + *done, (int)want);
         note_handshake(connection);
@@ -651,6 +664,7 @@ enum tls_io tls_connection_write(struct tls_connection *connection, const void *
     *done = 0;
     while (*done < len) {
         ERR_clear_error();
+        errno = 0;
         size_t want = len - *done > INT32_MAX ? INT32_MAX : len - *done;
         int n = SSL_write(connection->ssl, (const char *)buf + *done, (int)want);
         if (n <= 0) {

@@ -99,10 +99,11 @@ struct tls_client;
  * verifying the origin's chain against `ca_file` (NULL: the system trust
  * store) unless `verify` is false. Refcount 1, or NULL with a reason. */
 struct tls_client *tls_client_create(const char *ca_file, bool verify, char *error, size_t error_size);
-/* The client for https origins that edge functions choose: the system trust
- * store (OpenSSL's default paths; SSL_CERT_FILE / SSL_CERT_DIR override them),
- * verification on. Made once, kept for the process; NULL (logged) if it
- * cannot be set up. The caller takes no reference. */
+/* The client for https origins without ca_file and for those edge functions
+ * choose: the system trust store (OpenSSL's default paths; SSL_CERT_FILE /
+ * SSL_CERT_DIR override them), verification on. Made once, kept for the
+ * process; NULL (logged) if it cannot be set up. Returned without a new
+ * reference: holders that outlive a config take one (tls_client_ref). */
 struct tls_client *tls_client_default(void);
 void tls_client_ref(struct tls_client *client);
 void tls_client_unref(struct tls_client *client);

@@ -28,7 +28,7 @@
  *    is on and OpenSSL holds some, the read watcher is fed by hand
  *    (viewer_read_buffered_later). A record half sent when the socket filled
  *    up is finished by offering the same bytes again, which `output` and the
- *    body sources (stored objects, files) do.
+ *    body sources (stored objects, static files) do.
  * Locking: none; a connection belongs to one loop thread.
  */
 #include <arpa/inet.h>
@@ -121,15 +121,17 @@ static void viewer_arm_timer(struct viewer_connection *viewer)
 
 /* ---- accept -------------------------------------------------------------- */
 
-/* The listener's TLS server in the current generation (certificates follow
- * reloads), or the one it started with when a reload dropped or moved it. */
+/* The TLS server the current generation has for the listener's address
+ * (certificates follow reloads), or the one it started with when a reload
+ * dropped that address or its TLS. */
 static struct tls_server *viewer_listener_tls(const struct listener *listener)
 {
     if (listener->tls == NULL)
         return NULL;
     const struct config *config = listener->thread->generation->config;
-    if (listener->index < config->listen_count && config->listen[listener->index].tls.server != NULL)
-        return config->listen[listener->index].tls.server;
+    for (size_t i = 0; i < config->listen_count; i++)
+        if (config->listen[i].tls.server != NULL && strcmp(config->listen[i].address.text, listener->address) == 0)
+            return config->listen[i].tls.server;
     return listener->tls;
 }
 
@@ -384,41 +386,11 @@ size_t viewer_send_vectored(struct viewer_connection *viewer, const struct iovec
     return sent;
 }
 
-/* Over TLS the file's bytes pass through user space to be encrypted: read in
- * record-sized pieces; the first may join a queued head. */
-static size_t viewer_tls_send_file(struct viewer_connection *viewer, int fd, uint64_t offset, size_t len)
-{
-    char buffer[VIEWER_TLS_RECORD_SIZE];
-    size_t sent = 0;
-    while (sent < len && viewer->state != VIEWER_BROKEN && !ev_is_active(&viewer->write_watcher)) {
-        size_t pending = viewer_output_pending(viewer);
-        size_t room = pending > 0 && pending < sizeof buffer ? sizeof buffer - pending : sizeof buffer;
-        size_t want = len - sent < room ? len - sent : room;
-        ssize_t n;
-        do
-            n = pread(fd, buffer, want, (off_t)(offset + sent));
-        while (n < 0 && errno == EINTR);
-        if (n <= 0) {
-            log_warn("%s: reading a file for the response failed: %s", viewer->client_ip,
-                     n < 0 ? strerror(errno) : "it got shorter");
-            viewer_mark_broken(viewer);
-            return 0;
-        }
-        struct iovec piece = {buffer, (size_t)n};
-        size_t taken = viewer_tls_send_pieces(viewer, &piece, 1);
-        sent += taken;
-        if (taken < (size_t)n)
-            break;
-    }
-    return viewer->state == VIEWER_BROKEN ? 0 : sent;
-}
-
 size_t viewer_sendfile(struct viewer_connection *viewer, int fd, uint64_t offset, size_t len)
 {
     if (viewer->state == VIEWER_BROKEN || ev_is_active(&viewer->write_watcher))
         return 0;
-    if (viewer->tls != NULL)
-        return viewer_tls_send_file(viewer, fd, offset, len);
+    VERGE_ASSERT(viewer->tls == NULL); /* TLS viewers get stored bodies as memory pieces (request.c pump_cache) */
     /* What is queued (a corked head) goes first, marked as not the end so
      * the kernel may put it in one packet with the file bytes. */
     if (!viewer_send_queued(viewer, MSG_MORE))
@@ -507,7 +479,8 @@ static void viewer_on_writable(struct ev_loop *loop, ev_io *watcher, int revents
     VERGE_CHECK_MAGIC(viewer, VIEWER_CONNECTION_MAGIC);
     if (viewer->tls_read_wants_write) {
         viewer->tls_read_wants_write = false;
-        ev_feed_event(loop, &viewer->read_watcher, EV_READ);
+        if (ev_is_active(&viewer->read_watcher)) /* not while reading is paused on purpose */
+            ev_feed_event(loop, &viewer->read_watcher, EV_READ);
     }
     viewer_flush(viewer);
 }

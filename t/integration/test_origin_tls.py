@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import HTTPConn, cached_behavior, https_origin, pattern_sha256, require_verge, run_verge
+from conftest import HIT, HTTPConn, cached_behavior, https_origin, pattern_sha256, require_verge, run_verge
 
 @pytest.fixture
 def origins():
@@ -178,3 +178,18 @@ def test_responses_that_end_inside_records_read_ahead_are_whole(verge, pki, orig
         for size in range(60 * 1024, 260 * 1024, 7 * 1024 + 13):
             r = c.request("GET", "/s?size=%d" % size, keep_body=False)
             assert (r.status, r.body_length, r.body_sha256) == (200, size, pattern_sha256(size)), size
+
+
+def test_response_cut_by_a_close_without_close_notify_is_not_cached(verge, pki, origins):
+    """A body delimited by the connection's close is complete only if the origin ends TLS with
+    close_notify; a bare TCP close (a crash, or a forged FIN) must not store a truncated object.
+    (t/origin.py closes its TLS sockets without close_notify.)"""
+    origin = https_origin(pki, "local")
+    origins.append(origin)
+    origin.route("/cut", size=5000, close=True, header=["Cache-Control: max-age=60"])
+    app = {"url": "https://localhost:%d" % origin.port, "ca_file": pki("ca.pem")}
+    v = verge({"origins": {"app": app}, "behaviors": [cached_behavior()]})
+    for _ in range(2):
+        r = v.get("/cut", keep_body=False)
+        assert not (r.status == 200 and r.complete and r.header("x-cache") == HIT), r.headers
+    assert [x.path for x in origin.requests] == ["/cut", "/cut"]  # never served from the cache

@@ -561,6 +561,33 @@ def test_reload_serves_replaced_certificate_files(verge, origin, renewable, via)
     assert (r.returncode, r.status) == (0, 200), r
 
 
+def test_reordered_listeners_keep_their_own_certificates_after_a_reload(verge, origin, renewable):
+    """Listeners find their certificates by address, not by position in listen[]."""
+    old, _, other, _ = renewable
+    first, second = free_port(), free_port()
+    listen = [{"address": "127.0.0.1:%d" % first, "tls": tls_entry([old])},
+              {"address": "127.0.0.1:%d" % second, "tls": tls_entry([other])}]
+    v = verge({"listen": listen}, origin=origin)
+    wait_listening(first)
+    wait_listening(second)
+    assert (presented(first, "x.example"), presented(second, "x.example")) == (old.der, other.der)
+    since = v.stderr_size()
+    assert v.reload(dict(v.config, listen=list(reversed(listen)))).status == 200
+    v.wait_for_log(r"listen addresses \(or which of them have TLS\) changed", since=since)
+    assert (presented(first, "x.example"), presented(second, "x.example")) == (old.der, other.der)
+
+
+def test_check_rejects_an_encrypted_key_without_asking_for_a_passphrase(tmp_path, check_certs):
+    a, _ = check_certs
+    encrypted = str(tmp_path / "encrypted.key")
+    proc = subprocess.run(["openssl", "pkey", "-in", a.key, "-aes256", "-passout", "pass:secret", "-out", encrypted],
+                          capture_output=True, text=True, timeout=TOOL_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    _, r = check(tmp_path, check_config(tls_entry([(a.cert, encrypted)])))
+    assert r.returncode == 1, r.stdout
+    assert "listen[0].tls.certificates[0].key: no PEM private key (or an encrypted one)" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("breakage,field", [("mismatched_key", "key"), ("missing_cert", "cert"), ("no_pem_cert", "cert")])
 def test_failed_certificate_reload_keeps_the_old_certificate(verge, origin, renewable, breakage, field):
     old, new, other, (cert_path, key_path) = renewable
