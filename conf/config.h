@@ -48,6 +48,7 @@ struct config_tls {
 struct config_listen {
     struct config_address address;
     struct config_tls tls;
+    bool h2c; /* HTTP/2 with prior knowledge besides HTTP/1.1 (no Upgrade) */
 };
 
 enum origin_kind { ORIGIN_KIND_HTTP, ORIGIN_KIND_STATIC };

@@ -112,6 +112,12 @@ const struct schema_key config_schema[] = {
      .offset = offsetof(struct config_listen, address),
      .set = set_address,
      .doc = "Numeric address and port to bind, e.g. `0.0.0.0:8080` or `[::]:8080`."},
+    {.pattern = "listen[].h2c",
+     .type = SCHEMA_BOOLEAN,
+     .default_value = "false",
+     .offset = offsetof(struct config_listen, h2c),
+     .doc = "Also serve HTTP/2 over cleartext to clients that start with its preface (prior knowledge; no `Upgrade: h2c`). "
+            "TLS listeners offer HTTP/2 by ALPN."},
     {.pattern = "listen[].tls",
      .type = SCHEMA_OBJECT,
      .finish = finish_listen_tls,

@@ -260,6 +260,7 @@ static int loop_thread_setup(struct loop_thread *thread, unsigned index, const s
         listener->thread = thread;
         snprintf(listener->address, sizeof listener->address, "%s", config->listen[i].address.text);
         listener->tls = config->listen[i].tls.server;
+        listener->h2c = config->listen[i].h2c;
         if (listener->tls != NULL)
             tls_server_ref(listener->tls);
         ev_io_init(&listener->watcher, viewer_accept, fd, EV_READ);

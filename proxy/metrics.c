@@ -348,6 +348,12 @@ void metrics_render(struct bytebuf *out)
     bytebuf_appendf(out, "verge_tls_handshake_failures_total %llu\n", load(&metrics.tls_handshake_failures));
     append_header(out, "verge_tls_sessions_resumed_total", "counter", "TLS handshakes that resumed a session with a ticket.");
     bytebuf_appendf(out, "verge_tls_sessions_resumed_total %llu\n", load(&metrics.tls_sessions_resumed));
+    append_header(out, "verge_connections_by_protocol_total", "counter", "Viewer connections by the protocol they spoke.");
+    unsigned long long http2 = load(&metrics.http2_connections), all = load(&metrics.connections_total);
+    bytebuf_appendf(out, "verge_connections_by_protocol_total{protocol=\"HTTP/1.1\"} %llu\n", all > http2 ? all - http2 : 0);
+    bytebuf_appendf(out, "verge_connections_by_protocol_total{protocol=\"HTTP/2\"} %llu\n", http2);
+    append_header(out, "verge_http2_streams_total", "counter", "HTTP/2 streams viewers opened (one request each).");
+    bytebuf_appendf(out, "verge_http2_streams_total %llu\n", load(&metrics.http2_streams));
     append_header(out, "verge_config_generation", "gauge", "Number of the config generation being served.");
     bytebuf_appendf(out, "verge_config_generation %u\n", atomic_load_explicit(&metrics.config_generation, memory_order_relaxed));
     append_header(out, "verge_config_reloads_total", "counter", "Config reloads (SIGHUP or POST /reload), by result.");

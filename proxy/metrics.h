@@ -41,6 +41,8 @@ struct metrics {
     atomic_ullong tls_connections;        /* TLS handshakes completed */
     atomic_ullong tls_handshake_failures; /* a protocol error, or the viewer closed or stalled mid-handshake */
     atomic_ullong tls_sessions_resumed;   /* handshakes that resumed a session (ticket) */
+    atomic_ullong http2_connections;      /* connections that speak HTTP/2 (ALPN h2 or the h2c preface) */
+    atomic_ullong http2_streams;          /* HTTP/2 requests (streams a client opened) */
     atomic_uint config_generation;
     atomic_ullong reloads_ok;
     atomic_ullong reloads_failed;

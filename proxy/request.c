@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "access_log.h"
+#include "h2.h"
 #include "http_conditional.h"
 #include "request.h"
 #include "static_origin.h"
@@ -90,7 +91,9 @@ static bool is_hop_by_hop(const struct http_header *headers, size_t count, const
 {
     if (http_token_flags(header->token) & HTTP_TOKEN_FLAG_HOP_BY_HOP)
         return true;
-    return header->token == HTTP_TOKEN_OTHER && connection_lists(headers, count, header->name);
+    /* HTTP2-Settings belongs to an h2c Upgrade, which verge never does (RFC 9113 §3.1): never forwarded. */
+    return header->token == HTTP_TOKEN_OTHER &&
+           (connection_lists(headers, count, header->name) || slice_equal_nocase(header->name, SLICE_LITERAL("HTTP2-Settings")));
 }
 
 static void append_header(struct bytebuf *out, slice_t name, slice_t value)
@@ -299,13 +302,15 @@ void request_finish(struct request *request)
     }
     if (request->status > 0)
         metrics_count_request(request->status);
+    const struct tls_connection *tls =
+        request->viewer->stream != NULL ? h2_stream_connection_viewer(request->viewer)->tls : request->viewer->tls;
     struct access_log_entry entry = {
         .time = request->started_wall,
         .request_id = slice_from_cstr(request->id),
         .client_ip = request->viewer->client_ip,
-        .protocol = "HTTP/1.1",
-        .tls_version = request->viewer->tls != NULL ? tls_connection_version(request->viewer->tls) : NULL,
-        .tls_cipher = request->viewer->tls != NULL ? tls_connection_cipher(request->viewer->tls) : NULL,
+        .protocol = request->viewer->stream != NULL ? "HTTP/2" : "HTTP/1.1",
+        .tls_version = tls != NULL ? tls_connection_version(tls) : NULL,
+        .tls_cipher = tls != NULL ? tls_connection_cipher(tls) : NULL,
         .method = request->method,
         .uri = request->target,
         .status = request->status,
@@ -868,6 +873,14 @@ static enum step_result step_synth(struct request *request)
     return RUN_NEXT;
 }
 
+/* Chunked framing for a body of unknown length: HTTP/1.1 viewers. HTTP/1.0
+ * ones read until the close; an HTTP/2 stream ends with its last DATA frame
+ * (UNTIL_CLOSE there means "until the stream ends"). */
+static bool viewer_takes_chunked(const struct request *request)
+{
+    return request->version_minor >= 1 && request->viewer->stream == NULL;
+}
+
 static void decide_framing(struct request *request)
 {
     if (request->is_head || request->status == 204 || request->status == 304 || request->status < 200) {
@@ -889,14 +902,14 @@ static void decide_framing(struct request *request)
         break;
     case RESPONSE_BODY_ORIGIN:
         /* on_origin_head refines this from the origin's framing. */
-        request->framing = FRAMING_CHUNKED;
+        request->framing = viewer_takes_chunked(request) ? FRAMING_CHUNKED : FRAMING_UNTIL_CLOSE;
         break;
     case RESPONSE_BODY_CACHE:
         if (request->cache_read_end != UINT64_MAX) {
             request->framing = FRAMING_LENGTH;
             request->response_content_length = request->cache_read_end - request->cache_read_offset;
         } else {
-            request->framing = request->version_minor >= 1 ? FRAMING_CHUNKED : FRAMING_UNTIL_CLOSE;
+            request->framing = viewer_takes_chunked(request) ? FRAMING_CHUNKED : FRAMING_UNTIL_CLOSE;
         }
         break;
     }
@@ -1065,7 +1078,7 @@ static void pump_cache(struct request *request)
                     break; /* nothing more stored yet */
                 size_t offered, sent;
                 /* TLS must encrypt in user space: it reads the segments' mapping (piece.data) instead. */
-                bool file_pieces = viewer->tls == NULL;
+                bool file_pieces = viewer->tls == NULL && viewer->stream == NULL;
                 if (piece.fd >= 0 && file_pieces) {
                     /* Chunks that follow each other in the same segment go in one call. */
                     offered = piece.len;
@@ -1307,7 +1320,7 @@ static void on_origin_head(void *context, const struct http1_response *head, sli
             break;
         case HTTP1_BODY_CHUNKED:
         case HTTP1_BODY_UNTIL_CLOSE:
-            request->framing = request->version_minor >= 1 ? FRAMING_CHUNKED : FRAMING_UNTIL_CLOSE;
+            request->framing = viewer_takes_chunked(request) ? FRAMING_CHUNKED : FRAMING_UNTIL_CLOSE;
             break;
         }
     }

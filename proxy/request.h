@@ -191,6 +191,10 @@ struct viewer_connection {
     bool processing;            /* inside viewer_process_input: do not recurse */
     bool corked;                /* viewer_write only queues; viewer_uncork sends (one send per batch) */
     struct tls_connection *tls; /* NULL on plain-HTTP listeners */
+    struct h2_connection *h2;   /* an HTTP/2 connection: the socket carries frames (proxy/h2.c) */
+    struct h2_stream *stream;   /* an HTTP/2 stream: this viewer is one request of a connection (no socket) */
+    bool h2c;                   /* accepted on a listener with "h2c": true (prior knowledge allowed) */
+    bool protocol_chosen;       /* HTTP/1.1 or HTTP/2 was decided (ALPN or the h2c preface) */
     bool tls_read_wants_write;  /* a TLS read (handshake) waits for the socket to take its bytes */
     struct request request;
 };
@@ -222,6 +226,13 @@ void viewer_request_finished(struct viewer_connection *viewer);
 void viewer_abort(struct viewer_connection *viewer);
 /* Drops the first n bytes of viewer->input (a parsed head, consumed body). */
 void viewer_consume_input(struct viewer_connection *viewer, size_t n);
+
+/* ---- viewer.c, for h2.c ----------------------------------------------------- */
+
+/* Whether the connection broke (it closes from the loop). */
+bool viewer_is_broken(const struct viewer_connection *viewer);
+/* After h2.c wrote frames: closes a connection that is done, re-arms its timer. */
+void viewer_h2_settled(struct viewer_connection *viewer);
 
 /* ---- request.c, for viewer.c ---------------------------------------------- */
 

@@ -52,6 +52,7 @@ struct loop_thread {
         struct loop_thread *thread;
         char address[80];       /* listen[].address as written when it was opened */
         struct tls_server *tls; /* a ref on the server it started with; NULL: plain HTTP */
+        bool h2c;               /* HTTP/2 with prior knowledge (plain listeners) */
     } * listeners;
     size_t listener_count;
     struct viewer_connection *connections; /* intrusive doubly-linked list */

@@ -237,11 +237,11 @@ static int on_server_name(SSL *ssl, int *alert, void *argument)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* HTTP/1.1 only for now; a client offering only h2 gets no ALPN and speaks HTTP/1.1. */
+/* h2 when the client offers it, else http/1.1; a client offering neither gets no ALPN. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *out_len, const unsigned char *in, unsigned in_len,
                    void *argument)
 {
-    static const unsigned char supported[] = "\x08http/1.1";
+    static const unsigned char supported[] = "\x02h2\x08http/1.1";
     unsigned char *selected;
     if (SSL_select_next_proto(&selected, out_len, supported, sizeof supported - 1, in, in_len) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
@@ -727,6 +727,14 @@ void tls_connection_shutdown(struct tls_connection *connection)
     ERR_clear_error();
     SSL_shutdown(connection->ssl);
     ERR_clear_error();
+}
+
+bool tls_connection_alpn_is_h2(const struct tls_connection *connection)
+{
+    const unsigned char *protocol;
+    unsigned int len;
+    SSL_get0_alpn_selected(connection->ssl, &protocol, &len);
+    return len == 2 && memcmp(protocol, "h2", 2) == 0;
 }
 
 const char *tls_connection_version(const struct tls_connection *connection)

@@ -157,6 +157,8 @@ bool tls_connection_has_buffered_input(const struct tls_connection *connection);
 bool tls_connection_handshake_done(const struct tls_connection *connection);
 /* Sends close_notify if the socket takes it now; never waits. */
 void tls_connection_shutdown(struct tls_connection *connection);
+/* Whether ALPN chose HTTP/2. */
+bool tls_connection_alpn_is_h2(const struct tls_connection *connection);
 /* "TLSv1.3", and the cipher's name as OpenSSL spells it ("TLS_AES_128_GCM_SHA256"). */
 const char *tls_connection_version(const struct tls_connection *connection);
 const char *tls_connection_cipher(const struct tls_connection *connection);

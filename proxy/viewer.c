@@ -41,6 +41,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "h2.h"
 #include "request.h"
 #include "tls.h"
 
@@ -54,6 +55,7 @@ static void viewer_on_writable(struct ev_loop *loop, ev_io *watcher, int revents
 static void viewer_on_timer(struct ev_loop *loop, ev_timer *timer, int revents);
 static void viewer_process_input(struct viewer_connection *viewer);
 static void viewer_flush(struct viewer_connection *viewer);
+static bool viewer_choose_h2(struct viewer_connection *viewer);
 
 /* Extra states beyond enum viewer_state, kept private. */
 #define VIEWER_LINGERING ((enum viewer_state)(VIEWER_CLOSING + 1))
@@ -63,6 +65,8 @@ static void viewer_close(struct viewer_connection *viewer)
 {
     VERGE_CHECK_MAGIC(viewer, VIEWER_CONNECTION_MAGIC);
     struct loop_thread *thread = viewer->thread;
+    if (viewer->h2 != NULL)
+        h2_connection_free(viewer->h2); /* its streams' requests end here */
     if (viewer->request.magic == REQUEST_MAGIC)
         request_finish(&viewer->request);
     arena_destroy(&viewer->request.arena);
@@ -100,6 +104,8 @@ static void viewer_arm_timer(struct viewer_connection *viewer)
         return; /* armed once when lingering starts */
     else if (viewer_output_pending(viewer) > 0 || ev_is_active(&viewer->write_watcher))
         after = config->timeouts.send_ms / 1000.0;
+    else if (viewer->h2 != NULL)
+        after = config->timeouts.idle_ms / 1000.0; /* no frame for this long: see h2_connection_on_idle */
     else if (viewer->state == VIEWER_IDLE && viewer->input_len == 0 &&
              (viewer->tls == NULL || tls_connection_handshake_done(viewer->tls)))
         after = config->timeouts.idle_ms / 1000.0;
@@ -164,6 +170,7 @@ void viewer_accept(struct ev_loop *loop, ev_io *watcher, int revents)
         viewer->fd = fd;
         viewer->thread = thread;
         viewer->tls = tls;
+        viewer->h2c = listener->h2c;
         if (tls != NULL)
             viewer->head_started_ms = time_now_monotonic_ms(); /* the handshake is part of the head's time */
         viewer->input = malloc(VIEWER_INPUT_SIZE);
@@ -227,7 +234,14 @@ static void viewer_read_buffered_later(struct viewer_connection *viewer)
 
 size_t viewer_output_pending(const struct viewer_connection *viewer)
 {
+    if (viewer->stream != NULL)
+        return h2_stream_output_pending(viewer);
     return viewer->output.len - viewer->output_sent;
+}
+
+bool viewer_is_broken(const struct viewer_connection *viewer)
+{
+    return viewer->state == VIEWER_BROKEN;
 }
 
 static void viewer_mark_broken(struct viewer_connection *viewer)
@@ -243,6 +257,10 @@ static void viewer_mark_broken(struct viewer_connection *viewer)
 
 void viewer_write(struct viewer_connection *viewer, const void *data, size_t len)
 {
+    if (viewer->stream != NULL) {
+        h2_stream_write(viewer, data, len);
+        return;
+    }
     if (viewer->state == VIEWER_BROKEN || len == 0)
         return;
     if (viewer->corked) {
@@ -339,6 +357,8 @@ static size_t viewer_tls_send_pieces(struct viewer_connection *viewer, const str
 
 size_t viewer_send_vectored(struct viewer_connection *viewer, const struct iovec *body, int count)
 {
+    if (viewer->stream != NULL)
+        return h2_stream_send_vectored(viewer, body, count);
     if (viewer->state == VIEWER_BROKEN || ev_is_active(&viewer->write_watcher))
         return 0; /* the socket is full: the drained callback asks again */
     if (count > VIEWER_MAX_IOV)
@@ -390,7 +410,8 @@ size_t viewer_sendfile(struct viewer_connection *viewer, int fd, uint64_t offset
 {
     if (viewer->state == VIEWER_BROKEN || ev_is_active(&viewer->write_watcher))
         return 0;
-    VERGE_ASSERT(viewer->tls == NULL); /* TLS viewers get stored bodies as memory pieces (request.c pump_cache) */
+    /* TLS viewers and HTTP/2 streams get stored bodies as memory pieces (request.c pump_cache). */
+    VERGE_ASSERT(viewer->tls == NULL && viewer->stream == NULL);
     /* What is queued (a corked head) goes first, marked as not the end so
      * the kernel may put it in one packet with the file bytes. */
     if (!viewer_send_queued(viewer, MSG_MORE))
@@ -419,7 +440,8 @@ size_t viewer_sendfile(struct viewer_connection *viewer, int fd, uint64_t offset
 
 void viewer_cork(struct viewer_connection *viewer)
 {
-    viewer->corked = true;
+    if (viewer->stream == NULL) /* a stream's frames go out once per loop pass anyway */
+        viewer->corked = true;
 }
 
 void viewer_uncork(struct viewer_connection *viewer)
@@ -469,6 +491,8 @@ static void viewer_flush(struct viewer_connection *viewer)
     }
     if (pending < PUMP_LOW_WATERMARK && viewer->state == VIEWER_IN_REQUEST)
         request_on_output_drained(&viewer->request);
+    if (pending < PUMP_LOW_WATERMARK && viewer->h2 != NULL && viewer->magic == VIEWER_CONNECTION_MAGIC)
+        h2_connection_on_output_drained(viewer);
     if (viewer->magic == VIEWER_CONNECTION_MAGIC && viewer->state != VIEWER_BROKEN)
         viewer_arm_timer(viewer);
 }
@@ -489,6 +513,10 @@ static void viewer_on_writable(struct ev_loop *loop, ev_io *watcher, int revents
 
 void viewer_set_reading(struct viewer_connection *viewer, bool reading)
 {
+    if (viewer->stream != NULL) {
+        h2_stream_set_reading(viewer, reading);
+        return;
+    }
     if (viewer->state == VIEWER_BROKEN)
         return;
     viewer->reading_paused = !reading;
@@ -520,8 +548,10 @@ static void viewer_on_readable(struct ev_loop *loop, ev_io *watcher, int revents
     ssize_t n = viewer_receive(viewer, viewer->input + viewer->input_len, VIEWER_INPUT_SIZE - viewer->input_len);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) {
-            if (!handshake_was_done && tls_connection_handshake_done(viewer->tls))
+            if (!handshake_was_done && tls_connection_handshake_done(viewer->tls)) {
+                viewer_choose_h2(viewer); /* an h2 server speaks first: its SETTINGS */
                 viewer_arm_timer(viewer); /* from the handshake's deadline to idle_ms */
+            }
             return;
         }
         viewer_close(viewer);
@@ -554,10 +584,42 @@ static void viewer_on_readable(struct ev_loop *loop, ev_io *watcher, int revents
         viewer_read_buffered_later(viewer);
 }
 
+/* HTTP/2 by ALPN (once the handshake is done) or by the h2c preface. Returns
+ * true when the input belongs to HTTP/2 (or must wait to tell). */
+static bool viewer_choose_h2(struct viewer_connection *viewer)
+{
+    if (viewer->h2 != NULL)
+        return true;
+    if (viewer->protocol_chosen)
+        return false;
+    if (viewer->tls != NULL) {
+        if (!tls_connection_handshake_done(viewer->tls))
+            return false;
+        viewer->protocol_chosen = true;
+        if (!tls_connection_alpn_is_h2(viewer->tls))
+            return false;
+    } else {
+        int preface = viewer->h2c && viewer->input_len > 0 ? h2_preface_match(viewer->input, viewer->input_len) : 0;
+        if (preface < 0)
+            return true; /* wait for the rest of the preface */
+        viewer->protocol_chosen = viewer->input_len > 0 || !viewer->h2c;
+        if (preface == 0)
+            return false;
+    }
+    h2_connection_start(viewer);
+    return true;
+}
+
 static void viewer_process_input(struct viewer_connection *viewer)
 {
     if (viewer->processing)
         return;
+    if (viewer_choose_h2(viewer)) {
+        if (viewer->h2 != NULL && viewer->input_len > 0)
+            h2_connection_on_input(viewer);
+        viewer_arm_timer(viewer);
+        return;
+    }
     viewer->processing = true;
     while (viewer->state == VIEWER_IDLE && viewer->input_len > 0) {
         if (viewer->head_started_ms == 0)
@@ -593,6 +655,10 @@ static void viewer_process_input(struct viewer_connection *viewer)
 /* Drops the first n input bytes (a parsed head, consumed body bytes). */
 void viewer_consume_input(struct viewer_connection *viewer, size_t n)
 {
+    if (viewer->stream != NULL) {
+        h2_stream_consume_input(viewer, n);
+        return;
+    }
     VERGE_ASSERT(n <= viewer->input_len);
     memmove(viewer->input, viewer->input + n, viewer->input_len - n);
     viewer->input_len -= n;
@@ -600,8 +666,27 @@ void viewer_consume_input(struct viewer_connection *viewer, size_t n)
 
 /* ---- request boundaries -------------------------------------------------- */
 
+void viewer_h2_settled(struct viewer_connection *viewer)
+{
+    if (viewer->state == VIEWER_BROKEN || viewer->magic != VIEWER_CONNECTION_MAGIC)
+        return;
+    if (viewer->close_after_response && viewer->state != VIEWER_CLOSING && viewer->state != VIEWER_LINGERING) {
+        viewer->state = VIEWER_CLOSING;
+        ev_io_stop(viewer->thread->loop, &viewer->read_watcher);
+        if (viewer_output_pending(viewer) == 0) {
+            viewer_start_lingering(viewer);
+            return;
+        }
+    }
+    viewer_arm_timer(viewer);
+}
+
 void viewer_request_finished(struct viewer_connection *viewer)
 {
+    if (viewer->stream != NULL) {
+        h2_stream_request_finished(viewer);
+        return;
+    }
     struct request *request = &viewer->request;
     if (request->body_kind != HTTP1_BODY_NONE && !request->body_done)
         viewer->close_after_response = true; /* the next request's start is unknown */
@@ -628,6 +713,10 @@ void viewer_request_finished(struct viewer_connection *viewer)
 
 void viewer_abort(struct viewer_connection *viewer)
 {
+    if (viewer->stream != NULL) {
+        h2_stream_abort(viewer);
+        return;
+    }
     request_finish(&viewer->request);
     viewer_mark_broken(viewer);
 }
@@ -636,6 +725,10 @@ static void viewer_on_timer(struct ev_loop *loop, ev_timer *timer, int revents)
 {
     struct viewer_connection *viewer = timer->data;
     VERGE_CHECK_MAGIC(viewer, VIEWER_CONNECTION_MAGIC);
+    if (viewer->h2 != NULL && viewer->state == VIEWER_IDLE && h2_connection_on_idle(viewer)) {
+        viewer_arm_timer(viewer); /* streams wait on origins, not on this viewer */
+        return;
+    }
     switch (viewer->state) {
     case VIEWER_IDLE:
         if (viewer->input_len > 0 && viewer_output_pending(viewer) == 0) {
@@ -660,7 +753,9 @@ void viewer_drain_thread(struct loop_thread *thread)
     struct viewer_connection *viewer = thread->connections;
     while (viewer != NULL) {
         struct viewer_connection *next = viewer->next;
-        if (viewer->state == VIEWER_IDLE && viewer->input_len == 0 && viewer_output_pending(viewer) == 0)
+        if (viewer->h2 != NULL)
+            h2_connection_drain(viewer); /* GOAWAY; it closes when its streams are done */
+        else if (viewer->state == VIEWER_IDLE && viewer->input_len == 0 && viewer_output_pending(viewer) == 0)
             viewer_close(viewer);
         else
             viewer->close_after_response = true;

@@ -288,7 +288,7 @@ def test_curl_gets_a_proxied_response_over_tls(verge, origin, site):
     r = tls_curl(v.tls_port, "/hello?x=1", site.cert)
     assert r.returncode == 0, r.stderr
     assert r.status == 200 and r.body == b"origin: GET /hello?x=1\n"
-    assert r.all_heads[-1][0].startswith("HTTP/1.1 200"), r.all_heads  # curl offered h2; verge chose HTTP/1.1
+    assert r.all_heads[-1][0].startswith("HTTP/2 200"), r.all_heads  # curl offered h2 and http/1.1; verge chose h2
     assert [x.path for x in origin.requests] == ["/hello"]
 
 
@@ -459,18 +459,18 @@ def test_curl_verifies_the_certificate_sni_chose(sni_verge, sni_certs):
 # ---- ALPN and versions --------------------------------------------------------------------------
 
 
-def test_alpn_selects_http11(verge, origin, site):
+def test_alpn_prefers_h2_and_serves_http11_clients_in_http11(verge, origin, site):
     v = start_tls(verge, origin, [site])
-    out = s_client(v.tls_port, "-alpn", "h2,http/1.1")
-    assert out.handshake_ok and out.alpn == "http/1.1", out
-    with TLSConn(v.tls_port, context=client_context(alpn=["h2", "http/1.1"])) as c:
+    out = s_client(v.tls_port, "-alpn", "http/1.1,h2")
+    assert out.handshake_ok and out.alpn == "h2", out  # the server's preference
+    with TLSConn(v.tls_port, context=client_context(alpn=["http/1.1"])) as c:
         assert c.sock.selected_alpn_protocol() == "http/1.1"
         assert c.request("GET", "/alpn").status == 200
 
 
-def test_alpn_offering_only_h2_negotiates_nothing_but_connects(verge, origin, site):
+def test_alpn_offering_neither_negotiates_nothing_and_speaks_http11(verge, origin, site):
     v = start_tls(verge, origin, [site])
-    out = s_client(v.tls_port, "-alpn", "h2", request=True)
+    out = s_client(v.tls_port, "-alpn", "spdy/3", request=True)
     assert out.handshake_ok, out
     assert out.alpn is None and "No ALPN negotiated" in out.output, out
     assert out.status == 200, out

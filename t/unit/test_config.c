@@ -467,7 +467,7 @@ static void test_unknown_keys(void)
     EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
                  "timeouts.idle: unknown key (known: header_read_ms, idle_ms, send_ms, drain_ms)");
     EXPECT_ERROR(q("{'listen': [{'address': '127.0.0.1:80', 'port': 1}], " ORIGINS ", " BEHAVIORS "}"),
-                 "listen[0].port: unknown key (known: address, tls)");
+                 "listen[0].port: unknown key (known: address, h2c, tls)");
     EXPECT_ERROR(q(WITH("'a.b c': 1")), "\"a.b c\": unknown key (known: listen, threads, origins, functions, behaviors, "
                                         "access_log, function_log, admin, timeouts, cache, workers)");
 }
