@@ -75,8 +75,9 @@ struct h2_stream {
     bool head_submitted, no_body, data_end, deferred, wants_drained;
     struct bytebuf output;
     size_t output_sent;
-    bool request_done; /* request_finish ran */
-    bool closed;       /* nghttp2 closed the stream */
+    bool request_done;         /* request_finish ran */
+    bool reset_after_response; /* the request body was not read: RST_STREAM(NO_ERROR) after the response */
+    bool closed;               /* nghttp2 closed the stream */
 };
 
 static void h2_schedule(struct h2_connection *connection);
@@ -364,6 +365,16 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     return 0;
 }
 
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    struct h2_stream *stream = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (stream != NULL && stream->reset_after_response && !stream->body_ends)
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
 static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data)
 {
     struct h2_stream *stream = nghttp2_session_get_stream_user_data(session, stream_id);
@@ -516,15 +527,16 @@ void h2_stream_consume_input(struct viewer_connection *viewer, size_t n)
 void h2_stream_request_finished(struct viewer_connection *viewer)
 {
     struct h2_stream *stream = stream_of(viewer);
+    /* Answered before the request body was read: once the response has gone
+     * out whole, RST_STREAM(NO_ERROR) tells the client to stop sending
+     * (RFC 9113 §8.1; see on_frame_send). */
+    stream->reset_after_response = viewer->request.body_kind != HTTP1_BODY_NONE && !viewer->request.body_done;
     request_finish(&viewer->request);
     stream->request_done = true;
     viewer->state = VIEWER_CLOSING;
     if (!stream->head_submitted && !stream->closed) /* cannot happen: every request writes a head */
         nghttp2_submit_rst_stream(stream->connection->session, NGHTTP2_FLAG_NONE, stream->id, NGHTTP2_INTERNAL_ERROR);
     stream->data_end = true;
-    if (!stream->body_ends && !stream->closed)
-        /* The response is complete before the request body: the rest is not wanted (RFC 9113 §8.1). */
-        nghttp2_submit_rst_stream(stream->connection->session, NGHTTP2_FLAG_NONE, stream->id, NGHTTP2_NO_ERROR);
     stream_resume(stream);
 }
 
@@ -546,6 +558,9 @@ void h2_stream_abort(struct viewer_connection *viewer)
 static void h2_flush(struct h2_connection *connection)
 {
     struct viewer_connection *viewer = connection->viewer;
+    /* Frames come out of nghttp2 one by one: queue them all, then one send
+     * (over TLS: full records instead of one per frame). */
+    viewer_cork(viewer);
     for (int round = 0; round < 8; round++) {
         for (struct h2_stream *stream = connection->streams; stream != NULL; stream = stream->next)
             stream_credit(stream);
@@ -560,8 +575,10 @@ static void h2_flush(struct h2_connection *connection)
             if (n == 0)
                 break;
             viewer_write(viewer, frames, (size_t)n);
-            if (viewer_is_broken(viewer))
+            if (viewer_is_broken(viewer)) {
+                viewer_uncork(viewer);
                 return;
+            }
         }
         bool drained_any = false;
         for (struct h2_stream *stream = connection->streams; stream != NULL; stream = stream->next) {
@@ -577,6 +594,7 @@ static void h2_flush(struct h2_connection *connection)
         if (!drained_any)
             break;
     }
+    viewer_uncork(viewer);
     for (struct h2_stream *stream = connection->streams, *next; stream != NULL; stream = next) {
         next = stream->next;
         if (stream->closed && (stream->request_done || stream->viewer.request.magic != REQUEST_MAGIC))
@@ -624,6 +642,7 @@ void h2_connection_start(struct viewer_connection *viewer)
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
     nghttp2_option *options;
     VERGE_ASSERT(nghttp2_option_new(&options) == 0);
     nghttp2_option_set_no_auto_window_update(options, 1);

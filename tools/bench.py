@@ -39,6 +39,7 @@ import ctypes
 import dataclasses
 import datetime
 import http.client
+import io
 import json
 import os
 import platform
@@ -85,6 +86,8 @@ class Scenario:
 CACHE_PEERS = ("verge-cache", "nginx-cache", "varnish")
 TLS_CACHE_PEERS = ("verge-cache-tls", "nginx-cache-tls")
 HTTPS_SCENARIO = "1 KiB, cache hit, HTTPS"
+H2C_SCENARIO = "1 KiB, cache hit, HTTP/2 h2c"
+H2_TLS_SCENARIO = "1 KiB, cache hit, HTTP/2 TLS"
 HOOKS_SCENARIO = "1 KiB, cache hit, two Lua hooks"
 SCENARIOS = [
     Scenario("1 KiB, keep-alive, pass-through", "/1k.bin", 1024, ("verge", "nginx")),
@@ -96,6 +99,9 @@ SCENARIOS = [
     # The same hits over HTTPS (HTTP/1.1, TLS 1.3, one self-signed P-256 certificate for both).
     Scenario(HTTPS_SCENARIO, "/1k.bin", 1024, TLS_CACHE_PEERS, cache_hits=True),
     Scenario("100 KiB, cache hit, HTTPS", "/100k.bin", 100 * 1024, TLS_CACHE_PEERS, cache_hits=True),
+    # HTTP/2 (issue 5): h2load with the same settings against both, cleartext (prior knowledge) and TLS (ALPN h2).
+    Scenario(H2C_SCENARIO, "/1k.bin", 1024, ("verge-cache-h2c", "nginx-cache-h2c"), client="h2load", cache_hits=True),
+    Scenario(H2_TLS_SCENARIO, "/1k.bin", 1024, ("verge-cache-tls", "nginx-cache-h2tls"), client="h2load", cache_hits=True),
 ]
 
 # Ratios verge / peer the issues ask for: (scenario, peer key) -> minimum (issue 3: cache hits).
@@ -103,6 +109,8 @@ TARGETS = {
     ("1 KiB, cache hit", "nginx-cache"): 1.2,
     ("100 KiB, cache hit", "nginx-cache"): 1.0,
     (HOOKS_SCENARIO, "nginx-lua"): 0.8,
+    (H2C_SCENARIO, "nginx-cache-h2c"): 1.2,
+    (H2_TLS_SCENARIO, "nginx-cache-h2tls"): 1.2,
 }
 
 # The origin's freshness for every object: long enough that nothing expires during a run.
@@ -365,9 +373,11 @@ http {{
 # Peers: the proxies compared. Each starter returns a listening Peer.
 
 
-def write_verge_config(bench: Bench, directory: Path, port: int, top_level: str, behavior: str, tls: bool = False) -> Path:
+def write_verge_config(
+    bench: Bench, directory: Path, port: int, top_level: str, behavior: str, tls: bool = False, h2c: bool = False
+) -> Path:
     config = directory / "verge.json"
-    listen_tls = ""
+    listen_tls = ', "h2c": true' if h2c else ""
     if tls:
         cert, key = bench.tls_files()
         listen_tls = f', "tls": {{ "certificates": [{{ "cert": "{cert}", "key": "{key}" }}] }}'
@@ -437,7 +447,7 @@ def verge_hit(headers: http.client.HTTPMessage) -> Optional[str]:
     return None
 
 
-def start_verge_cache(bench: Bench, tls: bool = False) -> Peer:
+def start_verge_cache(bench: Bench, tls: bool = False, h2c: bool = False) -> Peer:
     """verge with its cache on for the behavior. The origin's max-age=3600
     decides the TTL; the key is the default (host + path). With `tls` it
     listens with the bench's certificate (listen[].tls)."""
@@ -447,11 +457,11 @@ def start_verge_cache(bench: Bench, tls: bool = False) -> Peer:
         peer.description = "nginx proxy_cache stand-in in the verge slot (--verge-as-nginx): " + peer.description
         return peer
     port = free_loopback_port()
-    directory = bench.tmp / ("verge-cache-tls" if tls else "verge-cache")
+    directory = bench.tmp / ("verge-cache-tls" if tls else "verge-cache-h2c" if h2c else "verge-cache")
     directory.mkdir()
     top_level = f'\n    "cache": {{ "memory_mb": {CACHE_MEMORY_MB}, "max_object_mb": 64, "eviction": "sieve" }},'
     behavior = ', "cache": { "min_ttl": 0, "default_ttl": 86400, "max_ttl": 31536000 }'
-    config = write_verge_config(bench, directory, port, top_level, behavior, tls=tls)
+    config = write_verge_config(bench, directory, port, top_level, behavior, tls=tls, h2c=h2c)
     problems = verge_config_problems(bench, config)
     if problems:
         raise BenchError(
@@ -459,7 +469,7 @@ def start_verge_cache(bench: Bench, tls: bool = False) -> Peer:
             "Does this verge have its cache yet? The cache-hit rows need it; meanwhile run "
             "tools/bench --only pass-through, or --verge-as-nginx to check the harness."
         )
-    label = "verge (cache, TLS)" if tls else "verge (cache)"
+    label = "verge (cache, TLS)" if tls else "verge (cache, h2c)" if h2c else "verge (cache)"
     process = start_verge_process(bench, label, port, config)
     return Peer(
         label, port, process, directory / "stderr.log",
@@ -467,13 +477,18 @@ def start_verge_cache(bench: Bench, tls: bool = False) -> Peer:
         f'cache memory_mb {CACHE_MEMORY_MB}, eviction sieve, behavior "*" with "cache" '
         "(default_ttl 86400; the origin's max-age=3600 applies; default key host + path), "
         f"origin max_idle {bench.upstream_idle}, access_log false; adds X-Cache, Cache-Status, Age"
-        + ("; listen[].tls with the bench's certificate (defaults: TLS 1.2+, tickets)" if tls else ""),
+        + ("; listen[].tls with the bench's certificate (defaults: TLS 1.2+, tickets, ALPN h2 and http/1.1)" if tls else "")
+        + ('; listen[].h2c true (HTTP/2 prior knowledge beside HTTP/1.1)' if h2c else ""),
         hit_check=verge_hit, scheme="https" if tls else "http",
     )
 
 
 def start_verge_cache_tls(bench: Bench) -> Peer:
     return start_verge_cache(bench, tls=True)
+
+
+def start_verge_cache_h2c(bench: Bench) -> Peer:
+    return start_verge_cache(bench, h2c=True)
 
 
 def nginx_proxy_location(bench: Bench, cache_lines: str = "", match: str = "/") -> str:
@@ -524,7 +539,8 @@ def nginx_hit(headers: http.client.HTTPMessage) -> Optional[str]:
 
 
 def start_nginx_cache(
-    bench: Bench, name: str = "nginx-cache", location_extra: str = "", main_extra: str = "", tls: bool = False
+    bench: Bench, name: str = "nginx-cache", location_extra: str = "", main_extra: str = "", tls: bool = False,
+    http2: bool = False,
 ) -> Peer:
     """nginx with proxy_cache: the same proxy as the pass-through one, plus a
     cache zone whose files live in the temporary directory (in the page cache
@@ -555,7 +571,7 @@ def start_nginx_cache(
         ssl_protocols TLSv1.2 TLSv1.3;"""
     server = f"""
     server {{
-        listen 127.0.0.1:{port} backlog=4096 reuseport{" ssl" if tls else ""};{tls_lines}{
+        listen 127.0.0.1:{port} backlog=4096 reuseport{" ssl" if tls else ""}{" http2" if http2 else ""};{tls_lines}{
         nginx_proxy_location(bench, cache_lines)}{nginx_proxy_location(bench, large_lines, large_object)}
     }}"""
     peer = bench.start_nginx(
@@ -574,12 +590,23 @@ def start_nginx_cache(
         peer.label = "nginx proxy_cache, TLS"
         peer.description += "; `listen ... ssl` with the bench's certificate, `ssl_protocols TLSv1.2 TLSv1.3`"
         peer.scheme = "https"
+    if http2:
+        peer.label += ", HTTP/2" if tls else ", h2c"
+        peer.description += "; `listen ... http2`" + ("" if tls else " (h2c prior knowledge: nginx then speaks only HTTP/2 there)")
     peer.hit_check = nginx_hit
     return peer
 
 
 def start_nginx_cache_tls(bench: Bench) -> Peer:
     return start_nginx_cache(bench, name="nginx-cache-tls", tls=True)
+
+
+def start_nginx_cache_h2c(bench: Bench) -> Peer:
+    return start_nginx_cache(bench, name="nginx-cache-h2c", http2=True)
+
+
+def start_nginx_cache_h2tls(bench: Bench) -> Peer:
+    return start_nginx_cache(bench, name="nginx-cache-h2tls", tls=True, http2=True)
 
 
 def varnish_hit(headers: http.client.HTTPMessage) -> Optional[str]:
@@ -863,6 +890,9 @@ PEER_STARTERS: dict[str, Callable[[Bench], Peer]] = {
     "verge-one-hook": start_verge_one_hook,
     "verge-cache-tls": start_verge_cache_tls,
     "nginx-cache-tls": start_nginx_cache_tls,
+    "verge-cache-h2c": start_verge_cache_h2c,
+    "nginx-cache-h2c": start_nginx_cache_h2c,
+    "nginx-cache-h2tls": start_nginx_cache_h2tls,
 }
 
 
@@ -951,9 +981,60 @@ def run_wrk_one_connection(bench: Bench, url: str, duration_s: float) -> RunResu
     return run_wrk(bench, url, duration_s, connections=1, threads=1)
 
 
+def parse_h2load_output(text: str) -> RunResult:
+    result = RunResult(raw=text)
+    match = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", text)
+    if match:
+        result.requests_per_second = float(match.group(1))
+    else:
+        result.problems.append("h2load printed no req/s")
+    match = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
+    if match:
+        total, succeeded, failed, errored = map(int, match.groups())
+        result.requests = succeeded
+        if failed or errored:
+            result.problems.append(f"{failed} failed, {errored} errored requests")
+    match = re.search(r"status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if match:
+        result.bad_status = int(match.group(1)) + int(match.group(2))
+        if result.bad_status:
+            result.problems.append(f"{result.bad_status} 4xx/5xx responses")
+    match = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
+    if match:  # h2load reports the mean, not percentiles: shown in the p50 column, marked in the report
+        result.p50_ms = float(match.group(1)) * LATENCY_UNIT_MS[match.group(2)]
+    if result.requests == 0:
+        result.problems.append("no requests completed")
+    return result
+
+
+def run_h2load(bench: Bench, url: str, duration_s: float) -> RunResult:
+    """h2load over HTTP/2 (h2c prior knowledge for http://, ALPN h2 for https://): the wrk
+    connection count, H2_STREAMS streams in flight on each, one thread per wrk thread."""
+    args = bench.args
+    argv = ["h2load", f"-c{args.connections}", f"-m{H2_STREAMS}", f"-t{args.wrk_threads}", f"-D{duration_s:g}", url]
+    process = bench.processes.start(argv, bench.tmp / "h2load.log", bench.load_cpus, capture=True)
+    try:
+        output, _ = process.communicate(timeout=duration_s + 30)
+    except subprocess.TimeoutExpired:
+        bench.processes.stop(process)
+        return RunResult(problems=[f"h2load did not finish within {duration_s + 30:g} s"])
+    bench.processes.running.remove(process)
+    text = output.decode(errors="replace")
+    with open(bench.tmp / "h2load.log", "a") as log:
+        log.write(f"$ {shlex.join(argv)}\n{text}\n")
+    result = parse_h2load_output(text)
+    if process.returncode != 0:
+        result.problems.append(f"h2load exited with status {process.returncode}")
+    return result
+
+
+# Streams each h2load connection keeps in flight (HTTP/2's multiplexing; wrk has one per connection).
+H2_STREAMS = 10
+
 CLIENTS: dict[str, Callable[[Bench, str, float], RunResult]] = {
     "wrk": run_wrk,
     "wrk-c1": run_wrk_one_connection,
+    "h2load": run_h2load,
 }
 
 
@@ -961,10 +1042,32 @@ CLIENTS: dict[str, Callable[[Bench, str, float], RunResult]] = {
 # Checks and measurement.
 
 
-def check_response(port: int, path: str, expected_bytes: int, scheme: str = "http") -> tuple:
+def check_response_h2(port: int, path: str, expected_bytes: int, scheme: str) -> tuple:
+    """check_response over HTTP/2 (curl: prior knowledge for http, ALPN for https)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        head, body = Path(tmp) / "head", Path(tmp) / "body"
+        mode = "--http2-prior-knowledge" if scheme == "http" else "--http2"
+        completed = subprocess.run(
+            ["curl", "-sSk", mode, "--max-time", "5", "-D", str(head), "-o", str(body), f"{scheme}://127.0.0.1:{port}{path}"],
+            capture_output=True, text=True, timeout=30,
+        )
+        if completed.returncode != 0:
+            return f"GET {path} over HTTP/2: curl status {completed.returncode}: {completed.stderr.strip()}", None
+        lines = head.read_bytes().split(b"\r\n")
+        headers = http.client.parse_headers(io.BytesIO(b"\r\n".join(lines[1:]) + b"\r\n"))
+        if not lines[0].startswith(b"HTTP/2 200"):
+            return f"GET {path} over HTTP/2: {lines[0].decode(errors='replace')}", headers
+        if body.stat().st_size != expected_bytes:
+            return f"GET {path} over HTTP/2: {body.stat().st_size} body bytes, expected {expected_bytes}", headers
+        return None, headers
+
+
+def check_response(port: int, path: str, expected_bytes: int, scheme: str = "http", http2: bool = False) -> tuple:
     """One GET through a peer before measuring: a proxy that answers quickly
     with the wrong thing must not win the benchmark. Returns (problem or
     None, the response headers or None)."""
+    if http2:
+        return check_response_h2(port, path, expected_bytes, scheme)
     try:
         if scheme == "https":
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -995,7 +1098,8 @@ def check_peers(bench: Bench, peers: dict, scenario: Scenario) -> None:
         raise BenchError(f"the origin answers wrongly, not measuring: {problem}")
     for key in scenario.peers:
         peer = peers[key]
-        problem, _ = check_response(peer.port, scenario.path, scenario.expected_bytes, peer.scheme)
+        http2 = scenario.client == "h2load"
+        problem, _ = check_response(peer.port, scenario.path, scenario.expected_bytes, peer.scheme, http2)
         if problem and peer.functions_per_request:
             problem += " (does this verge run edge functions yet?)"
         if problem:
@@ -1006,7 +1110,7 @@ def check_peers(bench: Bench, peers: dict, scenario: Scenario) -> None:
             raise BenchError(f"{peer.label} has no cache-hit check; it cannot be in {scenario.name!r}")
         # The warming request's REPORT lines come a little after its response.
         reports_before = len(settled_function_reports(peer.function_log)) if peer.function_log else 0
-        problem, headers = check_response(peer.port, scenario.path, scenario.expected_bytes, peer.scheme)
+        problem, headers = check_response(peer.port, scenario.path, scenario.expected_bytes, peer.scheme, http2)
         problem = problem or peer.hit_check(headers)
         if problem and peer.functions_per_request:
             problem += " (does this verge run edge functions yet?)"

@@ -485,3 +485,29 @@ def test_client_reset_mid_response_ends_the_request(verge, origin):
         client.close()
     line = [l for l in v.access_log_lines(2) if l["uri"] == "/big"][0]
     assert line["bytes"] < size, line
+
+
+def test_answer_before_the_request_body_is_whole_then_no_error_reset(verge, origin, tmp_path):
+    """A static origin answers a POST with 405 without reading its body: the whole response goes
+    out first, then RST_STREAM(NO_ERROR) stops the upload (RFC 9113 §8.1)."""
+    (tmp_path / "www").mkdir()
+    v = h2_verge(verge, origin, extra={"origins": {"files": {"static": str(tmp_path / "www")}},
+                                       "behaviors": [{"path": "*", "origin": "files"}]})
+    client = H2Client(v.port)
+    try:
+        sid = client.conn.get_next_available_stream_id()
+        client.track(sid)
+        client.conn.send_headers(sid, [(":method", "POST"), (":path", "/x"), (":scheme", "http"), (":authority", "x"),
+                                       ("content-length", "10000000")])
+        client.conn.send_data(sid, b"x" * 1000)
+        client.flush()
+        stream = client.response(sid)
+        assert stream["status"] == 405 and stream["ended"], stream
+        deadline = time.monotonic() + 3
+        while stream["reset"] is None and time.monotonic() < deadline:
+            client.pump(0.5)
+        assert stream["reset"] == h2.errors.ErrorCodes.NO_ERROR, stream
+        ok = client.response(client.request("/missing"))
+        assert ok["status"] == 404
+    finally:
+        client.close()
