@@ -48,6 +48,7 @@ struct h2_connection {
     struct h2_stream *streams;        /* every stream not yet freed */
     size_t stream_count;
     ev_prepare flush_watcher; /* writes frames and reaps streams once per loop pass */
+    ev_idle kick;             /* keeps the loop from blocking when a flush stopped with work left */
     bool receiving;           /* inside nghttp2_session_mem_recv: no mem_send now */
     bool goaway_sent;
     bool failed; /* a connection error: close once the GOAWAY is out */
@@ -65,6 +66,7 @@ struct h2_stream {
     slice_t method, path, authority; /* copies in the request arena */
     bool has_content_length, has_host;
     size_t header_list_size; /* RFC 9113's measure: name + value + 32 per field */
+    size_t input_capacity;   /* of viewer.input, which grows on demand up to VIEWER_INPUT_SIZE */
     bool started;            /* request_start (or _start_error) ran */
     bool body_ends;          /* END_STREAM received */
     bool chunked_input;
@@ -81,6 +83,7 @@ struct h2_stream {
 };
 
 static void h2_schedule(struct h2_connection *connection);
+static void stream_release_credit(struct h2_stream *stream);
 
 int h2_preface_match(const char *data, size_t len)
 {
@@ -115,8 +118,7 @@ static struct h2_stream *stream_create(struct h2_connection *connection, int32_t
     viewer->stream = stream;
     viewer->state = VIEWER_IDLE;
     memcpy(viewer->client_ip, socket_viewer->client_ip, sizeof viewer->client_ip);
-    viewer->input = malloc(VIEWER_INPUT_SIZE);
-    VERGE_ASSERT(viewer->input != NULL);
+    /* The input grows to VIEWER_INPUT_SIZE only when a body comes (most streams are GETs). */
     arena_init(&viewer->request.arena);
     stream->connection = connection;
     stream->id = id;
@@ -133,6 +135,7 @@ static void stream_free(struct h2_stream *stream)
 {
     struct h2_connection *connection = stream->connection;
     struct viewer_connection *viewer = &stream->viewer;
+    stream_release_credit(stream);
     if (viewer->request.magic == REQUEST_MAGIC)
         request_finish(&viewer->request);
     arena_destroy(&viewer->request.arena);
@@ -160,8 +163,14 @@ static void stream_free(struct h2_stream *stream)
  * is empty everything received is credited. */
 static void stream_credit(struct h2_stream *stream)
 {
-    if (stream->closed || stream->reading_paused || stream->data_uncredited == 0)
+    if (stream->data_uncredited == 0)
         return;
+    if (stream->closed || stream->request_done) {
+        /* Nobody reads the rest: the connection's window must not shrink for it. */
+        nghttp2_session_consume_connection(stream->connection->session, (size_t)stream->data_uncredited);
+        stream->data_uncredited = 0;
+        return;
+    }
     uint64_t in_buffer = stream->viewer.input_len;
     uint64_t consumed = stream->framed_total - in_buffer - stream->framed_credited;
     uint64_t credit =
@@ -173,11 +182,33 @@ static void stream_credit(struct h2_stream *stream)
     nghttp2_session_consume(stream->connection->session, stream->id, (size_t)credit);
 }
 
+/* Before a stream goes: what it held of the connection's window comes back. */
+static void stream_release_credit(struct h2_stream *stream)
+{
+    if (stream->data_uncredited > 0 && stream->connection->session != NULL)
+        nghttp2_session_consume_connection(stream->connection->session, (size_t)stream->data_uncredited);
+    stream->data_uncredited = 0;
+}
+
+static void stream_reserve_input(struct h2_stream *stream, size_t len)
+{
+    struct viewer_connection *viewer = &stream->viewer;
+    if (viewer->input_len + len <= stream->input_capacity)
+        return;
+    size_t capacity = viewer->input_len + len < 4096 ? 4096 : VIEWER_INPUT_SIZE;
+    if (capacity < viewer->input_len + len)
+        capacity = viewer->input_len + len;
+    viewer->input = realloc(viewer->input, capacity);
+    VERGE_ASSERT(viewer->input != NULL);
+    stream->input_capacity = capacity;
+}
+
 static bool stream_append_input(struct h2_stream *stream, const void *data, size_t len)
 {
     struct viewer_connection *viewer = &stream->viewer;
     if (len > VIEWER_INPUT_SIZE - viewer->input_len)
         return false;
+    stream_reserve_input(stream, len);
     memcpy(viewer->input + viewer->input_len, data, len);
     viewer->input_len += len;
     stream->framed_total += len;
@@ -217,6 +248,7 @@ static void stream_start_request(struct h2_stream *stream)
         request_start_error(viewer, 431, "request header fields too large");
         return;
     }
+    stream_reserve_input(stream, head.len);
     memcpy(viewer->input, head.data, head.len);
     viewer->input_len = head.len;
     stream->framed_total = head.len;
@@ -241,8 +273,11 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     struct h2_connection *connection = user_data;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    if (connection->goaway_sent)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* draining: refuse (RST_STREAM) */
+    if (connection->goaway_sent) {
+        /* Draining: the client may retry it on another connection. */
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
     struct h2_stream *stream = stream_create(connection, frame->hd.stream_id);
     nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, stream);
     return 0;
@@ -341,7 +376,8 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 {
     struct h2_stream *stream = nghttp2_session_get_stream_user_data(session, stream_id);
     if (stream == NULL || !stream->started || stream->viewer.request.magic != REQUEST_MAGIC) {
-        nghttp2_session_consume(session, stream_id, len); /* nobody reads it: do not let it block the connection */
+        /* Nobody reads it: it must not hold the connection's window. */
+        nghttp2_session_consume_connection(session, len);
         return 0;
     }
     char size_line[24];
@@ -349,7 +385,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     size_t needed = (size_t)line + len + (stream->chunked_input ? 2 : 0);
     if (needed > VIEWER_INPUT_SIZE - stream->viewer.input_len) {
         /* More than the window allows can only come with tiny frames' framing: abuse. */
-        nghttp2_session_consume(session, stream_id, len);
+        nghttp2_session_consume_connection(session, len);
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_ENHANCE_YOUR_CALM);
         return 0;
     }
@@ -431,10 +467,11 @@ static size_t stream_submit_head(struct h2_stream *stream, const char *data, siz
 {
     struct request *request = &stream->viewer.request;
     struct http1_response head;
-    struct http1_error error;
+    struct http1_error error = {0};
     slice_t method = request->magic == REQUEST_MAGIC && request->method.len > 0 ? request->method : SLICE_LITERAL("GET");
     if (http1_parse_response(data, len, method, &head, &error) != HTTP1_DONE) {
-        log_error("HTTP/2 stream %d: the response head did not parse (%s)", stream->id, error.reason);
+        log_error("HTTP/2 stream %d: the response head did not parse (%s)", stream->id,
+                  error.reason != NULL ? error.reason : "incomplete");
         nghttp2_submit_rst_stream(stream->connection->session, NGHTTP2_FLAG_NONE, stream->id, NGHTTP2_INTERNAL_ERROR);
         stream->head_submitted = true;
         stream->no_body = true;
@@ -454,7 +491,12 @@ static size_t stream_submit_head(struct h2_stream *stream, const char *data, siz
             name[c] =
                 (char)((header->name.ptr[c] >= 'A' && header->name.ptr[c] <= 'Z') ? header->name.ptr[c] + 32 : header->name.ptr[c]);
         fields[n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)header->value.ptr, header->name.len, header->value.len,
-                                   NGHTTP2_NV_FLAG_NO_COPY_NAME};
+                                   NGHTTP2_NV_FLAG_NONE}; /* copied: the arena may be reset before they are sent */
+    }
+    if (head.status < 200) {
+        /* An interim response (100 Continue): HEADERS without END_STREAM, the final head follows. */
+        nghttp2_submit_headers(stream->connection->session, NGHTTP2_FLAG_NONE, stream->id, NULL, fields, n, NULL);
+        return head.head_bytes;
     }
     stream->head_submitted = true;
     stream->no_body = head.body_kind == HTTP1_BODY_NONE;
@@ -555,8 +597,11 @@ void h2_stream_abort(struct viewer_connection *viewer)
 
 /* Once per loop pass: credit windows, write frames while the socket keeps up,
  * tell producers their output drained, free finished streams. */
-static void h2_flush(struct h2_connection *connection)
+/* Returns true when work is left that no socket event will bring back (the
+ * round limit was reached while producers kept refilling). */
+static bool h2_flush(struct h2_connection *connection)
 {
+    bool drained_any = false;
     struct viewer_connection *viewer = connection->viewer;
     /* Frames come out of nghttp2 one by one: queue them all, then one send
      * (over TLS: full records instead of one per frame). */
@@ -577,10 +622,10 @@ static void h2_flush(struct h2_connection *connection)
             viewer_write(viewer, frames, (size_t)n);
             if (viewer_is_broken(viewer)) {
                 viewer_uncork(viewer);
-                return;
+                return false;
             }
         }
-        bool drained_any = false;
+        drained_any = false;
         for (struct h2_stream *stream = connection->streams; stream != NULL; stream = stream->next) {
             if (!stream->wants_drained)
                 continue;
@@ -606,17 +651,30 @@ static void h2_flush(struct h2_connection *connection)
             stream_free(stream);
         }
     }
+    return drained_any; /* the last round still refilled: go on without waiting for the socket */
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *watcher, int revents)
 {
     struct h2_connection *connection = watcher->data;
     ev_prepare_stop(loop, watcher);
-    h2_flush(connection);
+    bool more = h2_flush(connection);
     struct viewer_connection *viewer = connection->viewer;
-    if (connection->failed || (connection->goaway_sent && connection->stream_count == 0))
+    if (viewer_is_broken(viewer))
+        return;
+    if (more)
+        ev_idle_start(loop, &connection->kick); /* the loop must not block before the next flush */
+    bool done = connection->failed || (connection->goaway_sent && connection->stream_count == 0);
+    if (done && !nghttp2_session_want_write(connection->session)) /* the GOAWAY is handed over too */
         viewer->close_after_response = true;
     viewer_h2_settled(viewer);
+}
+
+static void on_kick(struct ev_loop *loop, ev_idle *watcher, int revents)
+{
+    struct h2_connection *connection = watcher->data;
+    ev_idle_stop(loop, watcher);
+    h2_schedule(connection);
 }
 
 static void h2_schedule(struct h2_connection *connection)
@@ -634,6 +692,8 @@ void h2_connection_start(struct viewer_connection *viewer)
     atomic_fetch_add_explicit(&metrics.http2_connections, 1, memory_order_relaxed);
     ev_prepare_init(&connection->flush_watcher, on_prepare);
     connection->flush_watcher.data = connection;
+    ev_idle_init(&connection->kick, on_kick);
+    connection->kick.data = connection;
 
     nghttp2_session_callbacks *callbacks;
     VERGE_ASSERT(nghttp2_session_callbacks_new(&callbacks) == 0);
@@ -701,16 +761,33 @@ bool h2_connection_finished(const struct h2_connection *connection)
 bool h2_connection_on_idle(struct viewer_connection *viewer)
 {
     struct h2_connection *connection = viewer->h2;
+    if (viewer_output_pending(viewer) > 0)
+        return false; /* send_ms passed while the viewer read nothing: close */
+    size_t waiting_on_origins = 0, reset = 0;
     for (struct h2_stream *stream = connection->streams; stream != NULL; stream = stream->next) {
-        struct request *request = &stream->viewer.request;
-        bool waits_on_viewer = !stream->closed && !stream->request_done && !stream->body_ends && !stream->reading_paused;
-        if (waits_on_viewer && request->magic == REQUEST_MAGIC) {
-            log_debug("%s: HTTP/2 stream %d: no request body bytes within idle_ms", viewer->client_ip, stream->id);
+        if (stream->closed || stream->request_done)
+            continue;
+        const struct request *request = &stream->viewer.request;
+        bool running = request->magic == REQUEST_MAGIC;
+        bool head_incomplete = !stream->started;
+        bool body_stalled =
+            running && request->body_pump_started && !request->body_done && !stream->body_ends && !stream->reading_paused;
+        bool window_closed = h2_stream_output_pending(&stream->viewer) > 0 &&
+                             (nghttp2_session_get_stream_remote_window_size(connection->session, stream->id) <= 0 ||
+                              nghttp2_session_get_remote_window_size(connection->session) <= 0);
+        if (head_incomplete || body_stalled || window_closed) {
+            log_debug("%s: HTTP/2 stream %d waited on the viewer for too long (%s)", viewer->client_ip, stream->id,
+                      head_incomplete ? "header block"
+                      : body_stalled  ? "request body"
+                                      : "flow-control window");
             h2_stream_abort(&stream->viewer);
+            reset++;
+        } else {
+            waiting_on_origins++;
         }
     }
     h2_schedule(connection);
-    return connection->stream_count > 0;
+    return waiting_on_origins > 0 || reset > 0; /* the resets go out first; the next idle period closes */
 }
 
 void h2_connection_drain(struct viewer_connection *viewer)
@@ -727,6 +804,7 @@ void h2_connection_drain(struct viewer_connection *viewer)
 void h2_connection_free(struct h2_connection *connection)
 {
     ev_prepare_stop(connection->viewer->thread->loop, &connection->flush_watcher);
+    ev_idle_stop(connection->viewer->thread->loop, &connection->kick);
     while (connection->streams != NULL) {
         struct h2_stream *stream = connection->streams;
         stream->closed = true;

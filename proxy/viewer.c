@@ -558,6 +558,12 @@ static void viewer_on_readable(struct ev_loop *loop, ev_io *watcher, int revents
         return;
     }
     if (n == 0) {
+        if (viewer->h2 != NULL && h2_connection_active_streams(viewer->h2) > 0) {
+            /* A half-close: the streams in flight are still answered, then the connection closes. */
+            ev_io_stop(loop, &viewer->read_watcher);
+            h2_connection_drain(viewer);
+            return;
+        }
         struct request *request = &viewer->request;
         if (viewer->state == VIEWER_IN_REQUEST && request->magic == REQUEST_MAGIC &&
             (request->body_kind == HTTP1_BODY_NONE || request->body_done)) {

@@ -511,3 +511,51 @@ def test_answer_before_the_request_body_is_whole_then_no_error_reset(verge, orig
         assert ok["status"] == 404
     finally:
         client.close()
+
+
+def test_many_uploads_on_one_connection_keep_its_window_open(verge, origin):
+    """Each upload's last bytes must be given back to the connection's window, or about 1 MiB of
+    bodies later every upload on the connection would stall."""
+    v = h2_verge(verge, origin)
+    client = H2Client(v.port)
+    try:
+        for i in range(40):
+            body = bytes([i]) * (50 * 1024)
+            stream = client.response(client.request("/u%d" % i, method="POST", body=body,
+                                                    headers=[("content-length", str(len(body)))]), timeout=10)
+            assert stream["status"] == 200, (i, stream)
+    finally:
+        client.close()
+    assert len(origin.requests) == 40 and all(r.body_length == 50 * 1024 for r in origin.requests)
+
+
+def test_expect_100_continue_gets_an_interim_response_then_the_answer(verge, origin):
+    v = h2_verge(verge, origin)
+    client = H2Client(v.port)
+    try:
+        sid = client.conn.get_next_available_stream_id()
+        client.track(sid)
+        client.conn.send_headers(sid, [(":method", "POST"), (":path", "/e"), (":scheme", "http"), (":authority", "x"),
+                                       ("content-length", "5"), ("expect", "100-continue")])
+        client.flush()
+        time.sleep(0.3)
+        client.pump(0.5)
+        client.send_body(sid, b"hello")
+        stream = client.response(sid)
+        assert (stream["status"], bytes(stream["body"])) == (200, b"origin: POST /e\n"), stream
+    finally:
+        client.close()
+    assert origin.requests[0].body_length == 5
+
+
+def test_a_client_that_closes_its_window_gets_its_streams_reset(verge, origin):
+    origin.route("/big", size=2 * 1024 * 1024)
+    v = h2_verge(verge, origin, extra={"timeouts": {"idle_ms": 500}})
+    client = H2Client(v.port, window=0)  # verge may send no DATA at all
+    try:
+        sid = client.request("/big")
+        stream = client.response(sid, timeout=6)
+        assert stream["reset"] is not None, stream
+    finally:
+        client.close()
+    assert v.get("/still").status == 200
