@@ -201,9 +201,13 @@ static void loop_thread_on_wakeup(struct ev_loop *loop, ev_async *watcher, int r
     struct loop_thread *thread = watcher->data;
     /* A reload: take the new generation now (old function workers go even
      * when no request comes). */
+    unsigned before = thread->generation != NULL ? thread->generation->number : 0;
     loop_thread_refresh_generation(thread);
-    if (!atomic_load(&server.draining))
+    if (!atomic_load(&server.draining)) {
+        if (thread->generation->number != before)
+            viewer_reload_thread(thread);
         return;
+    }
     loop_thread_close_listeners(thread);
     origin_pools_close_idle(thread);
     if (atomic_load(&force_close))

@@ -94,6 +94,9 @@ void viewer_accept(struct ev_loop *loop, ev_io *watcher, int revents);
 /* Drain: closes idle connections now and makes busy ones close after their
  * current response. */
 void viewer_drain_thread(struct loop_thread *thread);
+/* A new generation: HTTP/2 connections get a graceful GOAWAY (their streams
+ * finish; clients reconnect to the new settings and certificates). */
+void viewer_reload_thread(struct loop_thread *thread);
 /* Closes every connection of the thread at once (the drain deadline passed). */
 void viewer_close_all(struct loop_thread *thread);
 

@@ -769,6 +769,13 @@ void viewer_drain_thread(struct loop_thread *thread)
     }
 }
 
+void viewer_reload_thread(struct loop_thread *thread)
+{
+    for (struct viewer_connection *viewer = thread->connections; viewer != NULL; viewer = viewer->next)
+        if (viewer->h2 != NULL)
+            h2_connection_drain(viewer);
+}
+
 /* Closes every connection at once (the drain deadline passed). */
 void viewer_close_all(struct loop_thread *thread)
 {

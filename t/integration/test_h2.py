@@ -559,3 +559,75 @@ def test_a_client_that_closes_its_window_gets_its_streams_reset(verge, origin):
     finally:
         client.close()
     assert v.get("/still").status == 200
+
+
+def test_reload_sends_a_graceful_goaway_and_open_streams_finish(verge, origin):
+    origin.route("/slow", delay_ms=600)
+    v = h2_verge(verge, origin)
+    sock = socket.create_connection(("127.0.0.1", v.port), timeout=10)
+    try:
+        sock.sendall(PREFACE + frame(FRAME_SETTINGS, 0, 0) + headers_frame(1, [(":method", "GET"), (":path", "/slow"),
+                                                                               (":scheme", "http"), (":authority", "x")]))
+        time.sleep(0.2)
+        assert v.reload().status == 200
+        received = bytearray()
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+    finally:
+        sock.close()
+    kinds = _frame_kinds(received)
+    assert FRAME_GOAWAY in kinds and FRAME_DATA in kinds, kinds
+    assert kinds.index(FRAME_GOAWAY) < kinds.index(FRAME_DATA), kinds  # announced, then the stream finished
+    assert b"origin: GET /slow\n" in received
+    assert v.get("/after-reload").status == 200
+
+
+def test_nghttp_fetches_several_streams_at_once(verge, origin):
+    import subprocess
+    origin.route("/one", size=3000)
+    origin.route("/two", size=70000)
+    v = h2_verge(verge, origin)
+    base = "http://127.0.0.1:%d" % v.port
+    out = subprocess.run(["nghttp", "-ns", base + "/one", base + "/two", base + "/missing?status=404"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    codes = {fields[-1]: fields[4] for fields in (line.split() for line in out.stdout.splitlines())
+             if len(fields) == 7 and fields[0].isdigit()}
+    assert codes == {"/one": "200", "/two": "200", "/missing?status=404": "404"}, out.stdout
+    assert sorted(x.path for x in origin.requests) == ["/missing", "/one", "/two"]
+
+
+def test_more_streams_than_max_concurrent_streams_are_refused(verge, origin):
+    origin.route("/slow", delay_ms=500)
+    v = h2_verge(verge, origin)
+    fields = [(":method", "GET"), (":path", "/slow"), (":scheme", "http"), (":authority", "x")]
+    payload = b"".join(headers_frame(2 * i + 1, fields) for i in range(101))  # the limit is 100
+    kinds, goaways, closed = raw_session(v.port, payload, read_timeout=3.0)
+    assert FRAME_RST_STREAM in kinds or goaways, (kinds[:30], goaways)
+    assert v.get("/still").status == 200
+
+
+@pytest.mark.parametrize("flood", ["settings", "ping"])
+def test_ack_floods_from_a_client_that_never_reads_keep_memory_bounded(verge, origin, flood):
+    """The client sends and never reads: the acks verge owes pile up only to nghttp2's limit."""
+    v = h2_verge(verge, origin)
+    before = v.rss_kb()
+    one = frame(FRAME_SETTINGS, 0, 0) if flood == "settings" else frame(FRAME_PING, 0, 0, b"12345678")
+    sock = socket.create_connection(("127.0.0.1", v.port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.sendall(PREFACE + frame(FRAME_SETTINGS, 0, 0))
+        sent = 0
+        try:
+            while sent < 400000:
+                sock.sendall(one * 1000)
+                sent += 1000
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass  # verge closed it (or stopped reading): either way the flood is over
+    finally:
+        sock.close()
+    assert v.rss_kb() - before < 64 * 1024, (before, v.rss_kb())
+    assert v.get("/still").status == 200
