@@ -51,7 +51,7 @@ struct config_listen {
     bool h2c; /* HTTP/2 with prior knowledge besides HTTP/1.1 (no Upgrade) */
 };
 
-enum origin_kind { ORIGIN_KIND_HTTP, ORIGIN_KIND_STATIC };
+enum origin_kind { ORIGIN_KIND_HTTP, ORIGIN_KIND_STATIC, ORIGIN_KIND_RESPOND };
 
 struct config_origin {
     char *name;
@@ -73,6 +73,11 @@ struct config_origin {
     struct tls_client *tls_client; /* https: built at load; owned by the config */
     /* ORIGIN_KIND_STATIC */
     char *static_root; /* absolute, canonical path (realpath) of the directory */
+    /* ORIGIN_KIND_RESPOND: a fixed answer (a mock origin for local work) */
+    int respond_status;
+    char **respond_header_names, **respond_header_values;
+    size_t respond_header_count;
+    char *respond_body; /* NUL-terminated; may be empty */
 };
 
 /* An edge function (issue 4). Not used by the proxy yet. */

@@ -58,6 +58,7 @@ static void finish_cache(struct loader *, const char *, const struct json_value 
 static void set_function_code(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_function_handler(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_function_env(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_respond_headers(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_function_limits(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_trigger(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 
@@ -66,6 +67,7 @@ static const char *const access_log_formats[] = {"json", NULL};
 static const char *const tls_min_versions[] = {"TLSv1.2", "TLSv1.3", NULL};
 static const char *const function_limits[] = {"lambda", "relaxed", NULL};
 #define FUNCTION_ENV_MAX 64
+#define RESPOND_HEADERS_MAX 64
 #define FUNCTION_HANDLER_MAX 255
 #define TRIGGER_EXPECTED "a function name or {\"function\": name, \"include_body\": bool, \"on_error\": \"fail\" or \"continue\"}"
 #define TRIGGER_ROW(trigger_name, kind, what)                                                                                      \
@@ -182,7 +184,7 @@ const struct schema_key config_schema[] = {
     {.pattern = "origins.*",
      .type = SCHEMA_OBJECT,
      .finish = finish_origin,
-     .doc = "One origin: exactly one of `url` (an HTTP server) or `static` (a directory)."},
+     .doc = "One origin: exactly one of `url` (an HTTP server), `static` (a directory) or `respond` (a fixed answer)."},
     {.pattern = "origins.*.url",
      .type = SCHEMA_STRING,
      .expected = "\"http[s]://host[:port][/prefix]\"",
@@ -195,6 +197,31 @@ const struct schema_key config_schema[] = {
      .set = set_static_root,
      .offset = offsetof(struct config_origin, static_root),
      .doc = "Serve files from this directory (relative to the config file's directory)."},
+    {.pattern = "origins.*.respond",
+     .type = SCHEMA_OBJECT,
+     .default_doc = "none",
+     .doc = "A mock origin for local work: every request gets this answer (through the cache and the triggers like any "
+            "origin's)."},
+    {.pattern = "origins.*.respond.status",
+     .type = SCHEMA_INTEGER,
+     .min = 200,
+     .max = 599,
+     .default_value = "200",
+     .offset = offsetof(struct config_origin, respond_status),
+     .doc = "Status of the answer."},
+    {.pattern = "origins.*.respond.headers",
+     .type = SCHEMA_CUSTOM,
+     .max = RESPOND_HEADERS_MAX,
+     .expected = "object of strings",
+     .default_doc = "`{}`",
+     .set = set_respond_headers,
+     .doc = "Header fields of the answer (at most 64; not the framing ones: `Content-Length`, `Transfer-Encoding`, "
+            "`Connection`). `Date` and `Server` are added."},
+    {.pattern = "origins.*.respond.body",
+     .type = SCHEMA_STRING,
+     .default_value = "",
+     .offset = offsetof(struct config_origin, respond_body),
+     .doc = "Body of the answer (text)."},
     {.pattern = "origins.*.connect_timeout_ms",
      .type = SCHEMA_INTEGER,
      .min = 1,
@@ -1160,6 +1187,52 @@ static bool is_env_name(slice_t name)
 }
 
 /* { "NAME": "value", ... } into the function's parallel env arrays. */
+/* origins.*.respond.headers: names are tokens, values have no CR, LF or NUL
+ * (they go out as they are); the framing is verge's. */
+static void set_respond_headers(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                                char *target)
+{
+    struct config_origin *origin = (struct config_origin *)target;
+    if (v->kind != JSON_OBJECT) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    if ((long long)v->count > key->max) {
+        config_load_error(L, "%s: expected at most %lld entries, got %zu", path, key->max, v->count);
+        return;
+    }
+    struct arena *arena = &L->config->arena;
+    origin->respond_header_names = arena_alloc(arena, (v->count ? v->count : 1) * sizeof(char *));
+    origin->respond_header_values = arena_alloc(arena, (v->count ? v->count : 1) * sizeof(char *));
+    static const char *const framing[] = {"content-length", "transfer-encoding", "connection"};
+    for (const struct json_value *m = v->first; m != NULL; m = m->next) {
+        const char *name = arena_strndup(&L->scratch, m->key.ptr, m->key.len);
+        bool token = m->key.len > 0;
+        for (size_t i = 0; i < m->key.len && token; i++)
+            token = isalnum((unsigned char)m->key.ptr[i]) ||
+                    (m->key.ptr[i] != '\0' && strchr("!#$%&'*+-.^_`|~", m->key.ptr[i]) != NULL);
+        if (!token) {
+            config_load_error(L, "%s: %s is not a header name", path, config_quote_text(L, m->key));
+            continue;
+        }
+        bool is_framing = false;
+        for (size_t i = 0; i < VERGE_ARRAY_SIZE(framing); i++)
+            is_framing = is_framing || strcasecmp(name, framing[i]) == 0;
+        if (is_framing) {
+            config_load_error(L, "%s.%s: verge frames the body itself; remove this header", path, name);
+            continue;
+        }
+        if (m->kind != JSON_STRING || memchr(m->text.ptr, '\r', m->text.len) != NULL ||
+            memchr(m->text.ptr, '\n', m->text.len) != NULL || memchr(m->text.ptr, '\0', m->text.len) != NULL) {
+            config_load_error(L, "%s.%s: expected a string without CR, LF or NUL, got %s", path, name, config_describe_value(L, m));
+            continue;
+        }
+        size_t i = origin->respond_header_count++;
+        origin->respond_header_names[i] = arena_strndup(arena, m->key.ptr, m->key.len);
+        origin->respond_header_values[i] = arena_strndup(arena, m->text.ptr, m->text.len);
+    }
+}
+
 static void set_function_env(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
                              char *target)
 {
@@ -1385,11 +1458,14 @@ static void finish_origin(struct loader *L, const char *path, const struct json_
 {
     struct config_origin *origin = (struct config_origin *)target;
     bool has_url = config_json_member(v, "url") != NULL, has_static = config_json_member(v, "static") != NULL;
-    if (has_url == has_static) {
-        config_load_error(L, "%s: expected exactly one of url or static, got %s", path, has_url ? "both" : "neither");
+    bool has_respond = config_json_member(v, "respond") != NULL;
+    int kinds = has_url + has_static + has_respond;
+    if (kinds != 1) {
+        static const char *const counts[] = {"none", "", "two", "all three"};
+        config_load_error(L, "%s: expected exactly one of url, static or respond, got %s", path, counts[kinds]);
         return;
     }
-    origin->kind = has_url ? ORIGIN_KIND_HTTP : ORIGIN_KIND_STATIC;
+    origin->kind = has_url ? ORIGIN_KIND_HTTP : has_static ? ORIGIN_KIND_STATIC : ORIGIN_KIND_RESPOND;
     if (has_url && !origin->tls) {
         static const char *const https_only[] = {"ca_file", "tls_verify"};
         for (size_t i = 0; i < VERGE_ARRAY_SIZE(https_only); i++)
@@ -1421,7 +1497,8 @@ static void finish_origin(struct loader *L, const char *path, const struct json_
     static const char *const url_only[] = {"connect_timeout_ms", "read_timeout_ms", "max_idle", "ca_file", "tls_verify"};
     for (size_t i = 0; i < VERGE_ARRAY_SIZE(url_only); i++)
         if (config_json_member(v, url_only[i]) != NULL)
-            config_load_error(L, "%s.%s: only meaningful with url; this origin is static", path, url_only[i]);
+            config_load_error(L, "%s.%s: only meaningful with url; this origin is %s", path, url_only[i],
+                              has_static ? "static" : "a fixed answer (respond)");
 }
 
 static void finish_behaviors(struct loader *L, const char *path, const struct json_value *v, char *target)

@@ -716,10 +716,39 @@ static void build_origin_request_head(struct request *request, struct bytebuf *o
     bytebuf_append(out, "\r\n", 2);
 }
 
+/* A fixed-answer origin ("respond"): its status, fields and body, like an
+ * origin's answer (cached by its Cache-Control, seen by origin-response). */
+static void fetch_respond(struct request *request)
+{
+    const struct config_origin *origin = request->origin;
+    request->status = origin->respond_status;
+    request->origin_status = origin->respond_status;
+    request->origin_ms = 0;
+    request->origin_request_time = (int64_t)time(NULL);
+    char date[30];
+    time_format_http_date((int64_t)time(NULL), date);
+    response_add_header(request, "Date", date);
+    response_add_header(request, "Server", "verge");
+    for (size_t i = 0; i < origin->respond_header_count; i++)
+        response_add_header(request, origin->respond_header_names[i], origin->respond_header_values[i]);
+    if (request->status == 204 || request->status == 304)
+        return;
+    if (request->is_head) {
+        /* HEAD: the length GET would send. */
+        response_add_header(request, "Content-Length", arena_printf(&request->arena, "%zu", strlen(origin->respond_body)));
+        return;
+    }
+    request->body_source = RESPONSE_BODY_MEMORY;
+    request->memory_body = slice_from_cstr(origin->respond_body);
+}
+
 static enum step_result step_fetch(struct request *request)
 {
-    if (request->origin->kind == ORIGIN_KIND_STATIC) {
-        fetch_static(request);
+    if (request->origin->kind == ORIGIN_KIND_STATIC || request->origin->kind == ORIGIN_KIND_RESPOND) {
+        if (request->origin->kind == ORIGIN_KIND_STATIC)
+            fetch_static(request);
+        else
+            fetch_respond(request);
         request->step = STEP_ORIGIN_RESPONSE;
         return RUN_NEXT;
     }

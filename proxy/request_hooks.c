@@ -83,8 +83,8 @@ static void origin_to_event(const struct config_origin *origin, struct event_ori
     static slice_t ssl_protocols[] = {SLICE_LITERAL("TLSv1.2")};
     out->ssl_protocols = ssl_protocols;
     out->ssl_protocol_count = 1;
-    if (origin->kind == ORIGIN_KIND_STATIC) {
-        /* A static origin has no address: functions see its name. */
+    if (origin->kind != ORIGIN_KIND_HTTP) {
+        /* A static or fixed-answer origin has no address: functions see its name. */
         out->domain_name = slice_from_cstr(origin->name);
         out->port = 80;
         out->path = SLICE_LITERAL("");
@@ -329,7 +329,7 @@ bool request_switch_origin(struct request *request, const struct event_origin *o
     struct event_origin *kept = arena_alloc(arena, sizeof *kept);
     *kept = *origin;
     if (same_origin(request->origin, tls, origin->domain_name, origin->port, path) ||
-        (request->origin->kind == ORIGIN_KIND_STATIC && slice_equal(origin->domain_name, slice_from_cstr(request->origin->name))))
+        (request->origin->kind != ORIGIN_KIND_HTTP && slice_equal(origin->domain_name, slice_from_cstr(request->origin->name))))
         return true; /* unchanged */
     request->switched_origin = kept;
     const struct config *config = request->generation->config;

@@ -460,8 +460,8 @@ static void test_addresses(void)
 static void test_unknown_keys(void)
 {
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9000', 'conect_timeout_ms': 5}")),
-                 "origins.app.conect_timeout_ms: unknown key (known: url, static, connect_timeout_ms, read_timeout_ms, "
-                 "ca_file, tls_verify, max_idle)");
+                 "origins.app.conect_timeout_ms: unknown key (known: url, static, respond, connect_timeout_ms, "
+                 "read_timeout_ms, ca_file, tls_verify, max_idle)");
     EXPECT_ERROR(q(WITH("'thread': 2")), "thread: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
                                          "function_log, admin, timeouts, cache, workers)");
     EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
@@ -665,8 +665,36 @@ static void test_static_origins(void)
 static void test_origin_kinds(void)
 {
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1', 'static': 'public'}")),
-                 "origins.app: expected exactly one of url or static, got both");
-    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'max_idle': 2}")), "origins.app: expected exactly one of url or static, got neither");
+                 "origins.app: expected exactly one of url, static or respond, got two");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'max_idle': 2}")),
+                 "origins.app: expected exactly one of url, static or respond, got none");
+    struct config *mock = EXPECT_OK(q(WITH_ORIGINS(
+        "'app': {'respond': {'status': 404, 'headers': {'Cache-Control': 'max-age=60', 'X-Mock': 'yes'}, 'body': 'gone'}}")));
+    if (mock != NULL) {
+        CHECK_INT(mock->origins[0].kind, ORIGIN_KIND_RESPOND);
+        CHECK_INT(mock->origins[0].respond_status, 404);
+        CHECK_INT(mock->origins[0].respond_header_count, 2);
+        CHECK_STR(mock->origins[0].respond_header_names[1], "X-Mock");
+        CHECK_STR(mock->origins[0].respond_header_values[1], "yes");
+        CHECK_STR(mock->origins[0].respond_body, "gone");
+    }
+    config_unref(mock);
+    mock = EXPECT_OK(q(WITH_ORIGINS("'app': {'respond': {}}")));
+    if (mock != NULL) {
+        CHECK_INT(mock->origins[0].respond_status, 200);
+        CHECK_STR(mock->origins[0].respond_body, "");
+    }
+    config_unref(mock);
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'respond': {'status': 700}}")),
+                 "origins.app.respond.status: expected an integer from 200 to 599, got 700");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'respond': {'headers': {'X-A': 'a\\r\\nB: b'}}}")),
+                 "origins.app.respond.headers.X-A: expected a string without CR, LF or NUL, got \"a\\u000d\\u000aB: b\"");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'respond': {'headers': {'Content-Length': '5'}}}")),
+                 "origins.app.respond.headers.Content-Length: verge frames the body itself; remove this header");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'respond': {'headers': {'bad name': 'x'}}}")),
+                 "origins.app.respond.headers: \"bad name\" is not a header name");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'respond': {}, 'max_idle': 2}")),
+                 "origins.app.max_idle: only meaningful with url; this origin is a fixed answer (respond)");
     struct config *https = EXPECT_OK(q(WITH_ORIGINS("'app': {'url': 'https://127.0.0.1/v1/'}")));
     if (https != NULL) {
         CHECK(https->origins[0].tls && https->origins[0].tls_verify && https->origins[0].tls_client != NULL);
