@@ -1186,21 +1186,28 @@ static bool is_env_name(slice_t name)
     return true;
 }
 
-/* { "NAME": "value", ... } into the function's parallel env arrays. */
+/* An object of at most key->max members (maps of strings); reports otherwise. */
+static bool is_bounded_object(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v)
+{
+    if (v->kind != JSON_OBJECT) {
+        config_error_expected(L, key, path, v);
+        return false;
+    }
+    if ((long long)v->count > key->max) {
+        config_load_error(L, "%s: expected at most %lld entries, got %zu", path, key->max, v->count);
+        return false;
+    }
+    return true;
+}
+
 /* origins.*.respond.headers: names are tokens, values have no CR, LF or NUL
  * (they go out as they are); the framing is verge's. */
 static void set_respond_headers(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
                                 char *target)
 {
     struct config_origin *origin = (struct config_origin *)target;
-    if (v->kind != JSON_OBJECT) {
-        config_error_expected(L, key, path, v);
+    if (!is_bounded_object(L, key, path, v))
         return;
-    }
-    if ((long long)v->count > key->max) {
-        config_load_error(L, "%s: expected at most %lld entries, got %zu", path, key->max, v->count);
-        return;
-    }
     struct arena *arena = &L->config->arena;
     origin->respond_header_names = arena_alloc(arena, (v->count ? v->count : 1) * sizeof(char *));
     origin->respond_header_values = arena_alloc(arena, (v->count ? v->count : 1) * sizeof(char *));
@@ -1233,18 +1240,13 @@ static void set_respond_headers(struct loader *L, const struct schema_key *key, 
     }
 }
 
+/* { "NAME": "value", ... } into the function's parallel env arrays. */
 static void set_function_env(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
                              char *target)
 {
     struct config_function *function = (struct config_function *)target;
-    if (v->kind != JSON_OBJECT) {
-        config_error_expected(L, key, path, v);
+    if (!is_bounded_object(L, key, path, v))
         return;
-    }
-    if ((long long)v->count > key->max) {
-        config_load_error(L, "%s: expected at most %lld entries, got %zu", path, key->max, v->count);
-        return;
-    }
     if (v->count == 0)
         return;
     struct arena *arena = &L->config->arena;
