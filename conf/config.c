@@ -714,6 +714,20 @@ struct config *config_load(const char *path, struct config_errors *errors)
     return config;
 }
 
+enum config_fault config_fault_pick(const struct config_faults *faults, double random)
+{
+    if (random < faults->error_rate)
+        return CONFIG_FAULT_ERROR;
+    if (random < faults->error_rate + faults->reset_rate)
+        return CONFIG_FAULT_RESET;
+    return CONFIG_FAULT_NONE;
+}
+
+bool config_faults_active(const struct config_faults *faults)
+{
+    return faults->latency_ms > 0 || faults->error_rate > 0 || faults->reset_rate > 0;
+}
+
 void config_ref(struct config *config)
 {
     VERGE_CHECK_MAGIC(config, CONFIG_MAGIC);

@@ -53,6 +53,23 @@ struct config_listen {
 
 enum origin_kind { ORIGIN_KIND_HTTP, ORIGIN_KIND_STATIC, ORIGIN_KIND_RESPOND };
 
+/* Faults injected in front of an origin (local testing of failover,
+ * stale-if-error and error pages). All zero: none. */
+struct config_faults {
+    int latency_ms;    /* added before every fetch */
+    double error_rate; /* share of requests answered with error_status instead of the origin's answer */
+    int error_status;
+    double reset_rate; /* share of requests whose origin connection "resets" (502, or stale-if-error) */
+};
+
+enum config_fault { CONFIG_FAULT_NONE, CONFIG_FAULT_ERROR, CONFIG_FAULT_RESET };
+
+/* Which fault a request gets, for `random` uniform in [0, 1): an error below
+ * error_rate, a reset below error_rate + reset_rate, else none. Pure. */
+enum config_fault config_fault_pick(const struct config_faults *faults, double random);
+/* Whether the origin has any fault configured. */
+bool config_faults_active(const struct config_faults *faults);
+
 struct config_origin {
     char *name;
     enum origin_kind kind;
@@ -77,7 +94,8 @@ struct config_origin {
     int respond_status;
     char **respond_header_names, **respond_header_values;
     size_t respond_header_count;
-    char *respond_body; /* NUL-terminated; may be empty */
+    char *respond_body;          /* NUL-terminated; may be empty */
+    struct config_faults faults; /* any kind of origin */
 };
 
 /* An edge function (issue 4). Not used by the proxy yet. */

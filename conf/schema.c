@@ -59,6 +59,8 @@ static void set_function_code(struct loader *, const struct schema_key *, const 
 static void set_function_handler(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_function_env(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_respond_headers(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_rate(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void finish_faults(struct loader *, const char *, const struct json_value *, char *);
 static void set_function_limits(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_trigger(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 
@@ -222,6 +224,39 @@ const struct schema_key config_schema[] = {
      .default_value = "",
      .offset = offsetof(struct config_origin, respond_body),
      .doc = "Body of the answer (text)."},
+    {.pattern = "origins.*.faults",
+     .type = SCHEMA_OBJECT,
+     .finish = finish_faults,
+     .default_doc = "none",
+     .doc = "Faults injected in front of this origin, for trying failover, stale-if-error and error pages locally."},
+    {.pattern = "origins.*.faults.latency_ms",
+     .type = SCHEMA_INTEGER,
+     .min = 0,
+     .max = 600000,
+     .default_value = "0",
+     .offset = offsetof(struct config_origin, faults.latency_ms),
+     .doc = "Added before every fetch from this origin."},
+    {.pattern = "origins.*.faults.error_rate",
+     .type = SCHEMA_CUSTOM,
+     .expected = "a number from 0 to 1",
+     .default_value = "0",
+     .offset = offsetof(struct config_origin, faults.error_rate),
+     .set = set_rate,
+     .doc = "Share of requests answered with `error_status` instead of the origin's answer (as if the origin had sent it)."},
+    {.pattern = "origins.*.faults.error_status",
+     .type = SCHEMA_INTEGER,
+     .min = 400,
+     .max = 599,
+     .default_value = "503",
+     .offset = offsetof(struct config_origin, faults.error_status),
+     .doc = "Status of those answers."},
+    {.pattern = "origins.*.faults.reset_rate",
+     .type = SCHEMA_CUSTOM,
+     .expected = "a number from 0 to 1",
+     .default_value = "0",
+     .offset = offsetof(struct config_origin, faults.reset_rate),
+     .set = set_rate,
+     .doc = "Share of requests whose origin connection resets before an answer (502, or a stale object with stale-if-error)."},
     {.pattern = "origins.*.connect_timeout_ms",
      .type = SCHEMA_INTEGER,
      .min = 1,
@@ -1184,6 +1219,27 @@ static bool is_env_name(slice_t name)
         if (!is_lua_name_char((unsigned char)name.ptr[i]))
             return false;
     return true;
+}
+
+/* A share: a JSON number from 0 to 1, stored as a double. (The default
+ * arrives as the text "0": defaults of custom keys are strings.) */
+static void set_rate(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v, char *target)
+{
+    char *end = NULL;
+    double rate =
+        v->kind == JSON_NUMBER || (v->kind == JSON_STRING && strcmp(v->text.ptr, "0") == 0) ? strtod(v->text.ptr, &end) : -1;
+    if (end == NULL || *end != '\0' || !(rate >= 0 && rate <= 1)) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    *FIELD(double, target, key) = rate;
+}
+
+static void finish_faults(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    const struct config_origin *origin = (const struct config_origin *)target;
+    if (origin->faults.error_rate + origin->faults.reset_rate > 1)
+        config_load_error(L, "%s: error_rate + reset_rate is more than 1", path);
 }
 
 /* An object of at most key->max members (maps of strings); reports otherwise. */

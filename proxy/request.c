@@ -273,6 +273,8 @@ void request_finish(struct request *request)
         return;
     request->magic = 0;
     hooks_call_cancel(&request->hook_call);
+    if (request->fault_checked)
+        ev_timer_stop(request->viewer->thread->loop, &request->fault_timer);
     /* Small buffers stay for the next request, big ones go. */
     if (request->held_body.cap > 64 * 1024)
         bytebuf_free(&request->held_body);
@@ -742,8 +744,58 @@ static void fetch_respond(struct request *request)
     request->memory_body = slice_from_cstr(origin->respond_body);
 }
 
+/* origins.*.faults.error_rate: the answer an origin in trouble would give. */
+static void fetch_injected_error(struct request *request)
+{
+    request->status = request->origin->faults.error_status;
+    request->origin_status = request->status;
+    request->origin_ms = request->origin->faults.latency_ms;
+    request->origin_request_time = (int64_t)time(NULL);
+    char date[30];
+    time_format_http_date((int64_t)time(NULL), date);
+    response_add_header(request, "Date", date);
+    response_add_header(request, "Server", "verge");
+    response_add_header(request, "Content-Type", "text/plain; charset=utf-8");
+    response_add_header(request, "X-Verge-Fault", "error_rate");
+    if (request->is_head)
+        return;
+    request->body_source = RESPONSE_BODY_MEMORY;
+    request->memory_body = slice_from_cstr(
+        arena_printf(&request->arena, "verge: injected fault (origins.%s.faults.error_rate)\n", request->origin->name));
+}
+
+static void on_origin_error(void *context, enum origin_error_kind kind, const char *reason, bool head_received);
+
+static void on_fault_timer(struct ev_loop *loop, ev_timer *timer, int revents)
+{
+    struct request *request = timer->data;
+    if (request->fault == CONFIG_FAULT_RESET) {
+        struct origin_metrics *counted =
+            request->origin_metrics ? request->origin_metrics : request->generation->origin_metrics[request->origin_index];
+        atomic_fetch_add_explicit(&counted->errors[ORIGIN_ERROR_RESET], 1, memory_order_relaxed);
+        on_origin_error(request, ORIGIN_ERROR_RESET, "origin connection reset (injected: faults.reset_rate)", false);
+        return;
+    }
+    request_run(request); /* FETCH again, now past the latency */
+}
+
 static enum step_result step_fetch(struct request *request)
 {
+    const struct config_faults *faults = &request->origin->faults;
+    if (!request->fault_checked && config_faults_active(faults)) {
+        request->fault_checked = true;
+        double random = (double)(random_next(request->viewer->thread) >> 11) / 9007199254740992.0; /* [0, 1) */
+        request->fault = config_fault_pick(faults, random);
+        ev_timer_init(&request->fault_timer, on_fault_timer, faults->latency_ms / 1000.0, 0.);
+        request->fault_timer.data = request;
+        ev_timer_start(request->viewer->thread->loop, &request->fault_timer);
+        return RUN_SUSPEND;
+    }
+    if (request->fault == CONFIG_FAULT_ERROR) {
+        fetch_injected_error(request);
+        request->step = STEP_ORIGIN_RESPONSE;
+        return RUN_NEXT;
+    }
     if (request->origin->kind == ORIGIN_KIND_STATIC || request->origin->kind == ORIGIN_KIND_RESPOND) {
         if (request->origin->kind == ORIGIN_KIND_STATIC)
             fetch_static(request);

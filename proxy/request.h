@@ -126,6 +126,10 @@ struct request {
     int origin_status;
     double origin_ms;
     int64_t origin_request_time; /* wall seconds when the fetch started (for Age) */
+    /* origins.*.faults: decided once per request at FETCH; the timer holds the latency */
+    bool fault_checked;
+    enum config_fault fault;
+    ev_timer fault_timer;
 
     /* The cache. */
     slice_t authority;                           /* the viewer's Host */

@@ -2,6 +2,7 @@
 which goes through the cache and the triggers like any origin's."""
 
 import json
+import time
 
 from conftest import HIT, MISS, cached_behavior, run_verge
 
@@ -46,3 +47,95 @@ def test_check_reports_bad_respond_settings(tmp_path):
     assert r.returncode == 1, r.stdout
     assert "origins.mock.respond.status: expected an integer from 200 to 599, got 99" in r.stderr, r.stderr
     assert "origins.mock.respond.headers.Transfer-Encoding: verge frames the body itself" in r.stderr, r.stderr
+
+
+# ---- faults ------------------------------------------------------------------------------------
+
+
+def faulty(origin, faults, behavior=None):
+    return {"origins": {"app": {"url": "http://127.0.0.1:%d" % origin.port, "faults": faults}},
+            "behaviors": [behavior or {"path": "*", "origin": "app"}]}
+
+
+def test_error_rate_one_answers_every_request_with_the_error_status(verge, origin):
+    v = verge(faulty(origin, {"error_rate": 1, "error_status": 503}))
+    r = v.get("/e")
+    assert r.status == 503 and r.header("x-verge-fault") == "error_rate", (r.status, r.headers)
+    assert r.body == b"verge: injected fault (origins.app.faults.error_rate)\n"
+    assert origin.requests == []
+    line = v.access_log_lines(1)[0]
+    assert (line["origin"], line["origin_status"]) == ("app", 503), line
+
+
+def test_reset_rate_one_fails_like_a_reset_origin(verge, origin):
+    v = verge(faulty(origin, {"reset_rate": 1}))
+    r = v.get("/r")
+    assert r.status == 502 and b"origin connection reset (injected: faults.reset_rate)" in r.body, (r.status, r.body)
+    assert origin.requests == []
+    assert v.metrics().get("verge_origin_errors_total", origin="app", kind="reset") == 1
+
+
+def test_latency_is_added_before_the_fetch(verge, origin):
+    v = verge(faulty(origin, {"latency_ms": 300}))
+    start = time.monotonic()
+    r = v.get("/slow")
+    assert (r.status, r.body) == (200, b"origin: GET /slow\n")
+    assert time.monotonic() - start >= 0.3  # a lower bound: injected, never shorter
+    assert [x.path for x in origin.requests] == ["/slow"]
+
+
+def test_error_rate_half_fails_about_half(verge, origin):
+    v = verge(faulty(origin, {"error_rate": 0.5}))
+    statuses = [v.get("/h%d" % i).status for i in range(200)]
+    failed = statuses.count(503)
+    assert failed + statuses.count(200) == 200, statuses
+    assert 50 <= failed <= 150, failed  # binomial(200, 0.5): sd 7, so this is 7 sd wide
+    assert len(origin.requests) == 200 - failed
+
+
+def test_stale_if_error_can_be_tried_with_injected_errors(verge, origin):
+    origin.route("/s", header=["Cache-Control: max-age=1, stale-if-error=60"], body="fresh once")
+    behavior = cached_behavior(min_ttl=0, default_ttl=1, max_ttl=1)
+    v = verge(faulty(origin, {}, behavior=behavior))
+    assert v.get("/s").body == b"fresh once"
+    v.reload(faulty(origin, {"error_rate": 1}, behavior=behavior))
+    time.sleep(1.3)  # the stored object goes stale
+    r = v.get("/s")
+    assert (r.status, r.body) == (200, b"fresh once"), (r.status, r.headers)
+    assert "stale-if-error" in (r.header("cache-status") or ""), r.headers
+    assert [x.path for x in origin.requests] == ["/s"]
+
+
+def test_viewer_leaving_during_injected_latency(verge, origin):
+    v = verge(faulty(origin, {"latency_ms": 400}))
+    with v.conn() as c:
+        c.send(b"GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.6)  # the latency timer of the finished request must not fire
+    r = v.get("/after")
+    assert r.status == 200
+    # (an EOF after a whole request reads as a half-close: verge still answers it, so /gone may reach the origin)
+    assert origin.requests[-1].path == "/after"
+
+
+def test_stream_reset_during_injected_latency_never_reaches_the_origin(verge, origin):
+    """An HTTP/2 stream reset while its fetch waits out the latency ends the request (and its timer)."""
+    import socket
+    import struct
+
+    import hpack
+
+    from conftest import free_port
+
+    def frame(kind, flags, stream_id, payload=b""):
+        return struct.pack(">I", len(payload))[1:] + struct.pack(">BBI", kind, flags, stream_id) + payload
+
+    port = free_port()
+    v = verge(dict(faulty(origin, {"latency_ms": 400}), listen=[{"address": "127.0.0.1:%d" % port, "h2c": True}]))
+    fields = [(":method", "GET"), (":path", "/gone"), (":scheme", "http"), (":authority", "x")]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) + frame(1, 0x5, 1, hpack.Encoder().encode(fields)))
+        time.sleep(0.1)
+        sock.sendall(frame(3, 0, 1, struct.pack(">I", 8)))  # RST_STREAM CANCEL
+        time.sleep(0.6)
+    assert v.get("/after").status == 200
+    assert [x.path for x in origin.requests] == ["/after"]

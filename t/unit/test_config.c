@@ -460,7 +460,7 @@ static void test_addresses(void)
 static void test_unknown_keys(void)
 {
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9000', 'conect_timeout_ms': 5}")),
-                 "origins.app.conect_timeout_ms: unknown key (known: url, static, respond, connect_timeout_ms, "
+                 "origins.app.conect_timeout_ms: unknown key (known: url, static, respond, faults, connect_timeout_ms, "
                  "read_timeout_ms, ca_file, tls_verify, max_idle)");
     EXPECT_ERROR(q(WITH("'thread': 2")), "thread: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
                                          "function_log, admin, timeouts, cache, workers)");
@@ -693,6 +693,35 @@ static void test_origin_kinds(void)
                  "origins.app.respond.headers.Content-Length: verge frames the body itself; remove this header");
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'respond': {'headers': {'bad name': 'x'}}}")),
                  "origins.app.respond.headers: \"bad name\" is not a header name");
+    struct config *faulty = EXPECT_OK(q(WITH_ORIGINS(
+        "'app': {'url': 'http://127.0.0.1:9', 'faults': {'latency_ms': 200, 'error_rate': 0.25, 'reset_rate': 0.5}}")));
+    if (faulty != NULL) {
+        const struct config_faults *f = &faulty->origins[0].faults;
+        CHECK(config_faults_active(f));
+        CHECK_INT(f->latency_ms, 200);
+        CHECK_INT(f->error_status, 503);
+        CHECK_INT(config_fault_pick(f, 0.0), CONFIG_FAULT_ERROR);
+        CHECK_INT(config_fault_pick(f, 0.2499), CONFIG_FAULT_ERROR);
+        CHECK_INT(config_fault_pick(f, 0.25), CONFIG_FAULT_RESET);
+        CHECK_INT(config_fault_pick(f, 0.7499), CONFIG_FAULT_RESET);
+        CHECK_INT(config_fault_pick(f, 0.75), CONFIG_FAULT_NONE);
+        CHECK_INT(config_fault_pick(f, 0.9999), CONFIG_FAULT_NONE);
+    }
+    config_unref(faulty);
+    faulty = EXPECT_OK(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9'}")));
+    if (faulty != NULL) {
+        CHECK(!config_faults_active(&faulty->origins[0].faults));
+        CHECK_INT(config_fault_pick(&faulty->origins[0].faults, 0.0), CONFIG_FAULT_NONE);
+    }
+    config_unref(faulty);
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9', 'faults': {'error_rate': 1.5}}")),
+                 "origins.app.faults.error_rate: expected a number from 0 to 1, got 1.5");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9', 'faults': {'reset_rate': '0.5'}}")),
+                 "origins.app.faults.reset_rate: expected a number from 0 to 1, got \"0.5\"");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9', 'faults': {'error_rate': 0.6, 'reset_rate': 0.6}}")),
+                 "origins.app.faults: error_rate + reset_rate is more than 1");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9', 'faults': {'error_status': 200}}")),
+                 "origins.app.faults.error_status: expected an integer from 400 to 599, got 200");
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'respond': {}, 'max_idle': 2}")),
                  "origins.app.max_idle: only meaningful with url; this origin is a fixed answer (respond)");
     struct config *https = EXPECT_OK(q(WITH_ORIGINS("'app': {'url': 'https://127.0.0.1/v1/'}")));
