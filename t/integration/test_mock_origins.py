@@ -139,3 +139,13 @@ def test_stream_reset_during_injected_latency_never_reaches_the_origin(verge, or
         time.sleep(0.6)
     assert v.get("/after").status == 200
     assert [x.path for x in origin.requests] == ["/after"]
+
+
+def test_check_fails_for_an_origin_host_that_does_not_resolve(tmp_path):
+    config = {"listen": [{"address": "127.0.0.1:1"}], "behaviors": [{"path": "*", "origin": "app"}],
+              "origins": {"app": {"url": "http://no-such-host.invalid:8080"}}}
+    path = tmp_path / "verge.json"
+    path.write_text(json.dumps(config))
+    r = run_verge("check", "-c", str(path))
+    assert r.returncode == 1, r.stdout
+    assert 'origins.app.url: cannot resolve "no-such-host.invalid"' in r.stderr, r.stderr
