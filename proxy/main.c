@@ -28,6 +28,7 @@
 #include "../hooks/worker.h"
 #include "access_log.h"
 #include "admin.h"
+#include "commands.h"
 #include "request.h"
 #include "server.h"
 #include "tls.h"
@@ -322,6 +323,9 @@ static void usage(FILE *out)
     fprintf(out, "usage: verge -c FILE            serve with the config FILE\n"
                  "       verge check -c FILE      validate FILE, print the problems, exit 0 (valid) or 1\n"
                  "       verge config-reference   print the config reference (Markdown)\n"
+                 "       verge event TRIGGER --url URL [-H 'Name: value']... [--method M] [--body TEXT|@FILE]\n"
+                 "                  [--client-ip IP] [--status N] [--response-header 'Name: value']...\n"
+                 "                                print a Lambda@Edge event for TRIGGER, as verge builds it\n"
                  "       verge --version\n"
                  "environment: VERGE_LOG_LEVEL=debug|info|warn|error (default info)\n");
 }
@@ -438,6 +442,8 @@ int main(int argc, char **argv)
     /* An edge-function worker: spawned by the pool with its channel on fd 3. */
     if (argc == 2 && strcmp(argv[1], "worker") == 0)
         return worker_main(3);
+    if (argc >= 2 && strcmp(argv[1], "event") == 0)
+        return command_event(argc - 2, argv + 2);
     const char *command = "serve";
     const char *config_path = NULL;
     int i = 1;
