@@ -691,7 +691,9 @@ static void build_origin_request_head(struct request *request, struct bytebuf *o
             append_header(out, header->name, header->value);
         }
     }
-    append_list_header(out, "Via", request->headers, request->header_count, HTTP_TOKEN_VIA, SLICE_LITERAL("1.1 verge"));
+    /* Via names the protocol verge received the request in (RFC 9110 §7.6.3). */
+    slice_t via = request->viewer->stream != NULL ? SLICE_LITERAL("2 verge") : SLICE_LITERAL("1.1 verge");
+    append_list_header(out, "Via", request->headers, request->header_count, HTTP_TOKEN_VIA, via);
     append_list_header(out, "X-Forwarded-For", request->headers, request->header_count, HTTP_TOKEN_X_FORWARDED_FOR,
                        slice_from_cstr(request->viewer->client_ip));
     append_header(out, SLICE_LITERAL("X-Amz-Cf-Id"), slice_from_cstr(request->id));

@@ -209,6 +209,8 @@ def test_h2c_prior_knowledge_and_http11_share_the_listener(verge, origin):
     assert v.get("/b").status == 200  # HTTP/1.1 on the same port
     assert [x.path for x in origin.requests] == ["/a", "/b"]
     assert origin.requests[0].header("host") is not None
+    # Via names the protocol verge received each request in
+    assert (origin.requests[0].header("via"), origin.requests[1].header("via")) == ("2 verge", "1.1 verge")
 
 
 def test_h2_by_alpn_over_tls_and_the_access_log(verge, origin, pki):
