@@ -126,7 +126,7 @@ const struct schema_key config_schema[] = {
      .type = SCHEMA_OBJECT,
      .finish = finish_listen_tls,
      .default_doc = "none (plain HTTP)",
-     .doc = "HTTPS on this address: certificates (SNI picks one; the first is the default), session tickets, ALPN http/1.1. "
+     .doc = "HTTPS on this address: certificates (SNI picks one; the first is the default), session tickets, ALPN h2 and http/1.1. "
             "Changing whether a listener has TLS takes effect at the next restart; its certificates reload."},
     {.pattern = "listen[].tls.certificates",
      .type = SCHEMA_ARRAY,
