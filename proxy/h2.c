@@ -72,7 +72,6 @@ struct h2_stream {
     bool chunked_input;
     /* flow control: what the input held, what of it was credited back */
     uint64_t framed_total, framed_credited, data_uncredited;
-    bool reading_paused;
     /* the response */
     bool head_submitted, no_body, data_end, deferred, wants_drained;
     struct bytebuf output;
@@ -553,7 +552,6 @@ size_t h2_stream_send_vectored(struct viewer_connection *viewer, const struct io
 void h2_stream_set_reading(struct viewer_connection *viewer, bool reading)
 {
     struct h2_stream *stream = stream_of(viewer);
-    stream->reading_paused = !reading;
     viewer->reading_paused = !reading;
     h2_schedule(stream->connection); /* credits what was consumed */
 }
@@ -642,14 +640,8 @@ static bool h2_flush(struct h2_connection *connection)
     viewer_uncork(viewer);
     for (struct h2_stream *stream = connection->streams, *next; stream != NULL; stream = next) {
         next = stream->next;
-        if (stream->closed && (stream->request_done || stream->viewer.request.magic != REQUEST_MAGIC))
+        if (stream->closed) /* a request still running (the viewer reset the stream) ends in stream_free */
             stream_free(stream);
-        else if (stream->closed && !stream->request_done) {
-            /* The viewer reset the stream (or the connection ends): the request stops here. */
-            request_finish(&stream->viewer.request);
-            stream->request_done = true;
-            stream_free(stream);
-        }
     }
     return drained_any; /* the last round still refilled: go on without waiting for the socket */
 }
@@ -771,7 +763,7 @@ bool h2_connection_on_idle(struct viewer_connection *viewer)
         bool running = request->magic == REQUEST_MAGIC;
         bool head_incomplete = !stream->started;
         bool body_stalled =
-            running && request->body_pump_started && !request->body_done && !stream->body_ends && !stream->reading_paused;
+            running && request->body_pump_started && !request->body_done && !stream->body_ends && !stream->viewer.reading_paused;
         bool window_closed = h2_stream_output_pending(&stream->viewer) > 0 &&
                              (nghttp2_session_get_stream_remote_window_size(connection->session, stream->id) <= 0 ||
                               nghttp2_session_get_remote_window_size(connection->session) <= 0);

@@ -605,10 +605,16 @@ static bool viewer_choose_h2(struct viewer_connection *viewer)
         if (!tls_connection_alpn_is_h2(viewer->tls))
             return false;
     } else {
-        int preface = viewer->h2c && viewer->input_len > 0 ? h2_preface_match(viewer->input, viewer->input_len) : 0;
+        if (!viewer->h2c) {
+            viewer->protocol_chosen = true;
+            return false;
+        }
+        if (viewer->input_len == 0)
+            return false;
+        int preface = h2_preface_match(viewer->input, viewer->input_len);
         if (preface < 0)
             return true; /* wait for the rest of the preface */
-        viewer->protocol_chosen = viewer->input_len > 0 || !viewer->h2c;
+        viewer->protocol_chosen = true;
         if (preface == 0)
             return false;
     }
