@@ -88,6 +88,7 @@ struct config_origin {
     char *ca_file;                 /* https: absolute path of the trust anchors; NULL: the system store */
     bool tls_verify;               /* https: check the origin's certificate (default true) */
     struct tls_client *tls_client; /* https: built at load; owned by the config */
+    char *pool_identity;           /* https: "host verify ca_file": connections are shared only within it; NULL for http */
     /* ORIGIN_KIND_STATIC */
     char *static_root; /* absolute, canonical path (realpath) of the directory */
     /* ORIGIN_KIND_RESPOND: a fixed answer (a mock origin for local work) */

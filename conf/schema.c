@@ -1550,6 +1550,8 @@ static void finish_origin(struct loader *L, const char *path, const struct json_
             return;
         }
         arena_add_cleanup(&L->config->arena, free_tls_client, origin->tls_client);
+        origin->pool_identity = arena_printf(&L->config->arena, "%s %d %s", origin->host, origin->tls_verify,
+                                             origin->ca_file != NULL ? origin->ca_file : "-");
         return;
     }
     static const char *const url_only[] = {"connect_timeout_ms", "read_timeout_ms", "max_idle", "ca_file", "tls_verify"};

@@ -111,21 +111,19 @@ static void fetch_on_ready(struct origin_fetch *fetch);
 
 static struct origin_pool *pool_for(struct loop_thread *thread, const struct config_origin *origin)
 {
-    char *identity = NULL;
-    if (origin->tls &&
-        asprintf(&identity, "%s %d %s", origin->host, origin->tls_verify, origin->ca_file ? origin->ca_file : "-") < 0)
-        VERGE_ASSERT(!"out of memory");
+    const char *identity = origin->pool_identity; /* made once, at load */
     for (struct origin_pool *pool = thread->origin_pools; pool != NULL; pool = pool->next)
         if (pool->address_len == origin->sockaddr_len && memcmp(&pool->address, &origin->sockaddr, origin->sockaddr_len) == 0 &&
-            (pool->tls_identity == NULL ? !origin->tls : origin->tls && strcmp(pool->tls_identity, identity) == 0)) {
-            free(identity);
+            (pool->tls_identity == NULL ? identity == NULL : identity != NULL && strcmp(pool->tls_identity, identity) == 0))
             return pool;
-        }
     struct origin_pool *pool = calloc(1, sizeof *pool);
     VERGE_ASSERT(pool != NULL);
     memcpy(&pool->address, &origin->sockaddr, origin->sockaddr_len);
     pool->address_len = origin->sockaddr_len;
-    pool->tls_identity = identity; /* NULL for http */
+    if (identity != NULL) { /* the pool outlives the generation that named it */
+        pool->tls_identity = strdup(identity);
+        VERGE_ASSERT(pool->tls_identity != NULL);
+    }
     pool->next = thread->origin_pools;
     thread->origin_pools = pool;
     return pool;

@@ -379,7 +379,9 @@ bool request_switch_origin(struct request *request, const struct event_origin *o
     d->origin.port = (uint16_t)origin->port;
     d->origin.tls = tls;
     d->origin.tls_verify = tls;
-    d->origin.tls_client = tls_client; /* process-wide: outlives every thread */
+    d->origin.tls_client = tls_client;                                 /* process-wide: outlives every thread */
+    if (tls && asprintf(&d->origin.pool_identity, "%s 1 -", host) < 0) /* the same shape as the config's */
+        VERGE_ASSERT(!"out of memory");
     char host_header[300];
     if (origin->port == (tls ? 443 : 80))
         snprintf(host_header, sizeof host_header, "%s", host);
@@ -413,6 +415,7 @@ void request_hooks_thread_destroy(struct loop_thread *thread)
         free(d->origin.host);
         free(d->origin.host_header);
         free(d->origin.path_prefix);
+        free(d->origin.pool_identity);
         free(d);
     }
 }
