@@ -239,7 +239,7 @@ const struct schema_key config_schema[] = {
     {.pattern = "origins.*.faults.error_rate",
      .type = SCHEMA_CUSTOM,
      .expected = "a number from 0 to 1",
-     .default_value = "0",
+     .default_doc = "0",
      .offset = offsetof(struct config_origin, faults.error_rate),
      .set = set_rate,
      .doc = "Share of requests answered with `error_status` instead of the origin's answer (as if the origin had sent it)."},
@@ -253,7 +253,7 @@ const struct schema_key config_schema[] = {
     {.pattern = "origins.*.faults.reset_rate",
      .type = SCHEMA_CUSTOM,
      .expected = "a number from 0 to 1",
-     .default_value = "0",
+     .default_doc = "0",
      .offset = offsetof(struct config_origin, faults.reset_rate),
      .set = set_rate,
      .doc = "Share of requests whose origin connection resets before an answer (502, or a stale object with stale-if-error)."},
@@ -1221,13 +1221,12 @@ static bool is_env_name(slice_t name)
     return true;
 }
 
-/* A share: a JSON number from 0 to 1, stored as a double. (The default
- * arrives as the text "0": defaults of custom keys are strings.) */
+/* A share: a JSON number from 0 to 1, stored as a double (absent: 0, the
+ * zeroed element). */
 static void set_rate(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v, char *target)
 {
     char *end = NULL;
-    double rate =
-        v->kind == JSON_NUMBER || (v->kind == JSON_STRING && strcmp(v->text.ptr, "0") == 0) ? strtod(v->text.ptr, &end) : -1;
+    double rate = v->kind == JSON_NUMBER ? strtod(v->text.ptr, &end) : -1;
     if (end == NULL || *end != '\0' || !(rate >= 0 && rate <= 1)) {
         config_error_expected(L, key, path, v);
         return;

@@ -718,6 +718,8 @@ static void test_origin_kinds(void)
                  "origins.app.faults.error_rate: expected a number from 0 to 1, got 1.5");
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9', 'faults': {'reset_rate': '0.5'}}")),
                  "origins.app.faults.reset_rate: expected a number from 0 to 1, got \"0.5\"");
+    EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9', 'faults': {'error_rate': '0'}}")),
+                 "origins.app.faults.error_rate: expected a number from 0 to 1, got \"0\"");
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9', 'faults': {'error_rate': 0.6, 'reset_rate': 0.6}}")),
                  "origins.app.faults: error_rate + reset_rate is more than 1");
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9', 'faults': {'error_status': 200}}")),
