@@ -16,6 +16,7 @@
 #include "../hooks/event.h"
 #include "commands.h"
 #include "http1.h"
+#include "request.h"
 
 #define EVENT_BODY_FILE_MAX (64u << 20)
 
@@ -194,19 +195,17 @@ int command_event(int argc, char **argv)
             event_headers_add(&arena, &input.request.headers, extra_headers.items[h].values[v].key,
                               extra_headers.items[h].values[v].value);
     if (trigger == EVENT_ORIGIN_REQUEST || trigger == EVENT_ORIGIN_RESPONSE) {
-        static slice_t ssl_protocols[] = {SLICE_LITERAL("TLSv1.2")};
-        input.request.has_origin = true;
-        input.request.origin = (struct event_origin){
-            .kind = EVENT_ORIGIN_CUSTOM,
-            .domain_name = parsed.host,
-            .path = SLICE_LITERAL(""),
-            .port = parsed.port,
-            .protocol = parsed.https ? SLICE_LITERAL("https") : SLICE_LITERAL("http"),
-            .read_timeout = 30,
-            .keepalive_timeout = 5,
-            .ssl_protocols = ssl_protocols,
-            .ssl_protocol_count = 1,
+        /* The URL as a configured origin, shown the way the proxy shows one. */
+        struct config_origin origin = {
+            .kind = ORIGIN_KIND_HTTP,
+            .host = arena_strndup(&arena, parsed.host.ptr, parsed.host.len),
+            .port = (uint16_t)parsed.port,
+            .tls = parsed.https,
+            .path_prefix = "",
+            .read_timeout_ms = 30000,
         };
+        input.request.has_origin = true;
+        request_origin_to_event(&origin, &input.request.origin);
     }
     if (body != NULL) {
         slice_t data;

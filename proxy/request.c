@@ -133,6 +133,15 @@ static void response_add_header(struct request *request, const char *name, const
     request->response_header_count++;
 }
 
+/* Date and Server, for the answers verge makes: its own errors, static and fixed answers, injected faults. */
+static void add_date_and_server(struct request *request)
+{
+    char date[30];
+    time_format_http_date((int64_t)time(NULL), date);
+    response_add_header(request, "Date", date);
+    response_add_header(request, "Server", "verge");
+}
+
 static slice_t find_header(const struct http_header *headers, size_t count, enum http_token token)
 {
     for (size_t i = 0; i < count; i++)
@@ -572,10 +581,7 @@ static void fetch_static(struct request *request)
     request->status = response.status;
     request->origin_status = response.status;
     request->origin_ms = (double)(time_now_monotonic_us() - started) / 1000.0;
-    char date[30];
-    time_format_http_date((int64_t)time(NULL), date);
-    response_add_header(request, "Date", date);
-    response_add_header(request, "Server", "verge");
+    add_date_and_server(request);
     if (response.status >= 400) {
         request->body_source = RESPONSE_BODY_MEMORY;
         request->memory_body = slice_from_cstr(arena_printf(&request->arena, "verge: %s\n", response.reason));
@@ -729,10 +735,7 @@ static void fetch_respond(struct request *request)
     request->origin_status = origin->respond_status;
     request->origin_ms = 0;
     request->origin_request_time = (int64_t)time(NULL);
-    char date[30];
-    time_format_http_date((int64_t)time(NULL), date);
-    response_add_header(request, "Date", date);
-    response_add_header(request, "Server", "verge");
+    add_date_and_server(request);
     for (size_t i = 0; i < origin->respond_header_count; i++)
         response_add_header(request, origin->respond_header_names[i], origin->respond_header_values[i]);
     if (request->status == 204 || request->status == 304)
@@ -753,10 +756,7 @@ static void fetch_injected_error(struct request *request)
     request->origin_status = request->status;
     request->origin_ms = request->origin->faults.latency_ms;
     request->origin_request_time = (int64_t)time(NULL);
-    char date[30];
-    time_format_http_date((int64_t)time(NULL), date);
-    response_add_header(request, "Date", date);
-    response_add_header(request, "Server", "verge");
+    add_date_and_server(request);
     response_add_header(request, "Content-Type", "text/plain; charset=utf-8");
     response_add_header(request, "X-Verge-Fault", "error_rate");
     if (request->is_head)
@@ -944,10 +944,7 @@ static enum step_result step_synth(struct request *request)
 {
     if (request->status == 0)
         request->status = 502;
-    char date[30];
-    time_format_http_date((int64_t)time(NULL), date);
-    response_add_header(request, "Date", date);
-    response_add_header(request, "Server", "verge");
+    add_date_and_server(request);
     response_add_header(request, "Content-Type", "text/plain; charset=utf-8");
     request->body_source = RESPONSE_BODY_MEMORY;
     request->memory_body = slice_from_cstr(arena_printf(

@@ -285,6 +285,9 @@ enum trigger_start request_trigger_start(struct request *request, enum config_tr
  * cannot be used (an https origin: not supported yet; a name that does not
  * resolve). */
 bool request_switch_origin(struct request *request, const struct event_origin *origin);
+/* An origin as the origin triggers' events show it (request.origin.custom):
+ * its host, port, path and protocol, verge's timeouts. Also `verge event`. */
+void request_origin_to_event(const struct config_origin *origin, struct event_origin *out);
 /* Frees what the thread keeps for function-chosen origins (at exit). */
 void request_hooks_thread_destroy(struct loop_thread *thread);
 

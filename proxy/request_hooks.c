@@ -73,7 +73,7 @@ static void headers_to_event(struct arena *arena, const struct http_header *head
         event_headers_add_borrowed(arena, out, SLICE_LITERAL("Host"), replace_host);
 }
 
-static void origin_to_event(const struct config_origin *origin, struct event_origin *out)
+void request_origin_to_event(const struct config_origin *origin, struct event_origin *out)
 {
     memset(out, 0, sizeof *out);
     out->kind = EVENT_ORIGIN_CUSTOM;
@@ -127,7 +127,7 @@ static struct event_input *build_event(struct request *request, enum config_trig
         if (request->switched_origin != NULL)
             event_request->origin = *request->switched_origin;
         else
-            origin_to_event(request->origin, &event_request->origin);
+            request_origin_to_event(request->origin, &event_request->origin);
     }
     if (kind == CONFIG_TRIGGER_ORIGIN_RESPONSE || kind == CONFIG_TRIGGER_VIEWER_RESPONSE) {
         struct event_response *response = &input->response;
