@@ -38,11 +38,10 @@ struct config_certificate {
 };
 
 struct config_tls {
-    bool enabled; /* "tls" present and valid */
     struct config_certificate *certificates;
     size_t certificate_count;
     int min_version;           /* enum tls_min_version: 0 TLSv1.2, 1 TLSv1.3 */
-    struct tls_server *server; /* built at load from the certificates; owned by the config */
+    struct tls_server *server; /* built at load from the certificates; owned by the config; NULL: no TLS */
 };
 
 struct config_listen {

@@ -1508,7 +1508,6 @@ static void finish_listen_tls(struct loader *L, const char *path, const struct j
         return;
     }
     arena_add_cleanup(&L->config->arena, free_tls_server, tls->server);
-    tls->enabled = true;
 }
 
 static void finish_origin(struct loader *L, const char *path, const struct json_value *v, char *target)

@@ -131,7 +131,7 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
     bool listen_changed = config->listen_count != old->listen_count;
     for (size_t i = 0; !listen_changed && i < config->listen_count; i++)
         listen_changed = strcmp(config->listen[i].address.text, old->listen[i].address.text) != 0 ||
-                         config->listen[i].tls.enabled != old->listen[i].tls.enabled;
+                         (config->listen[i].tls.server != NULL) != (old->listen[i].tls.server != NULL);
     if (listen_changed)
         log_warn("config reload: listen addresses (or which of them have TLS) changed; this takes effect at the next restart");
     if (config->threads != old->threads)
@@ -383,8 +383,8 @@ static int command_serve(const char *path)
         if (loop_thread_setup(&server.threads[i], (unsigned)i, config) != 0)
             return 1;
     for (size_t i = 0; i < config->listen_count; i++)
-        log_info("listening on %s%s (%d threads)", config->listen[i].address.text, config->listen[i].tls.enabled ? " (TLS)" : "",
-                 config->threads);
+        log_info("listening on %s%s (%d threads)", config->listen[i].address.text,
+                 config->listen[i].tls.server != NULL ? " (TLS)" : "", config->threads);
     if (config->admin.enabled) {
         if (admin_listener_start(main_loop, config) != 0)
             return 1;
