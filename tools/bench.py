@@ -956,19 +956,26 @@ def run_wrk(
         "wrk", f"-t{threads or args.wrk_threads}", f"-c{connections or args.connections}", f"-d{duration_s:g}s",
         "--latency", "--timeout", "5s", url,
     ]
-    process = bench.processes.start(argv, bench.tmp / "wrk.log", bench.load_cpus, capture=True)
+    return run_load_client(bench, argv, duration_s, parse_wrk_output)
+
+
+def run_load_client(bench: Bench, argv: list, duration_s: float, parse: Callable[[str], RunResult]) -> RunResult:
+    """Runs a load generator (wrk, h2load) on the load CPUs for about `duration_s`, appends its
+    command line and output to TMP/<tool>.log, and parses the output."""
+    tool = argv[0]
+    process = bench.processes.start(argv, bench.tmp / f"{tool}.log", bench.load_cpus, capture=True)
     try:
         output, _ = process.communicate(timeout=duration_s + 30)
     except subprocess.TimeoutExpired:
         bench.processes.stop(process)
-        return RunResult(problems=[f"wrk did not finish within {duration_s + 30:g} s"])
+        return RunResult(problems=[f"{tool} did not finish within {duration_s + 30:g} s"])
     bench.processes.running.remove(process)
     text = output.decode(errors="replace")
-    with open(bench.tmp / "wrk.log", "a") as log:
+    with open(bench.tmp / f"{tool}.log", "a") as log:
         log.write(f"$ {shlex.join(argv)}\n{text}\n")
-    result = parse_wrk_output(text)
+    result = parse(text)
     if process.returncode != 0:
-        result.problems.append(f"wrk exited with status {process.returncode}")
+        result.problems.append(f"{tool} exited with status {process.returncode}")
     return result
 
 
@@ -1012,20 +1019,7 @@ def run_h2load(bench: Bench, url: str, duration_s: float) -> RunResult:
     connection count, H2_STREAMS streams in flight on each, one thread per wrk thread."""
     args = bench.args
     argv = ["h2load", f"-c{args.connections}", f"-m{H2_STREAMS}", f"-t{args.wrk_threads}", f"-D{duration_s:g}", url]
-    process = bench.processes.start(argv, bench.tmp / "h2load.log", bench.load_cpus, capture=True)
-    try:
-        output, _ = process.communicate(timeout=duration_s + 30)
-    except subprocess.TimeoutExpired:
-        bench.processes.stop(process)
-        return RunResult(problems=[f"h2load did not finish within {duration_s + 30:g} s"])
-    bench.processes.running.remove(process)
-    text = output.decode(errors="replace")
-    with open(bench.tmp / "h2load.log", "a") as log:
-        log.write(f"$ {shlex.join(argv)}\n{text}\n")
-    result = parse_h2load_output(text)
-    if process.returncode != 0:
-        result.problems.append(f"h2load exited with status {process.returncode}")
-    return result
+    return run_load_client(bench, argv, duration_s, parse_h2load_output)
 
 
 # Streams each h2load connection keeps in flight (HTTP/2's multiplexing; wrk has one per connection).

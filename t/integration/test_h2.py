@@ -23,7 +23,7 @@ import h2.settings
 import hpack
 import pytest
 
-from conftest import HIT, HTTPConn, cached_behavior, curl, free_port, pattern_sha256, wait_until
+from conftest import HIT, cached_behavior, curl, free_port, pattern_sha256, wait_until
 
 # ---- a python3-h2 client -------------------------------------------------------------------------
 
@@ -135,6 +135,34 @@ class H2Client:
         self.sock.close()
 
 
+def parse_frames(data):
+    """The whole frames in `data`: (type, stream id, payload) each."""
+    frames, offset = [], 0
+    while offset + 9 <= len(data):
+        length = int.from_bytes(data[offset:offset + 3], "big")
+        stream_id = int.from_bytes(data[offset + 5:offset + 9], "big") & 0x7fffffff
+        frames.append((data[offset + 3], stream_id, bytes(data[offset + 9:offset + 9 + length])))
+        offset += 9 + length
+    return frames
+
+
+def read_until_closed(sock, deadline=None):
+    """What `sock` receives until the server closes (or `deadline`, a monotonic time, passes, or
+    the read times out). Returns (the bytes, whether the server closed)."""
+    received = bytearray()
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except (socket.timeout, ssl.SSLError):
+            return received, False
+        except ConnectionResetError:
+            return received, True
+        if not data:
+            return received, True
+        received += data
+    return received, False
+
+
 def raw_session(port, frames_after_preface, read_timeout=3.0):
     """Sends the preface, an empty SETTINGS and `frames_after_preface` (bytes) on a raw socket,
     then reads until the server closes. Returns (the frame types and GOAWAY error codes it got,
@@ -146,33 +174,12 @@ def raw_session(port, frames_after_preface, read_timeout=3.0):
             sock.sendall(frames_after_preface)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        received = bytearray()
-        closed = False
-        deadline = time.monotonic() + read_timeout
-        while time.monotonic() < deadline:
-            try:
-                data = sock.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not data:
-                closed = True
-                break
-            received += data
+        received, closed = read_until_closed(sock, time.monotonic() + read_timeout)
     finally:
         sock.close()
-    kinds, goaways, offset = [], [], 0
-    while offset + 9 <= len(received):
-        length = int.from_bytes(received[offset:offset + 3], "big")
-        kind = received[offset + 3]
-        payload = received[offset + 9:offset + 9 + length]
-        kinds.append(kind)
-        if kind == FRAME_GOAWAY and len(payload) >= 8:
-            goaways.append(int.from_bytes(payload[4:8], "big"))
-        offset += 9 + length
-    return kinds, goaways, closed
+    frames = parse_frames(received)
+    goaways = [int.from_bytes(p[4:8], "big") for k, _, p in frames if k == FRAME_GOAWAY and len(p) >= 8]
+    return [k for k, _, _ in frames], goaways, closed
 
 
 def h2_verge(verge, origin, extra=None, tls=False, pki=None):
@@ -349,15 +356,7 @@ def test_bad_preface_over_tls_gets_goaway(verge, origin, pki):
     sock = context.wrap_socket(socket.create_connection(("127.0.0.1", v.tls_port), timeout=5), server_hostname="localhost")
     try:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"\0" * 64)
-        received = bytearray()
-        while True:
-            try:
-                data = sock.recv(65536)
-            except (socket.timeout, ssl.SSLError, ConnectionResetError):
-                break
-            if not data:
-                break
-            received += data
+        received, _ = read_until_closed(sock)
     finally:
         sock.close()
     assert FRAME_GOAWAY in _frame_kinds(received), received[:100]
@@ -365,11 +364,7 @@ def test_bad_preface_over_tls_gets_goaway(verge, origin, pki):
 
 
 def _frame_kinds(data):
-    kinds, offset = [], 0
-    while offset + 9 <= len(data):
-        kinds.append(data[offset + 3])
-        offset += 9 + int.from_bytes(data[offset:offset + 3], "big")
-    return kinds
+    return [kind for kind, _, _ in parse_frames(data)]
 
 
 def headers_frame(stream_id, fields, end_stream=True, end_headers=True):
@@ -426,20 +421,11 @@ def test_drain_sends_goaway_and_finishes_streams(verge, origin):
                                                                                (":scheme", "http"), (":authority", "x")]))
         time.sleep(0.2)
         v.send_signal(signal.SIGTERM)
-        received = bytearray()
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            received += data
+        received, closed = read_until_closed(sock)
     finally:
         sock.close()
-    frames, offset = [], 0
-    while offset + 9 <= len(received):
-        length = int.from_bytes(received[offset:offset + 3], "big")
-        frames.append((received[offset + 3], int.from_bytes(received[offset + 5:offset + 9], "big") & 0x7fffffff,
-                       bytes(received[offset + 9:offset + 9 + length])))
-        offset += 9 + length
+    assert closed
+    frames = parse_frames(received)
     kinds = [k for k, _, _ in frames]
     goaway = [p for k, _, p in frames if k == FRAME_GOAWAY]
     assert goaway and int.from_bytes(goaway[0][4:8], "big") == 0, kinds
@@ -572,14 +558,10 @@ def test_reload_sends_a_graceful_goaway_and_open_streams_finish(verge, origin):
                                                                                (":scheme", "http"), (":authority", "x")]))
         time.sleep(0.2)
         assert v.reload().status == 200
-        received = bytearray()
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            received += data
+        received, closed = read_until_closed(sock)
     finally:
         sock.close()
+    assert closed
     kinds = _frame_kinds(received)
     assert FRAME_GOAWAY in kinds and FRAME_DATA in kinds, kinds
     assert kinds.index(FRAME_GOAWAY) < kinds.index(FRAME_DATA), kinds  # announced, then the stream finished

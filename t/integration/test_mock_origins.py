@@ -122,20 +122,16 @@ def test_stream_reset_during_injected_latency_never_reaches_the_origin(verge, or
     import socket
     import struct
 
-    import hpack
-
     from conftest import free_port
-
-    def frame(kind, flags, stream_id, payload=b""):
-        return struct.pack(">I", len(payload))[1:] + struct.pack(">BBI", kind, flags, stream_id) + payload
+    from test_h2 import FRAME_RST_STREAM, FRAME_SETTINGS, PREFACE, frame, headers_frame
 
     port = free_port()
     v = verge(dict(faulty(origin, {"latency_ms": 400}), listen=[{"address": "127.0.0.1:%d" % port, "h2c": True}]))
     fields = [(":method", "GET"), (":path", "/gone"), (":scheme", "http"), (":authority", "x")]
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) + frame(1, 0x5, 1, hpack.Encoder().encode(fields)))
+        sock.sendall(PREFACE + frame(FRAME_SETTINGS, 0, 0) + headers_frame(1, fields))
         time.sleep(0.1)
-        sock.sendall(frame(3, 0, 1, struct.pack(">I", 8)))  # RST_STREAM CANCEL
+        sock.sendall(frame(FRAME_RST_STREAM, 0, 1, struct.pack(">I", 8)))  # CANCEL
         time.sleep(0.6)
     assert v.get("/after").status == 200
     assert [x.path for x in origin.requests] == ["/after"]
