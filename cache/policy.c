@@ -832,3 +832,48 @@ size_t cache_merge_not_modified(const struct http_header *stored, size_t stored_
             out[n++] = not_modified[j];
     return n;
 }
+
+/* The cache key (cache_build_key's NUL-separated parts) as people write it:
+ * [METHOD ]host/path[?query][ headers{...}][ cookies{...}]. */
+void cache_key_describe(slice_t key, struct bytebuf *out)
+{
+    slice_t parts[6] = {{0}};
+    size_t count = 0, start = 0;
+    for (size_t i = 0; i <= key.len && count < 6; i++)
+        if (i == key.len || key.ptr[i] == '\0') {
+            parts[count++] = (slice_t){key.ptr + start, i - start};
+            start = i + 1;
+        }
+    if (count < 3) {
+        bytebuf_append_visible(out, key);
+        return;
+    }
+    if (!slice_equal(parts[0], SLICE_LITERAL("G"))) {
+        bytebuf_append_visible(out, parts[0]);
+        bytebuf_append(out, " ", 1);
+    }
+    bytebuf_append_visible(out, parts[1]);
+    bytebuf_append_visible(out, parts[2]);
+    if (parts[3].len > 0) {
+        bytebuf_append(out, "?", 1);
+        bytebuf_append_visible(out, parts[3]);
+    }
+    if (parts[4].len > 0) {
+        slice_t headers = parts[4];
+        if (headers.ptr[headers.len - 1] == '\n')
+            headers.len--;
+        bytebuf_append_cstr(out, " headers{");
+        for (size_t i = 0; i < headers.len; i++) {
+            if (headers.ptr[i] == '\n')
+                bytebuf_append(out, ", ", 2);
+            else
+                bytebuf_append_visible(out, (slice_t){headers.ptr + i, 1});
+        }
+        bytebuf_append(out, "}", 1);
+    }
+    if (parts[5].len > 0) {
+        bytebuf_append_cstr(out, " cookies{");
+        bytebuf_append_visible(out, parts[5]);
+        bytebuf_append(out, "}", 1);
+    }
+}

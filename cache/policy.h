@@ -149,6 +149,10 @@ bool cache_may_serve_stale_on_error(int64_t current_age, int64_t ttl, int64_t st
  * forwarded to the origin: the key never changes the request. */
 void cache_build_key(const struct cache_settings *settings, slice_t method, slice_t host, slice_t path, slice_t query,
                      const struct http_header *request_headers, size_t request_header_count, struct bytebuf *out);
+/* A key cache_build_key made, as people write it (traces, `verge dev`):
+ * "[METHOD ]host/path[?query][ headers{name:value, ...}][ cookies{...}]",
+ * bytes outside visible ASCII (and `"`, `\`) as \xHH. Pure. */
+void cache_key_describe(slice_t key, struct bytebuf *out);
 
 /* ---- Vary ---------------------------------------------------------------- */
 

@@ -42,16 +42,31 @@ bool config_resolve_hosts = true;
 
 struct json_builder {
     struct arena *arena;
+    /* For the lines of values: yajl's offset is just past the current token. */
+    yajl_handle handle;
+    const char *text;
+    size_t counted_to; /* newlines counted in text[0, counted_to) */
+    unsigned line;
     struct json_value *root, *container;
     slice_t pending_key;
     int depth;
     bool too_deep;
 };
 
+static unsigned builder_line(struct json_builder *b)
+{
+    size_t offset = b->handle != NULL ? yajl_get_bytes_consumed(b->handle) : 0;
+    for (; b->counted_to < offset; b->counted_to++)
+        b->line += b->text[b->counted_to] == '\n';
+    return b->line;
+}
+
 static struct json_value *json_add(struct json_builder *b, enum json_kind kind)
 {
     struct json_value *v = arena_alloc(b->arena, sizeof *v);
+    memset(v, 0, sizeof *v);
     v->kind = kind;
+    v->line = builder_line(b);
     if (b->container == NULL) {
         b->root = v; /* yajl rejects a second top-level value itself */
         return v;
@@ -554,10 +569,11 @@ static void walk_value(struct loader *L, const struct schema_key *key, const str
 
 static struct json_value *parse_json(struct loader *L, const char *text, size_t len)
 {
-    struct json_builder builder = {.arena = &L->scratch};
+    struct json_builder builder = {.arena = &L->scratch, .text = text, .line = 1};
     yajl_handle handle = yajl_alloc(&json_callbacks, NULL, &builder);
     if (handle == NULL)
         abort();
+    builder.handle = handle;
     yajl_config(handle, yajl_allow_comments, 1);
     yajl_status status = yajl_parse(handle, (const unsigned char *)text, len);
     /* yajl reports the bytes consumed up to and including the offending byte;
@@ -593,6 +609,42 @@ static struct json_value *parse_json(struct loader *L, const char *text, size_t 
     }
     yajl_free(handle);
     return builder.root;
+}
+
+unsigned config_locate_line(const char *text, size_t len, const char *json_path)
+{
+    struct config_errors errors = {0};
+    struct loader L = {.errors = &errors};
+    arena_init(&L.scratch);
+    const struct json_value *v = parse_json(&L, text, len);
+    unsigned line = 0;
+    const char *p = json_path;
+    while (v != NULL) {
+        line = v->line;
+        const struct json_value *next = NULL;
+        if (*p == '.')
+            p++;
+        if (*p == '[' && v->kind == JSON_ARRAY) {
+            char *end = NULL;
+            unsigned long index = strtoul(p + 1, &end, 10);
+            if (end == p + 1 || *end != ']')
+                break;
+            next = v->first;
+            for (unsigned long i = 0; next != NULL && i < index; i++)
+                next = next->next;
+            p = end + 1;
+        } else if (*p != '\0' && *p != '[' && v->kind == JSON_OBJECT) {
+            size_t n = strcspn(p, ".[");
+            for (next = v->first; next != NULL; next = next->next)
+                if (slice_equal(next->key, (slice_t){p, n}))
+                    break;
+            p += n;
+        }
+        v = next;
+    }
+    arena_destroy(&L.scratch);
+    config_errors_free(&errors);
+    return line;
 }
 
 static char *absolute_path(const char *path)

@@ -196,6 +196,10 @@ struct config {
         uint64_t max_object_bytes; /* cache.max_object_mb in bytes: bigger responses pass through */
         int eviction;              /* 0 sieve, 1 lru (enum cache_eviction_policy's order) */
     } cache;
+
+    struct {
+        bool trace_header; /* X-Verge-Trace on responses (always under verge dev) */
+    } dev;
 };
 
 /* Collected validation messages. Each message names the key by its JSON
@@ -223,6 +227,11 @@ extern bool config_resolve_hosts;
 /* The same, from a buffer; `base_dir` resolves relative paths. */
 struct config *config_load_buffer(const char *text, size_t len, const char *base_dir, struct config_errors *errors);
 
+/* The line of `text` (a config file) where the value at `json_path` is — the
+ * path as error messages name keys: "behaviors[0].origin", "origins.app.url" —
+ * or of the deepest part of the path that exists (a missing key: its object).
+ * 0 when the text is not JSON. Pure; verge dev uses it to link errors. */
+unsigned config_locate_line(const char *text, size_t len, const char *json_path);
 void config_ref(struct config *config);
 void config_unref(struct config *config);
 

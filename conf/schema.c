@@ -607,6 +607,17 @@ const struct schema_key config_schema[] = {
      .default_value = "60",
      .offset = offsetof(struct config, workers.idle_timeout_s),
      .doc = "An idle worker process exits after this many seconds."},
+
+    {.pattern = "dev",
+     .type = SCHEMA_OBJECT,
+     .default_doc = "the defaults of its keys",
+     .doc = "Local-development aids (`verge dev` turns them all on, whatever the file says)."},
+    {.pattern = "dev.trace_header",
+     .type = SCHEMA_BOOLEAN,
+     .default_value = "false",
+     .offset = offsetof(struct config, dev.trace_header),
+     .doc = "Add `X-Verge-Trace` to every response: the request id, each trigger's function, outcome and duration, the "
+            "cache result and key, the origin, its status and time. It shows internals: keep it off in production."},
 };
 
 const size_t config_schema_count = VERGE_ARRAY_SIZE(config_schema);

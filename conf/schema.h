@@ -17,7 +17,8 @@ struct json_value {
     slice_t text; /* JSON_STRING: decoded contents; JSON_NUMBER: as written. NUL-terminated. */
     slice_t key;  /* the member name when the parent is an object */
     struct json_value *parent, *first, *last, *next;
-    size_t count; /* children of an object or array */
+    size_t count;  /* children of an object or array */
+    unsigned line; /* 1-based line of the file where the value (or its member name) is */
 };
 
 const struct json_value *config_json_member(const struct json_value *object, const char *name);

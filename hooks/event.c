@@ -123,6 +123,59 @@ slice_t event_capitalised_key(struct arena *arena, slice_t name)
     return (slice_t){p, name.len};
 }
 
+/* ---- what a result changed ----------------------------------------------------- */
+
+static bool header_lists_equal(const struct event_header *a, const struct event_header *b)
+{
+    if (a->value_count != b->value_count)
+        return false;
+    for (size_t i = 0; i < a->value_count; i++)
+        if (!slice_equal(a->values[i].value, b->values[i].value) || !slice_equal(a->values[i].key, b->values[i].key))
+            return false;
+    return true;
+}
+
+/* Whole maps: the same names with the same lists (the order of names does
+ * not matter: Lua tables have none). Changes: any entry is a change. */
+static bool headers_changed(const struct event_headers *input, const struct event_headers *result, bool result_is_changes)
+{
+    if (result_is_changes)
+        return result->count > 0;
+    if (input->count != result->count)
+        return true;
+    for (size_t i = 0; i < result->count; i++) {
+        const struct event_header *before = event_headers_find(input, result->items[i].name);
+        if (before == NULL || !header_lists_equal(before, &result->items[i]))
+            return true;
+    }
+    return false;
+}
+
+static bool origin_changed(const struct event_origin *a, const struct event_origin *b)
+{
+    return a->kind != b->kind || !slice_equal(a->domain_name, b->domain_name) || !slice_equal(a->path, b->path) ||
+           a->port != b->port || !slice_equal(a->protocol, b->protocol) ||
+           headers_changed(&a->custom_headers, &b->custom_headers, false);
+}
+
+bool event_result_changes_input(const struct event_input *input, const struct event_result *result)
+{
+    if (event_trigger_is_request(input->trigger)) {
+        if (result->kind == EVENT_RESULT_RESPONSE)
+            return true;
+        const struct event_request *before = &input->request, *after = &result->request;
+        return (after->has_method && !slice_equal(before->method, after->method)) || !slice_equal(before->uri, after->uri) ||
+               (after->has_querystring && !slice_equal(before->querystring, after->querystring)) ||
+               (after->has_body && after->body.action == EVENT_BODY_REPLACE) ||
+               (after->has_origin && before->has_origin && origin_changed(&before->origin, &after->origin)) ||
+               headers_changed(&before->headers, &after->headers, after->headers_are_changes);
+    }
+    const struct event_response *before = &input->response, *after = &result->response;
+    return before->status != after->status ||
+           (after->has_status_description && !slice_equal(before->status_description, after->status_description)) ||
+           after->has_body || headers_changed(&before->headers, &after->headers, after->headers_are_changes);
+}
+
 /* ---- encoding ------------------------------------------------------------ */
 
 /* One tree, two spellings: JSON (yajl_gen) for the contract's own format,

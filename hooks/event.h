@@ -288,6 +288,13 @@ bool event_parse_result_compact(enum event_trigger trigger, const char *data, si
 bool event_error_set(struct event_error *error, enum event_trigger trigger, const char *rule, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Whether a valid result differs from what the function was given: a
+ * generated response, another uri, method, querystring, origin, a replaced
+ * body, other headers (by name, value and key spelling, not by order), or at
+ * a response trigger another status, description or a body. Pure; for
+ * traces (`verge dev`), not for deciding what to apply. */
+bool event_result_changes_input(const struct event_input *input, const struct event_result *result);
+
 /* Checks a parsed result against the input the function saw (spec §2.6).
  * Headers that are changes (headers_are_changes) are checked as changes:
  * the same verdict as for the whole map they stand for. */

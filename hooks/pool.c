@@ -265,6 +265,10 @@ static void log_lines(const struct function_pool *pool, const char *request_id, 
     log_text(pool, (slice_t){prefix, (size_t)(p - prefix)}, text);
 }
 
+/* The capture of the first event's call, if it asked for one (and was not
+ * cancelled). */
+static void capture_text(const struct worker_process *worker, const char *level, slice_t text);
+
 /* ---- the reap list ------------------------------------------------------- */
 
 static void describe_status(int status, char *out, size_t size)
@@ -415,6 +419,19 @@ static void on_worker_writable(struct ev_loop *loop, ev_io *watcher, int revents
 static struct sent_event *first_event(struct worker_process *worker)
 {
     return worker->queue_count > 0 ? &worker->queue[worker->queue_head] : NULL;
+}
+
+static void capture_text(const struct worker_process *worker, const char *level, slice_t text)
+{
+    const struct sent_event *event = worker->queue_count > 0 ? &worker->queue[worker->queue_head] : NULL;
+    if (event == NULL || event->call == NULL || event->call->log_capture == NULL)
+        return;
+    struct bytebuf *out = event->call->log_capture;
+    while (text.len > 0 && (text.ptr[text.len - 1] == '\n' || text.ptr[text.len - 1] == '\r'))
+        text.len--;
+    bytebuf_appendf(out, "%s\t", level);
+    bytebuf_append(out, text.ptr, text.len);
+    bytebuf_append(out, "\n", 1);
 }
 
 /* The first event is under way: START line, deadline. */
@@ -668,6 +685,9 @@ static void on_deadline(struct ev_loop *loop, ev_timer *timer, int revents)
     struct sent_event *event = first_event(worker);
     double duration_ms = (double)(time_now_monotonic_us() - event->started_us) / 1000.0;
     log_line(worker->pool, "%s\tTask timed out after %.2f seconds", event->request_id, duration_ms / 1000.0);
+    char timed_out[64];
+    int timed_out_len = snprintf(timed_out, sizeof timed_out, "Task timed out after %.2f seconds", duration_ms / 1000.0);
+    capture_text(worker, "ERROR", (slice_t){timed_out, (size_t)timed_out_len});
     char error[96];
     snprintf(error, sizeof error, "the function timed out after %.0f ms (killed)", duration_ms);
     worker_fail(worker, HOOKS_TIMEOUT, error);
@@ -759,8 +779,10 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
             break;
         }
         case WORKER_MESSAGE_LOG:
-            if (worker->queue_count > 0)
+            if (worker->queue_count > 0) {
                 log_lines(pool, first_event(worker)->request_id, "INFO", (slice_t){payload, len});
+                capture_text(worker, "INFO", (slice_t){payload, len});
+            }
             break;
         case WORKER_MESSAGE_RESULT: {
             struct worker_result result;
@@ -783,6 +805,7 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
                 completion->outcome.kind =
                     result.status == WORKER_RESULT_UNSERIALIZABLE ? HOOKS_UNSERIALIZABLE : HOOKS_FUNCTION_ERROR;
                 log_lines(pool, first_event(worker)->request_id, "ERROR", result.body);
+                capture_text(worker, "ERROR", result.body);
                 completion->error_text = strndup(result.body.ptr, result.body.len);
                 completion->outcome.error = completion->error_text ? completion->error_text : "the function raised an error";
             }
@@ -1299,6 +1322,7 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
     call->context = context;
     call->trigger = invocation->trigger;
     call->timeout_ms = invocation->timeout_ms;
+    call->log_capture = invocation->log_capture;
     call->active = true;
     ev_timer_init(&call->wait_timer, on_wait_expired, invocation->timeout_ms / 1000.0, 0);
     /* (a C string for the log lines, cut like snprintf would) */

@@ -53,8 +53,9 @@ struct hooks_call {
     char request_id[40];
     enum event_trigger trigger;
     int timeout_ms;
-    bool active;   /* between hooks_invoke and done/cancel */
-    bool finished; /* answered and counted; its callback is about to run */
+    struct bytebuf *log_capture; /* hooks_invocation.log_capture */
+    bool active;                 /* between hooks_invoke and done/cancel */
+    bool finished;               /* answered and counted; its callback is about to run */
 };
 
 struct hooks_invocation {
@@ -64,6 +65,12 @@ struct hooks_invocation {
     int timeout_ms, memory_mb; /* effective at this trigger */
     slice_t request_id;
     const struct event_input *event; /* encoded (compact) straight into the frame sent to the worker */
+    /* Optional (verge dev, verge invoke): the function's own log lines of this
+     * event — its prints as "INFO\t<text>\n", its error and a timeout as
+     * "ERROR\t<text>\n" — are appended here too, whether the function log is
+     * on or not. Must stay valid until the callback ran or the call was
+     * cancelled. */
+    struct bytebuf *log_capture;
 };
 
 /* The program the pool starts as "<path> worker" with the channel on fd 3

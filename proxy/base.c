@@ -323,6 +323,17 @@ void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value)
     buf->len = (size_t)(put_decimal(buf->data + buf->len, value) - buf->data);
 }
 
+void bytebuf_append_visible(struct bytebuf *buf, slice_t text)
+{
+    for (size_t i = 0; i < text.len; i++) {
+        unsigned char c = (unsigned char)text.ptr[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            bytebuf_append(buf, (const char *)&c, 1);
+        else
+            bytebuf_appendf(buf, "\\x%02x", c);
+    }
+}
+
 void bytebuf_appendf(struct bytebuf *buf, const char *fmt, ...)
 {
     bytebuf_reserve(buf, 128);

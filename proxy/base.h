@@ -134,6 +134,9 @@ void bytebuf_appendf(struct bytebuf *buf, const char *fmt, ...) __attribute__((f
 /* Appends a C string / an unsigned number in decimal (hot paths: no printf). */
 void bytebuf_append_cstr(struct bytebuf *buf, const char *s);
 void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value);
+/* Appends `text` for a terminal or a header value: visible ASCII as it is,
+ * any other byte (and `"`, `\`) as \xHH. */
+void bytebuf_append_visible(struct bytebuf *buf, slice_t text);
 
 /* Writes `value` in decimal at p (at most 20 bytes, no NUL); returns the end. */
 char *put_decimal(char *p, uint64_t value);

@@ -17,6 +17,7 @@
  * rest closed. Exit status 0 either way.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,16 +25,20 @@
 #include <unistd.h>
 
 #include "../cache/store.h"
+#include "../hooks/compile.h"
 #include "../hooks/pool.h"
 #include "../hooks/worker.h"
 #include "access_log.h"
 #include "admin.h"
 #include "commands.h"
+#include "dev_watch.h"
 #include "request.h"
 #include "server.h"
 #include "tls.h"
 
 #define VERGE_VERSION "0.1.0"
+/* verge dev reloads once the watched files were quiet this long after a change. */
+#define DEV_RELOAD_DEBOUNCE_MS 100
 
 struct server server;
 
@@ -42,6 +47,14 @@ static ev_async threads_finished_async;
 static atomic_int threads_running;
 static atomic_bool force_close;
 static ev_timer drain_deadline;
+static struct dev_watch *dev_watch;
+
+/* Under verge dev, stdout carries the request traces, which hold what the
+ * access and function logs would print there (a file still gets them). */
+static const char *log_destination(const char *path)
+{
+    return server.dev_mode && path != NULL && strcmp(path, "-") == 0 ? NULL : path;
+}
 
 /* ---- generations --------------------------------------------------------- */
 
@@ -122,7 +135,8 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
     if (config == NULL) {
         char prefix[96];
         snprintf(prefix, sizeof prefix, "config reload failed, keeping generation %u: ", current);
-        print_config_errors(prefix, errors);
+        if (!server.dev_mode) /* verge dev prints them its own way */
+            print_config_errors(prefix, errors);
         atomic_fetch_add(&metrics.reloads_failed, 1);
         return -1;
     }
@@ -138,9 +152,9 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
         log_warn("config reload: threads changed from %d to %d; this takes effect at the next restart", old->threads,
                  config->threads);
     char error[256];
-    if (access_log_configure(config->access_log.path, error, sizeof error) != 0)
+    if (access_log_configure(log_destination(config->access_log.path), error, sizeof error) != 0)
         log_error("config reload: access log: %s (keeping the previous destination)", error);
-    if (function_log_configure(config->function_log.path, error, sizeof error) != 0)
+    if (function_log_configure(log_destination(config->function_log.path), error, sizeof error) != 0)
         log_error("config reload: function log: %s (keeping the previous destination)", error);
     /* The cache survives: only its limits follow the new generation. */
     cache_store_configure(config->cache.memory_bytes, config->cache.max_object_bytes,
@@ -156,7 +170,8 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
     atomic_fetch_add(&metrics.reloads_ok, 1);
     if (fresh->config->admin.enabled)
         admin_listener_update(fresh->config);
-    log_info("config generation %u loaded from %s", fresh->number, server.config_path);
+    if (!server.dev_mode) /* verge dev says "reloaded in N ms" instead */
+        log_info("config generation %u loaded from %s", fresh->number, server.config_path);
     for (size_t i = 0; i < server.thread_count; i++)
         ev_async_send(server.threads[i].loop, &server.threads[i].wakeup);
     *generation_number = fresh->number;
@@ -316,11 +331,101 @@ static void on_threads_finished(struct ev_loop *loop, ev_async *watcher, int rev
         ev_break(loop, EVBREAK_ALL);
 }
 
+/* ---- verge dev ------------------------------------------------------------- */
+
+/* The config file's text, to find the lines of errors (NULL when it cannot
+ * be read; at most 4 MiB, the config load's own limit). */
+static char *read_small_file(const char *path, size_t *len)
+{
+    FILE *file = fopen(path, "rb");
+    if (file == NULL)
+        return NULL;
+    struct bytebuf text = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, file)) > 0 && text.len < (4u << 20))
+        bytebuf_append(&text, chunk, n);
+    fclose(file);
+    *len = text.len;
+    return text.data;
+}
+
+/* A config error as editors link it: "FILE:LINE:COLUMN: ..." for a JSON
+ * syntax error (config_load says "line L, column C: ..."), "FILE:LINE: ..."
+ * for the others, which start with their key's JSON path (a function's
+ * compile error carries its own "file.lua:LINE:" after that). */
+static void print_dev_error(const char *config_path, slice_t config_text, const char *message)
+{
+    unsigned long line = 0, column = 0;
+    int consumed = 0;
+    if (sscanf(message, "line %lu, column %lu: %n", &line, &column, &consumed) == 2 && consumed > 0) {
+        fprintf(stderr, "  %s:%lu:%lu: %s\n", config_path, line, column, message + consumed);
+        return;
+    }
+    size_t path_len = strspn(message, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.[]*");
+    if (path_len > 0 && path_len < 256 && message[path_len] == ':' && config_text.len > 0) {
+        char json_path[256];
+        memcpy(json_path, message, path_len);
+        json_path[path_len] = '\0';
+        line = config_locate_line(config_text.ptr, config_text.len, json_path);
+    }
+    if (line > 0)
+        fprintf(stderr, "  %s:%lu: %s\n", config_path, line, message);
+    else
+        fprintf(stderr, "  %s: %s\n", config_path, message);
+}
+
+/* The Lua files among `changed` that exist and do not compile: a module
+ * is no part of a config load, but a worker that requires a broken one
+ * fails the events that need it, so verge dev says so before reloading. */
+static bool changed_lua_compiles(const char *const *changed, size_t count, char *error, size_t error_size)
+{
+    for (size_t i = 0; i < count; i++) {
+        size_t len = strlen(changed[i]);
+        if (len < 4 || strcmp(changed[i] + len - 4, ".lua") != 0 || access(changed[i], F_OK) != 0)
+            continue;
+        if (!hooks_compile_function(changed[i], error, error_size))
+            return false;
+    }
+    return true;
+}
+
+static void on_dev_change(void *context, const char *const *changed, size_t count)
+{
+    (void)context;
+    uint64_t started = time_now_monotonic_us();
+    unsigned current = atomic_load(&server.generation_number);
+    char what[PATH_MAX + 32];
+    snprintf(what, sizeof what, "%s%s", count > 0 ? changed[0] : "a file", count > 1 ? " (and others)" : "");
+    char error[1024];
+    if (!changed_lua_compiles(changed, count, error, sizeof error)) {
+        fprintf(stderr, "verge dev: %s changed; reload failed, generation %u keeps serving:\n  %s\n", what, current, error);
+        return;
+    }
+    struct config_errors errors = {0};
+    unsigned number = 0;
+    if (server_reload(&errors, &number) != 0) {
+        fprintf(stderr, "verge dev: %s changed; reload failed, generation %u keeps serving:\n", what, current);
+        size_t text_len = 0;
+        char *text = read_small_file(server.config_path, &text_len);
+        for (size_t i = 0; i < errors.count; i++)
+            print_dev_error(server.config_path, (slice_t){text, text != NULL ? text_len : 0}, errors.messages[i]);
+        free(text);
+    } else {
+        dev_watch_update(dev_watch, server.generation->config);
+        fprintf(stderr, "verge dev: %s changed; reloaded in %.0f ms (generation %u)\n", what,
+                (double)(time_now_monotonic_us() - started) / 1000.0, number);
+    }
+    config_errors_free(&errors);
+}
+
 /* ---- commands ------------------------------------------------------------ */
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: verge -c FILE            serve with the config FILE\n"
+                 "       verge dev -c FILE        serve FILE for local work: reload on changes to it and to the\n"
+                 "                                functions' Lua files, print a trace of every request, X-Verge-Trace\n"
                  "       verge check -c FILE      validate FILE, print the problems, exit 0 (valid) or 1\n"
                  "       verge config-reference   print the config reference (Markdown)\n"
                  "       verge event TRIGGER --url URL [-H 'Name: value']... [--method M] [--body TEXT|@FILE]\n"
@@ -351,8 +456,9 @@ static int command_check(const char *path)
     return 0;
 }
 
-static int command_serve(const char *path)
+static int command_serve(const char *path, bool dev)
 {
+    server.dev_mode = dev;
     struct config *config = load_config_or_report(path);
     if (config == NULL)
         return 1;
@@ -364,11 +470,11 @@ static int command_serve(const char *path)
     atomic_store(&server.generation_number, 1);
     atomic_store(&metrics.config_generation, 1);
     char error[256];
-    if (access_log_configure(config->access_log.path, error, sizeof error) != 0) {
+    if (access_log_configure(log_destination(config->access_log.path), error, sizeof error) != 0) {
         log_error("access_log.path: %s", error);
         return 1;
     }
-    if (function_log_configure(config->function_log.path, error, sizeof error) != 0) {
+    if (function_log_configure(log_destination(config->function_log.path), error, sizeof error) != 0) {
         log_error("function_log: %s", error);
         return 1;
     }
@@ -406,7 +512,21 @@ static int command_serve(const char *path)
             log_error("cannot start thread %zu: %s", i, strerror(errno));
             return 1;
         }
+    if (dev) {
+        dev_watch = dev_watch_start(main_loop, path, config, DEV_RELOAD_DEBOUNCE_MS, on_dev_change, NULL, error, sizeof error);
+        if (dev_watch == NULL)
+            log_warn("verge dev: %s; changes will not reload", error);
+        for (size_t i = 0; i < config->listen_count; i++)
+            fprintf(stderr, "verge dev: serving %s://%s (generation 1)\n", config->listen[i].tls.server != NULL ? "https" : "http",
+                    config->listen[i].address.text);
+        fprintf(stderr,
+                "verge dev: watching %s and the Lua files of %zu function(s) (%zu directories); a trace of every "
+                "request follows on stdout; responses carry X-Verge-Trace\n",
+                path, config->function_count, dev_watch != NULL ? dev_watch_directory_count(dev_watch) : 0);
+    }
     ev_run(main_loop, 0);
+    dev_watch_stop(dev_watch);
+    dev_watch = NULL;
 
     for (size_t i = 0; i < server.thread_count; i++) {
         pthread_join(server.threads[i].thread, NULL);
@@ -473,7 +593,7 @@ int main(int argc, char **argv)
         bytebuf_free(&out);
         return 0;
     }
-    if (strcmp(command, "check") != 0 && strcmp(command, "serve") != 0) {
+    if (strcmp(command, "check") != 0 && strcmp(command, "serve") != 0 && strcmp(command, "dev") != 0) {
         fprintf(stderr, "verge: unknown command \"%s\"\n", command);
         usage(stderr);
         return 2;
@@ -483,5 +603,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    return strcmp(command, "check") == 0 ? command_check(config_path) : command_serve(config_path);
+    if (strcmp(command, "check") == 0)
+        return command_check(config_path);
+    return command_serve(config_path, strcmp(command, "dev") == 0);
 }

@@ -227,6 +227,7 @@ static void request_init(struct request *request, struct viewer_connection *view
     request->started_wall = time_now_wall();
     request->started_us = time_now_monotonic_us();
     make_request_id(viewer->thread, request->id);
+    request_trace_begin(request);
 }
 
 void request_start(struct viewer_connection *viewer, const struct http1_request *head)
@@ -333,6 +334,7 @@ void request_finish(struct request *request)
         .origin_ms = request->origin_ms,
     };
     access_log_write(&entry);
+    request_trace_end(request);
     generation_unref(request->generation);
     request->generation = NULL;
     arena_reset(&request->arena);
@@ -1079,6 +1081,7 @@ static void write_response_head(struct request *request)
     append_list_header(out, "Via", headers, count, HTTP_TOKEN_VIA, SLICE_LITERAL("1.1 verge"));
     append_header(out, SLICE_LITERAL("X-Amz-Cf-Id"), slice_from_cstr(request->id));
     append_cache_headers(request, out);
+    request_trace_append_header(request, out);
     if (request->framing == FRAMING_LENGTH) {
         bytebuf_append(out, "Content-Length: ", 16);
         bytebuf_append_decimal(out, (uint64_t)request->response_content_length);

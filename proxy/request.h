@@ -171,6 +171,8 @@ struct request {
     bool upload_sent;    /* collected_body/upload went to the origin */
     bool upload_chunked; /* the origin request is chunked (the viewer's chunked body streams on) */
     bool continue_sent;  /* "100 Continue" went to the viewer */
+
+    struct request_trace *trace; /* request_trace.c; NULL when not tracing */
 };
 
 enum viewer_state { VIEWER_IDLE, VIEWER_IN_REQUEST, VIEWER_CLOSING };
@@ -290,6 +292,26 @@ bool request_switch_origin(struct request *request, const struct event_origin *o
 void request_origin_to_event(const struct config_origin *origin, struct event_origin *out);
 /* Frees what the thread keeps for function-chosen origins (at exit). */
 void request_hooks_thread_destroy(struct loop_thread *thread);
+
+/* ---- request_trace.c, for request.c and request_hooks.c ---------------------- */
+
+/* Starts the request's trace when tracing is on (verge dev, or the
+ * generation's dev.trace_header); leaves request->trace NULL otherwise. */
+void request_trace_begin(struct request *request);
+/* Where the pool should copy the function log lines of the trigger about to
+ * run (hooks_invocation.log_capture); NULL when not tracing. */
+struct bytebuf *request_trace_log_capture(struct request *request);
+/* Records a trigger that ran (or was throttled: duration_ms -1): its
+ * outcome ("continue", "modified", "generated", "error", "invalid",
+ * "throttled"), and `detail` (copied) when it failed. No-op when not tracing. */
+void request_trace_trigger(struct request *request, enum config_trigger_kind kind, const char *outcome, double duration_ms,
+                           const char *detail);
+/* Appends the "X-Verge-Trace: ...\r\n" header line when tracing: the id,
+ * the triggers in the order they ran, the cache result and key, the origin. */
+void request_trace_append_header(const struct request *request, struct bytebuf *out);
+/* Under verge dev, prints the request's trace block to stdout; frees the
+ * trace. Called once, from request_finish. */
+void request_trace_end(struct request *request);
 
 /* ---- request_cache.c, for request.c --------------------------------------- */
 

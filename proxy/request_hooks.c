@@ -448,12 +448,16 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
     const char *trigger_name = event_trigger_name((enum event_trigger)kind);
 
     if (outcome->kind == HOOKS_THROTTLED) {
+        request_trace_trigger(request, kind, "throttled", -1, outcome->error);
         fail_with(request, 503, "LambdaLimitExceeded",
                   arena_printf(&request->arena, "function %s (%s) throttled: %s", function, trigger_name, outcome->error));
         request_resume(request);
         return;
     }
     if (outcome->kind == HOOKS_UNSERIALIZABLE) {
+        if (request->trace != NULL)
+            request_trace_trigger(request, kind, "invalid", outcome->duration_ms,
+                                  arena_printf(&request->arena, "$: %s", outcome->error));
         log_warn("request %s: function %s (%s) returned an invalid result: $: %s", request->id, function, trigger_name,
                  outcome->error);
         fail_with(request, 502, "LambdaValidationError",
@@ -465,6 +469,11 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
     if (outcome->kind != HOOKS_OK) {
         log_warn("request %s: function %s (%s) failed: %s%s", request->id, function, trigger_name, outcome->error,
                  trigger->continue_on_error ? "; continuing as configured (on_error: continue)" : "");
+        if (request->trace != NULL)
+            request_trace_trigger(request, kind, "error", outcome->duration_ms,
+                                  trigger->continue_on_error
+                                      ? arena_printf(&request->arena, "went on (on_error: continue): %s", outcome->error)
+                                      : outcome->error);
         if (trigger->continue_on_error) {
             struct function_metrics *counters = hooks_call_metrics(&request->hook_call);
             atomic_fetch_add_explicit(&counters->continued, 1, memory_order_relaxed);
@@ -483,6 +492,9 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
                                             outcome->header_changes, &request->arena, &result, &error) &&
                  event_validate_result(request->hook_input, &result, &error);
     if (!valid) {
+        if (request->trace != NULL)
+            request_trace_trigger(request, kind, "invalid", outcome->duration_ms,
+                                  arena_printf(&request->arena, "%s: %s", error.field, error.rule));
         log_warn("request %s: function %s (%s) returned an invalid result: %s: %s", request->id, function, trigger_name,
                  error.field, error.rule);
         function_log_write(slice_from_cstr(function),
@@ -501,6 +513,13 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
      * applied to the message's headers directly; origin-request's are
      * merged into the event's map first (its Host is the origin's). */
     bool response_changes = result.kind == EVENT_RESULT_RESPONSE && result.response.headers_are_changes;
+    if (request->trace != NULL)
+        request_trace_trigger(request, kind,
+                              event_trigger_is_request((enum event_trigger)kind) && result.kind == EVENT_RESULT_RESPONSE
+                                  ? "generated"
+                              : event_result_changes_input(request->hook_input, &result) ? "modified"
+                                                                                         : "continue",
+                              outcome->duration_ms, NULL);
     if (kind == CONFIG_TRIGGER_ORIGIN_REQUEST)
         event_result_merge_header_changes(request->hook_input, &result, &request->arena);
     switch (kind) {
@@ -602,11 +621,13 @@ enum trigger_start request_trigger_start(struct request *request, enum config_tr
         .memory_mb = trigger->memory_mb,
         .request_id = slice_from_cstr(request->id),
         .event = input,
+        .log_capture = request_trace_log_capture(request),
     };
     if (!hooks_invoke(request->viewer->thread->hooks, &invocation, &request->hook_call, on_function_done, request)) {
         const char *function = config->functions[trigger->function_index].name;
         log_warn("request %s: function %s (%s) throttled: %d events in flight or waiting (workers.max_concurrency)", request->id,
                  function, event_trigger_name((enum event_trigger)kind), config->workers.max_concurrency);
+        request_trace_trigger(request, kind, "throttled", -1, "workers.max_concurrency reached");
         fail_with(request, 503, "LambdaLimitExceeded",
                   arena_printf(&request->arena, "function %s (%s) throttled: workers.max_concurrency reached", function,
                                event_trigger_name((enum event_trigger)kind)));

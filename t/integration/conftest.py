@@ -708,9 +708,12 @@ def origin_entry(origin, path=""):
 class Verge:
     """A running verge (started by the `verge` fixture)."""
 
-    def __init__(self, directory, config, env=None, name="verge"):
+    def __init__(self, directory, config, env=None, name="verge", command=None):
         self.dir = directory
         self.name = name
+        # "dev" runs `verge dev -c FILE`, whose stdout (the request traces) goes to its own file.
+        self.command = command
+        self.stdout_path = os.path.join(directory, name + ".stdout")
         self.port = free_port()
         self.admin_port = free_port()
         self.config_path = os.path.join(directory, name + ".json")
@@ -772,8 +775,12 @@ class Verge:
 
     def start(self, wait=True):
         self.stderr_file = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([VERGE_BIN, "-c", self.config_path], stdin=subprocess.DEVNULL,
-                                     stdout=self.stderr_file, stderr=self.stderr_file, env=self.env, cwd="/")
+        args = [VERGE_BIN] + ([self.command] if self.command else []) + ["-c", self.config_path]
+        stdout = open(self.stdout_path, "ab") if self.command == "dev" else self.stderr_file
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=self.stderr_file, env=self.env,
+                                     cwd="/")
+        if stdout is not self.stderr_file:
+            stdout.close()
         if wait:
             self.wait_ready()
         return self
@@ -1038,7 +1045,7 @@ def origin_factory():
 
 @pytest.fixture
 def verge(tmp_path):
-    """Factory: verge(config=None, origin=None, env=None, wait=True, name="verge") -> Verge.
+    """Factory: verge(config=None, origin=None, env=None, wait=True, name="verge", command=None) -> Verge.
 
     `config` is merged over the defaults (listen on a free port, threads 2, JSON access log in
     tmp_path, admin on a free port, drain 5 s); a key set to None is removed. With `origin`
@@ -1048,13 +1055,13 @@ def verge(tmp_path):
     require_verge()
     started = []
 
-    def start(config=None, origin=None, env=None, wait=True, name=None):
+    def start(config=None, origin=None, env=None, wait=True, name=None, command=None):
         config = dict(config or {})
         if origin is not None:
             config.setdefault("origins", {"app": origin_entry(origin)})
             config.setdefault("behaviors", [{"path": "*", "origin": "app"}])
         name = name or ("verge" if not started else "verge%d" % (len(started) + 1))
-        v = Verge(str(tmp_path), config, env=env, name=name)
+        v = Verge(str(tmp_path), config, env=env, name=name, command=command)
         started.append(v)
         return v.start(wait=wait)
 

@@ -257,7 +257,7 @@ def test_memory_bomb_is_an_execution_error(verge, origin, tmp_path):
     local s = string.rep("x", 1024 * 1024)
     for i = 1, 100000 do t[i] = s .. i end"""
     code = failing_function(tmp_path, bomb)
-    v = verge(function_config(tmp_path, origin, code, {"memory_mb": 128}))
+    v = verge(function_config(tmp_path, origin, code, {"memory_mb": 128, "timeout_ms": 5000}))
     run_failure_with_traffic(v, origin)
     assert "/bad/x" not in origin_requests_paths(origin)
     wait_for_function_log(tmp_path, "not enough memory")

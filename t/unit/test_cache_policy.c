@@ -1294,6 +1294,39 @@ static void test_merge_not_modified(void)
     CHECK(merged_value_is(merged, n, "Set-Cookie", "a=1"));
 }
 
+static const char *described(struct bytebuf *out, const char *key, size_t len)
+{
+    out->len = 0;
+    cache_key_describe(slice_make(key, len), out);
+    bytebuf_append(out, "", 1);
+    return out->data;
+}
+
+#define DESCRIBED(out, literal) described(out, literal, sizeof(literal) - 1)
+
+static void test_key_describe(void)
+{
+    struct bytebuf out = {0}, key = {0};
+    CHECK_STR(DESCRIBED(&out, "G\0example.com\0/img/a.png\0\0\0"), "example.com/img/a.png");
+    CHECK_STR(DESCRIBED(&out, "POST\0h\0/p\0a=1&b=2\0\0"), "POST h/p?a=1&b=2");
+    CHECK_STR(DESCRIBED(&out, "G\0h\0/p\0\0accept-language:en\nx-a:\n\0"), "h/p headers{accept-language:en, x-a:}");
+    CHECK_STR(DESCRIBED(&out, "G\0h\0/p\0\0\0a=1; b=2"), "h/p cookies{a=1; b=2}");
+    /* bytes a terminal or a header must not get */
+    CHECK_STR(DESCRIBED(&out, "G\0h\0/\x01\xff\"\\\0\0\0"), "h/\\x01\\xff\\x22\\x5c");
+    /* not a key: shown escaped as it is */
+    CHECK_STR(DESCRIBED(&out, "plain\nx"), "plain\\x0ax");
+    /* what cache_build_key writes reads back */
+    struct cache_settings settings = key_settings();
+    settings.query.mode = CACHE_LIST_ALL;
+    key_of(&settings, "GET", "Example.com", "/a", "z=1&a=2", NULL, 0, &key);
+    out.len = 0;
+    cache_key_describe(slice_make(key.data, key.len), &out);
+    bytebuf_append(&out, "", 1);
+    CHECK_STR(out.data, "example.com/a?a=2&z=1");
+    bytebuf_free(&out);
+    bytebuf_free(&key);
+}
+
 int main(void)
 {
     UNIT_RUN(test_cache_control_directives);
@@ -1318,5 +1351,6 @@ int main(void)
     UNIT_RUN(test_key_cookies);
     UNIT_RUN(test_key_invariance);
     UNIT_RUN(test_merge_not_modified);
+    UNIT_RUN(test_key_describe);
     return unit_summary();
 }

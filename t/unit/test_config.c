@@ -463,13 +463,13 @@ static void test_unknown_keys(void)
                  "origins.app.conect_timeout_ms: unknown key (known: url, static, respond, faults, connect_timeout_ms, "
                  "read_timeout_ms, ca_file, tls_verify, max_idle)");
     EXPECT_ERROR(q(WITH("'thread': 2")), "thread: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
-                                         "function_log, admin, timeouts, cache, workers)");
+                                         "function_log, admin, timeouts, cache, workers, dev)");
     EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
                  "timeouts.idle: unknown key (known: header_read_ms, idle_ms, send_ms, drain_ms)");
     EXPECT_ERROR(q("{'listen': [{'address': '127.0.0.1:80', 'port': 1}], " ORIGINS ", " BEHAVIORS "}"),
                  "listen[0].port: unknown key (known: address, h2c, tls)");
     EXPECT_ERROR(q(WITH("'a.b c': 1")), "\"a.b c\": unknown key (known: listen, threads, origins, functions, behaviors, "
-                                        "access_log, function_log, admin, timeouts, cache, workers)");
+                                        "access_log, function_log, admin, timeouts, cache, workers, dev)");
 }
 
 static void test_wrong_types(void)
@@ -811,7 +811,7 @@ static void test_all_errors_are_collected(void)
     CHECK(errors_contain(&errors, "behaviors[0].origin: unknown origin \"ap\" (known: app)"));
     CHECK(errors_contain(&errors, "behaviors[0].path: expected \"*\" for the last behavior (the default), got \"/x\""));
     CHECK(errors_contain(&errors, "extra: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
-                                  "function_log, admin, timeouts, cache, workers)"));
+                                  "function_log, admin, timeouts, cache, workers, dev)"));
     config_errors_free(&errors);
 
     /* the list is capped, with a note */
@@ -1709,9 +1709,57 @@ static void test_trigger_limits_are_capped(void)
     config_unref(config);
 }
 
+static void test_dev_keys_and_error_lines(void)
+{
+    struct config_errors errors = {0};
+    struct config *config = load_text("{\"listen\": [{\"address\": \"127.0.0.1:8080\"}], \"origins\": {\"app\": {\"url\": "
+                                      "\"http://127.0.0.1:9000\"}}, \"behaviors\": [{\"path\": \"*\", \"origin\": \"app\"}]}",
+                                      &errors);
+    CHECK(config != NULL && !config->dev.trace_header);
+    config_unref(config);
+    config = load_text("{\"listen\": [{\"address\": \"127.0.0.1:8080\"}], \"origins\": {\"app\": {\"url\": "
+                       "\"http://127.0.0.1:9000\"}}, \"behaviors\": [{\"path\": \"*\", \"origin\": \"app\"}], "
+                       "\"dev\": {\"trace_header\": true}}",
+                       &errors);
+    CHECK(config != NULL && config->dev.trace_header);
+    config_unref(config);
+    CHECK(load_text("{\"dev\": {\"trace_header\": 1}}", &errors) == NULL);
+    CHECK(errors_contain(&errors, "dev.trace_header: expected true or false, got 1"));
+    config_errors_free(&errors);
+
+    /* The lines errors name, as verge dev links them. */
+    const char *text = "{\n"
+                       "  \"listen\": [{\"address\": \"127.0.0.1:8080\"}],\n"
+                       "  \"origins\": {\n"
+                       "    \"app\": {\"url\": \"http://x\",\n"
+                       "            \"faults\": {\"latency_ms\": 5}}\n"
+                       "  },\n"
+                       "  // a comment\n"
+                       "  \"behaviors\": [\n"
+                       "    {\"path\": \"/a\", \"origin\": \"app\"},\n"
+                       "    {\"path\": \"*\",\n"
+                       "     \"origin\": \"nope\"}\n"
+                       "  ]\n"
+                       "}\n";
+    size_t len = strlen(text);
+    CHECK_INT(config_locate_line(text, len, "listen"), 2);
+    CHECK_INT(config_locate_line(text, len, "listen[0].address"), 2);
+    CHECK_INT(config_locate_line(text, len, "origins.app.url"), 4);
+    CHECK_INT(config_locate_line(text, len, "origins.app.faults.latency_ms"), 5);
+    CHECK_INT(config_locate_line(text, len, "behaviors[1].origin"), 11);
+    CHECK_INT(config_locate_line(text, len, "behaviors[0]"), 9);
+    /* a missing key: where its object is */
+    CHECK_INT(config_locate_line(text, len, "behaviors[1].cache.key"), 10);
+    CHECK_INT(config_locate_line(text, len, "behaviors[7]"), 8);
+    CHECK_INT(config_locate_line(text, len, "nothing"), 1);
+    CHECK_INT(config_locate_line(text, len, "behaviors[x]"), 8);
+    CHECK_INT(config_locate_line("{,", 2, "listen"), 0);
+}
+
 int main(void)
 {
     fixture_create();
+    UNIT_RUN(test_dev_keys_and_error_lines);
     UNIT_RUN(test_minimal_config_takes_defaults);
     UNIT_RUN(test_full_config);
     UNIT_RUN(test_comments_are_accepted);

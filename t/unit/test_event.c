@@ -1017,9 +1017,66 @@ static void test_result_reader(void)
     lua_close(L);
 }
 
+/* Whether a result changes what the function got, for traces. */
+static bool changes(const char *input_json, const char *result_json)
+{
+    struct event_input input = parse_input(input_json);
+    struct event_result result;
+    struct event_error error = {0};
+    VERGE_ASSERT(event_parse_result(input.trigger, result_json, strlen(result_json), &arena, &result, &error));
+    return event_result_changes_input(&input, &result);
+}
+
+#define VR_HEADERS                                                                                                                 \
+    "\"headers\":{\"host\":[{\"key\":\"Host\",\"value\":\"d111111abcdef8.cloudfront.net\"}],\"user-agent\":[{\"key\":"             \
+    "\"User-Agent\",\"value\":\"curl/7.66.0\"}],\"accept\":[{\"key\":\"accept\",\"value\":\"*/*\"}]}"
+
+static void test_result_changes_input(void)
+{
+    const char *vr = viewer_request_event, *vres = viewer_response_event;
+    /* the request as it came, whole or with its optional fields left out, headers in another order */
+    CHECK(!changes(vr, "{\"clientIp\":\"203.0.113.178\",\"method\":\"GET\",\"querystring\":\"\",\"uri\":\"/\"," VR_HEADERS "}"));
+    CHECK(!changes(vr, "{\"uri\":\"/\"," VR_HEADERS "}"));
+    CHECK(!changes(vr, "{\"uri\":\"/\",\"headers\":{\"accept\":[{\"key\":\"accept\",\"value\":\"*/*\"}],\"host\":[{\"key\":"
+                       "\"Host\",\"value\":\"d111111abcdef8.cloudfront.net\"}],\"user-agent\":[{\"key\":\"User-Agent\","
+                       "\"value\":\"curl/7.66.0\"}]}}"));
+    CHECK(changes(vr, "{\"uri\":\"/other\"," VR_HEADERS "}"));
+    CHECK(changes(vr, "{\"uri\":\"/\",\"querystring\":\"a=1\"," VR_HEADERS "}"));
+    CHECK(changes(vr, "{\"uri\":\"/\",\"method\":\"POST\"," VR_HEADERS "}"));
+    /* a header added, removed, its value or its key spelling changed */
+    CHECK(changes(vr, "{\"uri\":\"/\",\"headers\":{\"host\":[{\"key\":\"Host\",\"value\":\"d111111abcdef8.cloudfront.net\"}],"
+                      "\"user-agent\":[{\"key\":\"User-Agent\",\"value\":\"curl/7.66.0\"}]}}"));
+    CHECK(changes(vr, "{\"uri\":\"/\",\"headers\":{\"host\":[{\"key\":\"Host\",\"value\":\"d111111abcdef8.cloudfront.net\"}],"
+                      "\"user-agent\":[{\"key\":\"User-Agent\",\"value\":\"curl/7.66.0\"}],\"accept\":[{\"key\":\"Accept\","
+                      "\"value\":\"*/*\"}]}}"));
+    CHECK(changes(vr, "{\"uri\":\"/\",\"headers\":{\"host\":[{\"key\":\"Host\",\"value\":\"d111111abcdef8.cloudfront.net\"}],"
+                      "\"user-agent\":[{\"key\":\"User-Agent\",\"value\":\"curl/7.66.0\"}],\"accept\":[{\"key\":\"accept\","
+                      "\"value\":\"*/*\"}],\"x-new\":[{\"key\":\"X-New\",\"value\":\"1\"}]}}"));
+    /* a generated response */
+    CHECK(changes(vr, "{\"status\":\"200\"}"));
+    /* responses */
+    const char *same = "{\"status\":\"200\",\"statusDescription\":\"OK\",\"headers\":{\"date\":[{\"key\":\"Date\",\"value\":"
+                       "\"Mon, 13 Jan 2020 20:14:56 GMT\"}],\"server\":[{\"key\":\"Server\",\"value\":\"ExampleCustomOriginServer"
+                       "\"}],\"age\":[{\"key\":\"Age\",\"value\":\"2402\"}],\"content-type\":[{\"key\":\"Content-Type\",\"value"
+                       "\":\"text/html; charset=utf-8\"}],\"content-length\":[{\"key\":\"Content-Length\",\"value\":\"9593\"}]}}";
+    CHECK(!changes(vres, same));
+    CHECK(changes(vres, "{\"status\":\"404\",\"headers\":{\"date\":[{\"key\":\"Date\",\"value\":"
+                        "\"Mon, 13 Jan 2020 20:14:56 GMT\"}],\"server\":[{\"key\":\"Server\",\"value\":"
+                        "\"ExampleCustomOriginServer\"}],\"age\":[{\"key\":\"Age\",\"value\":\"2402\"}],\"content-type\":[{"
+                        "\"key\":\"Content-Type\",\"value\":\"text/html; charset=utf-8\"}],\"content-length\":[{\"key\":"
+                        "\"Content-Length\",\"value\":\"9593\"}]}}"));
+    CHECK(changes(vres, "{\"status\":\"200\",\"statusDescription\":\"Fine\",\"headers\":{\"date\":[{\"key\":\"Date\",\"value\":"
+                        "\"Mon, 13 Jan 2020 20:14:56 GMT\"}],\"server\":[{\"key\":\"Server\",\"value\":"
+                        "\"ExampleCustomOriginServer\"}],\"age\":[{\"key\":\"Age\",\"value\":\"2402\"}],\"content-type\":[{"
+                        "\"key\":\"Content-Type\",\"value\":\"text/html; charset=utf-8\"}],\"content-length\":[{\"key\":"
+                        "\"Content-Length\",\"value\":\"9593\"}]}}"));
+    CHECK(changes(vres, "{\"status\":\"200\",\"headers\":{}}"));
+}
+
 int main(void)
 {
     arena_init(&arena);
+    UNIT_RUN(test_result_changes_input);
     UNIT_RUN(test_compact_spelling);
     UNIT_RUN(test_result_reader);
     UNIT_RUN(test_encode_examples);
