@@ -19,7 +19,7 @@
  * never written after config_load* returns; only the refcount changes, with
  * atomics, so threads share it without locks. The loader itself is
  * single-threaded per call and keeps no global state besides the
- * config_resolve_hosts switch.
+ * config_resolve_hosts and config_dev_mode switches.
  */
 #include "schema.h"
 
@@ -33,6 +33,7 @@
 #include <yajl/yajl_parse.h>
 
 bool config_resolve_hosts = true;
+bool config_dev_mode = false;
 
 #define CONFIG_MAX_ERRORS 100
 #define CONFIG_MAX_FILE_BYTES (4u << 20)

@@ -17,6 +17,7 @@
 
 #include "../cache/policy.h"
 #include "../proxy/base.h"
+#include "../proxy/viewer_meta.h"
 
 #define CONFIG_MAGIC 0x636f6e66u
 
@@ -138,6 +139,9 @@ struct config_behavior {
     char *path_pattern;  /* as written */
     size_t origin_index; /* into config.origins */
     struct config_trigger triggers[CONFIG_TRIGGER_COUNT];
+    /* CloudFront's viewer headers verge adds (VIEWER_HEADER_* bits): those
+     * viewer_headers lists and those the cache key's headers name. */
+    unsigned viewer_headers;
     /* "cache": false leaves it zeroed (enabled false); absent, it holds the
      * defaults with enabled true. TTLs already follow CloudFront's defaulting
      * (min_ttl <= default_ttl <= max_ttl holds). Name lists live in the
@@ -162,6 +166,8 @@ struct config {
     size_t behavior_count;
     struct config_function *functions;
     size_t function_count;
+    /* viewer_countries: client networks → country, sorted for lookups */
+    struct viewer_country_table viewer_countries;
 
     struct {
         int max_concurrency; /* events in flight or waiting, all functions together */
@@ -198,7 +204,8 @@ struct config {
     } cache;
 
     struct {
-        bool trace_header; /* X-Verge-Trace on responses (always under verge dev) */
+        bool trace_header;  /* X-Verge-Trace on responses (always under verge dev) */
+        bool debug_headers; /* X-Verge-Debug-Country overrides CloudFront-Viewer-Country (set by verge dev) */
     } dev;
 };
 
@@ -223,6 +230,12 @@ struct config *config_load(const char *path, struct config_errors *errors);
  * never blocks on the network: the fuzzer sets it. Set it before loading,
  * from one thread; it is not synchronised. */
 extern bool config_resolve_hosts;
+
+/* Whether this process is `verge dev` (default false). When true, the keys
+ * documented as "on under verge dev" default to true instead of false:
+ * dev.debug_headers. A value written in the file still wins. Set it before
+ * the first load, from one thread; it is not synchronised. */
+extern bool config_dev_mode;
 
 /* The same, from a buffer; `base_dir` resolves relative paths. */
 struct config *config_load_buffer(const char *text, size_t len, const char *base_dir, struct config_errors *errors);

@@ -63,6 +63,10 @@ static void set_rate(struct loader *, const struct schema_key *, const char *, c
 static void finish_faults(struct loader *, const char *, const struct json_value *, char *);
 static void set_function_limits(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
 static void set_trigger(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_viewer_countries(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void set_viewer_headers(struct loader *, const struct schema_key *, const char *, const struct json_value *, char *);
+static void finish_behavior(struct loader *, const char *, const struct json_value *, char *);
+static void finish_dev(struct loader *, const char *, const struct json_value *, char *);
 
 static const char *const access_log_formats[] = {"json", NULL};
 /* Same order as enum tls_min_version: the index is what is stored. */
@@ -79,6 +83,11 @@ static const char *const function_limits[] = {"lambda", "relaxed", NULL};
     }
 /* Same order as enum cache_eviction_policy: the index is what is stored. */
 static const char *const cache_evictions[] = {"sieve", "lru", NULL};
+
+#define VIEWER_COUNTRIES_MAX 100000
+#define VIEWER_HEADER_NAMES                                                                                                        \
+    "`CloudFront-Viewer-Country`, `CloudFront-Is-Desktop-Viewer`, `CloudFront-Is-Mobile-Viewer`, "                                 \
+    "`CloudFront-Is-SmartTV-Viewer`, `CloudFront-Is-Tablet-Viewer`, `CloudFront-Forwarded-Proto`"
 
 /* CloudFront's TTL defaults and its limit for a TTL (100 years). */
 #define CACHE_DEFAULT_TTL 86400
@@ -350,6 +359,16 @@ const struct schema_key config_schema[] = {
      .offset = offsetof(struct config_function, relaxed),
      .doc = "`lambda`: Lambda@Edge's per-trigger quotas cap `timeout_ms` and `memory_mb`; `relaxed`: they apply as written."},
 
+    {.pattern = "viewer_countries",
+     .type = SCHEMA_CUSTOM,
+     .max = VIEWER_COUNTRIES_MAX,
+     .expected = "an object of \"address/length\": \"country\"",
+     .default_doc = "`{}`",
+     .set = set_viewer_countries,
+     .doc = "Client networks and their countries, for `CloudFront-Viewer-Country`, e.g. `{\"203.0.113.0/24\": \"FR\", "
+            "\"2001:db8::/32\": \"DE\"}`: IPv4 or IPv6 networks (host bits zero) to ISO 3166-1 codes of two upper-case "
+            "letters. The longest matching network wins; a client none matches gets no header."},
+
     {.pattern = "behaviors",
      .type = SCHEMA_ARRAY,
      .flags = KEY_REQUIRED,
@@ -360,7 +379,7 @@ const struct schema_key config_schema[] = {
      .element_size = sizeof(struct config_behavior),
      .finish = finish_behaviors,
      .doc = "Cache behaviors in order; a request takes the first whose path matches. The last path must be `*`."},
-    {.pattern = "behaviors[]", .type = SCHEMA_OBJECT, .doc = "One cache behavior."},
+    {.pattern = "behaviors[]", .type = SCHEMA_OBJECT, .finish = finish_behavior, .doc = "One cache behavior."},
     {.pattern = "behaviors[].path",
      .type = SCHEMA_STRING,
      .flags = KEY_REQUIRED,
@@ -376,6 +395,16 @@ const struct schema_key config_schema[] = {
      .offset = offsetof(struct config_behavior, origin_index),
      .set = set_behavior_origin,
      .doc = "Name of the origin (a key of `origins`) that serves matching requests."},
+    {.pattern = "behaviors[].viewer_headers",
+     .type = SCHEMA_CUSTOM,
+     .expected = "an array of CloudFront viewer header names",
+     .default_doc = "`[]`",
+     .set = set_viewer_headers,
+     .offset = offsetof(struct config_behavior, viewer_headers),
+     .doc = "CloudFront's viewer headers verge adds to matching requests after viewer-request, before the cache lookup, "
+            "replacing the viewer's copies: any of " VIEWER_HEADER_NAMES " (names are case-insensitive). The country "
+            "comes from `viewer_countries`, the device flags (`true`/`false`) from the User-Agent, the protocol from the "
+            "viewer's connection. Those named in `cache.key.headers` are added too."},
     {.pattern = "behaviors[].cache",
      .type = SCHEMA_OBJECT,
      .flags = KEY_FALSE_DISABLES,
@@ -610,14 +639,23 @@ const struct schema_key config_schema[] = {
 
     {.pattern = "dev",
      .type = SCHEMA_OBJECT,
+     .finish = finish_dev,
      .default_doc = "the defaults of its keys",
-     .doc = "Local-development aids (`verge dev` turns them all on, whatever the file says)."},
+     .doc = "Switches for local development, on under `verge dev`; keep them off in production."},
     {.pattern = "dev.trace_header",
      .type = SCHEMA_BOOLEAN,
      .default_value = "false",
+     .default_doc = "`false` (always on under `verge dev`)",
      .offset = offsetof(struct config, dev.trace_header),
      .doc = "Add `X-Verge-Trace` to every response: the request id, each trigger's function, outcome and duration, the "
-            "cache result and key, the origin, its status and time. It shows internals: keep it off in production."},
+            "cache result and key, the origin, its status and time. It shows internals."},
+    {.pattern = "dev.debug_headers",
+     .type = SCHEMA_BOOLEAN,
+     .default_value = "false",
+     .default_doc = "`false` (`true` under `verge dev`)",
+     .offset = offsetof(struct config, dev.debug_headers),
+     .doc = "A viewer's `X-Verge-Debug-Country: FR` replaces the country verge finds for `CloudFront-Viewer-Country` "
+            "(two letters; anything else answers 400), and the header is never forwarded."},
 };
 
 const size_t config_schema_count = VERGE_ARRAY_SIZE(config_schema);
@@ -1455,6 +1493,117 @@ static void set_trigger(struct loader *L, const struct schema_key *key, const ch
     *trigger = parsed;
 }
 
+/* ---- viewer metadata ----------------------------------------------------------------- */
+
+static bool is_country_code(slice_t s)
+{
+    return s.len == 2 && s.ptr[0] >= 'A' && s.ptr[0] <= 'Z' && s.ptr[1] >= 'A' && s.ptr[1] <= 'Z';
+}
+
+/* {"203.0.113.0/24": "FR", ...} into the sorted table lookups use. */
+static void set_viewer_countries(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                                 char *target)
+{
+    struct config *config = (struct config *)target;
+    if (!is_bounded_object(L, key, path, v) || v->count == 0)
+        return;
+    struct viewer_country_range *ranges = arena_alloc(&L->config->arena, v->count * sizeof *ranges);
+    const char **member_paths = arena_alloc(&L->scratch, v->count * sizeof *member_paths);
+    size_t count = 0, index = 0;
+    bool ok = true;
+    for (const struct json_value *m = v->first; m != NULL; m = m->next, index++) {
+        const char *member_path = arena_printf(&L->scratch, "%s.%s", path, member_name_shown(L, m->key));
+        member_paths[index] = member_path;
+        struct viewer_country_range *range = &ranges[count];
+        enum viewer_network_error error = viewer_meta_parse_network(m->key, &range->network);
+        char network[64];
+        switch (error) {
+        case VIEWER_NETWORK_OK:
+            break;
+        case VIEWER_NETWORK_SYNTAX:
+            config_load_error(L,
+                              "%s: expected an IPv4 or IPv6 network written \"address/length\" (e.g. \"203.0.113.0/24\", "
+                              "\"2001:db8::/32\")",
+                              member_path);
+            break;
+        case VIEWER_NETWORK_LENGTH:
+            config_load_error(L, "%s: expected a prefix length from 0 to %d for an %s network", member_path,
+                              range->network.address.ipv4 ? 32 : 128, range->network.address.ipv4 ? "IPv4" : "IPv6");
+            break;
+        case VIEWER_NETWORK_HOST_BITS:
+            viewer_meta_format_network(&range->network, network);
+            config_load_error(L, "%s: the address has bits set after the /%u prefix; write the network \"%s\"", member_path,
+                              range->network.prefix_length, network);
+            break;
+        case VIEWER_NETWORK_IPV4_MAPPED:
+            config_load_error(L,
+                              "%s: an IPv4-mapped network; write it as IPv4 (\"a.b.c.d/length\"): such clients are looked "
+                              "up as IPv4",
+                              member_path);
+            break;
+        }
+        if (m->kind != JSON_STRING || !is_country_code(m->text)) {
+            config_load_error(L, "%s: expected a country code of two upper-case letters (ISO 3166-1 alpha-2, e.g. \"FR\"), got %s",
+                              member_path, config_describe_value(L, m));
+            ok = false;
+            continue;
+        }
+        if (error != VIEWER_NETWORK_OK) {
+            ok = false;
+            continue;
+        }
+        memcpy(range->country, m->text.ptr, 2);
+        range->country[2] = '\0';
+        range->index = index;
+        count++;
+    }
+    if (!ok)
+        return;
+    struct viewer_country_table table;
+    viewer_meta_build_table(&L->config->arena, ranges, count, &table);
+    for (size_t i = 1; i < count; i++) {
+        const struct viewer_network *a = &ranges[i - 1].network, *b = &ranges[i].network;
+        if (a->address.ipv4 == b->address.ipv4 && a->prefix_length == b->prefix_length &&
+            memcmp(a->address.bytes, b->address.bytes, sizeof a->address.bytes) == 0) {
+            config_load_error(L, "%s: the same network as %s", member_paths[ranges[i].index], member_paths[ranges[i - 1].index]);
+            ok = false;
+        }
+    }
+    if (ok)
+        config->viewer_countries = table;
+}
+
+/* ["CloudFront-Viewer-Country", ...] into VIEWER_HEADER_* bits. */
+static void set_viewer_headers(struct loader *L, const struct schema_key *key, const char *path, const struct json_value *v,
+                               char *target)
+{
+    if (v->kind != JSON_ARRAY) {
+        config_error_expected(L, key, path, v);
+        return;
+    }
+    unsigned bits = 0;
+    size_t index = 0;
+    bool ok = true;
+    for (const struct json_value *item = v->first; item != NULL; item = item->next, index++) {
+        unsigned bit = item->kind == JSON_STRING ? viewer_meta_header_bit(item->text) : 0;
+        if (bit == 0) {
+            struct bytebuf names = {0};
+            for (unsigned i = 0; i < VIEWER_HEADER_COUNT; i++)
+                bytebuf_appendf(&names, "%s%s", i > 0 ? ", " : "", viewer_meta_header_name(i));
+            config_load_error(L, "%s[%zu]: expected one of %.*s, got %s", path, index, (int)names.len, names.data,
+                              config_describe_value(L, item));
+            bytebuf_free(&names);
+            ok = false;
+        } else if (bits & bit) {
+            config_load_error(L, "%s[%zu]: %s is listed twice", path, index, config_describe_value(L, item));
+            ok = false;
+        }
+        bits |= bit;
+    }
+    if (ok)
+        *FIELD(unsigned, target, key) = bits;
+}
+
 /* ---- finishers: rules across keys ------------------------------------------------------ */
 
 static void finish_listen(struct loader *L, const char *path, const struct json_value *v, char *target)
@@ -1652,6 +1801,25 @@ static void finish_cache(struct loader *L, const char *path, const struct json_v
                           (unsigned long long)(config->cache.memory_bytes / MIB),
                           (unsigned long long)(config->cache.max_object_bytes / MIB));
     }
+}
+
+/* A viewer header in the cache key is one the behavior asks for (as a
+ * CloudFront cache policy's headers go to the origin): keyed on verge's
+ * value, never on what the viewer sent. */
+static void finish_behavior(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    struct config_behavior *behavior = (struct config_behavior *)target;
+    const struct cache_name_list *key_headers = &behavior->cache.headers;
+    for (size_t i = 0; i < key_headers->count; i++)
+        behavior->viewer_headers |= viewer_meta_header_bit(slice_from_cstr(key_headers->names[i]));
+}
+
+/* Under verge dev the switches default to on; a value in the file wins. */
+static void finish_dev(struct loader *L, const char *path, const struct json_value *v, char *target)
+{
+    struct config *config = (struct config *)target;
+    if (config_dev_mode && config_json_member(v, "debug_headers") == NULL)
+        config->dev.debug_headers = true;
 }
 
 /* ---- reference --------------------------------------------------------------------------------- */

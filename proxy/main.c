@@ -459,6 +459,7 @@ static int command_check(const char *path)
 static int command_serve(const char *path, bool dev)
 {
     server.dev_mode = dev;
+    config_dev_mode = dev; /* dev.debug_headers defaults to on, at every load */
     struct config *config = load_config_or_report(path);
     if (config == NULL)
         return 1;

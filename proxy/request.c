@@ -1,15 +1,19 @@
 /* request.c — the request state machine: the whole life of one request, from
  * a parsed head to the last byte queued for the viewer, as DESIGN.md draws it.
  *
- *   RECV → VIEWER_REQUEST → LOOKUP → ORIGIN_REQUEST → FETCH ⇢ ORIGIN_RESPONSE
- *        → STORE → VIEWER_RESPONSE → DELIVER ⇢ DONE          (⇢ = may suspend)
+ *   RECV → VIEWER_REQUEST → VIEWER_HEADERS → LOOKUP → ORIGIN_REQUEST → FETCH
+ *        ⇢ ORIGIN_RESPONSE → STORE → VIEWER_RESPONSE → DELIVER ⇢ DONE
+ *                                                          (⇢ = may suspend)
  *   SYNTH (verge's own error answers) → DELIVER
  *
  * Each step is one small function returning RUN_NEXT (run the step it set),
  * RUN_SUSPEND (a callback will set the next step and call request_run) or
  * RUN_STOP. The four trigger steps hand the behavior's edge function to the
  * worker pool and suspend (proxy/request_hooks.c builds the events and
- * applies the results); the cache steps are LOOKUP and STORE.
+ * applies the results); the cache steps are LOOKUP and STORE. VIEWER_HEADERS
+ * adds CloudFront's viewer headers the behavior asks for (proxy/viewer_meta.c
+ * decides their values), so the cache key, origin functions and the origin
+ * see them and viewer-request functions do not.
  *
  * Invariants:
  *  - A request holds one ref on the generation it started with, so a reload
@@ -148,6 +152,12 @@ static slice_t find_header(const struct http_header *headers, size_t count, enum
         if (headers[i].token == token)
             return headers[i].value;
     return (slice_t){NULL, 0};
+}
+
+/* The viewer's TLS connection (an HTTP/2 stream's is its connection's); NULL: plain HTTP. */
+static const struct tls_connection *viewer_tls(const struct request *request)
+{
+    return request->viewer->stream != NULL ? h2_stream_connection_viewer(request->viewer)->tls : request->viewer->tls;
 }
 
 /* Copies a parsed head's bytes into the arena and rebases the slices that
@@ -314,8 +324,7 @@ void request_finish(struct request *request)
     }
     if (request->status > 0)
         metrics_count_request(request->status);
-    const struct tls_connection *tls =
-        request->viewer->stream != NULL ? h2_stream_connection_viewer(request->viewer)->tls : request->viewer->tls;
+    const struct tls_connection *tls = viewer_tls(request);
     struct access_log_entry entry = {
         .time = request->started_wall,
         .request_id = slice_from_cstr(request->id),
@@ -375,7 +384,38 @@ static enum step_result run_trigger(struct request *request, enum config_trigger
 
 static enum step_result step_viewer_request(struct request *request)
 {
-    return run_trigger(request, CONFIG_TRIGGER_VIEWER_REQUEST, STEP_LOOKUP);
+    return run_trigger(request, CONFIG_TRIGGER_VIEWER_REQUEST, STEP_VIEWER_HEADERS);
+}
+
+/* Spec §2.3.3: after viewer-request, before the cache key; verge's values
+ * replace the viewer's. In dev mode X-Verge-Debug-Country is taken off here
+ * (and overrides the country). */
+static enum step_result step_viewer_headers(struct request *request)
+{
+    const struct config *config = request->generation->config;
+    request->step = STEP_LOOKUP;
+    if (request->behavior->viewer_headers == 0 && !config->dev.debug_headers)
+        return RUN_NEXT;
+    struct viewer_meta_input input = {
+        .wanted = request->behavior->viewer_headers,
+        .countries = &config->viewer_countries,
+        .client_address = slice_from_cstr(request->viewer->client_ip),
+        .tls = viewer_tls(request) != NULL,
+        .debug_headers = config->dev.debug_headers,
+    };
+    struct viewer_meta_output output;
+    if (!viewer_meta_add_headers(&request->arena, &input, request->headers, request->header_count, &output)) {
+        request->status = 400;
+        request->error_reason = VIEWER_DEBUG_COUNTRY_HEADER " must be a country code of two letters, e.g. FR";
+        request->step = STEP_SYNTH;
+        return RUN_NEXT;
+    }
+    request->headers = output.headers;
+    request->header_count = output.header_count;
+    request->viewer_headers = input.wanted;
+    request->viewer_sent_headers = output.viewer_sent;
+    request->viewer_sent_header_count = output.viewer_sent_count;
+    return RUN_NEXT;
 }
 
 static bool method_uses_cache(slice_t method)
@@ -1316,11 +1356,17 @@ static enum step_result step_done(struct request *request)
 typedef enum step_result (*step_function)(struct request *request);
 
 static const step_function steps[] = {
-    [STEP_RECV] = step_recv,     [STEP_VIEWER_REQUEST] = step_viewer_request,
-    [STEP_LOOKUP] = step_lookup, [STEP_ORIGIN_REQUEST] = step_origin_request,
-    [STEP_FETCH] = step_fetch,   [STEP_ORIGIN_RESPONSE] = step_origin_response,
-    [STEP_STORE] = step_store,   [STEP_VIEWER_RESPONSE] = step_viewer_response,
-    [STEP_SYNTH] = step_synth,   [STEP_DELIVER] = step_deliver,
+    [STEP_RECV] = step_recv,
+    [STEP_VIEWER_REQUEST] = step_viewer_request,
+    [STEP_VIEWER_HEADERS] = step_viewer_headers,
+    [STEP_LOOKUP] = step_lookup,
+    [STEP_ORIGIN_REQUEST] = step_origin_request,
+    [STEP_FETCH] = step_fetch,
+    [STEP_ORIGIN_RESPONSE] = step_origin_response,
+    [STEP_STORE] = step_store,
+    [STEP_VIEWER_RESPONSE] = step_viewer_response,
+    [STEP_SYNTH] = step_synth,
+    [STEP_DELIVER] = step_deliver,
     [STEP_DONE] = step_done,
 };
 

@@ -26,6 +26,7 @@
 #define REQUEST_STEPS(X)                                                                                                           \
     X(RECV)                                                                                                                        \
     X(VIEWER_REQUEST)                                                                                                              \
+    X(VIEWER_HEADERS)                                                                                                              \
     X(LOOKUP)                                                                                                                      \
     X(ORIGIN_REQUEST)                                                                                                              \
     X(FETCH)                                                                                                                       \
@@ -98,6 +99,12 @@ struct request {
     bool body_pump_started;
     bool expect_continue;
     bool is_head;
+
+    /* CloudFront's viewer headers (VIEWER_HEADERS): which verge added, and the
+     * viewer's own copies it took off (viewer-response events show those). */
+    unsigned viewer_headers;
+    struct http_header *viewer_sent_headers;
+    size_t viewer_sent_header_count;
 
     /* Routing. */
     const struct config_behavior *behavior;

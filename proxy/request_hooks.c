@@ -7,7 +7,7 @@
  * callback parses the result, validates it against the event the function
  * saw (hooks/rules.c) and applies it, then resumes the state machine at the
  * step the trigger decided:
- *   - a changed request goes on (viewer-request → LOOKUP, origin-request →
+ *   - a changed request goes on (viewer-request → VIEWER_HEADERS, origin-request →
  *     FETCH); a generated response goes to DELIVER (viewer-request: not
  *     cached, no viewer-response) or STORE (origin-request: cached);
  *   - a changed response (origin-response) is what gets stored;
@@ -121,7 +121,16 @@ static struct event_input *build_event(struct request *request, enum config_trig
         origin_host = request->origin_host.len > 0                ? request->origin_host
                       : request->origin->kind == ORIGIN_KIND_HTTP ? slice_from_cstr(request->origin->host_header)
                                                                   : (slice_t){NULL, 0};
-    headers_to_event(arena, request->headers, request->header_count, &event_request->headers, origin_host);
+    const struct http_header *headers = request->headers;
+    size_t header_count = request->header_count;
+    if (kind == CONFIG_TRIGGER_VIEWER_RESPONSE && (request->viewer_headers != 0 || request->viewer_sent_header_count > 0)) {
+        /* Viewer functions see what the viewer sent, not verge's CloudFront-* values (spec §2.3.3). */
+        struct http_header *view;
+        header_count = viewer_meta_viewer_view(arena, request->viewer_headers, headers, header_count, request->viewer_sent_headers,
+                                               request->viewer_sent_header_count, &view);
+        headers = view;
+    }
+    headers_to_event(arena, headers, header_count, &event_request->headers, origin_host);
     if (origin_trigger) {
         event_request->has_origin = true;
         if (request->switched_origin != NULL)

@@ -4,9 +4,9 @@
  * message; nothing may crash, leak or hang. Host names are not resolved
  * (config_resolve_hosts = false) so no input waits on DNS; relative paths
  * resolve against /tmp. A loaded config is exercised a little further:
- * every behavior pattern is matched against a few paths, and the first
+ * every behavior pattern is matched against a few paths, the first
  * behavior must be found for a path equal to its own pattern when that has
- * no wildcard.
+ * no wildcard, and every network of viewer_countries must find a country.
  */
 #include "../../conf/config.h"
 
@@ -36,6 +36,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < config->origin_count; i++)
             if (config->origins[i].kind == ORIGIN_KIND_HTTP && config->origins[i].sockaddr_len == 0)
                 abort(); /* a loaded url origin is resolved */
+        /* every network of the country table finds a country for its own address */
+        const struct viewer_country_table *countries = &config->viewer_countries;
+        for (size_t i = 0; i < countries->range_count; i++) {
+            const struct viewer_country_range *range = &countries->ranges[i];
+            const char *country = viewer_meta_lookup_country(countries, &range->network.address);
+            if (country == NULL || strlen(country) != 2)
+                abort();
+        }
         config_ref(config);
         config_unref(config);
         config_unref(config);

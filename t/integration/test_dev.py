@@ -414,3 +414,24 @@ def test_usage_errors(tmp_path):
     assert 'cannot read config file "%s"' % (tmp_path / "missing.json") in r.stderr
     r = run_verge("--help")
     assert "verge dev -c FILE" in r.stdout
+
+
+def test_debug_country_is_on_under_dev(verge, origin, tmp_path):
+    """verge dev turns dev.debug_headers on (the file may still say false)."""
+    behaviors = [{"path": "*", "origin": "app", "viewer_headers": ["CloudFront-Viewer-Country"]}]
+    extra = {"viewer_countries": {"127.0.0.0/8": "US"}}
+    v = start_dev(verge, tmp_path, origin, {}, behaviors, extra=extra)
+    v.get("/", headers=[("X-Verge-Debug-Country", "fr")])
+    seen = origin.requests[-1]
+    assert seen.header("CloudFront-Viewer-Country") == "FR"
+    assert not seen.has_header("X-Verge-Debug-Country")
+    v.get("/")
+    assert origin.requests[-1].header("CloudFront-Viewer-Country") == "US"
+
+    plain = verge({"origins": {"app": origin_entry(origin)}, "behaviors": behaviors, **extra})
+    plain.get("/", headers=[("X-Verge-Debug-Country", "fr")])
+    assert origin.requests[-1].header("CloudFront-Viewer-Country") == "US"
+
+    off = start_dev(verge, tmp_path, origin, {}, behaviors, extra=dict(extra, dev={"debug_headers": False}))
+    off.get("/", headers=[("X-Verge-Debug-Country", "fr")])
+    assert origin.requests[-1].header("CloudFront-Viewer-Country") == "US"

@@ -462,14 +462,14 @@ static void test_unknown_keys(void)
     EXPECT_ERROR(q(WITH_ORIGINS("'app': {'url': 'http://127.0.0.1:9000', 'conect_timeout_ms': 5}")),
                  "origins.app.conect_timeout_ms: unknown key (known: url, static, respond, faults, connect_timeout_ms, "
                  "read_timeout_ms, ca_file, tls_verify, max_idle)");
-    EXPECT_ERROR(q(WITH("'thread': 2")), "thread: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
-                                         "function_log, admin, timeouts, cache, workers, dev)");
+    EXPECT_ERROR(q(WITH("'thread': 2")), "thread: unknown key (known: listen, threads, origins, functions, viewer_countries, "
+                                         "behaviors, access_log, function_log, admin, timeouts, cache, workers, dev)");
     EXPECT_ERROR(q(WITH("'timeouts': {'idle': 2}")),
                  "timeouts.idle: unknown key (known: header_read_ms, idle_ms, send_ms, drain_ms)");
     EXPECT_ERROR(q("{'listen': [{'address': '127.0.0.1:80', 'port': 1}], " ORIGINS ", " BEHAVIORS "}"),
                  "listen[0].port: unknown key (known: address, h2c, tls)");
-    EXPECT_ERROR(q(WITH("'a.b c': 1")), "\"a.b c\": unknown key (known: listen, threads, origins, functions, behaviors, "
-                                        "access_log, function_log, admin, timeouts, cache, workers, dev)");
+    EXPECT_ERROR(q(WITH("'a.b c': 1")), "\"a.b c\": unknown key (known: listen, threads, origins, functions, viewer_countries, "
+                                        "behaviors, access_log, function_log, admin, timeouts, cache, workers, dev)");
 }
 
 static void test_wrong_types(void)
@@ -810,8 +810,8 @@ static void test_all_errors_are_collected(void)
     CHECK(errors_contain(&errors, "origins.app.url: expected \"http[s]://host[:port][/prefix]\", got \"ftp://x\""));
     CHECK(errors_contain(&errors, "behaviors[0].origin: unknown origin \"ap\" (known: app)"));
     CHECK(errors_contain(&errors, "behaviors[0].path: expected \"*\" for the last behavior (the default), got \"/x\""));
-    CHECK(errors_contain(&errors, "extra: unknown key (known: listen, threads, origins, functions, behaviors, access_log, "
-                                  "function_log, admin, timeouts, cache, workers, dev)"));
+    CHECK(errors_contain(&errors, "extra: unknown key (known: listen, threads, origins, functions, viewer_countries, "
+                                  "behaviors, access_log, function_log, admin, timeouts, cache, workers, dev)"));
     config_errors_free(&errors);
 
     /* the list is capped, with a note */
@@ -1232,6 +1232,10 @@ static void test_example_config_loads(void)
         CHECK(config->cache.max_object_bytes == 64ull << 20);
         CHECK_INT(config->cache.eviction, 0);
         check_default_cache_settings(&config->behaviors[config->behavior_count - 1].cache);
+        CHECK_INT(config->viewer_countries.range_count, 2);
+        CHECK_INT(config->behaviors[0].viewer_headers,
+                  VIEWER_HEADER_COUNTRY | VIEWER_HEADER_IS_MOBILE | VIEWER_HEADER_FORWARDED_PROTO);
+        CHECK(!config->dev.debug_headers);
     }
     config_unref(config);
     config_errors_free(&errors);
@@ -1756,6 +1760,165 @@ static void test_dev_keys_and_error_lines(void)
     CHECK_INT(config_locate_line("{,", 2, "listen"), 0);
 }
 
+/* ---- viewer metadata -------------------------------------------------------------------- */
+
+/* MINIMAL whose only behavior has `behavior_extra` members, plus top-level `extra` members. */
+#define WITH_VIEWER(behavior_extra, extra)                                                                                         \
+    "{" LISTEN ", " ORIGINS ", 'behaviors': [{'path': '*', 'origin': 'app'" behavior_extra "}]" extra "}"
+
+static const char *country_of(const struct config *config, const char *address_text)
+{
+    struct viewer_address address;
+    CHECK(viewer_meta_parse_address(slice_from_cstr(address_text), &address));
+    const char *country = viewer_meta_lookup_country(&config->viewer_countries, &address);
+    return country != NULL ? country : "(none)";
+}
+
+static void test_viewer_countries(void)
+{
+    struct config *config = EXPECT_OK(q(MINIMAL));
+    if (config != NULL) {
+        CHECK_INT(config->viewer_countries.range_count, 0);
+        CHECK_INT(config->behaviors[0].viewer_headers, 0);
+        CHECK(!config->dev.debug_headers);
+        config_unref(config);
+    }
+    config = EXPECT_OK(q(WITH("'viewer_countries': {'203.0.113.0/24': 'FR', '203.0.113.128/25': 'BE', "
+                              "'2001:db8::/32': 'DE', '127.0.0.0/8': 'JP', '::1/128': 'NL', '0.0.0.0/0': 'US'}")));
+    if (config != NULL) {
+        CHECK_INT(config->viewer_countries.range_count, 6);
+        CHECK_STR(country_of(config, "203.0.113.9"), "FR");
+        CHECK_STR(country_of(config, "203.0.113.129"), "BE");
+        CHECK_STR(country_of(config, "2001:db8::7"), "DE");
+        CHECK_STR(country_of(config, "127.0.0.1"), "JP");
+        CHECK_STR(country_of(config, "::1"), "NL");
+        CHECK_STR(country_of(config, "198.51.100.1"), "US");
+        CHECK_STR(country_of(config, "2001:db9::1"), "(none)");
+        config_unref(config);
+    }
+    config = EXPECT_OK(q(WITH("'viewer_countries': {}")));
+    if (config != NULL) {
+        CHECK_INT(config->viewer_countries.range_count, 0);
+        config_unref(config);
+    }
+
+    EXPECT_ERROR(q(WITH("'viewer_countries': [{'cidr': '10.0.0.0/8', 'country': 'US'}]")),
+                 "viewer_countries: expected an object of \"address/length\": \"country\", got an array");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'10.0.0.0': 'US'}")),
+                 "viewer_countries.\"10.0.0.0\": expected an IPv4 or IPv6 network written \"address/length\" (e.g. "
+                 "\"203.0.113.0/24\", \"2001:db8::/32\")");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'example.com/8': 'US'}")),
+                 "viewer_countries.\"example.com/8\": expected an IPv4 or IPv6 network written \"address/length\" (e.g. "
+                 "\"203.0.113.0/24\", \"2001:db8::/32\")");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'10.0.0.0/33': 'US'}")),
+                 "viewer_countries.\"10.0.0.0/33\": expected a prefix length from 0 to 32 for an IPv4 network");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'2001:db8::/200': 'US'}")),
+                 "viewer_countries.\"2001:db8::/200\": expected a prefix length from 0 to 128 for an IPv6 network");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'203.0.113.7/24': 'FR'}")),
+                 "viewer_countries.\"203.0.113.7/24\": the address has bits set after the /24 prefix; write the network "
+                 "\"203.0.113.0/24\"");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'2001:db8::1/32': 'DE'}")),
+                 "viewer_countries.\"2001:db8::1/32\": the address has bits set after the /32 prefix; write the network "
+                 "\"2001:db8::/32\"");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'::ffff:10.0.0.0/104': 'US'}")),
+                 "viewer_countries.\"::ffff:10.0.0.0/104\": an IPv4-mapped network; write it as IPv4 (\"a.b.c.d/length\"): "
+                 "such clients are looked up as IPv4");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'10.0.0.0/8': 'us'}")),
+                 "viewer_countries.\"10.0.0.0/8\": expected a country code of two upper-case letters (ISO 3166-1 alpha-2, e.g. "
+                 "\"FR\"), got \"us\"");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'10.0.0.0/8': 'USA'}")),
+                 "viewer_countries.\"10.0.0.0/8\": expected a country code of two upper-case letters (ISO 3166-1 alpha-2, e.g. "
+                 "\"FR\"), got \"USA\"");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'10.0.0.0/8': 1}")),
+                 "viewer_countries.\"10.0.0.0/8\": expected a country code of two upper-case letters (ISO 3166-1 alpha-2, e.g. "
+                 "\"FR\"), got 1");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'2001:db8::/32': 'DE', '2001:0db8:0::/32': 'AT'}")),
+                 "viewer_countries.\"2001:0db8:0::/32\": the same network as viewer_countries.\"2001:db8::/32\"");
+    EXPECT_ERROR(q(WITH("'viewer_countries': {'10.0.0.0/8': 'US', '10.0.0.0/8': 'US'}")),
+                 "viewer_countries.\"10.0.0.0/8\": the same network as viewer_countries.\"10.0.0.0/8\"");
+    /* every bad entry is reported */
+    struct config_errors errors = {0};
+    CHECK(load_text(q(WITH("'viewer_countries': {'1.2.3.4/8': 'US', 'x': 'FR', '10.0.0.0/8': 'fr'}")), &errors) == NULL);
+    CHECK_INT(errors.count, 3);
+    config_errors_free(&errors);
+}
+
+static void test_viewer_headers(void)
+{
+    struct config *config =
+        EXPECT_OK(q(WITH_VIEWER(", 'viewer_headers': ['CloudFront-Viewer-Country', 'cloudfront-is-mobile-viewer', "
+                                "'CLOUDFRONT-FORWARDED-PROTO']",
+                                "")));
+    if (config != NULL) {
+        CHECK_INT(config->behaviors[0].viewer_headers,
+                  VIEWER_HEADER_COUNTRY | VIEWER_HEADER_IS_MOBILE | VIEWER_HEADER_FORWARDED_PROTO);
+        config_unref(config);
+    }
+    config = EXPECT_OK(q(WITH_VIEWER(", 'viewer_headers': []", "")));
+    if (config != NULL) {
+        CHECK_INT(config->behaviors[0].viewer_headers, 0);
+        config_unref(config);
+    }
+    /* a viewer header in the cache key is one the behavior asks for */
+    config = EXPECT_OK(q(WITH_VIEWER(", 'viewer_headers': ['CloudFront-Is-Tablet-Viewer'], "
+                                     "'cache': {'key': {'headers': ['Accept', 'CloudFront-Viewer-Country']}}",
+                                     "")));
+    if (config != NULL) {
+        CHECK_INT(config->behaviors[0].viewer_headers, VIEWER_HEADER_COUNTRY | VIEWER_HEADER_IS_TABLET);
+        config_unref(config);
+    }
+    config = EXPECT_OK(q(WITH_VIEWER(", 'cache': {'key': {'headers': ['cloudfront-is-smarttv-viewer']}}", "")));
+    if (config != NULL) {
+        CHECK_INT(config->behaviors[0].viewer_headers, VIEWER_HEADER_IS_SMARTTV);
+        config_unref(config);
+    }
+
+    EXPECT_ERROR(q(WITH_VIEWER(", 'viewer_headers': ['CloudFront-Viewer-City']", "")),
+                 "behaviors[0].viewer_headers[0]: expected one of CloudFront-Forwarded-Proto, CloudFront-Is-Desktop-Viewer, "
+                 "CloudFront-Is-Mobile-Viewer, CloudFront-Is-SmartTV-Viewer, CloudFront-Is-Tablet-Viewer, "
+                 "CloudFront-Viewer-Country, got \"CloudFront-Viewer-City\"");
+    EXPECT_ERROR(q(WITH_VIEWER(", 'viewer_headers': ['CloudFront-Viewer-Country', 7]", "")),
+                 "behaviors[0].viewer_headers[1]: expected one of CloudFront-Forwarded-Proto, CloudFront-Is-Desktop-Viewer, "
+                 "CloudFront-Is-Mobile-Viewer, CloudFront-Is-SmartTV-Viewer, CloudFront-Is-Tablet-Viewer, "
+                 "CloudFront-Viewer-Country, got 7");
+    EXPECT_ERROR(q(WITH_VIEWER(", 'viewer_headers': ['CloudFront-Viewer-Country', 'cloudfront-viewer-country']", "")),
+                 "behaviors[0].viewer_headers[1]: \"cloudfront-viewer-country\" is listed twice");
+    EXPECT_ERROR(q(WITH_VIEWER(", 'viewer_headers': 'CloudFront-Viewer-Country'", "")),
+                 "behaviors[0].viewer_headers: expected an array of CloudFront viewer header names, got "
+                 "\"CloudFront-Viewer-Country\"");
+    EXPECT_ERROR(q(WITH_VIEWER(", 'viewer_header': []", "")),
+                 "behaviors[0].viewer_header: unknown key (known: path, origin, viewer_headers, cache, triggers)");
+}
+
+static void test_dev_switches(void)
+{
+    struct config *config = EXPECT_OK(q(WITH("'dev': {'debug_headers': true}")));
+    if (config != NULL) {
+        CHECK(config->dev.debug_headers);
+        config_unref(config);
+    }
+    config = EXPECT_OK(q(WITH("'dev': {}")));
+    if (config != NULL) {
+        CHECK(!config->dev.debug_headers);
+        config_unref(config);
+    }
+    EXPECT_ERROR(q(WITH("'dev': {'debug_headers': 'yes'}")), "dev.debug_headers: expected true or false, got \"yes\"");
+    EXPECT_ERROR(q(WITH("'dev': {'debug': true}")), "dev.debug: unknown key (known: trace_header, debug_headers)");
+    /* verge dev: on unless the file says otherwise */
+    config_dev_mode = true;
+    config = EXPECT_OK(q(MINIMAL));
+    if (config != NULL) {
+        CHECK(config->dev.debug_headers);
+        config_unref(config);
+    }
+    config = EXPECT_OK(q(WITH("'dev': {'debug_headers': false}")));
+    if (config != NULL) {
+        CHECK(!config->dev.debug_headers);
+        config_unref(config);
+    }
+    config_dev_mode = false;
+}
+
 int main(void)
 {
     fixture_create();
@@ -1797,6 +1960,9 @@ int main(void)
     UNIT_RUN(test_triggers);
     UNIT_RUN(test_trigger_errors);
     UNIT_RUN(test_trigger_limits_are_capped);
+    UNIT_RUN(test_viewer_countries);
+    UNIT_RUN(test_viewer_headers);
+    UNIT_RUN(test_dev_switches);
     fixture_remove();
     return unit_summary();
 }
