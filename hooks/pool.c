@@ -94,7 +94,7 @@ struct sent_event {
     struct hooks_call *call; /* NULL: cancelled */
     enum event_trigger trigger;
     int timeout_ms;
-    char request_id[40];
+    char request_id[HOOKS_REQUEST_ID_MAX];
     uint64_t started_us; /* when the worker began it (first entry only) */
     uint32_t frame_len;  /* its INVOKE frame, in the worker's `output` or `pending` until answered */
 };
@@ -257,7 +257,7 @@ static void log_lines(const struct function_pool *pool, const char *request_id, 
 {
     if (!function_log_enabled())
         return;
-    char prefix[64], *p = prefix; /* request ids are under 40 bytes, levels short */
+    char prefix[96], *p = prefix; /* request ids are under 64 bytes (HOOKS_REQUEST_ID_MAX), levels short */
     p = put_text(p, request_id);
     *p++ = '\t';
     p = put_text(p, level);

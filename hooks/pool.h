@@ -43,6 +43,11 @@ struct hooks_outcome {
 
 typedef void (*hooks_done_callback)(void *context, const struct hooks_outcome *outcome);
 
+/* Room for a request id in the log lines, NUL included: verge's own are 24
+ * characters, CloudFront's 56 (an event from AWS given to verge invoke);
+ * longer ones are cut. */
+#define HOOKS_REQUEST_ID_MAX 64
+
 /* One invocation, embedded in its caller (a request). Opaque. */
 struct hooks_call {
     struct function_pool *pool;
@@ -52,7 +57,7 @@ struct hooks_call {
     hooks_done_callback done;
     void *context;
     struct bytebuf frame; /* the INVOKE frame, kept until a worker takes it */
-    char request_id[40];
+    char request_id[HOOKS_REQUEST_ID_MAX];
     enum event_trigger trigger;
     int timeout_ms;
     bool active;   /* between hooks_invoke and done/cancel */
