@@ -280,14 +280,12 @@ struct invoke_run {
     const struct event_input *input;
     const char *function_name;
     bool answered;
-    enum hooks_outcome_kind kind;
     double duration_ms;
     uint64_t peak_memory_bytes;
     enum invoke_outcome outcome;
     const char *error;      /* the function's failure, or the validation's "field: rule" */
     const char *error_kind; /* "execution", "timeout", "throttled", "validation" */
-    bool has_result;        /* parsed (valid, or read but invalid) */
-    bool result_valid;
+    bool has_result;        /* read: valid (and completed), or well formed but invalid */
     struct event_result result;
 };
 
@@ -299,15 +297,23 @@ static void complete_result(const struct event_input *input, struct event_result
     if (result->kind == EVENT_RESULT_REQUEST) {
         struct event_request *request = &result->request;
         const struct event_request *in = &input->request;
-        if (!request->has_client_ip)
-            request->client_ip = in->client_ip, request->has_client_ip = true;
-        if (!request->has_method)
-            request->method = in->method, request->has_method = true;
-        if (!request->has_querystring)
-            request->querystring = in->querystring, request->has_querystring = true;
-        if (!request->has_origin && in->has_origin)
-            request->origin = in->origin, request->has_origin = true;
-        if (request->has_body && !in->has_body)
+        if (!request->has_client_ip) {
+            request->client_ip = in->client_ip;
+            request->has_client_ip = true;
+        }
+        if (!request->has_method) {
+            request->method = in->method;
+            request->has_method = true;
+        }
+        if (!request->has_querystring) {
+            request->querystring = in->querystring;
+            request->has_querystring = true;
+        }
+        if (!request->has_origin && in->has_origin) {
+            request->origin = in->origin;
+            request->has_origin = true;
+        }
+        if (!in->has_body)
             request->has_body = false;
     } else if (!event_trigger_is_request(input->trigger) && !result->response.has_status_description) {
         result->response.status_description = input->response.status_description;
@@ -319,7 +325,6 @@ static void on_invoke_done(void *context, const struct hooks_outcome *outcome)
 {
     struct invoke_run *run = context;
     run->answered = true;
-    run->kind = outcome->kind;
     run->duration_ms = outcome->duration_ms;
     run->peak_memory_bytes = outcome->peak_memory_bytes;
     ev_break(run->loop, EVBREAK_ALL);
@@ -334,7 +339,7 @@ static void on_invoke_done(void *context, const struct hooks_outcome *outcome)
     const struct event_input *input = run->input;
     if (hooks_outcome_read_result(outcome, input, run->arena, &run->result, &error)) {
         run->outcome = INVOKE_VALID;
-        run->has_result = run->result_valid = true;
+        run->has_result = true;
         event_result_merge_header_changes(input, &run->result, run->arena);
         complete_result(input, &run->result);
         return;
@@ -405,6 +410,9 @@ static size_t log_lines(struct arena *arena, const struct bytebuf *text, slice_t
 {
     size_t count = 0, capacity = 16;
     slice_t *lines = arena_alloc(arena, capacity * sizeof *lines);
+    *out = lines;
+    if (text->len == 0)
+        return 0; /* (throttled: no line; data may be NULL) */
     const char *p = text->data, *end = text->data + text->len;
     while (p != NULL && p < end) {
         const char *newline = memchr(p, '\n', (size_t)(end - p));

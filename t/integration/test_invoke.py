@@ -206,6 +206,15 @@ def test_timeout_exits_1_at_the_deadline(tmp_path):
     assert out["duration_ms"] >= 300
 
 
+def test_timeout_shorter_than_a_worker_start_is_a_throttle(tmp_path):
+    """Every run is a cold start and, as when serving, an event waits for a worker at most its
+    function's timeout: 1 ms is less than any worker takes to start."""
+    config = config_file(tmp_path, {"quick": {"source": CHANGE_REQUEST, "timeout_ms": 1}})
+    out = invoke_json("-c", config, "--function", "quick", "--event", event_file(tmp_path), expect=1)
+    assert (out["outcome"], out["error_kind"], out["error"], out["logs"], out["result"]) == (
+        "function_failed", "throttled", "no worker became free within the function's timeout", [], None)
+
+
 def test_memory_limit_exits_1(tmp_path):
     code = lua(tmp_path, "bomb", 'function handler(event)\n  local s = "x"\n  while true do s = s .. s end\nend\n')
     out = invoke_json(code, "--event", event_file(tmp_path), expect=1)
