@@ -781,6 +781,20 @@ bool config_faults_active(const struct config_faults *faults)
     return faults->latency_ms > 0 || faults->error_rate > 0 || faults->reset_rate > 0;
 }
 
+void config_function_limits(const struct config_function *function, enum config_trigger_kind kind, int *timeout_ms, int *memory_mb)
+{
+    bool is_viewer = kind == CONFIG_TRIGGER_VIEWER_REQUEST || kind == CONFIG_TRIGGER_VIEWER_RESPONSE;
+    *timeout_ms = function->timeout_ms;
+    *memory_mb = function->memory_mb;
+    if (function->relaxed)
+        return;
+    int timeout_cap = is_viewer ? CONFIG_VIEWER_TIMEOUT_MS_MAX : CONFIG_ORIGIN_TIMEOUT_MS_MAX;
+    if (*timeout_ms > timeout_cap)
+        *timeout_ms = timeout_cap;
+    if (is_viewer && *memory_mb > CONFIG_VIEWER_MEMORY_MB_MAX)
+        *memory_mb = CONFIG_VIEWER_MEMORY_MB_MAX;
+}
+
 void config_ref(struct config *config)
 {
     VERGE_CHECK_MAGIC(config, CONFIG_MAGIC);

@@ -127,6 +127,11 @@ enum config_trigger_kind {
 #define CONFIG_ORIGIN_TIMEOUT_MS_MAX 30000
 #define CONFIG_VIEWER_MEMORY_MB_MAX 128
 
+/* The limits `function` runs with at trigger `kind`: its timeout_ms and
+ * memory_mb, capped by the trigger's Lambda@Edge quota unless it is relaxed
+ * (what config_trigger.timeout_ms and memory_mb hold). Pure. */
+void config_function_limits(const struct config_function *function, enum config_trigger_kind kind, int *timeout_ms, int *memory_mb);
+
 struct config_trigger {
     bool set;
     size_t function_index; /* into config.functions */

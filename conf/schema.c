@@ -1417,7 +1417,6 @@ static void set_trigger(struct loader *L, const struct schema_key *key, const ch
     struct config_trigger *trigger = FIELD(struct config_trigger, target, key);
     size_t kind = (key->offset - offsetof(struct config_behavior, triggers)) / sizeof(struct config_trigger);
     VERGE_ASSERT(kind < CONFIG_TRIGGER_COUNT);
-    bool is_viewer = kind == CONFIG_TRIGGER_VIEWER_REQUEST || kind == CONFIG_TRIGGER_VIEWER_RESPONSE;
     bool is_request = kind == CONFIG_TRIGGER_VIEWER_REQUEST || kind == CONFIG_TRIGGER_ORIGIN_REQUEST;
     struct config_trigger parsed = {.set = true};
     const struct json_value *name = NULL;
@@ -1480,16 +1479,8 @@ static void set_trigger(struct loader *L, const struct schema_key *key, const ch
     }
     if (!ok || !find_function(L, name_path, name, &parsed.function_index))
         return;
-    const struct config_function *function = &L->config->functions[parsed.function_index];
-    parsed.timeout_ms = function->timeout_ms;
-    parsed.memory_mb = function->memory_mb;
-    if (!function->relaxed) {
-        int timeout_cap = is_viewer ? CONFIG_VIEWER_TIMEOUT_MS_MAX : CONFIG_ORIGIN_TIMEOUT_MS_MAX;
-        if (parsed.timeout_ms > timeout_cap)
-            parsed.timeout_ms = timeout_cap;
-        if (is_viewer && parsed.memory_mb > CONFIG_VIEWER_MEMORY_MB_MAX)
-            parsed.memory_mb = CONFIG_VIEWER_MEMORY_MB_MAX;
-    }
+    config_function_limits(&L->config->functions[parsed.function_index], (enum config_trigger_kind)kind, &parsed.timeout_ms,
+                           &parsed.memory_mb);
     *trigger = parsed;
 }
 

@@ -1,7 +1,7 @@
 /* event.c — the Lambda@Edge event: header lists, and encoding an event for
  * a function, in the contract's JSON (spec §1.8, keys in the doc's
  * alphabetical order, with yajl_gen) or in LuaJIT's serialization format for
- * the workers. Reading results is event_parse.c; validating them against the
+ * the workers, and a parsed result back to JSON (verge invoke). Reading results is event_parse.c; validating them against the
  * §2.6 checklist is rules.c.
  *
  * Pure: no I/O, no clock, no global mutable state, so it is thread-safe. */
@@ -403,11 +403,17 @@ ENCODE_INLINE void gen_origin(struct tree_writer *gen, const struct event_origin
     w_map_close(gen);
 }
 
-ENCODE_INLINE void gen_request(struct tree_writer *gen, enum event_trigger trigger, const struct event_request *request)
+/* `result`: a parsed result (JSON only), whose optional fields are written
+ * only when it has them; an event's request always has them. */
+ENCODE_INLINE void gen_request(struct tree_writer *gen, enum event_trigger trigger, const struct event_request *request,
+                               bool result)
 {
     bool body = request->has_body && event_trigger_is_request(trigger);
     bool origin = request->has_origin && (trigger == EVENT_ORIGIN_REQUEST || trigger == EVENT_ORIGIN_RESPONSE);
-    w_map_open(gen, 5 + body + origin);
+    bool client_ip = !result || request->has_client_ip;
+    bool method = !result || request->has_method;
+    bool querystring = !result || request->has_querystring;
+    w_map_open(gen, 2 + client_ip + method + querystring + body + origin);
     if (body) {
         gen_key(gen, EVENT_KEY_BODY);
         w_map_open(gen, 4);
@@ -427,20 +433,26 @@ ENCODE_INLINE void gen_request(struct tree_writer *gen, enum event_trigger trigg
         gen_slice(gen, request->body.data);
         w_map_close(gen);
     }
-    gen_key(gen, EVENT_KEY_CLIENT_IP);
-    gen_slice(gen, request->client_ip);
+    if (client_ip) {
+        gen_key(gen, EVENT_KEY_CLIENT_IP);
+        gen_slice(gen, request->client_ip);
+    }
     gen_key(gen, EVENT_KEY_HEADERS);
     gen->headers_start[0] = gen->p;
     gen_headers(gen, &request->headers);
     gen->headers_end[0] = gen->p;
-    gen_key(gen, EVENT_KEY_METHOD);
-    gen_slice(gen, request->method);
+    if (method) {
+        gen_key(gen, EVENT_KEY_METHOD);
+        gen_slice(gen, request->method);
+    }
     if (origin) {
         gen_key(gen, EVENT_KEY_ORIGIN);
         gen_origin(gen, &request->origin);
     }
-    gen_key(gen, EVENT_KEY_QUERYSTRING);
-    gen_slice(gen, request->querystring);
+    if (querystring) {
+        gen_key(gen, EVENT_KEY_QUERYSTRING);
+        gen_slice(gen, request->querystring);
+    }
     gen_key(gen, EVENT_KEY_URI);
     gen_slice(gen, request->uri);
     w_map_close(gen);
@@ -456,19 +468,34 @@ static size_t status_text(int status, char out[24])
     return (size_t)(p - out);
 }
 
-ENCODE_INLINE void gen_response(struct tree_writer *gen, const struct event_response *response)
+/* `result`: as for gen_request (a body and bodyEncoding when it has a
+ * body; statusDescription only when it has one). */
+ENCODE_INLINE void gen_response(struct tree_writer *gen, const struct event_response *response, bool result)
 {
     char status[24];
     size_t status_len = status_text(response->status, status);
-    w_map_open(gen, 3);
+    bool body = result && response->has_body;
+    bool status_description = !result || response->has_status_description;
+    w_map_open(gen, 2 + 2 * body + status_description);
+    if (body) {
+        gen_key(gen, EVENT_KEY_BODY);
+        gen_slice(gen, response->body);
+        gen_key(gen, EVENT_KEY_BODY_ENCODING);
+        if (response->body_encoding == EVENT_BODY_BASE64)
+            gen_literal(gen, "base64");
+        else
+            gen_literal(gen, "text");
+    }
     gen_key(gen, EVENT_KEY_HEADERS);
     gen->headers_start[1] = gen->p;
     gen_headers(gen, &response->headers);
     gen->headers_end[1] = gen->p;
     gen_key(gen, EVENT_KEY_STATUS);
     w_string(gen, status, status_len);
-    gen_key(gen, EVENT_KEY_STATUS_DESCRIPTION);
-    gen_slice(gen, response->status_description);
+    if (status_description) {
+        gen_key(gen, EVENT_KEY_STATUS_DESCRIPTION);
+        gen_slice(gen, response->status_description);
+    }
     w_map_close(gen);
 }
 
@@ -494,10 +521,10 @@ ENCODE_INLINE void encode_input(struct tree_writer *gen, const struct event_inpu
     gen_slice(gen, input->config.request_id);
     w_map_close(gen);
     gen_key(gen, EVENT_KEY_REQUEST);
-    gen_request(gen, input->trigger, &input->request);
+    gen_request(gen, input->trigger, &input->request, false);
     if (response) {
         gen_key(gen, EVENT_KEY_RESPONSE);
-        gen_response(gen, &input->response);
+        gen_response(gen, &input->response, false);
     }
     w_map_close(gen);
     w_map_close(gen);
@@ -510,6 +537,21 @@ void event_encode(const struct event_input *input, struct bytebuf *out)
     struct tree_writer writer = {.gen = yajl_gen_alloc(NULL)};
     VERGE_ASSERT(writer.gen != NULL);
     encode_input(&writer, input);
+    const unsigned char *text;
+    size_t len;
+    VERGE_ASSERT(yajl_gen_get_buf(writer.gen, &text, &len) == yajl_gen_status_ok);
+    bytebuf_append(out, text, len);
+    yajl_gen_free(writer.gen);
+}
+
+void event_encode_result(enum event_trigger trigger, const struct event_result *result, struct bytebuf *out)
+{
+    struct tree_writer writer = {.gen = yajl_gen_alloc(NULL)};
+    VERGE_ASSERT(writer.gen != NULL);
+    if (result->kind == EVENT_RESULT_RESPONSE)
+        gen_response(&writer, &result->response, true);
+    else
+        gen_request(&writer, trigger, &result->request, true);
     const unsigned char *text;
     size_t len;
     VERGE_ASSERT(yajl_gen_get_buf(writer.gen, &text, &len) == yajl_gen_status_ok);

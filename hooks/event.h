@@ -178,6 +178,18 @@ void event_headers_add_lower(struct arena *arena, struct event_headers *headers,
 /* Writes the event JSON (Records[0].cf...) for input->trigger into out (appended). */
 void event_encode(const struct event_input *input, struct bytebuf *out);
 
+/* Writes a parsed result as JSON (appended), in the contract's shape and
+ * event_encode's key order: a request object (clientIp, headers, method,
+ * querystring, uri; body at the request triggers and origin at the origin
+ * triggers) or a response object (body, bodyEncoding, headers, status,
+ * statusDescription). It is the result as verge read it: header keys the
+ * function left out filled in, `status` as a string of digits, bodyEncoding
+ * "text" when a body came without one. Optional fields the result does not
+ * have (the has_* flags) are left out. Header maps are written as they are:
+ * a result whose headers are changes is merged first
+ * (event_result_merge_header_changes). */
+void event_encode_result(enum event_trigger trigger, const struct event_result *result, struct bytebuf *out);
+
 /* Where event_encode_compact wrote the two header maps a worker may build
  * from a cached copy (hooks/worker.c, "Header templates"): [0] the
  * request's headers, [1] the response's; offsets from the event's first

@@ -94,7 +94,7 @@ struct sent_event {
     struct hooks_call *call; /* NULL: cancelled */
     enum event_trigger trigger;
     int timeout_ms;
-    char request_id[40];
+    char request_id[HOOKS_REQUEST_ID_MAX];
     uint64_t started_us; /* when the worker began it (first entry only) */
     uint32_t frame_len;  /* its INVOKE frame, in the worker's `output` or `pending` until answered */
 };
@@ -257,7 +257,7 @@ static void log_lines(const struct function_pool *pool, const char *request_id, 
 {
     if (!function_log_enabled())
         return;
-    char prefix[64], *p = prefix; /* request ids are under 40 bytes, levels short */
+    char prefix[96], *p = prefix; /* request ids are under 64 bytes (HOOKS_REQUEST_ID_MAX), levels short */
     p = put_text(p, request_id);
     *p++ = '\t';
     p = put_text(p, level);
@@ -489,8 +489,7 @@ static void send_event(struct worker_process *worker, struct hooks_call *call)
 /* Logs END and REPORT of the first event and counts it; removes it from
  * the queue and returns its call (NULL when cancelled) for the caller to
  * deliver once everything else is done. The next event, if any, begins. */
-static struct hooks_call *finish_first(struct worker_process *worker, const struct hooks_outcome *outcome,
-                                       uint64_t peak_memory_bytes, uint64_t now)
+static struct hooks_call *finish_first(struct worker_process *worker, const struct hooks_outcome *outcome, uint64_t now)
 {
     struct function_pool *pool = worker->pool;
     struct sent_event *event = first_event(worker);
@@ -499,7 +498,7 @@ static struct hooks_call *finish_first(struct worker_process *worker, const stru
     if (function_log_enabled()) {
         /* END and REPORT in one go (Lambda bills at least 1 ms), built without
          * printf: a busy function writes these lines thousands of times a second. */
-        unsigned long long used_mb = (peak_memory_bytes + 1024 * 1024 - 1) / (1024 * 1024);
+        unsigned long long used_mb = (outcome->peak_memory_bytes + 1024 * 1024 - 1) / (1024 * 1024);
         double billed = ceil(duration_ms) < 1 ? 1 : ceil(duration_ms);
         char text[512], *p = text;
         size_t id_len = strlen(event->request_id);
@@ -642,7 +641,7 @@ static void worker_fail(struct worker_process *worker, enum hooks_outcome_kind k
         }
         VERGE_ASSERT(worker->output_answered <= worker->output.len && offset == in_output + worker->pending.len);
         worker->queue_count = 1; /* finish_first must not begin the next one on this worker */
-        call = finish_first(worker, &outcome, 0, time_now_monotonic_us());
+        call = finish_first(worker, &outcome, time_now_monotonic_us());
         /* Back to the pool with a copy of their frames, newest first so the
          * oldest ends up in front. */
         for (unsigned i = behind; i > 0; i--) {
@@ -797,6 +796,7 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
             /* The function's own time (what REPORT says and what pipelining is
              * judged on), not the time the answer waited for this loop. */
             completion->outcome.duration_ms = result.duration_us / 1000.0;
+            completion->outcome.peak_memory_bytes = result.peak_memory_bytes;
             if (result.status == WORKER_RESULT_OK) {
                 completion->outcome.kind = HOOKS_OK;
                 completion->outcome.result_json = result.body;
@@ -810,7 +810,7 @@ static void on_worker_readable(struct ev_loop *loop, ev_io *watcher, int revents
                 completion->outcome.error = completion->error_text ? completion->error_text : "the function raised an error";
             }
             uint32_t frame_len = first_event(worker)->frame_len;
-            completion->call = finish_first(worker, &completion->outcome, result.peak_memory_bytes, now);
+            completion->call = finish_first(worker, &completion->outcome, now);
             worker->unanswered--;
             worker->output_answered += frame_len;
             if (worker->unanswered == 0 && worker->output_sent == worker->output.len)
@@ -1342,6 +1342,30 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
     waiting_add(pool, call, false);
     dispatch(pool);
     return true;
+}
+
+bool hooks_outcome_read_result(const struct hooks_outcome *outcome, const struct event_input *input, struct arena *arena,
+                               struct event_result *result, struct event_error *error)
+{
+    if (outcome->kind == HOOKS_UNSERIALIZABLE) {
+        *result = (struct event_result){0};
+        event_error_set(error, input->trigger, outcome->error, "$");
+        return false;
+    }
+    VERGE_ASSERT(outcome->kind == HOOKS_OK);
+    return event_parse_result_compact(input->trigger, outcome->result_json.ptr, outcome->result_json.len, outcome->header_changes,
+                                      arena, result, error) &&
+           event_validate_result(input, result, error);
+}
+
+void hooks_log_validation_error(slice_t function_name, slice_t request_id, const char *field, const char *rule)
+{
+    if (!function_log_enabled())
+        return;
+    char text[512];
+    int n = snprintf(text, sizeof text, SLICE_FMT "\tERROR\tValidation error: %s: %s", SLICE_ARG(request_id), field, rule);
+    if (n > 0)
+        function_log_write(function_name, (slice_t){text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1});
 }
 
 struct function_metrics *hooks_call_metrics(const struct hooks_call *call)

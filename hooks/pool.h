@@ -37,9 +37,16 @@ struct hooks_outcome {
     enum event_header_changes header_changes; /* HOOKS_OK: how the worker sent the result's headers */
     const char *error;                        /* the other kinds: what happened, for the log */
     double duration_ms;                       /* from dispatch to the worker until the answer */
+    uint64_t peak_memory_bytes;               /* the Lua heap's peak during the event, as the worker measured it; 0 when
+                                                 the worker gave no answer (timeout, crash, throttle) */
 };
 
 typedef void (*hooks_done_callback)(void *context, const struct hooks_outcome *outcome);
+
+/* Room for a request id in the log lines, NUL included: verge's own are 24
+ * characters, CloudFront's 56 (an event from AWS given to verge invoke);
+ * longer ones are cut. */
+#define HOOKS_REQUEST_ID_MAX 64
 
 /* One invocation, embedded in its caller (a request). Opaque. */
 struct hooks_call {
@@ -50,7 +57,7 @@ struct hooks_call {
     hooks_done_callback done;
     void *context;
     struct bytebuf frame; /* the INVOKE frame, kept until a worker takes it */
-    char request_id[40];
+    char request_id[HOOKS_REQUEST_ID_MAX];
     enum event_trigger trigger;
     int timeout_ms;
     struct bytebuf *log_capture; /* hooks_invocation.log_capture */
@@ -94,6 +101,19 @@ bool hooks_invoke(struct hooks_pools *pools, const struct hooks_invocation *invo
 /* The caller no longer wants the outcome (its viewer left). A running event
  * still runs to its end or deadline on its worker. Safe on an idle call. */
 void hooks_call_cancel(struct hooks_call *call);
+
+/* The verdict on an answer, as serving applies it: a HOOKS_OK outcome's
+ * result parsed (with the worker's header changes) and validated against
+ * `input`, the event the function saw; true with `result` filled when it is
+ * valid. A HOOKS_UNSERIALIZABLE outcome fails with field "$" and the
+ * outcome's error as the rule (valid as long as the outcome). Memory from
+ * `arena`. Other kinds are not results: the caller handles them first. */
+bool hooks_outcome_read_result(const struct hooks_outcome *outcome, const struct event_input *input, struct arena *arena,
+                               struct event_result *result, struct event_error *error);
+
+/* Queues the function-log line of a result that failed validation, after
+ * the event's REPORT: "<request id>\tERROR\tValidation error: <field>: <rule>". */
+void hooks_log_validation_error(slice_t function_name, slice_t request_id, const char *field, const char *rule);
 
 /* The metrics of the function and trigger of a call hooks_invoke accepted
  * (valid after its callback ran, until the call is reused). */

@@ -431,6 +431,11 @@ static void usage(FILE *out)
                  "       verge event TRIGGER --url URL [-H 'Name: value']... [--method M] [--body TEXT|@FILE]\n"
                  "                  [--client-ip IP] [--status N] [--response-header 'Name: value']...\n"
                  "                                print a Lambda@Edge event for TRIGGER, as verge builds it\n"
+                 "       verge invoke FILE.lua --event FILE|- [--trigger TRIGGER] [--json]\n"
+                 "       verge invoke -c FILE --function NAME --event FILE|- [--trigger TRIGGER] [--json]\n"
+                 "                                run a function once on an event in a real worker and judge its\n"
+                 "                                result as serving does; exit 0 valid, 1 the function failed,\n"
+                 "                                2 validation failed, 3 bad arguments or input\n"
                  "       verge --version\n"
                  "environment: VERGE_LOG_LEVEL=debug|info|warn|error (default info)\n");
 }
@@ -565,6 +570,8 @@ int main(int argc, char **argv)
         return worker_main(3);
     if (argc >= 2 && strcmp(argv[1], "event") == 0)
         return command_event(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "invoke") == 0)
+        return command_invoke(argc - 2, argv + 2);
     const char *command = "serve";
     const char *config_path = NULL;
     int i = 1;

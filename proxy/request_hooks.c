@@ -497,18 +497,13 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
     }
     struct event_result result;
     struct event_error error;
-    bool valid = event_parse_result_compact((enum event_trigger)kind, outcome->result_json.ptr, outcome->result_json.len,
-                                            outcome->header_changes, &request->arena, &result, &error) &&
-                 event_validate_result(request->hook_input, &result, &error);
-    if (!valid) {
+    if (!hooks_outcome_read_result(outcome, request->hook_input, &request->arena, &result, &error)) {
         if (request->trace != NULL)
             request_trace_trigger(request, kind, "invalid", outcome->duration_ms,
                                   arena_printf(&request->arena, "%s: %s", error.field, error.rule));
         log_warn("request %s: function %s (%s) returned an invalid result: %s: %s", request->id, function, trigger_name,
                  error.field, error.rule);
-        function_log_write(slice_from_cstr(function),
-                           slice_from_cstr(arena_printf(&request->arena, "%s\tERROR\tValidation error: %s: %s", request->id,
-                                                        error.field, error.rule)));
+        hooks_log_validation_error(slice_from_cstr(function), slice_from_cstr(request->id), error.field, error.rule);
         struct function_metrics *counters = hooks_call_metrics(&request->hook_call);
         atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_VALIDATION], 1, memory_order_relaxed);
         fail_with(request, 502, "LambdaValidationError",
@@ -545,10 +540,8 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
             }
         } else if (!apply_request(request, kind, &result.request)) {
             /* A valid origin verge cannot use (https, S3, no address): counted and logged like a validation error. */
-            function_log_write(
-                slice_from_cstr(function),
-                slice_from_cstr(arena_printf(
-                    &request->arena, "%s\tERROR\tValidation error: request.origin: an origin verge cannot reach", request->id)));
+            hooks_log_validation_error(slice_from_cstr(function), slice_from_cstr(request->id), "request.origin",
+                                       "an origin verge cannot reach");
             atomic_fetch_add_explicit(&hooks_call_metrics(&request->hook_call)->errors[FUNCTION_ERROR_VALIDATION], 1,
                                       memory_order_relaxed);
             fail_with(

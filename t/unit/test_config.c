@@ -1711,6 +1711,20 @@ static void test_trigger_limits_are_capped(void)
     CHECK_INT(t[CONFIG_TRIGGER_VIEWER_RESPONSE].timeout_ms, 100);
     CHECK_INT(t[CONFIG_TRIGGER_VIEWER_RESPONSE].memory_mb, 128);
     config_unref(config);
+
+    /* config_function_limits (what `verge invoke` uses for a trigger no behavior names) */
+    struct config_function big = {.timeout_ms = 60000, .memory_mb = 1024};
+    int timeout_ms, memory_mb;
+    config_function_limits(&big, CONFIG_TRIGGER_VIEWER_RESPONSE, &timeout_ms, &memory_mb);
+    CHECK_INT(timeout_ms, 5000);
+    CHECK_INT(memory_mb, 128);
+    config_function_limits(&big, CONFIG_TRIGGER_ORIGIN_RESPONSE, &timeout_ms, &memory_mb);
+    CHECK_INT(timeout_ms, 30000);
+    CHECK_INT(memory_mb, 1024);
+    big.relaxed = true;
+    config_function_limits(&big, CONFIG_TRIGGER_VIEWER_REQUEST, &timeout_ms, &memory_mb);
+    CHECK_INT(timeout_ms, 60000);
+    CHECK_INT(memory_mb, 1024);
 }
 
 static void test_dev_keys_and_error_lines(void)

@@ -232,6 +232,69 @@ static const char *check_result(const char *input_json, const char *result_json,
     "\"origin\":{\"custom\":{\"customHeaders\":{},\"domainName\":\"example.org\",\"keepaliveTimeout\":5,\"path\":\"\","            \
     "\"port\":443,\"protocol\":\"https\",\"readTimeout\":30,\"sslProtocols\":[\"TLSv1.2\"]}}"
 
+/* event_encode_result(trigger, parse(json)) as a C string in the arena; NULL when json does not parse. */
+static const char *result_json(enum event_trigger trigger, const char *json)
+{
+    struct event_result result;
+    struct event_error error = {0};
+    if (!event_parse_result(trigger, json, strlen(json), &arena, &result, &error)) {
+        fprintf(stderr, "result_json: %s: %s\n", error.field, error.rule);
+        return NULL;
+    }
+    struct bytebuf out = {0};
+    event_encode_result(trigger, &result, &out);
+    const char *text = arena_strndup(&arena, out.data, out.len);
+    bytebuf_free(&out);
+    return text;
+}
+
+/* A result goes back to JSON as verge read it: keys filled in, status a
+ * string, fields the function left out left out, the event's key order. */
+static void test_encode_result(void)
+{
+    /* a request with only the required fields; an omitted key is capitalised */
+    CHECK_STR(result_json(EVENT_VIEWER_REQUEST, "{\"uri\":\"/a\",\"headers\":{\"x-a-b\":[{\"value\":\"1\"}]}}"),
+              "{\"headers\":{\"x-a-b\":[{\"key\":\"X-A-B\",\"value\":\"1\"}]},\"uri\":\"/a\"}");
+    /* every request field, in the event's order, and a body at a request trigger */
+    const char *full = "{\"uri\":\"/u\",\"querystring\":\"q=1\",\"method\":\"POST\",\"clientIp\":\"::1\","
+                       "\"headers\":{\"a\":[{\"key\":\"A\",\"value\":\"1\"},{\"key\":\"a\",\"value\":\"2\"}]},"
+                       "\"body\":{\"action\":\"replace\",\"encoding\":\"text\",\"data\":\"hi\"}}";
+    CHECK_STR(result_json(EVENT_VIEWER_REQUEST, full),
+              "{\"body\":{\"inputTruncated\":false,\"action\":\"replace\",\"encoding\":\"text\",\"data\":\"hi\"},"
+              "\"clientIp\":\"::1\",\"headers\":{\"a\":[{\"key\":\"A\",\"value\":\"1\"},{\"key\":\"a\",\"value\":"
+              "\"2\"}]},\"method\":\"POST\",\"querystring\":\"q=1\",\"uri\":\"/u\"}");
+    /* the origin at an origin trigger */
+    CHECK_STR(result_json(EVENT_ORIGIN_REQUEST, "{\"uri\":\"/\",\"headers\":{}," OR_ORIGIN "}"),
+              "{\"headers\":{}," OR_ORIGIN ",\"uri\":\"/\"}");
+    /* a generated response: a number status becomes a string, bodyEncoding defaults to text */
+    CHECK_STR(result_json(EVENT_VIEWER_REQUEST, "{\"status\":302,\"headers\":{\"location\":[{\"value\":\"/x\"}]},"
+                                                "\"body\":\"moved\"}"),
+              "{\"body\":\"moved\",\"bodyEncoding\":\"text\",\"headers\":{\"location\":[{\"key\":\"Location\","
+              "\"value\":\"/x\"}]},\"status\":\"302\"}");
+    CHECK_STR(result_json(EVENT_ORIGIN_REQUEST, "{\"status\":\"200\",\"body\":\"aGk=\",\"bodyEncoding\":\"base64\"}"),
+              "{\"body\":\"aGk=\",\"bodyEncoding\":\"base64\",\"headers\":{},\"status\":\"200\"}");
+    /* a response at a response trigger, with its description */
+    CHECK_STR(result_json(EVENT_ORIGIN_RESPONSE, "{\"statusDescription\":\"Gone\",\"status\":\"410\",\"headers\":{}}"),
+              "{\"headers\":{},\"status\":\"410\",\"statusDescription\":\"Gone\"}");
+    /* what the encoder writes parses back to the same JSON */
+    const char *again = result_json(EVENT_VIEWER_REQUEST, full);
+    CHECK(again != NULL && strcmp(result_json(EVENT_VIEWER_REQUEST, again), again) == 0);
+    /* header changes merged into the whole map (what verge invoke prints) */
+    struct event_input input = parse_input(viewer_response_event);
+    struct event_result result;
+    struct event_error error = {0};
+    const char *changes = "{\"status\":\"200\",\"headers\":{\"age\":[],\"x-new\":[{\"value\":\"1\"}]}}";
+    CHECK(event_parse_result(EVENT_VIEWER_RESPONSE, changes, strlen(changes), &arena, &result, &error));
+    result.response.headers_are_changes = true;
+    event_result_merge_header_changes(&input, &result, &arena);
+    struct bytebuf out = {0};
+    event_encode_result(EVENT_VIEWER_RESPONSE, &result, &out);
+    bytebuf_append(&out, "", 1);
+    CHECK(strstr(out.data, "\"age\"") == NULL && strstr(out.data, "\"date\":[{\"key\":\"Date\"") != NULL &&
+          strstr(out.data, "\"x-new\":[{\"key\":\"X-New\",\"value\":\"1\"}]") != NULL);
+    bytebuf_free(&out);
+}
+
 static void test_validate_headers(void)
 {
     const char *vr = viewer_request_event;
@@ -1082,6 +1145,7 @@ int main(void)
     UNIT_RUN(test_encode_examples);
     UNIT_RUN(test_encode_round_trip);
     UNIT_RUN(test_parse_result_forms);
+    UNIT_RUN(test_encode_result);
     UNIT_RUN(test_validate_headers);
     UNIT_RUN(test_header_hidden);
     UNIT_RUN(test_validate_long_headers);
