@@ -488,6 +488,19 @@ static int command_serve(const char *path, bool dev)
     cache_store_configure(config->cache.memory_bytes, config->cache.max_object_bytes,
                           config->cache.eviction == 1 ? CACHE_EVICTION_LRU : CACHE_EVICTION_SIEVE);
     main_loop = EV_DEFAULT;
+    /* Watching before the listeners open: a change made once the port answers is seen. */
+    if (dev) {
+        dev_watch = dev_watch_start(main_loop, path, config, DEV_RELOAD_DEBOUNCE_MS, on_dev_change, NULL, error, sizeof error);
+        if (dev_watch == NULL)
+            log_warn("verge dev: %s; changes will not reload", error);
+        for (size_t i = 0; i < config->listen_count; i++)
+            fprintf(stderr, "verge dev: serving %s://%s (generation 1)\n", config->listen[i].tls.server != NULL ? "https" : "http",
+                    config->listen[i].address.text);
+        fprintf(stderr,
+                "verge dev: watching %s and the Lua files of %zu function(s) (%zu directories); a trace of every "
+                "request follows on stdout; responses carry X-Verge-Trace\n",
+                path, config->function_count, dev_watch != NULL ? dev_watch_directory_count(dev_watch) : 0);
+    }
     server.thread_count = (size_t)config->threads;
     server.threads = calloc(server.thread_count, sizeof *server.threads);
     VERGE_ASSERT(server.threads != NULL);
@@ -518,18 +531,6 @@ static int command_serve(const char *path, bool dev)
             log_error("cannot start thread %zu: %s", i, strerror(errno));
             return 1;
         }
-    if (dev) {
-        dev_watch = dev_watch_start(main_loop, path, config, DEV_RELOAD_DEBOUNCE_MS, on_dev_change, NULL, error, sizeof error);
-        if (dev_watch == NULL)
-            log_warn("verge dev: %s; changes will not reload", error);
-        for (size_t i = 0; i < config->listen_count; i++)
-            fprintf(stderr, "verge dev: serving %s://%s (generation 1)\n", config->listen[i].tls.server != NULL ? "https" : "http",
-                    config->listen[i].address.text);
-        fprintf(stderr,
-                "verge dev: watching %s and the Lua files of %zu function(s) (%zu directories); a trace of every "
-                "request follows on stdout; responses carry X-Verge-Trace\n",
-                path, config->function_count, dev_watch != NULL ? dev_watch_directory_count(dev_watch) : 0);
-    }
     ev_run(main_loop, 0);
     dev_watch_stop(dev_watch);
     dev_watch = NULL;
