@@ -1009,9 +1009,9 @@ static const yajl_callbacks json_callbacks = {
     .yajl_end_array = json_close,
 };
 
-/* A JSON text, converted and loaded as compact_load does (error set when it
- * is not JSON). */
-static const unsigned char *json_load(struct parser *p, const char *json, size_t len, struct members *root)
+/* A JSON text, converted and loaded as compact_load does (error set, with
+ * `not_json` as its rule, when it is not JSON). */
+static const unsigned char *json_load(struct parser *p, const char *json, size_t len, struct members *root, const char *not_json)
 {
     struct bytebuf compact = {0};
     struct json_writer writer = {.out = &compact};
@@ -1024,7 +1024,7 @@ static const unsigned char *json_load(struct parser *p, const char *json, size_t
     if (parsed && compact.len > 0)
         loaded = compact_load(p, compact.data, compact.len, true, root);
     else
-        event_error_set(p->error, p->trigger, "JSON output is not parsable", "$");
+        event_error_set(p->error, p->trigger, not_json, "$");
     bytebuf_free(&compact);
     return loaded;
 }
@@ -1036,7 +1036,7 @@ bool event_parse_result(enum event_trigger trigger, const char *json, size_t len
     struct parser p = {arena, trigger, error};
     struct members m;
     members_start(&m, message_members, MESSAGE_MEMBERS);
-    const unsigned char *root = json_load(&p, json, len, &m);
+    const unsigned char *root = json_load(&p, json, len, &m, "JSON output is not parsable");
     return root != NULL && parse_result_root(&p, root, &m, out);
 }
 
@@ -1102,7 +1102,7 @@ bool event_parse_event(const char *json, size_t len, struct arena *arena, struct
     struct parser p = {arena, EVENT_VIEWER_REQUEST, error};
     struct members root, record, cf, config, message;
     members_start(&root, root_members, ROOT_MEMBERS);
-    const unsigned char *root_at = json_load(&p, json, len, &root);
+    const unsigned char *root_at = json_load(&p, json, len, &root, "not a JSON text (empty, cut short or malformed)");
     struct table table;
     if (root_at == NULL)
         return false;

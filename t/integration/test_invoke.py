@@ -255,9 +255,11 @@ def test_crashed_worker_exits_1(tmp_path):
             process.kill()
     assert process.returncode == 1, (stdout, stderr)
     assert not SANITIZER_REPORT.search(stderr), stderr
-    assert "function failed: the worker was killed by signal 9 (Killed)" in stdout.splitlines(), stdout
-    assert ("log: RequestId: %s Error: Runtime exited with error: the worker was killed by signal 9 (Killed)" % REQUEST_ID
-            in stdout.splitlines()), stdout
+    # How it ended is known when the kernel had reaped it by the time its channel closed; when the
+    # close is seen first (a busy machine), the pool says so and reaps it later.
+    how = r"(the worker was killed by signal 9 \(Killed\)|the worker closed its channel \(pid %d; how it ended follows in the log\))" % pid
+    assert re.search(r"^function failed: %s$" % how, stdout, re.M), stdout
+    assert re.search(r"^log: RequestId: %s Error: Runtime exited with error: %s$" % (REQUEST_ID, how), stdout, re.M), stdout
 
 
 def test_validation_failure_exits_2(tmp_path):
@@ -394,12 +396,12 @@ def test_bad_event_json(tmp_path):
     event = tmp_path / "broken.json"
     event.write_text('{"Records": [')
     assert bad_input(tmp_path, code, "--event", event) == [
-        "verge invoke: bad event in %s: $: JSON output is not parsable" % event]
+        "verge invoke: bad event in %s: $: not a JSON text (empty, cut short or malformed)" % event]
     event.write_text('{"Records": []}')
     assert bad_input(tmp_path, code, "--event", event) == [
         "verge invoke: bad event in %s: Records[0].cf.config: required field missing" % event]
     assert bad_input(tmp_path, code, "--event", "-", stdin="not json") == [
-        "verge invoke: bad event in standard input: $: JSON output is not parsable"]
+        "verge invoke: bad event in standard input: $: not a JSON text (empty, cut short or malformed)"]
 
 
 def test_bad_request_id(tmp_path):
