@@ -323,6 +323,16 @@ void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value)
     buf->len = (size_t)(put_decimal(buf->data + buf->len, value) - buf->data);
 }
 
+bool bytebuf_read_file(struct bytebuf *buf, FILE *file, size_t limit)
+{
+    size_t start = buf->len;
+    char chunk[65536];
+    size_t n;
+    while (buf->len - start <= limit && (n = fread(chunk, 1, sizeof chunk, file)) > 0)
+        bytebuf_append(buf, chunk, n);
+    return !ferror(file);
+}
+
 void bytebuf_append_visible(struct bytebuf *buf, slice_t text)
 {
     for (size_t i = 0; i < text.len; i++) {

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- assertions ---------------------------------------------------------- */
@@ -134,6 +135,10 @@ void bytebuf_appendf(struct bytebuf *buf, const char *fmt, ...) __attribute__((f
 /* Appends a C string / an unsigned number in decimal (hot paths: no printf). */
 void bytebuf_append_cstr(struct bytebuf *buf, const char *s);
 void bytebuf_append_decimal(struct bytebuf *buf, uint64_t value);
+/* Appends what `file` holds up to its end, but stops reading once more than
+ * `limit` bytes came (so a length over `limit` tells the caller it was too
+ * big). False on a read error (errno tells which). */
+bool bytebuf_read_file(struct bytebuf *buf, FILE *file, size_t limit);
 /* Appends `text` for a terminal or a header value: visible ASCII as it is,
  * any other byte (and `"`, `\`) as \xHH. */
 void bytebuf_append_visible(struct bytebuf *buf, slice_t text);

@@ -100,11 +100,7 @@ static bool read_body_argument(struct arena *arena, const char *argument, slice_
     if (file == NULL)
         return false;
     struct bytebuf buf = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, file)) > 0 && buf.len <= EVENT_BODY_FILE_MAX)
-        bytebuf_append(&buf, chunk, n);
-    bool ok = !ferror(file);
+    bool ok = bytebuf_read_file(&buf, file, EVENT_BODY_FILE_MAX);
     fclose(file);
     *out = arena_slice_copy(arena, slice_make(buf.data != NULL ? buf.data : "", buf.len));
     bytebuf_free(&buf);

@@ -160,12 +160,8 @@ static bool read_event_text(struct arena *arena, const char *path, slice_t *out)
     if (file == NULL)
         return false;
     struct bytebuf text = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, file)) > 0 && text.len <= INVOKE_EVENT_FILE_MAX)
-        bytebuf_append(&text, chunk, n);
+    bool ok = bytebuf_read_file(&text, file, INVOKE_EVENT_FILE_MAX);
     int saved_errno = errno;
-    bool ok = !ferror(file);
     if (text.len > INVOKE_EVENT_FILE_MAX) {
         ok = false;
         saved_errno = EFBIG;

@@ -341,10 +341,7 @@ static char *read_small_file(const char *path, size_t *len)
     if (file == NULL)
         return NULL;
     struct bytebuf text = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, file)) > 0 && text.len < (4u << 20))
-        bytebuf_append(&text, chunk, n);
+    bytebuf_read_file(&text, file, 4u << 20);
     fclose(file);
     *len = text.len;
     return text.data;

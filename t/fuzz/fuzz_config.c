@@ -7,6 +7,8 @@
  * every behavior pattern is matched against a few paths, the first
  * behavior must be found for a path equal to its own pattern when that has
  * no wildcard, and every network of viewer_countries must find a country.
+ * verge dev's error lines come from the same bytes: config_locate_line
+ * must answer for any path, 0 (not JSON) only when the load said so.
  */
 #include "../../conf/config.h"
 
@@ -20,6 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     config_resolve_hosts = false;
     struct config_errors errors = {0};
     struct config *config = config_load_buffer((const char *)data, size, "/tmp", &errors);
+    bool loaded = config != NULL;
     if (config == NULL) {
         if (errors.count == 0)
             abort(); /* a rejected config must say why */
@@ -47,6 +50,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         config_ref(config);
         config_unref(config);
         config_unref(config);
+    }
+    static const char *const json_paths[] = {"behaviors[0].origin", "origins.app.url", "listen[1]", "a[x].b", "", "[0]"};
+    for (size_t i = 0; i < sizeof json_paths / sizeof json_paths[0]; i++) {
+        unsigned line = config_locate_line((const char *)data, size, json_paths[i]);
+        if (loaded && line == 0)
+            abort(); /* it parsed, so it is JSON with lines */
     }
     config_errors_free(&errors);
     return 0;
