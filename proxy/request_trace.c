@@ -194,6 +194,22 @@ static void write_block(const struct request *request, const struct request_trac
     size_t next = 0;
     for (; next < trace->trigger_count && event_trigger_is_request((enum event_trigger)trace->triggers[next].kind); next++)
         append_trigger_line(&out, trace, &trace->triggers[next]);
+    if (request->viewer_headers != 0) {
+        /* What VIEWER_HEADERS added (the behavior's viewer_headers) */
+        bytebuf_appendf(&out, "  %-16s", "viewer headers");
+        const char *separator = " ";
+        for (size_t i = 0; i < request->header_count; i++) {
+            slice_t name = request->headers[i].name;
+            if (name.len > 11 && slice_equal_nocase((slice_t){name.ptr, 11}, SLICE_LITERAL("cloudfront-"))) {
+                bytebuf_append_cstr(&out, separator);
+                bytebuf_append_visible(&out, name);
+                bytebuf_append(&out, ": ", 2);
+                bytebuf_append_visible(&out, request->headers[i].value);
+                separator = ", ";
+            }
+        }
+        bytebuf_append(&out, "\n", 1);
+    }
     if (request->behavior != NULL) {
         bytebuf_appendf(&out, "  %-16s %s", "cache", cache_result_name(request));
         if (request->cache_key.len > 0) {

@@ -421,10 +421,13 @@ def test_debug_country_is_on_under_dev(verge, origin, tmp_path):
     behaviors = [{"path": "*", "origin": "app", "viewer_headers": ["CloudFront-Viewer-Country"]}]
     extra = {"viewer_countries": {"127.0.0.0/8": "US"}}
     v = start_dev(verge, tmp_path, origin, {}, behaviors, extra=extra)
-    v.get("/", headers=[("X-Verge-Debug-Country", "fr")])
+    r = v.get("/", headers=[("X-Verge-Debug-Country", "fr")])
     seen = origin.requests[-1]
     assert seen.header("CloudFront-Viewer-Country") == "FR"
     assert not seen.has_header("X-Verge-Debug-Country")
+    # the trace shows what verge added
+    block = trace_block(v, r.header("X-Amz-Cf-Id"))
+    assert re.search(r"^  viewer headers +CloudFront-Viewer-Country: FR$", block, re.M), block
     v.get("/")
     assert origin.requests[-1].header("CloudFront-Viewer-Country") == "US"
 
