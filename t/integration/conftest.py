@@ -84,11 +84,21 @@ def _watchdog():
 # ---- small utilities -----------------------------------------------------------------------
 
 
+_ports_handed_out = set()
+
+
 def free_port():
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that was free a moment ago, and never handed out before in this run: two
+    calls before either port is bound (a listen and an admin address) could otherwise get the
+    same one from the kernel."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh free port in 100 tries")
 
 
 def wait_until(predicate, timeout=5.0, interval=0.02, message="condition"):
