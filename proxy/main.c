@@ -410,7 +410,7 @@ static void on_dev_change(void *context, const char *const *changed, size_t coun
         free(text);
     } else {
         dev_watch_update(dev_watch, server.generation->config);
-        fprintf(stderr, "verge dev: %s changed; reloaded in %.0f ms (generation %u)\n", what,
+        fprintf(stderr, "verge dev: %s changed; reloaded in %.1f ms (generation %u)\n", what,
                 (double)(time_now_monotonic_us() - started) / 1000.0, number);
     }
     config_errors_free(&errors);
