@@ -683,6 +683,13 @@ static void on_deadline(struct ev_loop *loop, ev_timer *timer, int revents)
     }
     struct sent_event *event = first_event(worker);
     double duration_ms = (double)(time_now_monotonic_us() - event->started_us) / 1000.0;
+    /* The timer counts from the loop's cached time, which may be a little
+     * before the event began: the event gets its whole timeout. */
+    if (duration_ms < event->timeout_ms) {
+        ev_timer_set(&worker->deadline, (event->timeout_ms - duration_ms) / 1000.0 + 0.0001, 0);
+        ev_timer_start(loop, &worker->deadline);
+        return;
+    }
     log_line(worker->pool, "%s\tTask timed out after %.2f seconds", event->request_id, duration_ms / 1000.0);
     char timed_out[64];
     int timed_out_len = snprintf(timed_out, sizeof timed_out, "Task timed out after %.2f seconds", duration_ms / 1000.0);
