@@ -238,8 +238,9 @@ extern bool config_resolve_hosts;
 
 /* Whether this process is `verge dev` (default false). When true, the keys
  * documented as "on under verge dev" default to true instead of false:
- * dev.debug_headers. A value written in the file still wins. Set it before
- * the first load, from one thread; it is not synchronised. */
+ * dev.debug_headers (a value written in the file still wins); the proxy also
+ * reads it for its dev behaviour (request traces, X-Verge-Trace, logs). Set
+ * it before the first load, from one thread; it is not written again. */
 extern bool config_dev_mode;
 
 /* The same, from a buffer; `base_dir` resolves relative paths. */

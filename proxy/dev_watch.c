@@ -191,8 +191,8 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
                     watch_tree(watch, path, 1);
                 continue;
             }
-            if ((event->mask & IN_CREATE) && !(event->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)))
-                continue; /* being written: its close comes */
+            if (event->mask & IN_CREATE)
+                continue; /* a new file is being written: its close comes */
             if (!dev_watch_name_matters(event->name, directory->config_directory, watch->config_name, directory->function_tree))
                 continue;
             bool known = false;

@@ -53,7 +53,7 @@ static struct dev_watch *dev_watch;
  * access and function logs would print there (a file still gets them). */
 static const char *log_destination(const char *path)
 {
-    return server.dev_mode && path != NULL && strcmp(path, "-") == 0 ? NULL : path;
+    return config_dev_mode && path != NULL && strcmp(path, "-") == 0 ? NULL : path;
 }
 
 /* ---- generations --------------------------------------------------------- */
@@ -135,7 +135,7 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
     if (config == NULL) {
         char prefix[96];
         snprintf(prefix, sizeof prefix, "config reload failed, keeping generation %u: ", current);
-        if (!server.dev_mode) /* verge dev prints them its own way */
+        if (!config_dev_mode) /* verge dev prints them its own way */
             print_config_errors(prefix, errors);
         atomic_fetch_add(&metrics.reloads_failed, 1);
         return -1;
@@ -170,7 +170,7 @@ int server_reload(struct config_errors *errors, unsigned *generation_number)
     atomic_fetch_add(&metrics.reloads_ok, 1);
     if (fresh->config->admin.enabled)
         admin_listener_update(fresh->config);
-    if (!server.dev_mode) /* verge dev says "reloaded in N ms" instead */
+    if (!config_dev_mode) /* verge dev says "reloaded in N ms" instead */
         log_info("config generation %u loaded from %s", fresh->number, server.config_path);
     for (size_t i = 0; i < server.thread_count; i++)
         ev_async_send(server.threads[i].loop, &server.threads[i].wakeup);
@@ -460,8 +460,7 @@ static int command_check(const char *path)
 
 static int command_serve(const char *path, bool dev)
 {
-    server.dev_mode = dev;
-    config_dev_mode = dev; /* dev.debug_headers defaults to on, at every load */
+    config_dev_mode = dev; /* traces, X-Verge-Trace, dev.debug_headers on by default at every load */
     struct config *config = load_config_or_report(path);
     if (config == NULL)
         return 1;

@@ -43,7 +43,7 @@ struct request_trace {
 void request_trace_begin(struct request *request)
 {
     request->trace = NULL;
-    if (!server.dev_mode && !request->generation->config->dev.trace_header)
+    if (!config_dev_mode && !request->generation->config->dev.trace_header)
         return;
     request->trace = arena_alloc(&request->arena, sizeof *request->trace);
     memset(request->trace, 0, sizeof *request->trace);
@@ -81,8 +81,6 @@ void request_trace_trigger(struct request *request, enum config_trigger_kind kin
 /* Tokens (no spaces or commas: they go into a header too). */
 static const char *cache_result_name(const struct request *request)
 {
-    if (request->cache_settings == NULL && request->cache_result == CACHE_RESULT_BYPASS)
-        return "bypass";
     switch (request->cache_result) {
     case CACHE_RESULT_HIT:
         return "hit";
@@ -241,7 +239,7 @@ void request_trace_end(struct request *request)
     struct request_trace *trace = request->trace;
     if (trace == NULL)
         return;
-    if (server.dev_mode && request->status > 0)
+    if (config_dev_mode && request->status > 0)
         write_block(request, trace);
     bytebuf_free(&trace->logs);
     request->trace = NULL;

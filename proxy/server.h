@@ -76,7 +76,6 @@ struct server {
     struct generation *generation; /* current; guarded by generation_lock */
     atomic_uint generation_number; /* read without the lock to notice a change */
     atomic_bool draining;
-    bool dev_mode; /* verge dev: traces printed, X-Verge-Trace on; set before the threads start */
     struct loop_thread *threads;
     size_t thread_count;
 };

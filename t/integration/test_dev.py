@@ -100,11 +100,9 @@ def trace_block(v, request_id, timeout=5.0):
     """The block verge dev printed for the request with `request_id` (its X-Amz-Cf-Id)."""
 
     def find():
+        # a block starts at a line without indentation: "GET /path -> 200 in ... [id ID, behavior ...]"
         blocks = re.split(r"\n(?=\S)", stdout_text(v))
-        for block in blocks:
-            if "[id %s" % request_id in block.splitlines()[0] if block else False:
-                return block
-        return None
+        return next((block for block in blocks if "[id %s," % request_id in block.partition("\n")[0]), None)
 
     return wait_until(find, timeout, message="trace of %s; stdout:\n%s" % (request_id, stdout_text(v)[-3000:]))
 

@@ -2,8 +2,9 @@
  * watch itself on a real libev loop over a temporary tree: a save, a
  * write-and-rename, a module in a subdirectory and in a directory made after
  * the start, the config file, editor swap and backup files (ignored), other
- * files (ignored), and a burst of saves (one callback). Every loop run is
- * bounded by a timer.
+ * files (ignored), files still open for writing (only their close counts),
+ * a burst of saves (one callback) and a delete. Every loop run is bounded by
+ * a timer.
  */
 #include "../../proxy/dev_watch.h"
 #include "unit.h"
@@ -156,12 +157,34 @@ static void test_watch(void)
     CHECK_INT(seen.calls, 5);
     CHECK(seen_path(&seen, "lib2/new.lua"));
 
+    /* a file still being written (a new one, and the function file rewritten in place) counts
+     * only once it is closed, whatever the debounce */
+    snprintf(path, sizeof path, "%s/lib/half.lua", dir);
+    FILE *half = fopen(path, "w");
+    VERGE_ASSERT(half != NULL);
+    fputs("return {", half);
+    fflush(half);
+    snprintf(path, sizeof path, "%s/fn.lua", dir);
+    FILE *rewritten = fopen(path, "w");
+    VERGE_ASSERT(rewritten != NULL);
+    fputs("function handler(e)", rewritten);
+    fflush(rewritten);
+    run_for(300);
+    CHECK_INT(seen.calls, 5);
+    fputs(" done = true }\n", half);
+    fclose(half);
+    fputs(" return e.Records[1].cf.request end\n", rewritten);
+    fclose(rewritten);
+    run_for(300);
+    CHECK_INT(seen.calls, 6);
+    CHECK(seen.count == 2 && seen_path(&seen, "lib/half.lua") && seen_path(&seen, "fn.lua"));
+
     /* a burst of saves within the debounce: one callback naming each file once */
     write_file("fn.lua", "function handler(e) return e.Records[1].cf.request end -- 4\n");
     write_file("lib/mod.lua", "return {x = 2}\n");
     write_file("fn.lua", "function handler(e) return e.Records[1].cf.request end -- 5\n");
     run_for(300);
-    CHECK_INT(seen.calls, 6);
+    CHECK_INT(seen.calls, 7);
     CHECK_INT(seen.count, 2);
     CHECK(seen_path(&seen, "fn.lua") && seen_path(&seen, "lib/mod.lua"));
 
@@ -169,7 +192,7 @@ static void test_watch(void)
     snprintf(path, sizeof path, "%s/lib2/new.lua", dir);
     CHECK(unlink(path) == 0);
     run_for(300);
-    CHECK_INT(seen.calls, 7);
+    CHECK_INT(seen.calls, 8);
 
     dev_watch_stop(watch);
     config_unref(config);
