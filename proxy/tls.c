@@ -511,18 +511,34 @@ void tls_client_unref(struct tls_client *client)
 
 static enum tls_io io_result(struct tls_connection *connection, int result);
 
-struct tls_connection *tls_connection_create(struct tls_server *server, int fd)
+/* An SSL on `fd` from `context`; NULL (the error queue cleared) when OpenSSL refuses. */
+static SSL *ssl_on_socket(SSL_CTX *context, int fd)
 {
-    SSL *ssl = SSL_new(server->contexts[0]);
+    ERR_clear_error();
+    SSL *ssl = SSL_new(context);
     if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
         ERR_clear_error();
         SSL_free(ssl);
         return NULL;
     }
-    SSL_set_accept_state(ssl);
+    return ssl;
+}
+
+static struct tls_connection *connection_wrap(SSL *ssl)
+{
     struct tls_connection *connection = calloc(1, sizeof *connection);
     VERGE_ASSERT(connection != NULL);
     connection->ssl = ssl;
+    return connection;
+}
+
+struct tls_connection *tls_connection_create(struct tls_server *server, int fd)
+{
+    SSL *ssl = ssl_on_socket(server->contexts[0], fd);
+    if (ssl == NULL)
+        return NULL;
+    SSL_set_accept_state(ssl);
+    struct tls_connection *connection = connection_wrap(ssl);
     connection->server = server;
     tls_server_ref(server);
     return connection;
@@ -530,13 +546,9 @@ struct tls_connection *tls_connection_create(struct tls_server *server, int fd)
 
 struct tls_connection *tls_client_connection_create(struct tls_client *client, int fd, const char *host)
 {
-    ERR_clear_error();
-    SSL *ssl = SSL_new(client->context);
-    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
-        ERR_clear_error();
-        SSL_free(ssl);
+    SSL *ssl = ssl_on_socket(client->context, fd);
+    if (ssl == NULL)
         return NULL;
-    }
     SSL_set_connect_state(ssl);
     unsigned char address[16];
     bool is_ip = inet_pton(AF_INET, host, address) == 1 || inet_pton(AF_INET6, host, address) == 1;
@@ -548,9 +560,7 @@ struct tls_connection *tls_client_connection_create(struct tls_client *client, i
         SSL_free(ssl);
         return NULL;
     }
-    struct tls_connection *connection = calloc(1, sizeof *connection);
-    VERGE_ASSERT(connection != NULL);
-    connection->ssl = ssl;
+    struct tls_connection *connection = connection_wrap(ssl);
     connection->client = client;
     tls_client_ref(client);
     return connection;

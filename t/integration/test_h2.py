@@ -75,6 +75,18 @@ class H2Client:
         self.flush()
         return stream_id
 
+    def open_upload(self, path, content_length, first=b"", headers=()):
+        """Opens a POST stream that announces `content_length` body bytes and sends only `first`
+        of them (the stream stays open): for uploads that stall, wait or are answered early."""
+        stream_id = self.conn.get_next_available_stream_id()
+        self.track(stream_id)
+        self.conn.send_headers(stream_id, [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "x"),
+                                           ("content-length", str(content_length))] + list(headers))
+        if first:
+            self.conn.send_data(stream_id, first)
+        self.flush()
+        return stream_id
+
     def track(self, stream_id):
         """Starts collecting what arrives for `stream_id` (opened by hand with self.conn)."""
         self.streams[stream_id] = {"status": None, "headers": [], "body": bytearray(), "ended": False, "reset": None}
@@ -439,12 +451,7 @@ def test_a_stream_whose_body_stalls_is_reset_after_idle_ms(verge, origin):
     v = h2_verge(verge, origin, extra={"timeouts": {"idle_ms": 500}})
     client = H2Client(v.port)
     try:
-        sid = client.conn.get_next_available_stream_id()
-        client.track(sid)
-        client.conn.send_headers(sid, [(":method", "POST"), (":path", "/stall"), (":scheme", "http"), (":authority", "x"),
-                                       ("content-length", "1000")])
-        client.conn.send_data(sid, b"x" * 10)
-        client.flush()
+        sid = client.open_upload("/stall", 1000, b"x" * 10)
         start = time.monotonic()
         stream = client.response(sid, timeout=5)
         assert stream["reset"] is not None or stream["status"] is not None, stream
@@ -483,12 +490,7 @@ def test_answer_before_the_request_body_is_whole_then_no_error_reset(verge, orig
                                        "behaviors": [{"path": "*", "origin": "files"}]})
     client = H2Client(v.port)
     try:
-        sid = client.conn.get_next_available_stream_id()
-        client.track(sid)
-        client.conn.send_headers(sid, [(":method", "POST"), (":path", "/x"), (":scheme", "http"), (":authority", "x"),
-                                       ("content-length", "10000000")])
-        client.conn.send_data(sid, b"x" * 1000)
-        client.flush()
+        sid = client.open_upload("/x", 10000000, b"x" * 1000)
         stream = client.response(sid)
         assert stream["status"] == 405 and stream["ended"], stream
         deadline = time.monotonic() + 3
@@ -521,11 +523,7 @@ def test_expect_100_continue_gets_an_interim_response_then_the_answer(verge, ori
     v = h2_verge(verge, origin)
     client = H2Client(v.port)
     try:
-        sid = client.conn.get_next_available_stream_id()
-        client.track(sid)
-        client.conn.send_headers(sid, [(":method", "POST"), (":path", "/e"), (":scheme", "http"), (":authority", "x"),
-                                       ("content-length", "5"), ("expect", "100-continue")])
-        client.flush()
+        sid = client.open_upload("/e", 5, headers=[("expect", "100-continue")])
         time.sleep(0.3)
         client.pump(0.5)
         client.send_body(sid, b"hello")
