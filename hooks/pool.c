@@ -265,10 +265,6 @@ static void log_lines(const struct function_pool *pool, const char *request_id, 
     log_text(pool, (slice_t){prefix, (size_t)(p - prefix)}, text);
 }
 
-/* The capture of the first event's call, if it asked for one (and was not
- * cancelled). */
-static void capture_text(const struct worker_process *worker, const char *level, slice_t text);
-
 /* ---- the reap list ------------------------------------------------------- */
 
 static void describe_status(int status, char *out, size_t size)
@@ -421,9 +417,11 @@ static struct sent_event *first_event(struct worker_process *worker)
     return worker->queue_count > 0 ? &worker->queue[worker->queue_head] : NULL;
 }
 
-static void capture_text(const struct worker_process *worker, const char *level, slice_t text)
+/* Copies a line of the first event into its call's capture, if it asked for
+ * one (and was not cancelled). */
+static void capture_text(struct worker_process *worker, const char *level, slice_t text)
 {
-    const struct sent_event *event = worker->queue_count > 0 ? &worker->queue[worker->queue_head] : NULL;
+    const struct sent_event *event = first_event(worker);
     if (event == NULL || event->call == NULL || event->call->log_capture == NULL)
         return;
     struct bytebuf *out = event->call->log_capture;

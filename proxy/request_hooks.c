@@ -463,19 +463,7 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
         request_resume(request);
         return;
     }
-    if (outcome->kind == HOOKS_UNSERIALIZABLE) {
-        if (request->trace != NULL)
-            request_trace_trigger(request, kind, "invalid", outcome->duration_ms,
-                                  arena_printf(&request->arena, "$: %s", outcome->error));
-        log_warn("request %s: function %s (%s) returned an invalid result: $: %s", request->id, function, trigger_name,
-                 outcome->error);
-        fail_with(request, 502, "LambdaValidationError",
-                  arena_printf(&request->arena, "function %s (%s) returned an invalid result: $: %s", function, trigger_name,
-                               outcome->error));
-        request_resume(request);
-        return;
-    }
-    if (outcome->kind != HOOKS_OK) {
+    if (outcome->kind != HOOKS_OK && outcome->kind != HOOKS_UNSERIALIZABLE) {
         log_warn("request %s: function %s (%s) failed: %s%s", request->id, function, trigger_name, outcome->error,
                  trigger->continue_on_error ? "; continuing as configured (on_error: continue)" : "");
         if (request->trace != NULL)
@@ -503,9 +491,12 @@ static void on_function_done(void *context, const struct hooks_outcome *outcome)
                                   arena_printf(&request->arena, "%s: %s", error.field, error.rule));
         log_warn("request %s: function %s (%s) returned an invalid result: %s: %s", request->id, function, trigger_name,
                  error.field, error.rule);
-        hooks_log_validation_error(slice_from_cstr(function), slice_from_cstr(request->id), error.field, error.rule);
-        struct function_metrics *counters = hooks_call_metrics(&request->hook_call);
-        atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_VALIDATION], 1, memory_order_relaxed);
+        if (outcome->kind == HOOKS_OK) {
+            /* (an unserializable result was logged and counted by the pool, which saw it first) */
+            hooks_log_validation_error(slice_from_cstr(function), slice_from_cstr(request->id), error.field, error.rule);
+            struct function_metrics *counters = hooks_call_metrics(&request->hook_call);
+            atomic_fetch_add_explicit(&counters->errors[FUNCTION_ERROR_VALIDATION], 1, memory_order_relaxed);
+        }
         fail_with(request, 502, "LambdaValidationError",
                   arena_printf(&request->arena, "function %s (%s) returned an invalid result: %s: %s", function, trigger_name,
                                error.field, error.rule));

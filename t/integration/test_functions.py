@@ -596,6 +596,26 @@ def test_validation_error(verge, origin, tmp_path, trigger, body, field_expected
         assert origin.requests == []  # the request went no further
 
 
+def test_unserializable_result_is_a_validation_error_counted_once(verge, origin, tmp_path):
+    """A result the worker cannot encode (a Lua function in it) answers 502 like any invalid
+    result, with field "$"; the pool saw it first and counts it, once."""
+    log = FunctionLog(tmp_path / "fn.log")
+    v = verge(fn_config(tmp_path, origin, {"bad": lua_handler("request.uri = function() end; return request")},
+                        {"viewer-request": "bad"}))
+    labels = {"function": "bad", "trigger": "viewer-request"}
+    since = v.stderr_size()
+    r = v.get("/x")
+    assert (r.status, r.header("x-cache")) == (502, VALIDATION), r.headers
+    request_id = cf_id(r)
+    v.wait_for_log(r"request %s: function bad \(viewer-request\) returned an invalid result: \$: cannot serialize "
+                   r"'function'" % re.escape(request_id), since=since)
+    log.wait_for(r"\tbad\t%s\tERROR\t.*cannot serialize 'function'" % re.escape(request_id))
+    metrics = wait_until(lambda: (lambda m: m if m.get("verge_function_invocations_total", 0, **labels) >= 1 else None)(
+        v.metrics()), 5, message="the invocation counted")
+    assert metrics.get("verge_function_errors_total", 0, kind="validation", **labels) == 1, metrics.text
+    assert origin.requests == []
+
+
 def test_validation_error_is_not_cached(verge, origin, tmp_path):
     """A failed origin-response stores nothing: the next request reaches the origin again."""
     ores = lua_handler(RESPONSE_ADD % ("x-cache", "X-Cache"))
