@@ -71,9 +71,8 @@ void request_trace_trigger(struct request *request, enum config_trigger_kind kin
     entry->duration_ms = duration_ms;
     /* Its first line: a traceback follows in the function's own lines. */
     entry->detail = detail != NULL ? arena_strndup(&request->arena, detail, strcspn(detail, "\r\n")) : NULL;
-    entry->log_from = trace->log_from < trace->logs.len ? trace->log_from : trace->logs.len;
+    entry->log_from = trace->log_from; /* set when the trigger began (request_trace_log_capture) */
     entry->log_to = trace->logs.len;
-    trace->log_from = trace->logs.len;
 }
 
 /* ---- formatting ------------------------------------------------------------ */
